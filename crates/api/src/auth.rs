@@ -1,0 +1,26 @@
+//! The caller: an account resolved from its bearer token.
+
+use crate::{ApiError, AppState};
+use accelhub_core::CoreError;
+use accelhub_domain::Account;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+/// The authenticated account making the request.
+pub struct Caller(pub Account);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or(CoreError::Unauthorized)?;
+        Ok(Caller(state.platform.authenticate(token).await?))
+    }
+}

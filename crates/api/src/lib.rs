@@ -1,0 +1,194 @@
+//! The Accelhub HTTP API: axum handlers under `/v1`, the OpenAPI document,
+//! Prometheus metrics and health. Only this crate knows HTTP.
+
+mod auth;
+mod error;
+mod routes;
+
+pub use auth::Caller;
+pub use error::{ApiError, Problem};
+
+use accelhub_core::Platform;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::OpenApi;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub platform: Arc<Platform>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Accelhub API",
+        description = "Accelerator-as-a-service: publish, verify, deploy and call accelerated IPs.",
+        version = env!("CARGO_PKG_VERSION"),
+    ),
+    paths(
+        routes::whoami,
+        routes::create_account,
+        routes::list_accounts,
+        routes::publish,
+        routes::catalog,
+        routes::show_ip,
+        routes::show_version,
+        routes::deploy,
+        routes::list_deployments,
+        routes::undeploy,
+        routes::invoke,
+        routes::put_object,
+        routes::put_named_object,
+        routes::list_objects,
+        routes::get_object,
+        routes::delete_object,
+        routes::submit_job,
+        routes::list_jobs,
+        routes::get_job,
+        routes::cancel_job,
+        routes::job_output,
+        routes::delete_job,
+        routes::usage,
+    ),
+    components(schemas(Problem)),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "accounts"), (name = "catalog"), (name = "deployments"),
+        (name = "calls"), (name = "objects"), (name = "jobs"), (name = "usage"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An Accelhub API token (ahk_…)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(platform: Arc<Platform>) -> Router {
+    let state = AppState { platform };
+    let api = Router::new()
+        .route("/account", get(routes::whoami))
+        .route(
+            "/accounts",
+            post(routes::create_account).get(routes::list_accounts),
+        )
+        .route("/ips", post(routes::publish).get(routes::catalog))
+        .route("/ips/{namespace}/{name}", get(routes::show_ip))
+        .route(
+            "/ips/{namespace}/{name}/versions/{version}",
+            get(routes::show_version),
+        )
+        .route(
+            "/deployments",
+            post(routes::deploy).get(routes::list_deployments),
+        )
+        .route(
+            "/deployments/{namespace}/{name}",
+            axum::routing::delete(routes::undeploy),
+        )
+        .route("/invoke/{namespace}/{name}", post(routes::invoke))
+        .route("/objects", post(routes::put_object).get(routes::list_objects))
+        .route(
+            "/objects/{*key}",
+            get(routes::get_object)
+                .put(routes::put_named_object)
+                .delete(routes::delete_object),
+        )
+        .route("/jobs", post(routes::submit_job).get(routes::list_jobs))
+        .route("/jobs/{id}", get(routes::get_job).delete(routes::delete_job))
+        .route("/jobs/{id}/cancel", post(routes::cancel_job))
+        .route("/jobs/{id}/output", get(routes::job_output))
+        .route("/usage", get(routes::usage))
+        .route("/openapi.json", get(openapi_json))
+        // Bodies are read by the handlers, each with its own limit.
+        .layer(axum::extract::DefaultBodyLimit::disable());
+
+    Router::new()
+        .nest("/v1", api)
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/v1/docs")
+                .url("/v1/docs/openapi.json", ApiDoc::openapi()),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.platform.metrics().render(),
+    )
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!(
+            "no such endpoint: {} {} (the API is under /v1; see /v1/openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// Count and time every request by its route template.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let m = state.platform.metrics();
+    m.http_requests
+        .with_label_values(&[&method, &route, resp.status().as_str()])
+        .inc();
+    m.http_seconds
+        .with_label_values(&[&route])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Serve until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(platform))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,523 @@
+//! Handlers of `/v1`.
+
+use crate::{ApiError, AppState, Caller, Problem};
+use accelhub_domain::{
+    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, IpDetails,
+    IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
+};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Largest JSON request body.
+const MAX_JSON: usize = 1 << 20;
+
+async fn read_body(body: Body, limit: u64, what: &str) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|e| {
+            // axum reports an over-long body as a "length limit exceeded"
+            // error somewhere in the source chain.
+            let mut too_large = false;
+            let mut cur: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(err) = cur {
+                too_large |= err.to_string().contains("length limit exceeded");
+                cur = err.source();
+            }
+            if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("{what} is larger than the limit of {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
+    let bytes = read_body(body, MAX_JSON as u64, "a JSON request").await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON request body: {e}")))
+}
+
+// ---- Accounts -----------------------------------------------------------
+
+/// The calling account.
+#[utoipa::path(get, path = "/v1/account", tag = "accounts",
+    responses((status = 200, body = Account), (status = 401, body = Problem)),
+    security(("token" = [])))]
+pub async fn whoami(Caller(me): Caller) -> Json<Account> {
+    Json(me)
+}
+
+
+
+/// Create an account (operator only).
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount,
+    responses((status = 201, body = CreatedAccount), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem)),
+    security(("token" = [])))]
+pub async fn create_account(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<CreatedAccount>)> {
+    let req: CreateAccount = read_json(body).await?;
+    let (account, token) = s.platform.create_account(&me, &req.name, req.role).await?;
+    Ok((StatusCode::CREATED, Json(CreatedAccount { account, token })))
+}
+
+/// List accounts (operator only).
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
+    responses((status = 200, body = [Account]), (status = 403, body = Problem)),
+    security(("token" = [])))]
+pub async fn list_accounts(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> ApiResult<Json<Vec<Account>>> {
+    Ok(Json(s.platform.list_accounts(&me).await?))
+}
+
+// ---- Catalog ------------------------------------------------------------
+
+/// Publish a new IP version (vendor). The body is a tar archive of the
+/// package: `ip.toml` and the files it names. The version starts `pending`
+/// and is verified in the background.
+#[utoipa::path(post, path = "/v1/ips", tag = "catalog",
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 202, body = IpVersion), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem)),
+    security(("token" = [])))]
+pub async fn publish(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<IpVersion>)> {
+    if me.role == Role::User {
+        return Err(accelhub_core::CoreError::Forbidden(
+            "only vendor accounts publish IPs; this is a user account".into(),
+        )
+        .into());
+    }
+    let limit = s.platform.config().max_package_bytes;
+    let archive = read_body(body, limit, "the package").await?;
+    let v = s.platform.publish(&me, &archive).await?;
+    Ok((StatusCode::ACCEPTED, Json(v)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CatalogQuery {
+    /// Words to look for in names, summaries and tags.
+    pub q: Option<String>,
+}
+
+/// The catalog: every IP with its newest version.
+#[utoipa::path(get, path = "/v1/ips", tag = "catalog", params(CatalogQuery),
+    responses((status = 200, body = [CatalogEntry])),
+    security(("token" = [])))]
+pub async fn catalog(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<CatalogQuery>,
+) -> ApiResult<Json<Vec<CatalogEntry>>> {
+    Ok(Json(s.platform.catalog(q.q.as_deref()).await?))
+}
+
+
+/// One IP: its versions, their status and verification reports.
+#[utoipa::path(get, path = "/v1/ips/{namespace}/{name}", tag = "catalog",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = IpDetails), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn show_ip(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Json<IpDetails>> {
+    let ip = format!("{ns}/{name}");
+    let versions = s.platform.ip_versions(&ip).await?;
+    Ok(Json(IpDetails { ip, versions }))
+}
+
+/// One version of an IP.
+#[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/versions/{version}", tag = "catalog",
+    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = IpVersion), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn show_version(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path((ns, name, version)): Path<(String, String, String)>,
+) -> ApiResult<Json<IpVersion>> {
+    let ip = format!("{ns}/{name}");
+    s.platform
+        .ip_versions(&ip)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .map(Json)
+        .ok_or_else(|| {
+            accelhub_core::CoreError::NotFound(format!("'{ip}' has no version {version}")).into()
+        })
+}
+
+// ---- Deployments --------------------------------------------------------
+
+
+/// Deploy an IP for the caller (user).
+#[utoipa::path(post, path = "/v1/deployments", tag = "deployments", request_body = DeployRequest,
+    responses((status = 201, body = Deployment), (status = 404, body = Problem),
+        (status = 409, body = Problem)),
+    security(("token" = [])))]
+pub async fn deploy(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Deployment>)> {
+    let req: DeployRequest = read_json(body).await?;
+    let d = s
+        .platform
+        .deploy(&me, &req.ip, req.version.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(d)))
+}
+
+/// The caller's deployments.
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    responses((status = 200, body = [Deployment])), security(("token" = [])))]
+pub async fn list_deployments(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> ApiResult<Json<Vec<Deployment>>> {
+    Ok(Json(s.platform.deployments(&me).await?))
+}
+
+/// Remove the caller's deployment of an IP.
+#[utoipa::path(delete, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("token" = [])))]
+pub async fn undeploy(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.platform.undeploy(&me, &format!("{ns}/{name}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- Calls --------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InvokeQuery {
+    /// The call's parameters: one JSON object.
+    pub params: Option<String>,
+}
+
+fn parse_params(text: Option<&str>) -> ApiResult<Params> {
+    match text {
+        None => Ok(Params::new()),
+        Some(t) => accelhub_domain::parse_params(t).map_err(ApiError::bad_request),
+    }
+}
+
+/// Call the caller's deployment of an IP synchronously. The request body is
+/// the input; the response body is the output. Headers report the call id,
+/// version, device, price and device time.
+#[utoipa::path(post, path = "/v1/invoke/{namespace}/{name}", tag = "calls",
+    params(("namespace" = String, Path), ("name" = String, Path), InvokeQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The IP's output", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = Problem), (status = 413, body = Problem),
+        (status = 422, description = "The IP failed the call", body = Problem)),
+    security(("token" = [])))]
+pub async fn invoke(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<InvokeQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    let params = parse_params(q.params.as_deref())?;
+    let limit = s.platform.config().max_sync_bytes;
+    let input = read_body(body, limit, "a sync call's input")
+        .await
+        .map_err(|mut e| {
+            if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                e.problem.detail = format!(
+                    "sync calls take at most {limit} bytes; upload larger data with \
+                     `accelhub object put` and run it with `accelhub job submit`"
+                );
+            }
+            e
+        })?;
+    let r = s
+        .platform
+        .invoke(&me, &format!("{ns}/{name}"), params, input)
+        .await?;
+    let mut headers = HeaderMap::new();
+    let mut set = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(k, v);
+        }
+    };
+    set("accelhub-call-id", r.call_id);
+    set("accelhub-ip", r.ip);
+    set("accelhub-version", r.version);
+    set("accelhub-device", r.device);
+    set("accelhub-price", r.price.to_string());
+    set("accelhub-device-time-us", r.device_time.as_micros().to_string());
+    set("accelhub-cold-start", r.cold_start.to_string());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok((headers, r.output).into_response())
+}
+
+// ---- Objects ------------------------------------------------------------
+
+type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(
+        body.into_data_stream()
+            .map_err(|e| std::io::Error::other(e.to_string())),
+    )
+}
+
+fn sha_header(h: &HeaderMap) -> Option<String> {
+    h.get("accelhub-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Upload an object into the caller's private space, streamed, under a new
+/// key. Send `accelhub-sha256` to have the content checked.
+#[utoipa::path(post, path = "/v1/objects", tag = "objects",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("accelhub-sha256" = Option<String>, Header, description = "Expected SHA-256 (hex)")),
+    responses((status = 201, body = ObjectInfo), (status = 400, body = Problem),
+        (status = 413, body = Problem)),
+    security(("token" = [])))]
+pub async fn put_object(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
+    let info = s
+        .platform
+        .put_object(&me, None, sha_header(&headers).as_deref(), body_stream(body))
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Upload an object under a key of the caller's choice (replacing it).
+#[utoipa::path(put, path = "/v1/objects/{key}", tag = "objects",
+    params(("key" = String, Path), ("accelhub-sha256" = Option<String>, Header)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = ObjectInfo), (status = 400, body = Problem)),
+    security(("token" = [])))]
+pub async fn put_named_object(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
+    let info = s
+        .platform
+        .put_object(&me, Some(&key), sha_header(&headers).as_deref(), body_stream(body))
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// The caller's objects.
+#[utoipa::path(get, path = "/v1/objects", tag = "objects",
+    responses((status = 200, body = [ObjectInfo])), security(("token" = [])))]
+pub async fn list_objects(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> ApiResult<Json<Vec<ObjectInfo>>> {
+    Ok(Json(s.platform.list_objects(&me).await?))
+}
+
+fn stream_response(info: ObjectInfo, stream: ByteStream) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    if let Ok(v) = HeaderValue::from_str(&info.sha256) {
+        headers.insert("accelhub-sha256", v);
+    }
+    (headers, Body::from_stream(stream)).into_response()
+}
+
+/// Download one of the caller's objects.
+#[utoipa::path(get, path = "/v1/objects/{key}", tag = "objects",
+    params(("key" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn get_object(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Response> {
+    let (info, stream) = s.platform.get_object(&me, &key).await?;
+    Ok(stream_response(info, stream))
+}
+
+/// Delete one of the caller's objects.
+#[utoipa::path(delete, path = "/v1/objects/{key}", tag = "objects",
+    params(("key" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("token" = [])))]
+pub async fn delete_object(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.platform.delete_object(&me, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- Jobs ---------------------------------------------------------------
+
+
+/// Queue a job on one of the caller's objects.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
+    responses((status = 202, body = Job), (status = 404, body = Problem),
+        (status = 413, body = Problem)),
+    security(("token" = [])))]
+pub async fn submit_job(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    let req: SubmitJob = read_json(body).await?;
+    let job = s
+        .platform
+        .submit_job(&me, &req.ip, &req.input, req.params)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Most jobs to list, newest first (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The caller's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = [Job])), security(("token" = [])))]
+pub async fn list_jobs(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Job>>> {
+    Ok(Json(s.platform.jobs(&me, q.limit.unwrap_or(100)).await?))
+}
+
+/// One job: state, progress, attempts.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn get_job(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    Ok(Json(s.platform.job(&me, &id).await?))
+}
+
+/// Cancel a queued or running job.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = Problem),
+        (status = 409, body = Problem)),
+    security(("token" = [])))]
+pub async fn cancel_job(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    Ok(Json(s.platform.cancel_job(&me, &id).await?))
+}
+
+/// Download a succeeded job's output.
+#[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("token" = [])))]
+pub async fn job_output(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (info, stream) = s.platform.job_output(&me, &id).await?;
+    Ok(stream_response(info, stream))
+}
+
+/// Delete a finished job and its output.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("token" = [])))]
+pub async fn delete_job(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.platform.delete_job(&me, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- Usage --------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UsageQuery {
+    /// `YYYY-MM-DD` or an RFC 3339 time.
+    pub since: Option<String>,
+}
+
+fn parse_since(s: &str) -> ApiResult<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "since='{s}' is not a date: use YYYY-MM-DD or an RFC 3339 time"
+            ))
+        })
+}
+
+/// Usage records and totals: the caller's consumption (user), use of the
+/// caller's IPs (vendor), or all (operator).
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
+    responses((status = 200, body = UsageReport), (status = 400, body = Problem)),
+    security(("token" = [])))]
+pub async fn usage(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<UsageQuery>,
+) -> ApiResult<Json<UsageReport>> {
+    let since = q.since.as_deref().map(parse_since).transpose()?;
+    Ok(Json(s.platform.usage(&me, since).await?))
+}

@@ -1,0 +1,785 @@
+//! Command-line interface.
+
+use crate::serve::{serve, ServeArgs};
+use accelhub_client::Client;
+use accelhub_domain::{IpVersion, Job, JobState, Params, Role, VersionStatus};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Parser)]
+#[command(name = "accelhub", version, about = "Accelhub: accelerated functions as a service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Conn {
+    /// Server URL.
+    #[arg(long, env = "ACCELHUB_URL", default_value = "http://127.0.0.1:7700", global = true)]
+    pub url: String,
+    /// API token.
+    #[arg(long, env = "ACCELHUB_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: API, scheduler and a local agent, on embedded storage.
+    Serve(ServeArgs),
+    /// Accounts and tokens.
+    Account {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+    /// Publish IPs and browse the catalog.
+    Ip {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: IpCmd,
+    },
+    /// Deploy an IP for your account: `accelhub deploy NAME[@VERSION]`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Deploy {
+        #[command(flatten)]
+        conn: Conn,
+        /// `namespace/name`, optionally `@VERSION` (default: newest verified).
+        target: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<DeployCmd>,
+    },
+    /// Call a deployed IP synchronously.
+    Invoke {
+        #[command(flatten)]
+        conn: Conn,
+        /// `namespace/name`.
+        ip: String,
+        /// Input file (`-` for standard input).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// A parameter, `KEY=VALUE`; VALUE is JSON if it parses, else a string.
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Asynchronous jobs on objects.
+    Job {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: JobCmd,
+    },
+    /// Your private object space.
+    Object {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ObjectCmd,
+    },
+    /// What your calls cost (user), what your IPs earned (vendor), or all (operator).
+    Usage {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only records from this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an account (operator) and print its token.
+    Create {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// List accounts (operator).
+    List,
+    /// Show the account of the current token.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpCmd {
+    /// Publish the package in DIR (ip.toml and the files it names).
+    Publish {
+        dir: PathBuf,
+        /// Wait for verification to finish and print its result.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the catalog.
+    List {
+        /// Search names, summaries and tags.
+        query: Option<String>,
+    },
+    /// Show an IP's versions, status and verification reports.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCmd {
+    /// List your deployments.
+    List,
+    /// Remove a deployment.
+    Rm { ip: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// Queue a job; prints its id.
+    Submit {
+        ip: String,
+        /// An object key, or a local file to upload first.
+        #[arg(long, short)]
+        input: String,
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+    },
+    /// Show a job.
+    Status { id: String },
+    /// Wait for a job to finish, showing progress.
+    Wait { id: String },
+    /// Download a succeeded job's output.
+    Output {
+        id: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List your jobs, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Cancel a queued or running job.
+    Cancel { id: String },
+    /// Delete a finished job and its output.
+    Rm { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectCmd {
+    /// Upload a file (any size, streamed, SHA-256 checked); prints its key.
+    Put {
+        file: PathBuf,
+        /// Key to store it under (default: a new unique key).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Download an object.
+    Get {
+        key: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List your objects.
+    List,
+    /// Delete an object.
+    Rm { key: String },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+fn client(conn: &Conn) -> anyhow::Result<Client> {
+    Ok(Client::new(&conn.url, conn.token.clone())?)
+}
+
+fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `KEY=VALUE` pairs into a params object; VALUE is JSON if it parses.
+pub fn parse_params(pairs: &[String]) -> anyhow::Result<Params> {
+    let mut params = Params::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("parameter '{p}' is not KEY=VALUE");
+        };
+        if k.is_empty() {
+            bail!("parameter '{p}' has an empty key");
+        }
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+        params.insert(k.to_string(), value);
+    }
+    Ok(params)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing();
+            serve(args).await
+        }
+        Command::Account { conn, cmd } => account(&conn, cmd).await,
+        Command::Ip { conn, cmd } => ip(&conn, cmd).await,
+        Command::Deploy { conn, target, cmd } => deploy(&conn, target, cmd).await,
+        Command::Invoke {
+            conn,
+            ip,
+            input,
+            params,
+            output,
+        } => invoke(&conn, &ip, &input, &params, output.as_deref()).await,
+        Command::Job { conn, cmd } => job(&conn, cmd).await,
+        Command::Object { conn, cmd } => object(&conn, cmd).await,
+        Command::Usage { conn, since } => usage(&conn, since.as_deref()).await,
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn account(conn: &Conn, cmd: AccountCmd) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    match cmd {
+        AccountCmd::Create { name, role } => {
+            let created = c.create_account(&name, role).await?;
+            if conn.json {
+                return print_json(&created);
+            }
+            eprintln!(
+                "created {} account '{}'; its token (shown only now):",
+                created.account.role, created.account.name
+            );
+            println!("{}", created.token);
+        }
+        AccountCmd::List => {
+            let accounts = c.accounts().await?;
+            if conn.json {
+                return print_json(&accounts);
+            }
+            println!("{:<6} {:<24} {:<9} CREATED", "ID", "NAME", "ROLE");
+            for a in accounts {
+                println!(
+                    "{:<6} {:<24} {:<9} {}",
+                    a.id,
+                    a.name,
+                    a.role,
+                    a.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+        }
+        AccountCmd::Whoami => {
+            let a = c.whoami().await?;
+            if conn.json {
+                return print_json(&a);
+            }
+            println!("{} ({})", a.name, a.role);
+        }
+    }
+    Ok(())
+}
+
+fn status_mark(s: VersionStatus) -> &'static str {
+    match s {
+        VersionStatus::Pending => "pending",
+        VersionStatus::Verified => "verified",
+        VersionStatus::Rejected => "REJECTED",
+    }
+}
+
+fn print_report(v: &IpVersion) {
+    let Some(report) = &v.report else {
+        println!("    verification: not finished");
+        return;
+    };
+    for imp in &report.implementations {
+        println!(
+            "    device {}: {} (load {:.1} ms)",
+            imp.device,
+            if imp.passed { "passed" } else { "FAILED" },
+            imp.load_ms
+        );
+        if let Some(e) = &imp.load_error {
+            println!("      load error: {e}");
+        }
+        for t in &imp.tests {
+            if t.passed {
+                println!("      ok    {} ({:.2} ms)", t.name, t.device_time_ms);
+                continue;
+            }
+            println!("      FAIL  {}", t.name);
+            if let Some(e) = &t.error {
+                println!("            {e}");
+            }
+            match t.actual_size {
+                Some(a) => println!(
+                    "            expected {} bytes, got {a}{}",
+                    t.expected_size,
+                    t.first_difference
+                        .map(|o| format!("; first difference at byte {o}"))
+                        .unwrap_or_default()
+                ),
+                None => println!("            expected {} bytes, got no output", t.expected_size),
+            }
+            if let Some(code) = t.exit_code {
+                println!("            exit code {code}");
+            }
+            if !t.stderr_tail.trim().is_empty() {
+                println!("            stderr:");
+                for line in t.stderr_tail.trim_end().lines().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+                    println!("              {line}");
+                }
+            }
+        }
+    }
+}
+
+async fn ip(conn: &Conn, cmd: IpCmd) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    match cmd {
+        IpCmd::Publish { dir, wait } => {
+            let mut v = c.publish_dir(&dir).await?;
+            if wait {
+                let bar = spinner(&format!("verifying {}@{}", v.ip, v.version));
+                loop {
+                    let details = c.ip(&v.ip).await?;
+                    if let Some(now) = details.versions.into_iter().find(|x| x.version == v.version) {
+                        v = now;
+                    }
+                    if v.status != VersionStatus::Pending {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                bar.finish_and_clear();
+            }
+            if conn.json {
+                return print_json(&v);
+            }
+            println!("{}@{}: {}", v.ip, v.version, status_mark(v.status));
+            if wait {
+                print_report(&v);
+                if v.status == VersionStatus::Rejected {
+                    bail!("{}@{} was rejected by verification", v.ip, v.version);
+                }
+            } else {
+                eprintln!("verification runs now; see `accelhub ip show {}`", v.ip);
+            }
+        }
+        IpCmd::List { query } => {
+            let entries = c.catalog(query.as_deref()).await?;
+            if conn.json {
+                return print_json(&entries);
+            }
+            println!(
+                "{:<28} {:<10} {:<9} {:<10} {:<8} SUMMARY",
+                "IP", "LATEST", "STATUS", "PRICE", "DEVICES"
+            );
+            for e in entries {
+                println!(
+                    "{:<28} {:<10} {:<9} {:<10} {:<8} {}",
+                    e.ip,
+                    e.latest.version,
+                    status_mark(e.latest.status),
+                    e.latest.price_per_call,
+                    e.latest.devices.join(","),
+                    e.latest.summary
+                );
+            }
+        }
+        IpCmd::Show { name } => {
+            let d = c.ip(&name).await?;
+            if conn.json {
+                return print_json(&d);
+            }
+            println!("{}", d.ip);
+            if let Some(latest) = d.versions.first() {
+                println!("  {}", latest.summary);
+            }
+            for v in &d.versions {
+                println!(
+                    "  {} {} price/call {} devices {} published {}",
+                    v.version,
+                    status_mark(v.status),
+                    v.price_per_call,
+                    v.devices.join(","),
+                    v.published_at.format("%Y-%m-%d %H:%M")
+                );
+                print_report(v);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn deploy(conn: &Conn, target: Option<String>, cmd: Option<DeployCmd>) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    match (target, cmd) {
+        (Some(t), None) => {
+            let (ip, version) = match t.split_once('@') {
+                Some((ip, v)) => (ip.to_string(), Some(v.to_string())),
+                None => (t, None),
+            };
+            let d = c.deploy(&ip, version.as_deref()).await?;
+            if conn.json {
+                return print_json(&d);
+            }
+            println!(
+                "deployed {}@{} on {} at {} per call",
+                d.ip,
+                d.version,
+                d.devices.join(","),
+                d.price_per_call
+            );
+        }
+        (None, Some(DeployCmd::List)) => {
+            let ds = c.deployments().await?;
+            if conn.json {
+                return print_json(&ds);
+            }
+            println!("{:<28} {:<10} {:<10} DEVICES", "IP", "VERSION", "PRICE");
+            for d in ds {
+                println!(
+                    "{:<28} {:<10} {:<10} {}",
+                    d.ip,
+                    d.version,
+                    d.price_per_call,
+                    d.devices.join(",")
+                );
+            }
+        }
+        (None, Some(DeployCmd::Rm { ip })) => {
+            c.undeploy(&ip).await?;
+            eprintln!("removed the deployment of {ip}");
+        }
+        _ => bail!("usage: accelhub deploy NAME[@VERSION] | accelhub deploy list | accelhub deploy rm NAME"),
+    }
+    Ok(())
+}
+
+async fn write_response(resp: reqwest::Response, output: Option<&Path>) -> anyhow::Result<u64> {
+    let mut stream = resp.bytes_stream();
+    let mut n = 0u64;
+    match output {
+        Some(path) => {
+            // Write to a temporary file and rename: no partial output file
+            // claims success.
+            let tmp = path.with_extension("accelhub-partial");
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("the download was interrupted")?;
+                n += chunk.len() as u64;
+                f.write_all(&chunk).await?;
+            }
+            f.sync_all().await?;
+            drop(f);
+            tokio::fs::rename(&tmp, path).await?;
+        }
+        None => {
+            let mut out = tokio::io::stdout();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("the download was interrupted")?;
+                n += chunk.len() as u64;
+                out.write_all(&chunk).await?;
+            }
+            out.flush().await?;
+        }
+    }
+    Ok(n)
+}
+
+async fn invoke(
+    conn: &Conn,
+    ip: &str,
+    input: &Path,
+    params: &[String],
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    let params = parse_params(params)?;
+    let data = if input == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?
+    };
+    let (info, resp) = c.invoke_response(ip, &params, data).await?;
+    let n = write_response(resp, output).await?;
+    eprintln!(
+        "{}@{} on {}: {n} bytes out, {:.3} ms device time, price {}{} (call {})",
+        info.ip,
+        info.version,
+        info.device,
+        info.device_time_us as f64 / 1e3,
+        info.price,
+        if info.cold_start { ", cold start" } else { "" },
+        info.call_id
+    );
+    Ok(())
+}
+
+fn spinner(msg: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+fn print_job(job: &Job) {
+    println!("job       {}", job.id);
+    println!("ip        {}@{} on {}", job.ip, job.version, job.device);
+    println!("input     {} ({} bytes)", job.input_key, job.input_size);
+    println!("state     {} ({:.0}%)", job.state, job.progress * 100.0);
+    println!("attempts  {}/{}", job.attempts, job.max_attempts);
+    if let Some(k) = &job.output_key {
+        println!(
+            "output    {} ({} bytes)",
+            k,
+            job.output_size.unwrap_or_default()
+        );
+    }
+    if let Some(e) = &job.error {
+        println!("error     {e}");
+    }
+    for a in &job.history {
+        println!(
+            "  attempt {} on {}: {}{}",
+            a.attempt,
+            a.worker,
+            a.outcome,
+            a.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    if let Some(log) = job.log.as_deref().filter(|l| !l.trim().is_empty()) {
+        println!("log:\n{}", log.trim_end());
+    }
+}
+
+/// Upload a file with a progress bar; the SHA-256 is computed first and
+/// checked by the server.
+async fn upload(c: &Client, path: &Path, key: Option<&str>) -> anyhow::Result<accelhub_domain::ObjectInfo> {
+    use sha2::{Digest, Sha256};
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a file", path.display());
+    }
+    let size = meta.len();
+    let sha = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            let mut f = std::fs::File::open(path)?;
+            let mut h = Sha256::new();
+            std::io::copy(&mut f, &mut h)?;
+            Ok(hex::encode(h.finalize()))
+        })
+        .await??
+    };
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("uploading");
+    let file = tokio::fs::File::open(path).await?;
+    let b2 = bar.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |c| {
+        if let Ok(c) = c {
+            b2.inc(c.len() as u64);
+        }
+    });
+    let info = c
+        .put_object(key, reqwest::Body::wrap_stream(stream), Some(&sha))
+        .await?;
+    bar.finish_and_clear();
+    Ok(info)
+}
+
+async fn job(conn: &Conn, cmd: JobCmd) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    match cmd {
+        JobCmd::Submit { ip, input, params } => {
+            let params = parse_params(&params)?;
+            let key = if Path::new(&input).is_file() {
+                let info = upload(&c, Path::new(&input), None).await?;
+                eprintln!("uploaded {input} as object {}", info.key);
+                info.key
+            } else {
+                input
+            };
+            let job = c.submit_job(&ip, &key, params).await?;
+            if conn.json {
+                return print_json(&job);
+            }
+            println!("{}", job.id);
+        }
+        JobCmd::Status { id } => {
+            let job = c.job(&id).await?;
+            if conn.json {
+                return print_json(&job);
+            }
+            print_job(&job);
+        }
+        JobCmd::Wait { id } => {
+            let bar = ProgressBar::new(1000);
+            bar.set_style(
+                ProgressStyle::with_template("{msg:<24} [{bar:30}] {percent}% {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let job = c
+                .wait_job(&id, |j| {
+                    bar.set_position((j.progress * 1000.0) as u64);
+                    bar.set_message(format!("{} (attempt {})", j.state, j.attempts));
+                })
+                .await?;
+            bar.finish_and_clear();
+            if conn.json {
+                print_json(&job)?;
+            } else {
+                print_job(&job);
+            }
+            if job.state != JobState::Succeeded {
+                bail!("job {} {}", job.id, job.state);
+            }
+        }
+        JobCmd::Output { id, output } => {
+            let resp = c.job_output(&id).await?;
+            let n = write_response(resp, output.as_deref()).await?;
+            if let Some(p) = output {
+                eprintln!("wrote {n} bytes to {}", p.display());
+            }
+        }
+        JobCmd::List { limit } => {
+            let jobs = c.jobs(Some(limit)).await?;
+            if conn.json {
+                return print_json(&jobs);
+            }
+            println!(
+                "{:<38} {:<24} {:<10} {:>5} {:>4} CREATED",
+                "JOB", "IP", "STATE", "PROG", "TRY"
+            );
+            for j in jobs {
+                println!(
+                    "{:<38} {:<24} {:<10} {:>4.0}% {:>4} {}",
+                    j.id,
+                    format!("{}@{}", j.ip, j.version),
+                    j.state,
+                    j.progress * 100.0,
+                    j.attempts,
+                    j.created_at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        JobCmd::Cancel { id } => {
+            let job = c.cancel_job(&id).await?;
+            eprintln!("job {} is {}", job.id, job.state);
+        }
+        JobCmd::Rm { id } => {
+            c.delete_job(&id).await?;
+            eprintln!("deleted job {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn object(conn: &Conn, cmd: ObjectCmd) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    match cmd {
+        ObjectCmd::Put { file, key } => {
+            let info = upload(&c, &file, key.as_deref()).await?;
+            if conn.json {
+                return print_json(&info);
+            }
+            eprintln!("stored {} bytes, sha256 {}", info.size, info.sha256);
+            println!("{}", info.key);
+        }
+        ObjectCmd::Get { key, output } => {
+            let resp = c.get_object(&key).await?;
+            let n = write_response(resp, output.as_deref()).await?;
+            if let Some(p) = output {
+                eprintln!("wrote {n} bytes to {}", p.display());
+            }
+        }
+        ObjectCmd::List => {
+            let objs = c.objects().await?;
+            if conn.json {
+                return print_json(&objs);
+            }
+            println!("{:<40} {:>14} CREATED", "KEY", "BYTES");
+            for o in objs {
+                println!(
+                    "{:<40} {:>14} {}",
+                    o.key,
+                    o.size,
+                    o.created_at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        ObjectCmd::Rm { key } => {
+            c.delete_object(&key).await?;
+            eprintln!("deleted {key}");
+        }
+    }
+    Ok(())
+}
+
+async fn usage(conn: &Conn, since: Option<&str>) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    let report = c.usage(since).await?;
+    if conn.json {
+        return print_json(&report);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<20} {:<5} {:<14} {:<24} {:<8} {:<6} {:>10} {:>10} {:>10} {:>10}",
+        "TIME", "KIND", "ACCOUNT", "IP", "VERSION", "DEVICE", "IN", "OUT", "DEVICE_MS", "PRICE"
+    )?;
+    for r in &report.records {
+        writeln!(
+            out,
+            "{:<20} {:<5} {:<14} {:<24} {:<8} {:<6} {:>10} {:>10} {:>10.3} {:>10}",
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.kind,
+            r.account.as_deref().unwrap_or("-"),
+            r.ip,
+            r.version,
+            r.device,
+            r.bytes_in,
+            r.bytes_out,
+            r.device_time_us as f64 / 1e3,
+            if r.billed {
+                r.price.to_string()
+            } else {
+                format!("({})", r.outcome)
+            },
+        )?;
+    }
+    let t = &report.totals;
+    writeln!(
+        out,
+        "total ({} view): {} records, {} billed, {} failed (unbilled), {} bytes in, {} bytes out, {:.3} ms device time, amount {}",
+        report.view, t.records, t.billed, t.failed, t.bytes_in, t.bytes_out,
+        t.device_time_us as f64 / 1e3, t.amount
+    )?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `accelhub serve`: API, scheduler and a local agent in one process, on
+//! SQLite and a local object directory.
+
+use accelhub_core::jobs::Agent;
+use accelhub_core::{CoreConfig, LocalExecutor, Platform};
+use accelhub_domain::Limits;
+use accelhub_objects::{LocalDirStore, Sealer};
+use accelhub_store::SqliteStore;
+use accelhub_wasm::{WasmBackend, WasmConfig};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory for the database, objects and keys.
+    #[arg(long, env = "ACCELHUB_DATA", default_value = ".accelhub")]
+    pub data: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ACCELHUB_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Master key for artifacts at rest, 64 hex digits. Default: generated
+    /// into DATA/master.key on first start.
+    #[arg(long, env = "ACCELHUB_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Largest sync call input, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_sync_bytes: u64,
+    /// Largest object upload, in bytes.
+    #[arg(long, default_value_t = 64 << 30)]
+    pub max_object_bytes: u64,
+    /// Concurrent calls on the wasm device (default: 2 per core).
+    #[arg(long)]
+    pub wasm_slots: Option<usize>,
+    /// Most wall-clock time an IP may ask for per call, in ms.
+    #[arg(long, default_value_t = Limits::MAX.timeout_ms)]
+    pub max_timeout_ms: u64,
+    /// Most memory an IP may ask for, in MiB.
+    #[arg(long, default_value_t = Limits::MAX.memory_bytes >> 20)]
+    pub max_memory_mb: u64,
+    /// Seconds a job lease lasts without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub job_lease_secs: u64,
+    /// This node's name in job leases.
+    #[arg(long, env = "ACCELHUB_NODE", default_value = "local")]
+    pub node: String,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+    let store = SqliteStore::open(&args.data.join("accelhub.db"))
+        .await
+        .context("cannot open the database")?;
+    let objects = LocalDirStore::new(args.data.join("objects"))
+        .context("cannot open the object directory")?;
+    let sealer = match &args.master_key {
+        Some(k) => Sealer::from_hex(k)?,
+        None => Sealer::load_or_create(&args.data.join("master.key"))?,
+    };
+    let max_limits = Limits {
+        timeout_ms: args.max_timeout_ms,
+        memory_bytes: args.max_memory_mb << 20,
+        output_bytes: Limits::MAX.output_bytes,
+    };
+    let mut wasm_config = WasmConfig {
+        max_memory_bytes: max_limits.memory_bytes,
+        ..WasmConfig::default()
+    };
+    if let Some(s) = args.wasm_slots {
+        wasm_config.slots = s.max(1);
+    }
+    let workers = wasm_config.slots;
+    let wasm = WasmBackend::new(wasm_config)?;
+    let executor = LocalExecutor::new().with_backend(Arc::new(wasm));
+    let config = CoreConfig {
+        default_limits: Limits {
+            timeout_ms: Limits::DEFAULT.timeout_ms.min(max_limits.timeout_ms),
+            memory_bytes: Limits::DEFAULT.memory_bytes.min(max_limits.memory_bytes),
+            output_bytes: Limits::DEFAULT.output_bytes,
+        },
+        max_limits,
+        max_sync_bytes: args.max_sync_bytes,
+        max_object_bytes: args.max_object_bytes,
+        job_lease: Duration::from_secs(args.job_lease_secs.max(1)),
+        node: args.node.clone(),
+        ..CoreConfig::default()
+    };
+    let platform = Platform::new(
+        Arc::new(store),
+        Arc::new(objects),
+        sealer,
+        Arc::new(executor),
+        config,
+    );
+
+    let token_path = args.data.join("admin.token");
+    if let Some(token) = platform.bootstrap_operator().await? {
+        accelhub_objects::write_private(&token_path, format!("{token}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", token_path.display()))?;
+        eprintln!(
+            "created the operator account; its API token is in {} (mode 0600)",
+            token_path.display()
+        );
+    }
+
+    let agent = Agent::start(platform.clone(), workers).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!("accelhub listening on http://{addr}");
+    eprintln!(
+        "  data: {}   API docs: http://{addr}/v1/docs   operator token: {}",
+        args.data.display(),
+        token_path.display()
+    );
+    accelhub_api::serve(listener, platform, shutdown_signal()).await?;
+    eprintln!("shutting down: finishing running jobs (10 s at most)");
+    if tokio::time::timeout(Duration::from_secs(10), agent.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("jobs still running are re-queued on the next start");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

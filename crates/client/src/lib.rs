@@ -1,0 +1,399 @@
+//! A Rust client for the Accelhub HTTP API, used by the CLI, the tests and
+//! the benchmarks.
+
+mod package;
+
+pub use package::pack_dir;
+
+use accelhub_domain::{
+    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, IpDetails,
+    IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
+};
+use bytes::Bytes;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// An `application/problem+json` body.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Problem {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub detail: String,
+    pub call_id: Option<String>,
+    pub failure: Option<String>,
+    pub exit_code: Option<i32>,
+    pub log: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the Accelhub server at {url}: {source}")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("{}", problem_message(.status, .problem))]
+    Api { status: StatusCode, problem: Problem },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn problem_message(status: &StatusCode, p: &Problem) -> String {
+    let mut s = if p.detail.is_empty() {
+        format!("the server answered {status}")
+    } else {
+        p.detail.clone()
+    };
+    if let Some(log) = p.log.as_deref().filter(|l| !l.trim().is_empty()) {
+        s.push_str("\n--- IP log (stderr) ---\n");
+        s.push_str(log.trim_end());
+    }
+    s
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            ClientError::Api { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Metadata of a sync call, from the response headers.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub ip: String,
+    pub version: String,
+    pub device: String,
+    pub price: String,
+    pub device_time_us: u64,
+    pub cold_start: bool,
+}
+
+impl CallInfo {
+    fn from_response(r: &Response) -> Self {
+        let h = |k: &str| {
+            r.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        CallInfo {
+            call_id: h("accelhub-call-id"),
+            ip: h("accelhub-ip"),
+            version: h("accelhub-version"),
+            device: h("accelhub-device"),
+            price: h("accelhub-price"),
+            device_time_us: h("accelhub-device-time-us").parse().unwrap_or(0),
+            cold_start: h("accelhub-cold-start") == "true",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Invalid(format!(
+                "'{base}' is not a server URL: expected http://HOST:PORT or https://…"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("accelhub-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Invalid(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client { http, base, token })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn with_token(&self, token: impl Into<String>) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: Some(token.into()),
+        }
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Send, and turn a non-2xx answer into [`ClientError::Api`].
+    pub async fn send(&self, r: RequestBuilder) -> Result<Response> {
+        let resp = r.send().await.map_err(|e| ClientError::Connect {
+            url: self.base.clone(),
+            source: e,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| Problem {
+            status: status.as_u16(),
+            detail: String::from_utf8_lossy(&body).trim().to_string(),
+            ..Problem::default()
+        });
+        Err(ClientError::Api { status, problem })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, r: RequestBuilder) -> Result<T> {
+        let resp = self.send(r).await?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
+            url: self.base.clone(),
+            source: e,
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Invalid(format!("unexpected answer from the server: {e}")))
+    }
+
+    // ---- Accounts ----
+
+    pub async fn whoami(&self) -> Result<Account> {
+        self.json(self.req(Method::GET, "/v1/account")).await
+    }
+
+    pub async fn create_account(&self, name: &str, role: Role) -> Result<CreatedAccount> {
+        let body = CreateAccount {
+            name: name.into(),
+            role,
+        };
+        self.json(self.req(Method::POST, "/v1/accounts").json(&body))
+            .await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        self.json(self.req(Method::GET, "/v1/accounts")).await
+    }
+
+    // ---- Catalog ----
+
+    /// Publish a package archive (see [`pack_dir`]).
+    pub async fn publish(&self, archive: Vec<u8>) -> Result<IpVersion> {
+        self.json(
+            self.req(Method::POST, "/v1/ips")
+                .header("content-type", "application/x-tar")
+                .body(archive),
+        )
+        .await
+    }
+
+    pub async fn publish_dir(&self, dir: &Path) -> Result<IpVersion> {
+        let archive = pack_dir(dir)?;
+        self.publish(archive).await
+    }
+
+    pub async fn catalog(&self, query: Option<&str>) -> Result<Vec<CatalogEntry>> {
+        let mut r = self.req(Method::GET, "/v1/ips");
+        if let Some(q) = query {
+            r = r.query(&[("q", q)]);
+        }
+        self.json(r).await
+    }
+
+    pub async fn ip(&self, name: &str) -> Result<IpDetails> {
+        self.json(self.req(Method::GET, &format!("/v1/ips/{}", check_ip(name)?)))
+            .await
+    }
+
+    // ---- Deployments ----
+
+    pub async fn deploy(&self, ip: &str, version: Option<&str>) -> Result<Deployment> {
+        let body = DeployRequest {
+            ip: ip.into(),
+            version: version.map(str::to_string),
+        };
+        self.json(self.req(Method::POST, "/v1/deployments").json(&body))
+            .await
+    }
+
+    pub async fn deployments(&self) -> Result<Vec<Deployment>> {
+        self.json(self.req(Method::GET, "/v1/deployments")).await
+    }
+
+    pub async fn undeploy(&self, ip: &str) -> Result<()> {
+        self.send(self.req(
+            Method::DELETE,
+            &format!("/v1/deployments/{}", check_ip(ip)?),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    // ---- Calls ----
+
+    /// Start a sync call; the response body streams the output.
+    pub async fn invoke_response(
+        &self,
+        ip: &str,
+        params: &Params,
+        input: impl Into<reqwest::Body>,
+    ) -> Result<(CallInfo, Response)> {
+        let mut r = self
+            .req(Method::POST, &format!("/v1/invoke/{}", check_ip(ip)?))
+            .header("content-type", "application/octet-stream")
+            .body(input);
+        if !params.is_empty() {
+            r = r.query(&[(
+                "params",
+                serde_json::Value::Object(params.clone()).to_string(),
+            )]);
+        }
+        let resp = self.send(r).await?;
+        Ok((CallInfo::from_response(&resp), resp))
+    }
+
+    /// A sync call with the output in memory.
+    pub async fn invoke(&self, ip: &str, params: &Params, input: Bytes) -> Result<(CallInfo, Bytes)> {
+        let (info, resp) = self.invoke_response(ip, params, input).await?;
+        let out = resp.bytes().await.map_err(|e| ClientError::Connect {
+            url: self.base.clone(),
+            source: e,
+        })?;
+        Ok((info, out))
+    }
+
+    // ---- Objects ----
+
+    /// Upload bytes as an object; `key` None lets the server name it.
+    pub async fn put_object(&self, key: Option<&str>, data: impl Into<reqwest::Body>, sha256: Option<&str>) -> Result<ObjectInfo> {
+        let mut r = match key {
+            Some(k) => self.req(Method::PUT, &format!("/v1/objects/{k}")),
+            None => self.req(Method::POST, "/v1/objects"),
+        }
+        .header("content-type", "application/octet-stream")
+        .body(data);
+        if let Some(s) = sha256 {
+            r = r.header("accelhub-sha256", s);
+        }
+        self.json(r).await
+    }
+
+    pub async fn objects(&self) -> Result<Vec<ObjectInfo>> {
+        self.json(self.req(Method::GET, "/v1/objects")).await
+    }
+
+    pub async fn get_object(&self, key: &str) -> Result<Response> {
+        self.send(self.req(Method::GET, &format!("/v1/objects/{key}")))
+            .await
+    }
+
+    pub async fn delete_object(&self, key: &str) -> Result<()> {
+        self.send(self.req(Method::DELETE, &format!("/v1/objects/{key}")))
+            .await?;
+        Ok(())
+    }
+
+    // ---- Jobs ----
+
+    pub async fn submit_job(&self, ip: &str, input: &str, params: Params) -> Result<Job> {
+        let body = SubmitJob {
+            ip: ip.into(),
+            input: input.into(),
+            params,
+        };
+        self.json(self.req(Method::POST, "/v1/jobs").json(&body)).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        self.json(self.req(Method::GET, &format!("/v1/jobs/{id}")))
+            .await
+    }
+
+    pub async fn jobs(&self, limit: Option<u32>) -> Result<Vec<Job>> {
+        let mut r = self.req(Method::GET, "/v1/jobs");
+        if let Some(l) = limit {
+            r = r.query(&[("limit", l)]);
+        }
+        self.json(r).await
+    }
+
+    pub async fn cancel_job(&self, id: &str) -> Result<Job> {
+        self.json(self.req(Method::POST, &format!("/v1/jobs/{id}/cancel")))
+            .await
+    }
+
+    pub async fn job_output(&self, id: &str) -> Result<Response> {
+        self.send(self.req(Method::GET, &format!("/v1/jobs/{id}/output")))
+            .await
+    }
+
+    pub async fn delete_job(&self, id: &str) -> Result<()> {
+        self.send(self.req(Method::DELETE, &format!("/v1/jobs/{id}")))
+            .await?;
+        Ok(())
+    }
+
+    /// Poll a job until it finishes, calling `progress` on each change.
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        mut progress: impl FnMut(&Job),
+    ) -> Result<Job> {
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            let job = self.job(id).await?;
+            progress(&job);
+            if job.state.is_terminal() {
+                return Ok(job);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_millis(500));
+        }
+    }
+
+    // ---- Usage ----
+
+    pub async fn usage(&self, since: Option<&str>) -> Result<UsageReport> {
+        let mut r = self.req(Method::GET, "/v1/usage");
+        if let Some(s) = since {
+            r = r.query(&[("since", s)]);
+        }
+        self.json(r).await
+    }
+
+    // ---- Raw ----
+
+    /// A request to any path, with the client's token.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req(method, path)
+    }
+}
+
+fn check_ip(name: &str) -> Result<&str> {
+    name.parse::<accelhub_domain::IpName>()
+        .map_err(ClientError::Invalid)?;
+    Ok(name)
+}

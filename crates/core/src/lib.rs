@@ -1,0 +1,676 @@
+//! The Accelhub control plane: the services behind the API.
+//!
+//! [`Platform`] ties the seams together: a [`Store`] for metadata, an
+//! [`ObjectStore`] for bytes, an [`Executor`] for devices. It publishes and
+//! verifies IP versions, deploys them, runs sync calls, queues jobs, and
+//! meters every call. It knows nothing of HTTP; the API layer maps
+//! [`CoreError`] to status codes.
+
+pub mod auth;
+pub mod exec;
+pub mod jobs;
+pub mod metrics;
+mod package;
+mod publish;
+
+pub use exec::{ExecError, Executor, LocalExecutor};
+pub use metrics::Metrics;
+pub use package::Package;
+
+use accelhub_device::{CallControl, CallError, CallInput, ImageId};
+use accelhub_domain::{
+    Account, CatalogEntry, Deployment, IpName, IpVersion, ObjectInfo, Limits, Money, Params, Role, UsageRecord, UsageReport,
+    UsageTotals, VersionStatus,
+};
+use accelhub_objects::{ObjectError, ObjectStore, Sealer};
+use accelhub_store::{
+    DeploymentRow, NewUsage, ObjectRow, Store, StoreError, StoredImplementation, UsageScope,
+    VersionRow,
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors of the control plane, each with a message a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid API token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// The IP itself failed the call.
+    #[error("{message}")]
+    CallFailed {
+        call_id: String,
+        kind: String,
+        message: String,
+        exit_code: Option<i32>,
+        log: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => CoreError::Conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => CoreError::NotFound(format!("{what} not found")),
+            other => CoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ObjectError> for CoreError {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::NotFound(k) => CoreError::NotFound(format!("object '{k}' not found")),
+            ObjectError::InvalidKey(k) => CoreError::BadRequest(format!(
+                "invalid object key '{k}': use letters, digits, '.', '_', '-' and '/'"
+            )),
+            ObjectError::TooLarge { limit } => {
+                CoreError::TooLarge(format!("the data exceeds the limit of {limit} bytes"))
+            }
+            ObjectError::Upload(e) => CoreError::BadRequest(format!("upload interrupted: {e}")),
+            ObjectError::Io(e) => CoreError::Internal(format!("object storage: {e}")),
+        }
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// Operator-set limits and sizes.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Limits an IP gets when its manifest names none.
+    pub default_limits: Limits,
+    /// The most an IP may ask for.
+    pub max_limits: Limits,
+    /// Largest request body of a sync call.
+    pub max_sync_bytes: u64,
+    /// Largest object upload.
+    pub max_object_bytes: u64,
+    /// Largest job input (jobs on in-memory devices hold it in memory).
+    pub max_job_input_bytes: u64,
+    /// Largest IP package upload.
+    pub max_package_bytes: u64,
+    /// Attempts before a job whose worker keeps dying is failed.
+    pub job_max_attempts: u32,
+    /// How long a job lease lasts without renewal.
+    pub job_lease: Duration,
+    /// This node's name; the embedded agent's leases carry it.
+    pub node: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            default_limits: Limits::DEFAULT,
+            max_limits: Limits::MAX,
+            max_sync_bytes: 16 << 20,
+            max_object_bytes: 64 << 30,
+            max_job_input_bytes: 2 << 30,
+            max_package_bytes: 256 << 20,
+            job_max_attempts: 3,
+            job_lease: Duration::from_secs(15),
+            node: "local".into(),
+        }
+    }
+}
+
+fn object_view(r: ObjectRow) -> ObjectInfo {
+    ObjectInfo {
+        key: r.key,
+        size: r.size,
+        sha256: r.sha256,
+        created_at: r.created_at,
+    }
+}
+
+/// The result of a successful sync call.
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    pub call_id: String,
+    pub ip: String,
+    pub version: String,
+    pub device: String,
+    pub output: Bytes,
+    pub log: Bytes,
+    pub price: Money,
+    pub device_time: Duration,
+    pub cold_start: bool,
+}
+
+pub struct Platform {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) sealer: Sealer,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) config: CoreConfig,
+    pub(crate) metrics: Metrics,
+    pub(crate) job_wakeup: tokio::sync::Notify,
+}
+
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Where an account's objects live in the object store.
+pub(crate) fn account_object_key(account_id: i64, key: &str) -> String {
+    format!("accounts/{account_id}/{key}")
+}
+
+impl Platform {
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Arc<dyn ObjectStore>,
+        sealer: Sealer,
+        executor: Arc<dyn Executor>,
+        config: CoreConfig,
+    ) -> Arc<Self> {
+        Arc::new(Platform {
+            store,
+            objects,
+            sealer,
+            executor,
+            config,
+            metrics: Metrics::new(),
+            job_wakeup: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ---- Catalog ---------------------------------------------------------
+
+    pub(crate) async fn vendor_name(&self, version: &VersionRow) -> String {
+        version
+            .ip
+            .split_once('/')
+            .map(|(ns, _)| ns.to_string())
+            .unwrap_or_default()
+    }
+
+    pub async fn catalog(&self, query: Option<&str>) -> Result<Vec<CatalogEntry>> {
+        let q = query.map(|q| q.to_lowercase());
+        let mut out = Vec::new();
+        for v in self.store.list_latest_versions().await? {
+            if let Some(q) = &q {
+                let hay = format!("{} {} {}", v.ip, v.summary, v.tags.join(" ")).to_lowercase();
+                if !hay.contains(q.as_str()) {
+                    continue;
+                }
+            }
+            let vendor = self.vendor_name(&v).await;
+            out.push(CatalogEntry {
+                ip: v.ip.clone(),
+                vendor,
+                latest: version_view(&v),
+            });
+        }
+        Ok(out)
+    }
+
+    /// All versions of an IP, newest first.
+    pub async fn ip_versions(&self, ip: &str) -> Result<Vec<IpVersion>> {
+        let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
+        let versions = self.store.list_versions(&name.to_string()).await?;
+        if versions.is_empty() {
+            return Err(CoreError::NotFound(format!("no IP named '{name}'")));
+        }
+        Ok(versions.iter().map(version_view).collect())
+    }
+
+    // ---- Deployments -----------------------------------------------------
+
+    fn require_user(&self, account: &Account, what: &str) -> Result<()> {
+        if account.role != Role::User {
+            return Err(CoreError::Forbidden(format!(
+                "only user accounts {what}; this is a {} account",
+                account.role
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deploy `ip` (at `version`, or its newest verified version) for the
+    /// caller, and warm its image up.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        account: &Account,
+        ip: &str,
+        version: Option<&str>,
+    ) -> Result<Deployment> {
+        self.require_user(account, "deploy IPs")?;
+        let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
+        let ip = name.to_string();
+        let versions = self.store.list_versions(&ip).await?;
+        if versions.is_empty() {
+            return Err(CoreError::NotFound(format!("no IP named '{ip}'")));
+        }
+        let chosen = match version {
+            Some(v) => {
+                let row = versions.iter().find(|r| r.version == v).ok_or_else(|| {
+                    CoreError::NotFound(format!("'{ip}' has no version {v}"))
+                })?;
+                if row.status != VersionStatus::Verified {
+                    return Err(CoreError::Conflict(format!(
+                        "{ip}@{v} is {}: only verified versions can be deployed",
+                        row.status
+                    )));
+                }
+                row
+            }
+            None => versions
+                .iter()
+                .find(|r| r.status == VersionStatus::Verified)
+                .ok_or_else(|| {
+                    CoreError::Conflict(format!(
+                        "'{ip}' has no verified version yet: only verified versions can be deployed"
+                    ))
+                })?,
+        };
+        let row = self
+            .store
+            .upsert_deployment(&new_id("dep"), account.id, chosen.id)
+            .await?;
+        // Warm the image so the first call does not pay for compilation.
+        let me = self.clone();
+        let warm = chosen.clone();
+        tokio::spawn(async move {
+            if let Some(imp) = me.pick_implementation(&warm) {
+                let _ = me.load_image(&warm, &imp).await;
+            }
+        });
+        Ok(deployment_view(row, chosen))
+    }
+
+    pub async fn deployments(&self, account: &Account) -> Result<Vec<Deployment>> {
+        let mut out = Vec::new();
+        for d in self.store.list_deployments(account.id).await? {
+            if let Some(v) = self.store.get_version_by_id(d.version_id).await? {
+                out.push(deployment_view(d, &v));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn undeploy(&self, account: &Account, ip: &str) -> Result<()> {
+        if !self.store.delete_deployment(account.id, ip).await? {
+            return Err(CoreError::NotFound(format!("you have no deployment of '{ip}'")));
+        }
+        Ok(())
+    }
+
+    /// The caller's deployment of an IP, and the version it runs.
+    pub(crate) async fn deployment_of(
+        &self,
+        account: &Account,
+        ip: &str,
+    ) -> Result<(DeploymentRow, VersionRow)> {
+        self.require_user(account, "call IPs")?;
+        let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
+        let dep = self
+            .store
+            .get_deployment(account.id, &name.to_string())
+            .await?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "you have no deployment of '{name}': run `accelhub deploy {name}` first"
+                ))
+            })?;
+        let version = self
+            .store
+            .get_version_by_id(dep.version_id)
+            .await?
+            .ok_or_else(|| CoreError::Internal(format!("version {} vanished", dep.version_id)))?;
+        Ok((dep, version))
+    }
+
+    /// The first implementation, in manifest order, whose device class this
+    /// platform can run.
+    pub(crate) fn pick_implementation(&self, v: &VersionRow) -> Option<StoredImplementation> {
+        let classes = self.executor.device_classes();
+        v.implementations
+            .iter()
+            .find(|i| classes.contains(&i.device))
+            .cloned()
+    }
+
+    pub(crate) fn image_id(imp: &StoredImplementation) -> ImageId {
+        ImageId(format!("{}:{}", imp.device, imp.artifact_sha256))
+    }
+
+    /// Fetch and unseal a stored package file.
+    pub(crate) async fn unseal(&self, key: &str) -> Result<Bytes, String> {
+        let sealed = self
+            .objects
+            .get(key, self.config.max_package_bytes + 1024)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.sealer
+            .open(&sealed)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) async fn load_image(
+        &self,
+        version: &VersionRow,
+        imp: &StoredImplementation,
+    ) -> Result<accelhub_device::LoadReport, ExecError> {
+        let image = Self::image_id(imp);
+        let key = imp.artifact_key.clone();
+        let report = self
+            .executor
+            .ensure_loaded(&imp.device, &image, Box::new(move || Box::pin(async move { self.unseal(&key).await })))
+            .await;
+        if let Ok(r) = &report {
+            self.metrics.image_load(&imp.device, r.cached);
+            if !r.cached {
+                tracing::info!(ip = %version.ip, version = %version.version, device = %imp.device,
+                    ms = r.duration.as_secs_f64() * 1e3, "image loaded");
+            }
+        }
+        report
+    }
+
+    // ---- Sync calls ------------------------------------------------------
+
+    /// Call the caller's deployment of `ip` synchronously.
+    pub async fn invoke(&self, account: &Account, ip: &str, params: Params, input: Bytes) -> Result<CallResult> {
+        if input.len() as u64 > self.config.max_sync_bytes {
+            return Err(CoreError::TooLarge(format!(
+                "sync calls take at most {} bytes; upload larger data with `accelhub object put` \
+                 and run it with `accelhub job submit`",
+                self.config.max_sync_bytes
+            )));
+        }
+        let (_, version) = self.deployment_of(account, ip).await?;
+        let imp = self.pick_implementation(&version).ok_or_else(|| {
+            CoreError::Unavailable(format!(
+                "no device can run {}@{} right now",
+                version.ip, version.version
+            ))
+        })?;
+        let call_id = new_id("call");
+        let bytes_in = input.len() as u64;
+        let control = Arc::new(CallControl::default());
+        let call = CallInput {
+            input,
+            params,
+            limits: version.limits,
+            control,
+        };
+        let image = Self::image_id(&imp);
+        let key = imp.artifact_key.clone();
+        let started = std::time::Instant::now();
+        let result = self
+            .executor
+            .execute(
+                &imp.device,
+                &image,
+                Box::new(move || Box::pin(async move { self.unseal(&key).await })),
+                call,
+            )
+            .await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok((load, out)) => {
+                self.metrics.image_load(&imp.device, load.cached);
+                self.metrics.call(&version.ip, &imp.device, "ok", elapsed);
+                self.meter(&call_id, "call", account.id, &version, &imp.device, bytes_in,
+                    out.output.len() as u64, out.device_time, true, "ok").await?;
+                Ok(CallResult {
+                    call_id,
+                    ip: version.ip.clone(),
+                    version: version.version.clone(),
+                    device: imp.device.clone(),
+                    output: out.output,
+                    log: out.log,
+                    price: version.price,
+                    device_time: out.device_time,
+                    cold_start: !load.cached,
+                })
+            }
+            Err(e) => {
+                let err = self.call_error(&call_id, e);
+                let kind = match &err {
+                    CoreError::CallFailed { kind, .. } => kind.clone(),
+                    _ => "platform".to_string(),
+                };
+                self.metrics.call(&version.ip, &imp.device, &kind, elapsed);
+                self.meter(&call_id, "call", account.id, &version, &imp.device, bytes_in, 0,
+                    elapsed, false, &kind).await?;
+                Err(err)
+            }
+        }
+    }
+
+    pub(crate) fn call_error(&self, call_id: &str, e: ExecError) -> CoreError {
+        match e {
+            ExecError::Call(c) => CoreError::CallFailed {
+                call_id: call_id.to_string(),
+                kind: c.kind().to_string(),
+                message: c.to_string(),
+                exit_code: c.exit_code(),
+                log: accelhub_domain::version::tail(c.log(), 4096),
+            },
+            ExecError::NoDevice(d) => {
+                CoreError::Unavailable(format!("no device of class '{d}' is available"))
+            }
+            ExecError::Load(l) => CoreError::Internal(format!("cannot load the IP: {l}")),
+            ExecError::Fetch(f) => CoreError::Internal(format!("cannot fetch the IP: {f}")),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn meter(
+        &self,
+        id: &str,
+        kind: &str,
+        account_id: i64,
+        version: &VersionRow,
+        device: &str,
+        bytes_in: u64,
+        bytes_out: u64,
+        device_time: Duration,
+        billed: bool,
+        outcome: &str,
+    ) -> Result<()> {
+        self.store
+            .record_usage(usage_record(id, kind, account_id, version, device, bytes_in, bytes_out,
+                device_time, billed, outcome))
+            .await?;
+        Ok(())
+    }
+
+    // ---- Objects ---------------------------------------------------------
+
+    pub async fn put_object(
+        &self,
+        account: &Account,
+        key: Option<&str>,
+        expected_sha256: Option<&str>,
+        stream: accelhub_objects::ByteStream,
+    ) -> Result<ObjectInfo> {
+        let key = match key {
+            Some(k) => {
+                accelhub_objects::validate_key(k)?;
+                k.to_string()
+            }
+            None => new_id("obj"),
+        };
+        let path = account_object_key(account.id, &key);
+        let put = self
+            .objects
+            .put_stream(&path, stream, self.config.max_object_bytes)
+            .await?;
+        if let Some(expected) = expected_sha256 {
+            if !expected.eq_ignore_ascii_case(&put.sha256) {
+                self.objects.delete(&path).await?;
+                return Err(CoreError::BadRequest(format!(
+                    "the upload was corrupted in transit: its SHA-256 is {} but the client \
+                     announced {expected}; nothing was stored",
+                    put.sha256
+                )));
+            }
+        }
+        self.store
+            .put_object(account.id, &key, put.size, &put.sha256)
+            .await?;
+        Ok(ObjectInfo {
+            key,
+            size: put.size,
+            sha256: put.sha256,
+            created_at: Utc::now(),
+        })
+    }
+
+    pub async fn object_info(&self, account: &Account, key: &str) -> Result<ObjectInfo> {
+        self.store
+            .get_object(account.id, key)
+            .await?
+            .map(object_view)
+            .ok_or_else(|| CoreError::NotFound(format!("you have no object '{key}'")))
+    }
+
+    pub async fn get_object(
+        &self,
+        account: &Account,
+        key: &str,
+    ) -> Result<(ObjectInfo, accelhub_objects::ByteStream)> {
+        let info = self.object_info(account, key).await?;
+        let (_, stream) = self
+            .objects
+            .get_stream(&account_object_key(account.id, key))
+            .await?;
+        Ok((info, stream))
+    }
+
+    pub async fn list_objects(&self, account: &Account) -> Result<Vec<ObjectInfo>> {
+        Ok(self
+            .store
+            .list_objects(account.id)
+            .await?
+            .into_iter()
+            .map(object_view)
+            .collect())
+    }
+
+    pub async fn delete_object(&self, account: &Account, key: &str) -> Result<()> {
+        if !self.store.delete_object(account.id, key).await? {
+            return Err(CoreError::NotFound(format!("you have no object '{key}'")));
+        }
+        self.objects
+            .delete(&account_object_key(account.id, key))
+            .await?;
+        Ok(())
+    }
+
+    // ---- Usage -----------------------------------------------------------
+
+    /// Usage the caller may see: its own consumption (user), use of its IPs
+    /// without consumers' names (vendor), or everything (operator).
+    pub async fn usage(&self, account: &Account, since: Option<DateTime<Utc>>) -> Result<UsageReport> {
+        let (view, scope) = match account.role {
+            Role::User => ("consumer", UsageScope::Consumer(account.id)),
+            Role::Vendor => ("vendor", UsageScope::Vendor(account.id)),
+            Role::Operator => ("operator", UsageScope::All),
+        };
+        let mut records: Vec<UsageRecord> = self.store.list_usage(scope, since).await?;
+        if account.role == Role::Vendor {
+            for r in &mut records {
+                r.account = None;
+            }
+        }
+        let totals = UsageTotals::of(&records);
+        Ok(UsageReport {
+            view: view.into(),
+            since,
+            records,
+            totals,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn usage_record(
+    id: &str,
+    kind: &str,
+    account_id: i64,
+    version: &VersionRow,
+    device: &str,
+    bytes_in: u64,
+    bytes_out: u64,
+    device_time: Duration,
+    billed: bool,
+    outcome: &str,
+) -> NewUsage {
+    NewUsage {
+        id: id.to_string(),
+        kind: kind.to_string(),
+        account_id,
+        version_id: version.id,
+        device: device.to_string(),
+        bytes_in,
+        bytes_out,
+        device_time_us: device_time.as_micros() as u64,
+        price: version.price,
+        billed,
+        outcome: outcome.to_string(),
+    }
+}
+
+pub(crate) fn version_view(v: &VersionRow) -> IpVersion {
+    IpVersion {
+        ip: v.ip.clone(),
+        version: v.version.clone(),
+        status: v.status,
+        summary: v.summary.clone(),
+        description: v.description.clone(),
+        tags: v.tags.clone(),
+        devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
+        price_per_call: v.price,
+        limits: v.limits,
+        report: v.report.clone(),
+        published_at: v.published_at,
+    }
+}
+
+fn deployment_view(d: DeploymentRow, v: &VersionRow) -> Deployment {
+    Deployment {
+        id: d.id,
+        ip: d.ip,
+        version: d.version,
+        devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
+        price_per_call: v.price,
+        created_at: d.created_at,
+    }
+}
+
+/// Map a backend call error for logs that outlive the call.
+pub(crate) fn describe_call_error(e: &CallError) -> String {
+    e.to_string()
+}

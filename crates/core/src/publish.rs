@@ -1,0 +1,280 @@
+//! Publishing and online verification of IP versions.
+
+use crate::{new_id, version_view, CoreError, Package, Platform, Result};
+use accelhub_device::{CallControl, CallInput};
+use accelhub_domain::{
+    Account, ImplementationReport, IpVersion, Role, TestOutcome, VerificationReport,
+    VersionStatus,
+};
+use accelhub_store::{NewVersion, StoreError, StoredImplementation, StoredTest, VersionRow};
+use bytes::Bytes;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Largest description kept in the catalog.
+const MAX_DESCRIPTION: usize = 256 * 1024;
+
+impl Platform {
+    /// Publish a package (a tar archive) as a new version in state
+    /// `pending`, and start verifying it.
+    pub async fn publish(self: &Arc<Self>, account: &Account, archive: &[u8]) -> Result<IpVersion> {
+        if !matches!(account.role, Role::Vendor | Role::Operator) {
+            return Err(CoreError::Forbidden(format!(
+                "only vendor accounts publish IPs; this is a {} account",
+                account.role
+            )));
+        }
+        if archive.len() as u64 > self.config.max_package_bytes {
+            return Err(CoreError::TooLarge(format!(
+                "packages are at most {} bytes",
+                self.config.max_package_bytes
+            )));
+        }
+        let package = Package::from_tar(archive)?;
+        let m = &package.manifest;
+        if account.role == Role::Vendor && m.name.namespace != account.name {
+            return Err(CoreError::Forbidden(format!(
+                "vendor '{}' may only publish into its own namespace '{}/…', not '{}'",
+                account.name, account.name, m.name
+            )));
+        }
+        let ip = m.name.to_string();
+        if let Some(owner) = self.store.ip_vendor(&ip).await? {
+            if owner != account.id && account.role != Role::Operator {
+                return Err(CoreError::Forbidden(format!(
+                    "'{ip}' belongs to another account"
+                )));
+            }
+        }
+        let classes = self.executor.device_classes();
+        for (i, imp) in m.implementations.iter().enumerate() {
+            if !classes.contains(&imp.device) {
+                return Err(CoreError::BadRequest(format!(
+                    "ip.toml field `implementation[{i}].device`: device class '{}' is not \
+                     offered by this platform (available: {})",
+                    imp.device,
+                    classes.join(", ")
+                )));
+            }
+        }
+        let limits = m
+            .limits
+            .resolve(&self.config.default_limits, &self.config.max_limits)
+            .map_err(|(field, msg)| {
+                CoreError::BadRequest(format!("ip.toml field `{field}`: {msg}"))
+            })?;
+        let description = match &m.description {
+            None => None,
+            Some(path) => {
+                let bytes = &package.files[path];
+                if bytes.len() > MAX_DESCRIPTION {
+                    return Err(CoreError::BadRequest(format!(
+                        "ip.toml field `description`: '{path}' is larger than {MAX_DESCRIPTION} bytes"
+                    )));
+                }
+                Some(
+                    String::from_utf8(bytes.to_vec()).map_err(|_| {
+                        CoreError::BadRequest(format!(
+                            "ip.toml field `description`: '{path}' is not UTF-8 text"
+                        ))
+                    })?,
+                )
+            }
+        };
+        if self.store.get_version(&ip, &m.version.to_string()).await?.is_some() {
+            return Err(version_exists(&ip, &m.version.to_string()));
+        }
+
+        // Seal every file the version needs; nothing is stored in clear.
+        let prefix = format!("packages/{}", new_id("pkg"));
+        let mut implementations = Vec::new();
+        for imp in &m.implementations {
+            let bytes = &package.files[&imp.artifact];
+            let key = format!("{prefix}/{}", imp.artifact);
+            self.objects
+                .put(&key, Bytes::from(self.sealer.seal(bytes)))
+                .await?;
+            implementations.push(StoredImplementation {
+                device: imp.device.clone(),
+                artifact_key: key,
+                artifact_sha256: hex::encode(Sha256::digest(bytes)),
+            });
+        }
+        let mut tests = Vec::new();
+        for t in &m.tests {
+            let mut keys = Vec::new();
+            for path in [&t.input, &t.expect] {
+                let key = format!("{prefix}/{path}");
+                self.objects
+                    .put(&key, Bytes::from(self.sealer.seal(&package.files[path])))
+                    .await?;
+                keys.push(key);
+            }
+            tests.push(StoredTest {
+                name: t.name.clone(),
+                input_key: keys[0].clone(),
+                expect_key: keys[1].clone(),
+                params: t.params.clone(),
+            });
+        }
+        let row = self
+            .store
+            .create_version(NewVersion {
+                ip: ip.clone(),
+                vendor_id: account.id,
+                version: m.version.clone(),
+                summary: m.summary.clone(),
+                description,
+                tags: m.tags.clone(),
+                price: m.pricing.per_call,
+                limits,
+                implementations,
+                tests,
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => version_exists(&ip, &m.version.to_string()),
+                other => other.into(),
+            })?;
+        let view = version_view(&row);
+        let me = self.clone();
+        tokio::spawn(async move { me.verify(row).await });
+        Ok(view)
+    }
+
+    /// Verify every version left pending (by a restart mid-verification).
+    pub async fn verify_pending(self: &Arc<Self>) -> Result<usize> {
+        let pending = self.store.pending_versions().await?;
+        let n = pending.len();
+        for v in pending {
+            let me = self.clone();
+            tokio::spawn(async move { me.verify(v).await });
+        }
+        Ok(n)
+    }
+
+    /// Run every test vector on every implementation with production
+    /// limits; the version becomes `verified` only if all outputs match.
+    pub async fn verify(self: &Arc<Self>, version: VersionRow) {
+        let mut implementations = Vec::new();
+        for imp in &version.implementations {
+            implementations.push(self.verify_implementation(&version, imp).await);
+        }
+        let passed = !implementations.is_empty() && implementations.iter().all(|r| r.passed);
+        let report = VerificationReport {
+            passed,
+            implementations,
+            finished_at: Utc::now(),
+        };
+        let status = if passed {
+            VersionStatus::Verified
+        } else {
+            VersionStatus::Rejected
+        };
+        self.metrics.verification(status.as_str());
+        tracing::info!(ip = %version.ip, version = %version.version, %status, "verification finished");
+        if let Err(e) = self.store.set_version_status(version.id, status, &report).await {
+            tracing::error!(ip = %version.ip, version = %version.version, "cannot record verification: {e}");
+        }
+    }
+
+    async fn verify_implementation(
+        &self,
+        version: &VersionRow,
+        imp: &StoredImplementation,
+    ) -> ImplementationReport {
+        let mut report = ImplementationReport {
+            device: imp.device.clone(),
+            passed: false,
+            load_error: None,
+            load_ms: 0.0,
+            tests: Vec::new(),
+        };
+        match self.load_image(version, imp).await {
+            Ok(l) => report.load_ms = l.duration.as_secs_f64() * 1e3,
+            Err(e) => {
+                report.load_error = Some(e.to_string());
+                return report;
+            }
+        }
+        let image = Self::image_id(imp);
+        for t in &version.tests {
+            let outcome = self.run_test(version, imp, &image, t).await;
+            report.tests.push(outcome);
+        }
+        report.passed = report.tests.iter().all(|t| t.passed);
+        report
+    }
+
+    async fn run_test(
+        &self,
+        version: &VersionRow,
+        imp: &StoredImplementation,
+        image: &accelhub_device::ImageId,
+        t: &StoredTest,
+    ) -> TestOutcome {
+        let mut outcome = TestOutcome {
+            name: t.name.clone(),
+            passed: false,
+            expected_size: 0,
+            actual_size: None,
+            first_difference: None,
+            exit_code: None,
+            error: None,
+            stderr_tail: String::new(),
+            device_time_ms: 0.0,
+        };
+        let (input, expect) = match (self.unseal(&t.input_key).await, self.unseal(&t.expect_key).await) {
+            (Ok(i), Ok(e)) => (i, e),
+            (Err(e), _) | (_, Err(e)) => {
+                outcome.error = Some(format!("cannot read the test vector: {e}"));
+                return outcome;
+            }
+        };
+        outcome.expected_size = expect.len() as u64;
+        let call = CallInput {
+            input,
+            params: t.params.clone(),
+            limits: version.limits,
+            control: Arc::new(CallControl::default()),
+        };
+        let key = imp.artifact_key.clone();
+        let result = self
+            .executor
+            .execute(
+                &imp.device,
+                image,
+                Box::new(move || Box::pin(async move { self.unseal(&key).await })),
+                call,
+            )
+            .await;
+        match result {
+            Ok((_, out)) => {
+                outcome.device_time_ms = out.device_time.as_secs_f64() * 1e3;
+                outcome.actual_size = Some(out.output.len() as u64);
+                outcome.stderr_tail = accelhub_domain::version::tail(&out.log, 2048);
+                let (passed, first) = TestOutcome::compare(&expect, &out.output);
+                outcome.passed = passed;
+                outcome.first_difference = first;
+                if !passed {
+                    outcome.error = Some("output differs from the expected bytes".into());
+                }
+            }
+            Err(crate::ExecError::Call(e)) => {
+                outcome.exit_code = e.exit_code();
+                outcome.stderr_tail = accelhub_domain::version::tail(e.log(), 2048);
+                outcome.error = Some(e.to_string());
+            }
+            Err(e) => outcome.error = Some(e.to_string()),
+        }
+        outcome
+    }
+}
+
+fn version_exists(ip: &str, version: &str) -> CoreError {
+    CoreError::Conflict(format!(
+        "{ip}@{version} is already published and published versions are immutable: \
+         bump `version` in ip.toml"
+    ))
+}

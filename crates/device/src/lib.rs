@@ -1,0 +1,146 @@
+//! The device backend seam.
+//!
+//! A backend drives one class of device (WebAssembly sandbox, native CPU
+//! kernels, OpenCL, CUDA…). It loads an IP's artifact into an image, keeps
+//! loaded images cached, and runs calls on them. Backends know nothing of
+//! tenants, billing or storage: they get bytes and limits, and return bytes.
+
+use accelhub_domain::{Limits, Params};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies a loadable image: one implementation of one IP version.
+/// Stable across processes, so caches can be keyed on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageId(pub String);
+
+impl std::fmt::Display for ImageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What loading an image cost.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Whether the image was already loaded (a warm hit).
+    pub cached: bool,
+    pub duration: Duration,
+}
+
+/// Shared between a running call and whoever watches it.
+#[derive(Debug, Default)]
+pub struct CallControl {
+    /// Set to stop the call as soon as possible.
+    pub cancel: AtomicBool,
+    /// Input bytes the IP has consumed so far (for progress).
+    pub consumed: AtomicU64,
+}
+
+/// One call: input bytes, parameters, limits.
+#[derive(Debug, Clone)]
+pub struct CallInput {
+    pub input: Bytes,
+    pub params: Params,
+    pub limits: Limits,
+    pub control: Arc<CallControl>,
+}
+
+/// What a successful call produced.
+#[derive(Debug, Clone)]
+pub struct CallOutput {
+    pub output: Bytes,
+    /// What the IP wrote to its log (stderr).
+    pub log: Bytes,
+    /// Time spent on the device.
+    pub device_time: Duration,
+}
+
+/// Why an image could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("the artifact is not a valid image for device class '{class}': {message}")]
+    Invalid { class: String, message: String },
+    #[error("device class '{0}' is not available on this node")]
+    Unavailable(String),
+}
+
+/// Why a call failed. Every variant carries the IP's log (stderr) so far.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("the IP exited with code {code}")]
+    Exit { code: i32, log: Bytes },
+    #[error("the IP trapped: {message}")]
+    Trap { message: String, log: Bytes },
+    #[error("the call ran past its deadline of {timeout_ms} ms")]
+    Deadline { timeout_ms: u64, log: Bytes },
+    #[error("the IP exceeded its memory limit of {limit_bytes} bytes")]
+    Memory { limit_bytes: u64, log: Bytes },
+    #[error("the IP's output exceeded its limit of {limit_bytes} bytes")]
+    OutputTooLarge { limit_bytes: u64, log: Bytes },
+    #[error("the call was cancelled")]
+    Cancelled { log: Bytes },
+    #[error("image {0} is not loaded")]
+    NotLoaded(String),
+    #[error("device error: {0}")]
+    Device(String),
+}
+
+impl CallError {
+    /// A short machine-readable kind: `exit`, `trap`, `deadline`, `memory`,
+    /// `output`, `cancelled`, `not_loaded`, `device`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Exit { .. } => "exit",
+            CallError::Trap { .. } => "trap",
+            CallError::Deadline { .. } => "deadline",
+            CallError::Memory { .. } => "memory",
+            CallError::OutputTooLarge { .. } => "output",
+            CallError::Cancelled { .. } => "cancelled",
+            CallError::NotLoaded(_) => "not_loaded",
+            CallError::Device(_) => "device",
+        }
+    }
+
+    pub fn log(&self) -> &[u8] {
+        match self {
+            CallError::Exit { log, .. }
+            | CallError::Trap { log, .. }
+            | CallError::Deadline { log, .. }
+            | CallError::Memory { log, .. }
+            | CallError::OutputTooLarge { log, .. }
+            | CallError::Cancelled { log } => log,
+            CallError::NotLoaded(_) | CallError::Device(_) => &[],
+        }
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            CallError::Exit { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A device backend: one per device class on a node.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The device class this backend serves, e.g. `wasm`.
+    fn class(&self) -> &str;
+
+    /// How many calls may run at once (worker lanes, reconfigurable regions).
+    fn slots(&self) -> usize;
+
+    /// Whether an image is loaded and ready.
+    fn is_loaded(&self, image: &ImageId) -> bool;
+
+    /// Load (compile, program) an image from its artifact bytes. Loading an
+    /// image that is already loaded is a cheap no-op.
+    async fn load(&self, image: &ImageId, artifact: Bytes) -> Result<LoadReport, LoadError>;
+
+    /// Run one call on a loaded image.
+    async fn call(&self, image: &ImageId, call: CallInput) -> Result<CallOutput, CallError>;
+}

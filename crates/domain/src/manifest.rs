@@ -1,0 +1,373 @@
+//! `ip.toml`: the manifest of an IP package.
+
+use crate::limits::LimitsRequest;
+use crate::money::Money;
+use crate::{validate_slug, Params};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+/// `namespace/name`; the namespace is the publishing vendor's account name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for IpName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl FromStr for IpName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ns, name) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}' is not of the form namespace/name"))?;
+        validate_slug("namespace", ns)?;
+        validate_slug("name", name)?;
+        Ok(IpName {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Serialize for IpName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A manifest error names the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("ip.toml is not valid: {0}")]
+    Syntax(String),
+    #[error("ip.toml field `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+impl ManifestError {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ManifestError::Field {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One implementation of the IP on one device class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Implementation {
+    pub device: String,
+    /// Path of the artifact inside the package.
+    pub artifact: String,
+}
+
+/// A test vector: the IP's output for `input` must equal `expect` byte for byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TestVector {
+    pub name: String,
+    pub input: String,
+    pub expect: String,
+    #[schema(value_type = Object)]
+    pub params: Params,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Pricing {
+    pub per_call: Money,
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: IpName,
+    pub version: semver::Version,
+    pub summary: String,
+    /// Path of a markdown file inside the package.
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub implementations: Vec<Implementation>,
+    pub tests: Vec<TestVector>,
+    pub pricing: Pricing,
+    pub limits: LimitsRequest,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    version: String,
+    summary: String,
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default, rename = "implementation")]
+    implementations: Vec<RawImplementation>,
+    #[serde(default, rename = "test")]
+    tests: Vec<RawTest>,
+    pricing: RawPricing,
+    #[serde(default)]
+    limits: LimitsRequest,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImplementation {
+    device: String,
+    artifact: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: Option<String>,
+    input: String,
+    expect: String,
+    params: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPricing {
+    per_call: toml::Value,
+}
+
+/// A path inside a package: relative, no `..`, no empty components.
+pub fn validate_package_path(field: &str, p: &str) -> Result<(), ManifestError> {
+    if p.is_empty() {
+        return Err(ManifestError::field(field, "must not be empty"));
+    }
+    if p.starts_with('/') || p.contains('\\') {
+        return Err(ManifestError::field(
+            field,
+            format!("'{p}' must be a relative path inside the package, with '/' separators"),
+        ));
+    }
+    if p.split('/').any(|c| c.is_empty() || c == "..") {
+        return Err(ManifestError::field(
+            field,
+            format!("'{p}' must stay inside the package (no '..' or empty components)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parse and validate `ip.toml` text.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string().trim().into()))?;
+
+        let name: IpName = raw
+            .name
+            .parse()
+            .map_err(|e: String| ManifestError::field("name", e))?;
+        let version = semver::Version::parse(&raw.version).map_err(|e| {
+            ManifestError::field(
+                "version",
+                format!("'{}' is not a semantic version (e.g. 1.0.0): {e}", raw.version),
+            )
+        })?;
+        let summary = raw.summary.trim().to_string();
+        if summary.is_empty() {
+            return Err(ManifestError::field("summary", "must not be empty"));
+        }
+        if summary.len() > 200 {
+            return Err(ManifestError::field("summary", "must be at most 200 characters"));
+        }
+        if let Some(d) = &raw.description {
+            validate_package_path("description", d)?;
+        }
+        for (i, t) in raw.tags.iter().enumerate() {
+            validate_slug("tag", t).map_err(|e| ManifestError::field(format!("tags[{i}]"), e))?;
+        }
+
+        if raw.implementations.is_empty() {
+            return Err(ManifestError::field(
+                "implementation",
+                "at least one [[implementation]] is required",
+            ));
+        }
+        let mut implementations = Vec::new();
+        for (i, imp) in raw.implementations.into_iter().enumerate() {
+            validate_slug("device class", &imp.device)
+                .map_err(|e| ManifestError::field(format!("implementation[{i}].device"), e))?;
+            if implementations
+                .iter()
+                .any(|x: &Implementation| x.device == imp.device)
+            {
+                return Err(ManifestError::field(
+                    format!("implementation[{i}].device"),
+                    format!("device class '{}' is declared twice", imp.device),
+                ));
+            }
+            validate_package_path(&format!("implementation[{i}].artifact"), &imp.artifact)?;
+            implementations.push(Implementation {
+                device: imp.device,
+                artifact: imp.artifact,
+            });
+        }
+
+        if raw.tests.is_empty() {
+            return Err(ManifestError::field(
+                "test",
+                "at least one [[test]] vector is required: versions are verified before they deploy",
+            ));
+        }
+        let mut tests = Vec::new();
+        for (i, t) in raw.tests.into_iter().enumerate() {
+            validate_package_path(&format!("test[{i}].input"), &t.input)?;
+            validate_package_path(&format!("test[{i}].expect"), &t.expect)?;
+            let params = match t.params {
+                None => Params::new(),
+                Some(v) => match serde_json::to_value(&v) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => {
+                        return Err(ManifestError::field(
+                            format!("test[{i}].params"),
+                            "must be a table (a JSON object), e.g. params = { k = 3 }",
+                        ))
+                    }
+                },
+            };
+            tests.push(TestVector {
+                name: t.name.unwrap_or_else(|| t.input.clone()),
+                input: t.input,
+                expect: t.expect,
+                params,
+            });
+        }
+
+        let per_call = match &raw.pricing.per_call {
+            toml::Value::String(s) => s.parse::<Money>(),
+            toml::Value::Integer(i) => i.to_string().parse::<Money>(),
+            // Floats in TOML are decimal text; format with enough digits and
+            // parse as a decimal so 0.002 is exactly 2000 micro-units.
+            toml::Value::Float(f) if f.is_finite() && *f >= 0.0 => {
+                let text = format!("{f:.7}");
+                let trimmed = text.trim_end_matches('0');
+                trimmed.parse::<Money>()
+            }
+            _ => Err("must be a non-negative number such as 0.002".to_string()),
+        }
+        .map_err(|e| ManifestError::field("pricing.per_call", e))?;
+
+        Ok(Manifest {
+            name,
+            version,
+            summary,
+            description: raw.description,
+            tags: raw.tags,
+            implementations,
+            tests,
+            pricing: Pricing { per_call },
+            limits: raw.limits,
+        })
+    }
+
+    /// Every file the package must contain, in manifest order.
+    pub fn referenced_files(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        if let Some(d) = &self.description {
+            v.push(d);
+        }
+        for i in &self.implementations {
+            v.push(&i.artifact);
+        }
+        for t in &self.tests {
+            v.push(&t.input);
+            v.push(&t.expect);
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "acme/revcomp"
+version = "1.0.0"
+summary = "Reverse complement of DNA sequences"
+description = "README.md"
+[[implementation]]
+device = "wasm"
+artifact = "revcomp.wasm"
+[[test]]
+input = "tests/1.in"
+expect = "tests/1.out"
+params = {}
+[pricing]
+per_call = 0.002
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.name.to_string(), "acme/revcomp");
+        assert_eq!(m.version.to_string(), "1.0.0");
+        assert_eq!(m.pricing.per_call, Money(2000));
+        assert_eq!(m.tests[0].name, "tests/1.in");
+        assert_eq!(
+            m.referenced_files(),
+            vec!["README.md", "revcomp.wasm", "tests/1.in", "tests/1.out"]
+        );
+    }
+
+    fn err_field(text: &str) -> String {
+        match Manifest::parse(text).unwrap_err() {
+            ManifestError::Field { field, .. } => field,
+            ManifestError::Syntax(s) => format!("syntax: {s}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err_field(&GOOD.replace("acme/revcomp", "revcomp")), "name");
+        assert_eq!(err_field(&GOOD.replace("1.0.0", "one")), "version");
+        assert_eq!(
+            err_field(&GOOD.replace("per_call = 0.002", "per_call = -1.0")),
+            "pricing.per_call"
+        );
+        assert_eq!(
+            err_field(&GOOD.replace("revcomp.wasm", "../x.wasm")),
+            "implementation[0].artifact"
+        );
+        assert_eq!(
+            err_field(&GOOD.replace("params = {}", "params = 3")),
+            "test[0].params"
+        );
+        let no_tests = GOOD.split("[[test]]").next().unwrap().to_string() + "[pricing]\nper_call = 1\n";
+        assert_eq!(err_field(&no_tests), "test");
+        let s = err_field(&GOOD.replace("summary =", "sumary ="));
+        assert!(s.contains("sumary"), "{s}");
+        let s = err_field(&GOOD.replace("version = \"1.0.0\"\n", ""));
+        assert!(s.contains("version"), "{s}");
+    }
+
+    #[test]
+    fn float_prices_are_exact() {
+        for (text, micros) in [("0.1", 100_000), ("0.3", 300_000), ("2", 2_000_000), ("\"0.000001\"", 1)] {
+            let m = Manifest::parse(&GOOD.replace("per_call = 0.002", &format!("per_call = {text}")))
+                .unwrap();
+            assert_eq!(m.pricing.per_call, Money(micros), "{text}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+use crate::{validate_key, ByteStream, ObjectError, ObjectStore, PutResult};
+use async_trait::async_trait;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Objects as files under a directory. Writes go to a temporary file that is
+/// renamed into place once complete and synced.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, ObjectError> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join(".tmp"))?;
+        // Leftovers of uploads interrupted by a crash.
+        if let Ok(entries) = std::fs::read_dir(root.join(".tmp")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(LocalDirStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, ObjectError> {
+        validate_key(key)?;
+        Ok(self.root.join("data").join(key))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalDirStore {
+    async fn put_stream(
+        &self,
+        key: &str,
+        mut stream: ByteStream,
+        max_size: u64,
+    ) -> Result<PutResult, ObjectError> {
+        let path = self.path(key)?;
+        let tmp = self
+            .root
+            .join(".tmp")
+            .join(format!("{:016x}", rand::random::<u64>()));
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let result: Result<(), ObjectError> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(ObjectError::Upload)?;
+                size += chunk.len() as u64;
+                if size > max_size {
+                    return Err(ObjectError::TooLarge { limit: max_size });
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            Ok(())
+        }
+        .await;
+        drop(file);
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(PutResult {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream), ObjectError> {
+        let path = self.path(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ObjectError::NotFound(key.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        Ok((size, Box::pin(stream)))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn put_get_delete_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path()).unwrap();
+        let r = store.put("a/b", Bytes::from_static(b"hello")).await.unwrap();
+        assert_eq!(r.size, 5);
+        assert_eq!(
+            r.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(&store.get("a/b", 10).await.unwrap()[..], b"hello");
+        assert!(matches!(
+            store.get("a/b", 3).await,
+            Err(ObjectError::TooLarge { .. })
+        ));
+        let chunks: Vec<std::io::Result<Bytes>> =
+            vec![Ok(Bytes::from_static(b"1234")), Ok(Bytes::from_static(b"5678"))];
+        let err = store
+            .put_stream("big", Box::pin(futures::stream::iter(chunks)), 6)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ObjectError::TooLarge { limit: 6 }));
+        assert_eq!(store.size("big").await.unwrap(), None);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+            0,
+            "a refused upload leaves nothing behind"
+        );
+        store.delete("a/b").await.unwrap();
+        assert!(matches!(
+            store.get("a/b", 10).await,
+            Err(ObjectError::NotFound(_))
+        ));
+        store.delete("a/b").await.unwrap();
+        assert!(matches!(
+            store.get("../x", 10).await,
+            Err(ObjectError::InvalidKey(_))
+        ));
+    }
+}

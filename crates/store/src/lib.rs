@@ -1,0 +1,308 @@
+//! The metadata store: every durable fact of the control plane.
+//!
+//! [`Store`] is the seam; [`SqliteStore`] is the embedded implementation.
+//! Only this crate knows SQL. Timestamps are kept as Unix milliseconds.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use accelhub_domain::{
+    Account, JobAttempt, JobState, Limits, Money, Params, Role, UsageRecord, VerificationReport,
+    VersionStatus,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One implementation of a version, with where its sealed artifact lives.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredImplementation {
+    pub device: String,
+    pub artifact_key: String,
+    pub artifact_sha256: String,
+}
+
+/// One test vector, with where its sealed input and expectation live.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredTest {
+    pub name: String,
+    pub input_key: String,
+    pub expect_key: String,
+    pub params: Params,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub ip: String,
+    pub vendor_id: i64,
+    pub version: semver::Version,
+    pub summary: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub price: Money,
+    pub limits: Limits,
+    pub implementations: Vec<StoredImplementation>,
+    pub tests: Vec<StoredTest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    pub id: i64,
+    pub ip_id: i64,
+    pub ip: String,
+    pub vendor_id: i64,
+    pub version: String,
+    pub status: VersionStatus,
+    pub summary: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub price: Money,
+    pub limits: Limits,
+    pub implementations: Vec<StoredImplementation>,
+    pub tests: Vec<StoredTest>,
+    pub report: Option<VerificationReport>,
+    pub published_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentRow {
+    pub id: String,
+    pub account_id: i64,
+    pub ip: String,
+    pub version_id: i64,
+    pub version: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRow {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub account_id: i64,
+    pub version_id: i64,
+    pub device: String,
+    pub input_key: String,
+    pub input_size: u64,
+    pub params: Params,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: String,
+    pub account_id: i64,
+    pub account: String,
+    pub version_id: i64,
+    pub ip: String,
+    pub version: String,
+    pub device: String,
+    pub input_key: String,
+    pub input_size: u64,
+    pub params: Params,
+    pub state: JobState,
+    pub progress: f64,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub output_key: Option<String>,
+    pub output_size: Option<u64>,
+    pub error: Option<String>,
+    pub log: Option<String>,
+    pub lease_owner: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub history: Vec<JobAttempt>,
+}
+
+/// How a job attempt ended.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Succeeded {
+        output_key: String,
+        output_size: u64,
+        log: Option<String>,
+    },
+    Failed {
+        error: String,
+        log: Option<String>,
+    },
+    Cancelled,
+}
+
+/// A usage record to write.
+#[derive(Debug, Clone)]
+pub struct NewUsage {
+    pub id: String,
+    pub kind: String,
+    pub account_id: i64,
+    pub version_id: i64,
+    pub device: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub device_time_us: u64,
+    pub price: Money,
+    pub billed: bool,
+    pub outcome: String,
+}
+
+/// Whose usage to list.
+#[derive(Debug, Clone, Copy)]
+pub enum UsageScope {
+    /// What one account consumed.
+    Consumer(i64),
+    /// Use of one vendor's IPs.
+    Vendor(i64),
+    /// Everything.
+    All,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts and tokens.
+    async fn create_account(&self, name: &str, role: Role, token_hash: &str) -> Result<Account>;
+    async fn add_token(&self, account_id: i64, token_hash: &str) -> Result<()>;
+    async fn account_by_token(&self, token_hash: &str) -> Result<Option<Account>>;
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+
+    // IPs and versions.
+    /// Create a version (and its IP on first publish) in state `pending`.
+    /// Fails with [`StoreError::Conflict`] if the version exists.
+    async fn create_version(&self, v: NewVersion) -> Result<VersionRow>;
+    async fn get_version(&self, ip: &str, version: &str) -> Result<Option<VersionRow>>;
+    async fn get_version_by_id(&self, id: i64) -> Result<Option<VersionRow>>;
+    /// All versions of an IP, newest first.
+    async fn list_versions(&self, ip: &str) -> Result<Vec<VersionRow>>;
+    /// The newest version of every IP, by name.
+    async fn list_latest_versions(&self) -> Result<Vec<VersionRow>>;
+    async fn pending_versions(&self) -> Result<Vec<VersionRow>>;
+    async fn set_version_status(
+        &self,
+        id: i64,
+        status: VersionStatus,
+        report: &VerificationReport,
+    ) -> Result<()>;
+    /// The vendor owning an IP name, if it was ever published.
+    async fn ip_vendor(&self, ip: &str) -> Result<Option<i64>>;
+
+    // Deployments.
+    async fn upsert_deployment(&self, id: &str, account_id: i64, version_id: i64)
+        -> Result<DeploymentRow>;
+    async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>>;
+    async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
+    async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;
+
+    // Objects owned by accounts.
+    async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()>;
+    async fn get_object(&self, account_id: i64, key: &str) -> Result<Option<ObjectRow>>;
+    async fn list_objects(&self, account_id: i64) -> Result<Vec<ObjectRow>>;
+    async fn delete_object(&self, account_id: i64, key: &str) -> Result<bool>;
+
+    // Jobs: a durable queue with leases.
+    async fn create_job(&self, job: NewJob) -> Result<JobRow>;
+    async fn get_job(&self, id: &str) -> Result<Option<JobRow>>;
+    async fn list_jobs(&self, account_id: i64, limit: u32) -> Result<Vec<JobRow>>;
+    /// Take the oldest queued job of one of `devices`: it becomes `running`
+    /// under a lease held by `worker` until `lease_until`, and a new attempt
+    /// is recorded.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        devices: &[String],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<JobRow>>;
+    /// Extend a lease and record progress. Returns the job's state: a
+    /// worker whose job is no longer `running` under its lease must stop.
+    async fn renew_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        progress: f64,
+    ) -> Result<Option<JobState>>;
+    /// Finish the attempt held by `worker`, and write its usage record in
+    /// the same transaction. Returns false (and writes nothing) if the
+    /// worker no longer holds the job.
+    async fn finish_job(
+        &self,
+        id: &str,
+        worker: &str,
+        outcome: JobOutcome,
+        usage: Option<NewUsage>,
+    ) -> Result<bool>;
+    /// Cancel a job that has not finished. Returns its state afterwards.
+    async fn cancel_job(&self, id: &str) -> Result<Option<JobState>>;
+    /// Jobs whose lease expired before `now` (their worker died): the
+    /// attempt is marked `lost`; the job is queued again, or failed once
+    /// it has had `max_attempts`. Returns the ids touched.
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>>;
+    /// Give up every lease held by `worker` at once (its process restarted).
+    async fn release_worker(&self, worker: &str) -> Result<Vec<String>>;
+    async fn delete_job(&self, id: &str) -> Result<bool>;
+
+    // Metering.
+    /// Write a usage record; a record with the same id is never written
+    /// twice. Returns whether it was written.
+    async fn record_usage(&self, usage: NewUsage) -> Result<bool>;
+    async fn list_usage(
+        &self,
+        scope: UsageScope,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<UsageRecord>>;
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn params_from(s: &str) -> Result<Params> {
+    match from_json::<Value>("params", s)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(StoreError::Corrupt("params: not an object".into())),
+    }
+}

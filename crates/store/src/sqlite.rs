@@ -1,0 +1,837 @@
+use crate::*;
+use accelhub_domain::JobAttempt;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use std::path::Path;
+use std::time::Duration;
+
+/// The embedded store: one SQLite file in WAL mode.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const VERSION_COLS: &str = "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
+     v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
+     v.published_at";
+
+const JOB_COLS: &str = "j.id, j.account_id, a.name AS account_name, j.version_id, i.full_name, \
+     v.version, j.device, j.input_key, j.input_size, j.params, j.state, j.progress, j.attempts, \
+     j.max_attempts, j.output_key, j.output_size, j.error, j.log, j.lease_owner, j.created_at, \
+     j.started_at, j.finished_at";
+
+const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.account_id \
+     JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id";
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file and bring its schema up
+    /// to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>> {
+        let rows = sqlx::query(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
+             WHERE job_id = ? ORDER BY attempt",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobAttempt {
+                    attempt: r.try_get::<i64, _>(0)? as u32,
+                    worker: r.try_get(1)?,
+                    started_at: from_millis(r.try_get(2)?),
+                    finished_at: r.try_get::<Option<i64>, _>(3)?.map(from_millis),
+                    outcome: r.try_get(4)?,
+                    error: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_with_history(&self, row: Option<SqliteRow>) -> Result<Option<JobRow>> {
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let mut job = job_row(&r)?;
+                job.history = self.attempts(&job.id).await?;
+                Ok(Some(job))
+            }
+        }
+    }
+}
+
+fn version_row(r: &SqliteRow) -> Result<VersionRow> {
+    let status: String = r.try_get(5)?;
+    Ok(VersionRow {
+        id: r.try_get(0)?,
+        ip_id: r.try_get(1)?,
+        ip: r.try_get(2)?,
+        vendor_id: r.try_get(3)?,
+        version: r.try_get(4)?,
+        status: status.parse().map_err(StoreError::Corrupt)?,
+        summary: r.try_get(6)?,
+        description: r.try_get(7)?,
+        tags: from_json("tags", &r.try_get::<String, _>(8)?)?,
+        price: Money(r.try_get(9)?),
+        limits: from_json("limits", &r.try_get::<String, _>(10)?)?,
+        implementations: from_json("implementations", &r.try_get::<String, _>(11)?)?,
+        tests: from_json("tests", &r.try_get::<String, _>(12)?)?,
+        report: match r.try_get::<Option<String>, _>(13)? {
+            Some(s) => Some(from_json("report", &s)?),
+            None => None,
+        },
+        published_at: from_millis(r.try_get(14)?),
+    })
+}
+
+fn job_row(r: &SqliteRow) -> Result<JobRow> {
+    let state: String = r.try_get(10)?;
+    Ok(JobRow {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        account: r.try_get(2)?,
+        version_id: r.try_get(3)?,
+        ip: r.try_get(4)?,
+        version: r.try_get(5)?,
+        device: r.try_get(6)?,
+        input_key: r.try_get(7)?,
+        input_size: r.try_get::<i64, _>(8)? as u64,
+        params: params_from(&r.try_get::<String, _>(9)?)?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        progress: r.try_get(11)?,
+        attempts: r.try_get::<i64, _>(12)? as u32,
+        max_attempts: r.try_get::<i64, _>(13)? as u32,
+        output_key: r.try_get(14)?,
+        output_size: r.try_get::<Option<i64>, _>(15)?.map(|v| v as u64),
+        error: r.try_get(16)?,
+        log: r.try_get(17)?,
+        lease_owner: r.try_get(18)?,
+        created_at: from_millis(r.try_get(19)?),
+        started_at: r.try_get::<Option<i64>, _>(20)?.map(from_millis),
+        finished_at: r.try_get::<Option<i64>, _>(21)?.map(from_millis),
+        history: Vec::new(),
+    })
+}
+
+fn account_row(r: &SqliteRow) -> Result<Account> {
+    let role: String = r.try_get(2)?;
+    Ok(Account {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        role: role.parse().map_err(StoreError::Corrupt)?,
+        created_at: from_millis(r.try_get(3)?),
+    })
+}
+
+fn deployment_row(r: &SqliteRow) -> Result<DeploymentRow> {
+    Ok(DeploymentRow {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        ip: r.try_get(2)?,
+        version_id: r.try_get(3)?,
+        version: r.try_get(4)?,
+        created_at: from_millis(r.try_get(5)?),
+    })
+}
+
+const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
+     d.created_at FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
+
+fn object_row(r: &SqliteRow) -> Result<ObjectRow> {
+    Ok(ObjectRow {
+        key: r.try_get(0)?,
+        size: r.try_get::<i64, _>(1)? as u64,
+        sha256: r.try_get(2)?,
+        created_at: from_millis(r.try_get(3)?),
+    })
+}
+
+fn now_ms() -> i64 {
+    millis(Utc::now())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, name: &str, role: Role, token_hash: &str) -> Result<Account> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO accounts (name, role, created_at) VALUES (?, ?, ?) \
+             RETURNING id, name, role, created_at",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("account '{name}'")),
+            other => other,
+        })?;
+        let account = account_row(&row)?;
+        sqlx::query("INSERT INTO tokens (token_hash, account_id, created_at) VALUES (?, ?, ?)")
+            .bind(token_hash)
+            .bind(account.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn add_token(&self, account_id: i64, token_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (token_hash, account_id, created_at) VALUES (?, ?, ?)")
+            .bind(token_hash)
+            .bind(account_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn account_by_token(&self, token_hash: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.role, a.created_at FROM tokens t \
+             JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT id, name, role, created_at FROM accounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_row).collect()
+    }
+
+    async fn create_version(&self, v: NewVersion) -> Result<VersionRow> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO ips (full_name, vendor_id, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (full_name) DO NOTHING",
+        )
+        .bind(&v.ip)
+        .bind(v.vendor_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (ip_id, vendor_id): (i64, i64) =
+            sqlx::query_as("SELECT id, vendor_id FROM ips WHERE full_name = ?")
+                .bind(&v.ip)
+                .fetch_one(&mut *tx)
+                .await?;
+        if vendor_id != v.vendor_id {
+            return Err(StoreError::Conflict(format!(
+                "IP '{}' (owned by another vendor)",
+                v.ip
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO versions (ip_id, version, major, minor, patch, status, summary, \
+             description, tags, price_micros, limits, implementations, tests, report, published_at) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING id",
+        )
+        .bind(ip_id)
+        .bind(v.version.to_string())
+        .bind(v.version.major as i64)
+        .bind(v.version.minor as i64)
+        .bind(v.version.patch as i64)
+        .bind(&v.summary)
+        .bind(&v.description)
+        .bind(to_json(&v.tags))
+        .bind(v.price.micros())
+        .bind(to_json(&v.limits))
+        .bind(to_json(&v.implementations))
+        .bind(to_json(&v.tests))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("version {} of '{}'", v.version, v.ip))
+            }
+            other => other,
+        })?;
+        tx.commit().await?;
+        self.get_version_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("version {id}")))
+    }
+
+    async fn get_version(&self, ip: &str, version: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE i.full_name = ? AND v.version = ?"
+        )))
+        .bind(ip)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    async fn get_version_by_id(&self, id: i64) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id WHERE v.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    async fn list_versions(&self, ip: &str) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE i.full_name = ? ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.id DESC"
+        )))
+        .bind(ip)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn list_latest_versions(&self) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE v.id = (SELECT v2.id FROM versions v2 WHERE v2.ip_id = v.ip_id \
+             ORDER BY v2.major DESC, v2.minor DESC, v2.patch DESC, v2.id DESC LIMIT 1) \
+             ORDER BY i.full_name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn pending_versions(&self) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE v.status = 'pending' ORDER BY v.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn set_version_status(
+        &self,
+        id: i64,
+        status: VersionStatus,
+        report: &VerificationReport,
+    ) -> Result<()> {
+        sqlx::query("UPDATE versions SET status = ?, report = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(to_json(report))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ip_vendor(&self, ip: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT vendor_id FROM ips WHERE full_name = ?")
+                .bind(ip)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn upsert_deployment(
+        &self,
+        id: &str,
+        account_id: i64,
+        version_id: i64,
+    ) -> Result<DeploymentRow> {
+        sqlx::query(
+            "INSERT INTO deployments (id, account_id, ip_id, version_id, created_at) \
+             SELECT ?, ?, ip_id, id, ? FROM versions WHERE id = ? \
+             ON CONFLICT (account_id, ip_id) DO UPDATE SET version_id = excluded.version_id",
+        )
+        .bind(id)
+        .bind(account_id)
+        .bind(now_ms())
+        .bind(version_id)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = ? AND d.version_id = ?"
+        )))
+        .bind(account_id)
+        .bind(version_id)
+        .fetch_one(&self.pool)
+        .await?;
+        deployment_row(&row)
+    }
+
+    async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = ? AND i.full_name = ?"
+        )))
+        .bind(account_id)
+        .bind(ip)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deployment_row).transpose()
+    }
+
+    async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = ? ORDER BY i.full_name"
+        )))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_row).collect()
+    }
+
+    async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM deployments WHERE account_id = ? \
+             AND ip_id = (SELECT id FROM ips WHERE full_name = ?)",
+        )
+        .bind(account_id)
+        .bind(ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO objects (account_id, key, size, sha256, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (account_id, key) DO UPDATE SET size = excluded.size, \
+             sha256 = excluded.sha256, created_at = excluded.created_at",
+        )
+        .bind(account_id)
+        .bind(key)
+        .bind(size as i64)
+        .bind(sha256)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_object(&self, account_id: i64, key: &str) -> Result<Option<ObjectRow>> {
+        let row = sqlx::query(
+            "SELECT key, size, sha256, created_at FROM objects WHERE account_id = ? AND key = ?",
+        )
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object_row).transpose()
+    }
+
+    async fn list_objects(&self, account_id: i64) -> Result<Vec<ObjectRow>> {
+        let rows = sqlx::query(
+            "SELECT key, size, sha256, created_at FROM objects WHERE account_id = ? \
+             ORDER BY created_at DESC, key",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_row).collect()
+    }
+
+    async fn delete_object(&self, account_id: i64, key: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM objects WHERE account_id = ? AND key = ?")
+            .bind(account_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<JobRow> {
+        sqlx::query(
+            "INSERT INTO jobs (id, account_id, version_id, device, input_key, input_size, params, \
+             state, max_attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+        )
+        .bind(&job.id)
+        .bind(job.account_id)
+        .bind(job.version_id)
+        .bind(&job.device)
+        .bind(&job.input_key)
+        .bind(job.input_size as i64)
+        .bind(to_json(&job.params))
+        .bind(job.max_attempts as i64)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        self.get_job(&job.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {}", job.id)))
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLS} {JOB_FROM} WHERE j.id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.job_with_history(row).await
+    }
+
+    async fn list_jobs(&self, account_id: i64, limit: u32) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = ? \
+             ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
+        )))
+        .bind(account_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        devices: &[String],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<JobRow>> {
+        if devices.is_empty() {
+            return Ok(None);
+        }
+        let placeholders = vec!["?"; devices.len()].join(", ");
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, \
+             lease_expires = ?, started_at = COALESCE(started_at, ?), progress = 0 \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND device IN ({placeholders}) \
+             ORDER BY created_at, id LIMIT 1) RETURNING id, attempts"
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(millis(lease_until))
+            .bind(now);
+        for d in devices {
+            q = q.bind(d);
+        }
+        let Some((id, attempt)) = q.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
+             VALUES (?, ?, ?, ?, 'running')",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_job(&id).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        progress: f64,
+    ) -> Result<Option<JobState>> {
+        sqlx::query(
+            "UPDATE jobs SET lease_expires = ?, progress = ? \
+             WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        )
+        .bind(millis(lease_until))
+        .bind(progress.clamp(0.0, 1.0))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, lease_owner FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((state, owner)) => {
+                let state: JobState = state.parse().map_err(StoreError::Corrupt)?;
+                if state == JobState::Running && owner.as_deref() != Some(worker) {
+                    // Someone else holds it now: for this worker it is lost.
+                    return Ok(Some(JobState::Queued));
+                }
+                Ok(Some(state))
+            }
+        }
+    }
+
+    async fn finish_job(
+        &self,
+        id: &str,
+        worker: &str,
+        outcome: JobOutcome,
+        usage: Option<NewUsage>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT attempts FROM jobs WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(attempt) = held else {
+            return Ok(false);
+        };
+        let (state, output_key, output_size, error, log) = match &outcome {
+            JobOutcome::Succeeded {
+                output_key,
+                output_size,
+                log,
+            } => (
+                "succeeded",
+                Some(output_key.clone()),
+                Some(*output_size as i64),
+                None,
+                log.clone(),
+            ),
+            JobOutcome::Failed { error, log } => {
+                ("failed", None, None, Some(error.clone()), log.clone())
+            }
+            JobOutcome::Cancelled => ("cancelled", None, None, None, None),
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = ?, output_key = ?, output_size = ?, error = ?, log = ?, \
+             progress = CASE WHEN ? = 'succeeded' THEN 1.0 ELSE progress END, \
+             lease_owner = NULL, lease_expires = NULL, finished_at = ? WHERE id = ?",
+        )
+        .bind(state)
+        .bind(output_key)
+        .bind(output_size)
+        .bind(&error)
+        .bind(log)
+        .bind(state)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ? \
+             WHERE job_id = ? AND attempt = ?",
+        )
+        .bind(now)
+        .bind(state)
+        .bind(&error)
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(u) = usage {
+            insert_usage(&mut *tx, &u).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn cancel_job(&self, id: &str) -> Result<Option<JobState>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE job_attempts SET finished_at = ?, outcome = 'cancelled' \
+             WHERE job_id = ? AND finished_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL, \
+             finished_at = ? WHERE id = ? AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        state
+            .map(|s| s.parse().map_err(StoreError::Corrupt))
+            .transpose()
+    }
+
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_expires < ?",
+        )
+        .bind(millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            lose_attempt(&mut tx, id, "the worker stopped renewing its lease").await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_owner = ?",
+        )
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            lose_attempt(&mut tx, id, "the worker's process stopped mid-job").await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM jobs WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn record_usage(&self, usage: NewUsage) -> Result<bool> {
+        insert_usage(&self.pool, &usage).await
+    }
+
+    async fn list_usage(
+        &self,
+        scope: UsageScope,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<UsageRecord>> {
+        let (cond, id) = match scope {
+            UsageScope::Consumer(id) => ("u.account_id = ?", id),
+            UsageScope::Vendor(id) => ("i.vendor_id = ?", id),
+            UsageScope::All => ("? = 0", 0),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT u.id, u.kind, a.name, i.full_name, v.version, u.device, u.bytes_in, \
+             u.bytes_out, u.device_time_us, u.price_micros, u.billed, u.outcome, u.created_at \
+             FROM usage u JOIN accounts a ON a.id = u.account_id \
+             JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
+             WHERE {cond} AND u.created_at >= ? ORDER BY u.created_at, u.id"
+        )))
+        .bind(id)
+        .bind(since.map(millis).unwrap_or(i64::MIN))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRecord {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    account: Some(r.try_get(2)?),
+                    ip: r.try_get(3)?,
+                    version: r.try_get(4)?,
+                    device: r.try_get(5)?,
+                    bytes_in: r.try_get::<i64, _>(6)? as u64,
+                    bytes_out: r.try_get::<i64, _>(7)? as u64,
+                    device_time_us: r.try_get::<i64, _>(8)? as u64,
+                    price: Money(r.try_get(9)?),
+                    billed: r.try_get::<i64, _>(10)? != 0,
+                    outcome: r.try_get(11)?,
+                    created_at: from_millis(r.try_get(12)?),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn lose_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    why: &str,
+) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE job_attempts SET finished_at = ?, outcome = 'lost', error = ? \
+         WHERE job_id = ? AND finished_at IS NULL",
+    )
+    .bind(now)
+    .bind(why)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL, progress = 0, \
+         state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+         error = CASE WHEN attempts >= max_attempts \
+                 THEN 'gave up after ' || attempts || ' attempts: ' || ? ELSE error END, \
+         finished_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END \
+         WHERE id = ?",
+    )
+    .bind(why)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_usage<'e, E>(exec: E, u: &NewUsage) -> Result<bool>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let r = sqlx::query(
+        "INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
+         device_time_us, price_micros, billed, outcome, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&u.id)
+    .bind(&u.kind)
+    .bind(u.account_id)
+    .bind(u.version_id)
+    .bind(&u.device)
+    .bind(u.bytes_in as i64)
+    .bind(u.bytes_out as i64)
+    .bind(u.device_time_us as i64)
+    .bind(if u.billed { u.price.micros() } else { 0 })
+    .bind(u.billed as i64)
+    .bind(&u.outcome)
+    .bind(now_ms())
+    .execute(exec)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -1,0 +1,443 @@
+//! Device class `wasm`: vendor IP as WASI preview 1 command modules, run in
+//! wasmtime.
+//!
+//! A module is compiled once per image and kept as an [`InstancePre`]; every
+//! call instantiates it afresh from the pooling allocator, so calls share
+//! nothing. The call's input is stdin, its output stdout, its parameters one
+//! JSON object in `ACCELHUB_PARAMS`, its log stderr. Each call runs under a
+//! wall-clock deadline (epoch interruption), a linear-memory cap (a resource
+//! limiter) and an output cap. Modules get no preopened directories, no
+//! sockets and no inherited environment.
+
+mod stdin;
+
+use accelhub_device::{
+    Backend, CallControl, CallError, CallInput, CallOutput, ImageId, LoadError, LoadReport,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+/// The device class this backend serves.
+pub const CLASS: &str = "wasm";
+
+/// How often the epoch advances; the granularity of deadlines and cancels.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Most of an IP's stderr kept per call.
+const LOG_CAP: usize = 256 * 1024;
+
+/// Configuration of the wasm device on one node.
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Calls that may run at once.
+    pub slots: usize,
+    /// The largest linear memory any call may have (operator's maximum).
+    pub max_memory_bytes: u64,
+    /// Compiled images kept in memory.
+    pub image_cache: usize,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        WasmConfig {
+            slots: std::thread::available_parallelism()
+                .map(|n| n.get() * 2)
+                .unwrap_or(4)
+                .max(4),
+            max_memory_bytes: 4 << 30,
+            image_cache: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WasmSetupError {
+    #[error("cannot configure wasmtime: {0}")]
+    Engine(String),
+}
+
+struct State {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// Caps linear memory and remembers whether the cap was hit.
+struct Limiter {
+    max_memory: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Why the epoch callback stopped a call.
+#[derive(Debug, thiserror::Error)]
+enum Interrupt {
+    #[error("deadline reached")]
+    Deadline,
+    #[error("cancelled")]
+    Cancelled,
+}
+
+struct CachedImage {
+    pre: InstancePre<State>,
+    last_used: AtomicU64,
+}
+
+pub struct WasmBackend {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
+    images: Mutex<HashMap<ImageId, Arc<CachedImage>>>,
+    clock: AtomicU64,
+    slots: Arc<Semaphore>,
+    config: WasmConfig,
+    compiles: AtomicU64,
+    _ticker: Ticker,
+}
+
+/// Advances the engine's epoch until dropped.
+struct Ticker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmBackend {
+    pub fn new(config: WasmConfig) -> Result<Self, WasmSetupError> {
+        let slots = config.slots.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // Every call needs one core instance and one memory; verification
+        // and compilation headroom come on top.
+        let instances = (slots as u32) * 2 + 4;
+        pool.total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .total_stacks(instances)
+            .total_component_instances(0)
+            .max_memories_per_module(1)
+            .max_memory_size(config.max_memory_bytes as usize);
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .parallel_compilation(true);
+        let engine = Engine::new(&cfg).map_err(|e| WasmSetupError::Engine(format!("{e:#}")))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+            .map_err(|e| WasmSetupError::Engine(format!("{e:#}")))?;
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| WasmSetupError::Engine(format!("epoch thread: {e}")))?;
+        }
+
+        Ok(WasmBackend {
+            engine,
+            linker: Arc::new(linker),
+            images: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            slots: Arc::new(Semaphore::new(slots)),
+            config,
+            compiles: AtomicU64::new(0),
+            _ticker: Ticker { stop },
+        })
+    }
+
+    /// Modules compiled since start (cold loads).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, image: &ImageId) -> Option<Arc<CachedImage>> {
+        let images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+        let img = images.get(image)?.clone();
+        img.last_used
+            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Some(img)
+    }
+
+    fn insert(&self, image: ImageId, pre: InstancePre<State>) {
+        let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+        if images.len() >= self.config.image_cache && !images.contains_key(&image) {
+            if let Some(oldest) = images
+                .iter()
+                .min_by_key(|(_, v)| v.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone())
+            {
+                images.remove(&oldest);
+            }
+        }
+        images.insert(
+            image,
+            Arc::new(CachedImage {
+                pre,
+                last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+            }),
+        );
+    }
+}
+
+fn invalid(message: String) -> LoadError {
+    LoadError::Invalid {
+        class: CLASS.into(),
+        message,
+    }
+}
+
+#[async_trait]
+impl Backend for WasmBackend {
+    fn class(&self) -> &str {
+        CLASS
+    }
+
+    fn slots(&self) -> usize {
+        self.config.slots
+    }
+
+    fn is_loaded(&self, image: &ImageId) -> bool {
+        self.images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(image)
+    }
+
+    async fn load(&self, image: &ImageId, artifact: Bytes) -> Result<LoadReport, LoadError> {
+        let start = Instant::now();
+        if self.get(image).is_some() {
+            return Ok(LoadReport {
+                cached: true,
+                duration: start.elapsed(),
+            });
+        }
+        let engine = self.engine.clone();
+        let linker = self.linker.clone();
+        let pre = tokio::task::spawn_blocking(move || -> Result<InstancePre<State>, LoadError> {
+            let module = Module::new(&engine, &artifact).map_err(|e| {
+                invalid(format!("not a valid WebAssembly module: {}", root_cause(&e)))
+            })?;
+            match module.get_export("_start") {
+                Some(wasmtime::ExternType::Func(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        "the module exports no `_start` function: build a WASI command \
+                         (a `bin` crate for wasm32-wasip1)"
+                            .into(),
+                    ))
+                }
+            }
+            linker
+                .instantiate_pre(&module)
+                .map_err(|e| invalid(format!("cannot link the module: {}", root_cause(&e))))
+        })
+        .await
+        .map_err(|e| invalid(format!("compilation task failed: {e}")))??;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        self.insert(image.clone(), pre);
+        Ok(LoadReport {
+            cached: false,
+            duration: start.elapsed(),
+        })
+    }
+
+    async fn call(&self, image: &ImageId, call: CallInput) -> Result<CallOutput, CallError> {
+        let img = self
+            .get(image)
+            .ok_or_else(|| CallError::NotLoaded(image.to_string()))?;
+        let _permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CallError::Device("the wasm device is shutting down".into()))?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || run(&engine, &img.pre, call))
+            .await
+            .map_err(|e| CallError::Device(format!("call task failed: {e}")))?
+    }
+}
+
+fn root_cause(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+}
+
+fn run(engine: &Engine, pre: &InstancePre<State>, call: CallInput) -> Result<CallOutput, CallError> {
+    let limits = call.limits;
+    let out_cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
+    let stdout = MemoryOutputPipe::new(out_cap);
+    let stderr = MemoryOutputPipe::new(LOG_CAP);
+    let params = serde_json::Value::Object(call.params).to_string();
+
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdin(stdin::CountingInput::new(call.input, call.control.clone()))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .arg("ip")
+        .env("ACCELHUB_PARAMS", &params)
+        .allow_blocking_current_thread(true);
+    let wasi = builder.build_p1();
+    let mut store = Store::new(
+        engine,
+        State {
+            wasi,
+            limiter: Limiter {
+                max_memory: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                hit: false,
+            },
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    let control: Arc<CallControl> = call.control;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if control.cancel.load(Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(Interrupt::Cancelled));
+        }
+        if Instant::now() >= deadline {
+            return Err(wasmtime::Error::new(Interrupt::Deadline));
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+
+    let started = Instant::now();
+    let result = pre.instantiate(&mut store).and_then(|instance| {
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call(&mut store, ())
+    });
+    let device_time = started.elapsed();
+    let memory_hit = store.data().limiter.hit;
+    drop(store);
+    let output = stdout.try_into_inner().map(|b| b.freeze()).unwrap_or_default();
+    let log = stderr.try_into_inner().map(|b| b.freeze()).unwrap_or_default();
+
+    let err = match result {
+        Ok(()) => {
+            return Ok(CallOutput {
+                output,
+                log,
+                device_time,
+            })
+        }
+        Err(e) => e,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        if exit.0 == 0 {
+            return Ok(CallOutput {
+                output,
+                log,
+                device_time,
+            });
+        }
+        if output.len() + 4096 > out_cap {
+            return Err(CallError::OutputTooLarge {
+                limit_bytes: limits.output_bytes,
+                log,
+            });
+        }
+        if memory_hit {
+            return Err(CallError::Memory {
+                limit_bytes: limits.memory_bytes,
+                log,
+            });
+        }
+        return Err(CallError::Exit { code: exit.0, log });
+    }
+    if let Some(i) = err.downcast_ref::<Interrupt>() {
+        return Err(match i {
+            Interrupt::Deadline => CallError::Deadline {
+                timeout_ms: limits.timeout_ms,
+                log,
+            },
+            Interrupt::Cancelled => CallError::Cancelled { log },
+        });
+    }
+    if memory_hit {
+        return Err(CallError::Memory {
+            limit_bytes: limits.memory_bytes,
+            log,
+        });
+    }
+    if output.len() + 4096 > out_cap {
+        return Err(CallError::OutputTooLarge {
+            limit_bytes: limits.output_bytes,
+            log,
+        });
+    }
+    let message = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    Err(CallError::Trap { message, log })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rejects_garbage_with_a_clear_error() {
+        let b = WasmBackend::new(WasmConfig {
+            slots: 1,
+            max_memory_bytes: 64 << 20,
+            image_cache: 2,
+        })
+        .unwrap();
+        let err = b
+            .load(&ImageId("x".into()), Bytes::from_static(b"not wasm"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a valid WebAssembly module"), "{err}");
+        assert!(!b.is_loaded(&ImageId("x".into())));
+        // A valid module without `_start` is refused at load time.
+        let empty = Bytes::from_static(b"\0asm\x01\0\0\0");
+        let err = b.load(&ImageId("y".into()), empty).await.unwrap_err();
+        assert!(err.to_string().contains("_start"), "{err}");
+    }
+}
