@@ -61,7 +61,9 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let detail = e.to_string();
         match e {
-            CoreError::BadRequest(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-request", detail),
+            CoreError::BadRequest(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+            }
             CoreError::Unauthorized => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

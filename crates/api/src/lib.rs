@@ -107,7 +107,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
             axum::routing::delete(routes::undeploy),
         )
         .route("/invoke/{namespace}/{name}", post(routes::invoke))
-        .route("/objects", post(routes::put_object).get(routes::list_objects))
+        .route(
+            "/objects",
+            post(routes::put_object).get(routes::list_objects),
+        )
         .route(
             "/objects/{*key}",
             get(routes::get_object)
@@ -115,7 +118,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .delete(routes::delete_object),
         )
         .route("/jobs", post(routes::submit_job).get(routes::list_jobs))
-        .route("/jobs/{id}", get(routes::get_job).delete(routes::delete_job))
+        .route(
+            "/jobs/{id}",
+            get(routes::get_job).delete(routes::delete_job),
+        )
         .route("/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/jobs/{id}/output", get(routes::job_output))
         .route("/usage", get(routes::usage))

@@ -60,8 +60,6 @@ pub async fn whoami(Caller(me): Caller) -> Json<Account> {
     Json(me)
 }
 
-
-
 /// Create an account (operator only).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount,
     responses((status = 201, body = CreatedAccount), (status = 400, body = Problem),
@@ -134,7 +132,6 @@ pub async fn catalog(
     Ok(Json(s.platform.catalog(q.q.as_deref()).await?))
 }
 
-
 /// One IP: its versions, their status and verification reports.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}", tag = "catalog",
     params(("namespace" = String, Path), ("name" = String, Path)),
@@ -173,7 +170,6 @@ pub async fn show_version(
 }
 
 // ---- Deployments --------------------------------------------------------
-
 
 /// Deploy an IP for the caller (user).
 #[utoipa::path(post, path = "/v1/deployments", tag = "deployments", request_body = DeployRequest,
@@ -277,7 +273,10 @@ pub async fn invoke(
     set("accelhub-version", r.version);
     set("accelhub-device", r.device);
     set("accelhub-price", r.price.to_string());
-    set("accelhub-device-time-us", r.device_time.as_micros().to_string());
+    set(
+        "accelhub-device-time-us",
+        r.device_time.as_micros().to_string(),
+    );
     set("accelhub-cold-start", r.cold_start.to_string());
     headers.insert(
         header::CONTENT_TYPE,
@@ -319,7 +318,12 @@ pub async fn put_object(
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
     let info = s
         .platform
-        .put_object(&me, None, sha_header(&headers).as_deref(), body_stream(body))
+        .put_object(
+            &me,
+            None,
+            sha_header(&headers).as_deref(),
+            body_stream(body),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -339,7 +343,12 @@ pub async fn put_named_object(
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
     let info = s
         .platform
-        .put_object(&me, Some(&key), sha_header(&headers).as_deref(), body_stream(body))
+        .put_object(
+            &me,
+            Some(&key),
+            sha_header(&headers).as_deref(),
+            body_stream(body),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -396,7 +405,6 @@ pub async fn delete_object(
 }
 
 // ---- Jobs ---------------------------------------------------------------
-
 
 /// Queue a job on one of the caller's objects.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,

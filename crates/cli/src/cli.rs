@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, Parser)]
-#[command(name = "accelhub", version, about = "Accelhub: accelerated functions as a service")]
+#[command(
+    name = "accelhub",
+    version,
+    about = "Accelhub: accelerated functions as a service"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -22,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
     /// Server URL.
-    #[arg(long, env = "ACCELHUB_URL", default_value = "http://127.0.0.1:7700", global = true)]
+    #[arg(
+        long,
+        env = "ACCELHUB_URL",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
     pub url: String,
     /// API token.
     #[arg(long, env = "ACCELHUB_TOKEN", hide_env_values = true, global = true)]
@@ -334,14 +343,26 @@ fn print_report(v: &IpVersion) {
                         .map(|o| format!("; first difference at byte {o}"))
                         .unwrap_or_default()
                 ),
-                None => println!("            expected {} bytes, got no output", t.expected_size),
+                None => println!(
+                    "            expected {} bytes, got no output",
+                    t.expected_size
+                ),
             }
             if let Some(code) = t.exit_code {
                 println!("            exit code {code}");
             }
             if !t.stderr_tail.trim().is_empty() {
                 println!("            stderr:");
-                for line in t.stderr_tail.trim_end().lines().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+                for line in t
+                    .stderr_tail
+                    .trim_end()
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
                     println!("              {line}");
                 }
             }
@@ -358,7 +379,11 @@ async fn ip(conn: &Conn, cmd: IpCmd) -> anyhow::Result<()> {
                 let bar = spinner(&format!("verifying {}@{}", v.ip, v.version));
                 loop {
                     let details = c.ip(&v.ip).await?;
-                    if let Some(now) = details.versions.into_iter().find(|x| x.version == v.version) {
+                    if let Some(now) = details
+                        .versions
+                        .into_iter()
+                        .find(|x| x.version == v.version)
+                    {
                         v = now;
                     }
                     if v.status != VersionStatus::Pending {
@@ -565,7 +590,10 @@ fn print_job(job: &Job) {
             a.attempt,
             a.worker,
             a.outcome,
-            a.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            a.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         );
     }
     if let Some(log) = job.log.as_deref().filter(|l| !l.trim().is_empty()) {
@@ -575,9 +603,14 @@ fn print_job(job: &Job) {
 
 /// Upload a file with a progress bar; the SHA-256 is computed first and
 /// checked by the server.
-async fn upload(c: &Client, path: &Path, key: Option<&str>) -> anyhow::Result<accelhub_domain::ObjectInfo> {
+async fn upload(
+    c: &Client,
+    path: &Path,
+    key: Option<&str>,
+) -> anyhow::Result<accelhub_domain::ObjectInfo> {
     use sha2::{Digest, Sha256};
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         bail!("{} is not a file", path.display());
     }
@@ -594,9 +627,11 @@ async fn upload(c: &Client, path: &Path, key: Option<&str>) -> anyhow::Result<ac
     };
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message("uploading");
     let file = tokio::fs::File::open(path).await?;

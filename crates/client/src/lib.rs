@@ -37,7 +37,10 @@ pub enum ClientError {
     #[error("cannot reach the Accelhub server at {url}: {source}")]
     Connect { url: String, source: reqwest::Error },
     #[error("{}", problem_message(.status, .problem))]
-    Api { status: StatusCode, problem: Problem },
+    Api {
+        status: StatusCode,
+        problem: Problem,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -276,7 +279,12 @@ impl Client {
     }
 
     /// A sync call with the output in memory.
-    pub async fn invoke(&self, ip: &str, params: &Params, input: Bytes) -> Result<(CallInfo, Bytes)> {
+    pub async fn invoke(
+        &self,
+        ip: &str,
+        params: &Params,
+        input: Bytes,
+    ) -> Result<(CallInfo, Bytes)> {
         let (info, resp) = self.invoke_response(ip, params, input).await?;
         let out = resp.bytes().await.map_err(|e| ClientError::Connect {
             url: self.base.clone(),
@@ -288,7 +296,12 @@ impl Client {
     // ---- Objects ----
 
     /// Upload bytes as an object; `key` None lets the server name it.
-    pub async fn put_object(&self, key: Option<&str>, data: impl Into<reqwest::Body>, sha256: Option<&str>) -> Result<ObjectInfo> {
+    pub async fn put_object(
+        &self,
+        key: Option<&str>,
+        data: impl Into<reqwest::Body>,
+        sha256: Option<&str>,
+    ) -> Result<ObjectInfo> {
         let mut r = match key {
             Some(k) => self.req(Method::PUT, &format!("/v1/objects/{k}")),
             None => self.req(Method::POST, "/v1/objects"),
@@ -324,7 +337,8 @@ impl Client {
             input: input.into(),
             params,
         };
-        self.json(self.req(Method::POST, "/v1/jobs").json(&body)).await
+        self.json(self.req(Method::POST, "/v1/jobs").json(&body))
+            .await
     }
 
     pub async fn job(&self, id: &str) -> Result<Job> {
@@ -357,11 +371,7 @@ impl Client {
     }
 
     /// Poll a job until it finishes, calling `progress` on each change.
-    pub async fn wait_job(
-        &self,
-        id: &str,
-        mut progress: impl FnMut(&Job),
-    ) -> Result<Job> {
+    pub async fn wait_job(&self, id: &str, mut progress: impl FnMut(&Job)) -> Result<Job> {
         let mut delay = std::time::Duration::from_millis(50);
         loop {
             let job = self.job(id).await?;

@@ -63,7 +63,9 @@ impl Platform {
 
     pub async fn list_accounts(&self, caller: &Account) -> Result<Vec<Account>> {
         if caller.role != Role::Operator {
-            return Err(CoreError::Forbidden("only the operator lists accounts".into()));
+            return Err(CoreError::Forbidden(
+                "only the operator lists accounts".into(),
+            ));
         }
         Ok(self.store.list_accounts().await?)
     }

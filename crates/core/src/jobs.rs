@@ -168,7 +168,10 @@ impl Agent {
         let node = platform.config.node.clone();
         let lost = platform.store.release_worker(&node).await?;
         if !lost.is_empty() {
-            tracing::warn!(count = lost.len(), "re-queued jobs interrupted by the last shutdown");
+            tracing::warn!(
+                count = lost.len(),
+                "re-queued jobs interrupted by the last shutdown"
+            );
         }
         platform.verify_pending().await?;
         let (stop, stop_rx) = watch::channel(false);
@@ -216,7 +219,11 @@ async fn worker_loop(p: Arc<Platform>, mut stop: watch::Receiver<bool>) {
             return;
         }
         let lease_until = Utc::now() + p.config.job_lease;
-        match p.store.claim_job(&p.config.node, &devices, lease_until).await {
+        match p
+            .store
+            .claim_job(&p.config.node, &devices, lease_until)
+            .await
+        {
             Ok(Some(job)) => {
                 run_job(&p, job).await;
                 continue;
@@ -266,7 +273,14 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
         .find(|i| i.device == job.device)
         .cloned()
     else {
-        return fail(p, job, Some(&version), format!("no '{}' implementation", job.device), None).await;
+        return fail(
+            p,
+            job,
+            Some(&version),
+            format!("no '{}' implementation", job.device),
+            None,
+        )
+        .await;
     };
 
     let control = Arc::new(CallControl::default());
@@ -318,7 +332,12 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                 p.config.max_job_input_bytes,
             )
             .await
-            .map_err(|e| (format!("cannot read input object '{}': {e}", job.input_key), None))?;
+            .map_err(|e| {
+                (
+                    format!("cannot read input object '{}': {e}", job.input_key),
+                    None,
+                )
+            })?;
         progress.store(0.05f64.to_bits(), Ordering::Relaxed);
         let call = CallInput {
             input,
@@ -366,7 +385,14 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
     {
         Ok(put) => put,
         Err(e) => {
-            return fail(p, job, Some(&version), format!("cannot store the output: {e}"), None).await
+            return fail(
+                p,
+                job,
+                Some(&version),
+                format!("cannot store the output: {e}"),
+                None,
+            )
+            .await
         }
     };
     if let Err(e) = p
@@ -374,7 +400,14 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
         .put_object(job.account_id, &output_key, put.size, &put.sha256)
         .await
     {
-        return fail(p, job, Some(&version), format!("cannot record the output: {e}"), None).await;
+        return fail(
+            p,
+            job,
+            Some(&version),
+            format!("cannot record the output: {e}"),
+            None,
+        )
+        .await;
     }
     let log = (!out.log.is_empty()).then(|| accelhub_domain::version::tail(&out.log, 4096));
     let usage = usage_record(

@@ -19,8 +19,8 @@ pub use package::Package;
 
 use accelhub_device::{CallControl, CallError, CallInput, ImageId};
 use accelhub_domain::{
-    Account, CatalogEntry, Deployment, IpName, IpVersion, ObjectInfo, Limits, Money, Params, Role, UsageRecord, UsageReport,
-    UsageTotals, VersionStatus,
+    Account, CatalogEntry, Deployment, IpName, IpVersion, Limits, Money, ObjectInfo, Params, Role,
+    UsageRecord, UsageReport, UsageTotals, VersionStatus,
 };
 use accelhub_objects::{ObjectError, ObjectStore, Sealer};
 use accelhub_store::{
@@ -271,9 +271,10 @@ impl Platform {
         }
         let chosen = match version {
             Some(v) => {
-                let row = versions.iter().find(|r| r.version == v).ok_or_else(|| {
-                    CoreError::NotFound(format!("'{ip}' has no version {v}"))
-                })?;
+                let row = versions
+                    .iter()
+                    .find(|r| r.version == v)
+                    .ok_or_else(|| CoreError::NotFound(format!("'{ip}' has no version {v}")))?;
                 if row.status != VersionStatus::Verified {
                     return Err(CoreError::Conflict(format!(
                         "{ip}@{v} is {}: only verified versions can be deployed",
@@ -318,7 +319,9 @@ impl Platform {
 
     pub async fn undeploy(&self, account: &Account, ip: &str) -> Result<()> {
         if !self.store.delete_deployment(account.id, ip).await? {
-            return Err(CoreError::NotFound(format!("you have no deployment of '{ip}'")));
+            return Err(CoreError::NotFound(format!(
+                "you have no deployment of '{ip}'"
+            )));
         }
         Ok(())
     }
@@ -384,7 +387,11 @@ impl Platform {
         let key = imp.artifact_key.clone();
         let report = self
             .executor
-            .ensure_loaded(&imp.device, &image, Box::new(move || Box::pin(async move { self.unseal(&key).await })))
+            .ensure_loaded(
+                &imp.device,
+                &image,
+                Box::new(move || Box::pin(async move { self.unseal(&key).await })),
+            )
             .await;
         if let Ok(r) = &report {
             self.metrics.image_load(&imp.device, r.cached);
@@ -399,7 +406,13 @@ impl Platform {
     // ---- Sync calls ------------------------------------------------------
 
     /// Call the caller's deployment of `ip` synchronously.
-    pub async fn invoke(&self, account: &Account, ip: &str, params: Params, input: Bytes) -> Result<CallResult> {
+    pub async fn invoke(
+        &self,
+        account: &Account,
+        ip: &str,
+        params: Params,
+        input: Bytes,
+    ) -> Result<CallResult> {
         if input.len() as u64 > self.config.max_sync_bytes {
             return Err(CoreError::TooLarge(format!(
                 "sync calls take at most {} bytes; upload larger data with `accelhub object put` \
@@ -440,8 +453,19 @@ impl Platform {
             Ok((load, out)) => {
                 self.metrics.image_load(&imp.device, load.cached);
                 self.metrics.call(&version.ip, &imp.device, "ok", elapsed);
-                self.meter(&call_id, "call", account.id, &version, &imp.device, bytes_in,
-                    out.output.len() as u64, out.device_time, true, "ok").await?;
+                self.meter(
+                    &call_id,
+                    "call",
+                    account.id,
+                    &version,
+                    &imp.device,
+                    bytes_in,
+                    out.output.len() as u64,
+                    out.device_time,
+                    true,
+                    "ok",
+                )
+                .await?;
                 Ok(CallResult {
                     call_id,
                     ip: version.ip.clone(),
@@ -461,8 +485,19 @@ impl Platform {
                     _ => "platform".to_string(),
                 };
                 self.metrics.call(&version.ip, &imp.device, &kind, elapsed);
-                self.meter(&call_id, "call", account.id, &version, &imp.device, bytes_in, 0,
-                    elapsed, false, &kind).await?;
+                self.meter(
+                    &call_id,
+                    "call",
+                    account.id,
+                    &version,
+                    &imp.device,
+                    bytes_in,
+                    0,
+                    elapsed,
+                    false,
+                    &kind,
+                )
+                .await?;
                 Err(err)
             }
         }
@@ -500,8 +535,18 @@ impl Platform {
         outcome: &str,
     ) -> Result<()> {
         self.store
-            .record_usage(usage_record(id, kind, account_id, version, device, bytes_in, bytes_out,
-                device_time, billed, outcome))
+            .record_usage(usage_record(
+                id,
+                kind,
+                account_id,
+                version,
+                device,
+                bytes_in,
+                bytes_out,
+                device_time,
+                billed,
+                outcome,
+            ))
             .await?;
         Ok(())
     }
@@ -593,7 +638,11 @@ impl Platform {
 
     /// Usage the caller may see: its own consumption (user), use of its IPs
     /// without consumers' names (vendor), or everything (operator).
-    pub async fn usage(&self, account: &Account, since: Option<DateTime<Utc>>) -> Result<UsageReport> {
+    pub async fn usage(
+        &self,
+        account: &Account,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<UsageReport> {
         let (view, scope) = match account.role {
             Role::User => ("consumer", UsageScope::Consumer(account.id)),
             Role::Vendor => ("vendor", UsageScope::Vendor(account.id)),

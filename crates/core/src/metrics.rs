@@ -34,7 +34,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let calls = must(IntCounterVec::new(
-            Opts::new("accelhub_calls_total", "Synchronous calls, by IP, device and outcome"),
+            Opts::new(
+                "accelhub_calls_total",
+                "Synchronous calls, by IP, device and outcome",
+            ),
             &["ip", "device", "outcome"],
         ));
         let call_seconds = must(HistogramVec::new(
@@ -50,7 +53,10 @@ impl Metrics {
             &["device", "cached"],
         ));
         let jobs = must(IntCounterVec::new(
-            Opts::new("accelhub_jobs_finished_total", "Job attempts finished, by outcome"),
+            Opts::new(
+                "accelhub_jobs_finished_total",
+                "Job attempts finished, by outcome",
+            ),
             &["outcome"],
         ));
         let jobs_running = must(IntGauge::new(
@@ -58,11 +64,17 @@ impl Metrics {
             "Jobs running on this node's agent",
         ));
         let verifications = must(IntCounterVec::new(
-            Opts::new("accelhub_verifications_total", "Verified versions, by status"),
+            Opts::new(
+                "accelhub_verifications_total",
+                "Verified versions, by status",
+            ),
             &["status"],
         ));
         let http_requests = must(IntCounterVec::new(
-            Opts::new("accelhub_http_requests_total", "HTTP requests by route and status"),
+            Opts::new(
+                "accelhub_http_requests_total",
+                "HTTP requests by route and status",
+            ),
             &["method", "route", "status"],
         ));
         let http_seconds = must(HistogramVec::new(

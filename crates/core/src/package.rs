@@ -75,7 +75,10 @@ fn named_files(m: &Manifest) -> Vec<(String, String)> {
         v.push(("description".to_string(), d.clone()));
     }
     for (i, imp) in m.implementations.iter().enumerate() {
-        v.push((format!("implementation[{i}].artifact"), imp.artifact.clone()));
+        v.push((
+            format!("implementation[{i}].artifact"),
+            imp.artifact.clone(),
+        ));
     }
     for (i, t) in m.tests.iter().enumerate() {
         v.push((format!("test[{i}].input"), t.input.clone()));
@@ -136,9 +139,17 @@ per_call = 0.001
 
     #[test]
     fn refuses_garbage_and_missing_manifest() {
-        let e = Package::from_tar(b"garbage that is not tar").unwrap_err().to_string();
-        assert!(e.contains("ip.toml") || e.contains("invalid package"), "{e}");
+        let e = Package::from_tar(b"garbage that is not tar")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ip.toml") || e.contains("invalid package"),
+            "{e}"
+        );
         let t = tar_of(&[("x.wasm", b"w")]);
-        assert!(Package::from_tar(&t).unwrap_err().to_string().contains("no ip.toml"));
+        assert!(Package::from_tar(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("no ip.toml"));
     }
 }

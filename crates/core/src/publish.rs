@@ -3,8 +3,7 @@
 use crate::{new_id, version_view, CoreError, Package, Platform, Result};
 use accelhub_device::{CallControl, CallInput};
 use accelhub_domain::{
-    Account, ImplementationReport, IpVersion, Role, TestOutcome, VerificationReport,
-    VersionStatus,
+    Account, ImplementationReport, IpVersion, Role, TestOutcome, VerificationReport, VersionStatus,
 };
 use accelhub_store::{NewVersion, StoreError, StoredImplementation, StoredTest, VersionRow};
 use bytes::Bytes;
@@ -73,16 +72,19 @@ impl Platform {
                         "ip.toml field `description`: '{path}' is larger than {MAX_DESCRIPTION} bytes"
                     )));
                 }
-                Some(
-                    String::from_utf8(bytes.to_vec()).map_err(|_| {
-                        CoreError::BadRequest(format!(
-                            "ip.toml field `description`: '{path}' is not UTF-8 text"
-                        ))
-                    })?,
-                )
+                Some(String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    CoreError::BadRequest(format!(
+                        "ip.toml field `description`: '{path}' is not UTF-8 text"
+                    ))
+                })?)
             }
         };
-        if self.store.get_version(&ip, &m.version.to_string()).await?.is_some() {
+        if self
+            .store
+            .get_version(&ip, &m.version.to_string())
+            .await?
+            .is_some()
+        {
             return Err(version_exists(&ip, &m.version.to_string()));
         }
 
@@ -174,7 +176,11 @@ impl Platform {
         };
         self.metrics.verification(status.as_str());
         tracing::info!(ip = %version.ip, version = %version.version, %status, "verification finished");
-        if let Err(e) = self.store.set_version_status(version.id, status, &report).await {
+        if let Err(e) = self
+            .store
+            .set_version_status(version.id, status, &report)
+            .await
+        {
             tracing::error!(ip = %version.ip, version = %version.version, "cannot record verification: {e}");
         }
     }
@@ -225,7 +231,10 @@ impl Platform {
             stderr_tail: String::new(),
             device_time_ms: 0.0,
         };
-        let (input, expect) = match (self.unseal(&t.input_key).await, self.unseal(&t.expect_key).await) {
+        let (input, expect) = match (
+            self.unseal(&t.input_key).await,
+            self.unseal(&t.expect_key).await,
+        ) {
             (Ok(i), Ok(e)) => (i, e),
             (Err(e), _) | (_, Err(e)) => {
                 outcome.error = Some(format!("cannot read the test vector: {e}"));

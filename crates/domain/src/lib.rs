@@ -19,11 +19,13 @@ pub use limits::{Limits, LimitsRequest};
 pub use manifest::{IpName, Manifest, ManifestError};
 pub use money::Money;
 pub use usage::{UsageRecord, UsageReport, UsageTotals};
+pub use version::{
+    ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus,
+};
 pub use views::{
     CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, IpDetails, ObjectInfo,
     SubmitJob,
 };
-pub use version::{ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus};
 
 /// A device class names a kind of accelerator an implementation runs on.
 pub const DEVICE_WASM: &str = "wasm";

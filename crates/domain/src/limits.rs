@@ -56,7 +56,10 @@ impl LimitsRequest {
             .unwrap_or(default.output_bytes);
         let check = |field: &str, v: u64, m: u64, unit: &str, scale: u64| {
             if v == 0 {
-                Err((format!("limits.{field}"), "must be greater than 0".to_string()))
+                Err((
+                    format!("limits.{field}"),
+                    "must be greater than 0".to_string(),
+                ))
             } else if v > m {
                 Err((
                     format!("limits.{field}"),

@@ -179,7 +179,10 @@ impl Manifest {
         let version = semver::Version::parse(&raw.version).map_err(|e| {
             ManifestError::field(
                 "version",
-                format!("'{}' is not a semantic version (e.g. 1.0.0): {e}", raw.version),
+                format!(
+                    "'{}' is not a semantic version (e.g. 1.0.0): {e}",
+                    raw.version
+                ),
             )
         })?;
         let summary = raw.summary.trim().to_string();
@@ -187,7 +190,10 @@ impl Manifest {
             return Err(ManifestError::field("summary", "must not be empty"));
         }
         if summary.len() > 200 {
-            return Err(ManifestError::field("summary", "must be at most 200 characters"));
+            return Err(ManifestError::field(
+                "summary",
+                "must be at most 200 characters",
+            ));
         }
         if let Some(d) = &raw.description {
             validate_package_path("description", d)?;
@@ -354,7 +360,8 @@ per_call = 0.002
             err_field(&GOOD.replace("params = {}", "params = 3")),
             "test[0].params"
         );
-        let no_tests = GOOD.split("[[test]]").next().unwrap().to_string() + "[pricing]\nper_call = 1\n";
+        let no_tests =
+            GOOD.split("[[test]]").next().unwrap().to_string() + "[pricing]\nper_call = 1\n";
         assert_eq!(err_field(&no_tests), "test");
         let s = err_field(&GOOD.replace("summary =", "sumary ="));
         assert!(s.contains("sumary"), "{s}");
@@ -364,9 +371,15 @@ per_call = 0.002
 
     #[test]
     fn float_prices_are_exact() {
-        for (text, micros) in [("0.1", 100_000), ("0.3", 300_000), ("2", 2_000_000), ("\"0.000001\"", 1)] {
-            let m = Manifest::parse(&GOOD.replace("per_call = 0.002", &format!("per_call = {text}")))
-                .unwrap();
+        for (text, micros) in [
+            ("0.1", 100_000),
+            ("0.3", 300_000),
+            ("2", 2_000_000),
+            ("\"0.000001\"", 1),
+        ] {
+            let m =
+                Manifest::parse(&GOOD.replace("per_call = 0.002", &format!("per_call = {text}")))
+                    .unwrap();
             assert_eq!(m.pricing.per_call, Money(micros), "{text}");
         }
     }

@@ -62,8 +62,7 @@ impl FromStr for Money {
         if int.is_empty() && frac.is_empty() {
             return Err(bad());
         }
-        if !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit())
-        {
+        if !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }
         if frac.len() > 6 {

@@ -122,7 +122,10 @@ mod tests {
     async fn put_get_delete_and_limits() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDirStore::new(dir.path()).unwrap();
-        let r = store.put("a/b", Bytes::from_static(b"hello")).await.unwrap();
+        let r = store
+            .put("a/b", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
         assert_eq!(r.size, 5);
         assert_eq!(
             r.sha256,
@@ -133,8 +136,10 @@ mod tests {
             store.get("a/b", 3).await,
             Err(ObjectError::TooLarge { .. })
         ));
-        let chunks: Vec<std::io::Result<Bytes>> =
-            vec![Ok(Bytes::from_static(b"1234")), Ok(Bytes::from_static(b"5678"))];
+        let chunks: Vec<std::io::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"1234")),
+            Ok(Bytes::from_static(b"5678")),
+        ];
         let err = store
             .put_stream("big", Box::pin(futures::stream::iter(chunks)), 6)
             .await

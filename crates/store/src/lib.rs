@@ -219,8 +219,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ip_vendor(&self, ip: &str) -> Result<Option<i64>>;
 
     // Deployments.
-    async fn upsert_deployment(&self, id: &str, account_id: i64, version_id: i64)
-        -> Result<DeploymentRow>;
+    async fn upsert_deployment(
+        &self,
+        id: &str,
+        account_id: i64,
+        version_id: i64,
+    ) -> Result<DeploymentRow>;
     async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>>;
     async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
     async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;

@@ -14,7 +14,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const VERSION_COLS: &str = "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
+const VERSION_COLS: &str =
+    "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
      v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
      v.published_at";
 
@@ -500,10 +501,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<JobRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLS} {JOB_FROM} WHERE j.id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         self.job_with_history(row).await
     }
 
@@ -696,12 +699,11 @@ impl Store for SqliteStore {
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'running' AND lease_expires < ?",
-        )
-        .bind(millis(now))
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_expires < ?")
+                .bind(millis(now))
+                .fetch_all(&mut *tx)
+                .await?;
         for id in &ids {
             lose_attempt(&mut tx, id, "the worker stopped renewing its lease").await?;
         }
@@ -711,12 +713,11 @@ impl Store for SqliteStore {
 
     async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'running' AND lease_owner = ?",
-        )
-        .bind(worker)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_owner = ?")
+                .bind(worker)
+                .fetch_all(&mut *tx)
+                .await?;
         for id in &ids {
             lose_attempt(&mut tx, id, "the worker's process stopped mid-job").await?;
         }

@@ -197,8 +197,10 @@ impl WasmBackend {
     fn get(&self, image: &ImageId) -> Option<Arc<CachedImage>> {
         let images = self.images.lock().unwrap_or_else(|p| p.into_inner());
         let img = images.get(image)?.clone();
-        img.last_used
-            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        img.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         Some(img)
     }
 
@@ -259,7 +261,10 @@ impl Backend for WasmBackend {
         let linker = self.linker.clone();
         let pre = tokio::task::spawn_blocking(move || -> Result<InstancePre<State>, LoadError> {
             let module = Module::new(&engine, &artifact).map_err(|e| {
-                invalid(format!("not a valid WebAssembly module: {}", root_cause(&e)))
+                invalid(format!(
+                    "not a valid WebAssembly module: {}",
+                    root_cause(&e)
+                ))
             })?;
             match module.get_export("_start") {
                 Some(wasmtime::ExternType::Func(_)) => {}
@@ -306,7 +311,11 @@ fn root_cause(e: &wasmtime::Error) -> String {
     format!("{e:#}")
 }
 
-fn run(engine: &Engine, pre: &InstancePre<State>, call: CallInput) -> Result<CallOutput, CallError> {
+fn run(
+    engine: &Engine,
+    pre: &InstancePre<State>,
+    call: CallInput,
+) -> Result<CallOutput, CallError> {
     let limits = call.limits;
     let out_cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
     let stdout = MemoryOutputPipe::new(out_cap);
@@ -354,8 +363,14 @@ fn run(engine: &Engine, pre: &InstancePre<State>, call: CallInput) -> Result<Cal
     let device_time = started.elapsed();
     let memory_hit = store.data().limiter.hit;
     drop(store);
-    let output = stdout.try_into_inner().map(|b| b.freeze()).unwrap_or_default();
-    let log = stderr.try_into_inner().map(|b| b.freeze()).unwrap_or_default();
+    let output = stdout
+        .try_into_inner()
+        .map(|b| b.freeze())
+        .unwrap_or_default();
+    let log = stderr
+        .try_into_inner()
+        .map(|b| b.freeze())
+        .unwrap_or_default();
 
     let err = match result {
         Ok(()) => {
@@ -433,7 +448,10 @@ mod tests {
             .load(&ImageId("x".into()), Bytes::from_static(b"not wasm"))
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("not a valid WebAssembly module"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid WebAssembly module"),
+            "{err}"
+        );
         assert!(!b.is_loaded(&ImageId("x".into())));
         // A valid module without `_start` is refused at load time.
         let empty = Bytes::from_static(b"\0asm\x01\0\0\0");

@@ -1,0 +1,242 @@
+//! Shared test fixtures: the real `accelhub` binary serving on
+//! 127.0.0.1:0 over a fresh data directory, and the example IPs built for
+//! wasm32-wasip1.
+#![allow(dead_code)]
+
+use accelhub_client::Client;
+use accelhub_domain::{IpVersion, Role, VersionStatus};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Build the example IPs once per test process.
+pub fn ips_dir() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = repo_root();
+            let status = Command::new("bash")
+                .arg(root.join("scripts/build-ips.sh"))
+                .status()
+                .expect("run scripts/build-ips.sh");
+            assert!(status.success(), "building the example IPs failed");
+            root.join("ips")
+        })
+        .clone()
+}
+
+/// A copy of example IP `name` in a temporary directory, with `edit`
+/// applied to its ip.toml.
+pub fn package(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let src = ips_dir().join(name);
+    let dst = tempfile::tempdir().unwrap();
+    copy_dir(&src, dst.path());
+    let manifest = dst.path().join("ip.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, edit(text)).unwrap();
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "src" || name == "Cargo.toml" {
+            continue;
+        }
+        let to = dst.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_accelhub")
+}
+
+/// A running `accelhub serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data: PathBuf,
+    pub admin_token: String,
+    pub log: Arc<Mutex<String>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(dir.path(), &[]);
+        s._dir = Some(dir);
+        s
+    }
+
+    pub fn start_with(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(dir.path(), args);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Start on an existing data directory (a restart).
+    pub fn start_in(data: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start accelhub serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.strip_prefix("accelhub listening on ") {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(rest.trim().to_string());
+                        }
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        let admin_token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            child: Some(child),
+            url,
+            data: data.to_path_buf(),
+            admin_token,
+            log,
+            _dir: None,
+        }
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        Client::new(&self.url, Some(token.to_string())).unwrap()
+    }
+
+    pub fn admin(&self) -> Client {
+        self.client(&self.admin_token)
+    }
+
+    /// Create an account and return a client holding its token.
+    pub async fn account(&self, name: &str, role: Role) -> Client {
+        let created = self.admin().create_account(name, role).await.unwrap();
+        self.client(&created.token)
+    }
+
+    /// Run the CLI against this server.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("ACCELHUB_URL", &self.url)
+            .env("ACCELHUB_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run accelhub")
+    }
+
+    /// SIGKILL: the process dies with no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for a graceful exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("server running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        c.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Poll until the version's verification finishes.
+pub async fn wait_verified(c: &Client, ip: &str, version: &str) -> IpVersion {
+    let start = Instant::now();
+    loop {
+        let d = c.ip(ip).await.unwrap();
+        let v = d
+            .versions
+            .into_iter()
+            .find(|v| v.version == version)
+            .unwrap();
+        if v.status != VersionStatus::Pending {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "verification of {ip}@{version} hangs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publish a package directory and wait for its verification.
+pub async fn publish(c: &Client, dir: &Path) -> IpVersion {
+    let v = c.publish_dir(dir).await.unwrap();
+    assert_eq!(v.status, VersionStatus::Pending);
+    wait_verified(c, &v.ip, &v.version).await
+}
+
+/// Reference reverse complement, written independently of the IP.
+pub fn revcomp_reference(seq: &[u8]) -> Vec<u8> {
+    seq.iter()
+        .rev()
+        .map(|b| match b {
+            b'A' => b'T',
+            b'T' => b'A',
+            b'C' => b'G',
+            b'G' => b'C',
+            other => *other,
+        })
+        .collect()
+}
