@@ -1,1 +1,315 @@
-fn main() {}
+//! Benchmark: synchronous calls of the no-op wasm IP (`acme/echo`) through
+//! a real `accelhub serve`, against a raw axum server that echoes the body,
+//! measured in the same run with the same load generator.
+//!
+//! Reports calls per second and p50/p99 latency at 1, 16 and 64 concurrent
+//! clients, the ratio to the raw server, and the latency of the first call
+//! of an IP that is not loaded (after a server restart).
+//!
+//! Usage: cargo run --release -p accelhub-bench-invoke -- [--seconds 5]
+//! (builds on `target/release/accelhub`; run `cargo build --release -p accelhub` first)
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds of load per concurrency level.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// The accelhub binary.
+    #[arg(long)]
+    accelhub: Option<PathBuf>,
+    /// Cold starts to measure.
+    #[arg(long, default_value_t = 5)]
+    cold_starts: usize,
+    /// Internal: run as the raw axum server.
+    #[arg(long, hide = true)]
+    raw_server: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.raw_server {
+        return raw_server();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+/// The peer: axum, one POST route returning its body. Same HTTP stack as
+/// accelhub, no auth, no sandbox, no metering.
+fn raw_server() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = axum::Router::new().route(
+            "/echo",
+            axum::routing::post(|body: bytes::Bytes| async move { body }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        eprintln!("raw listening on http://{}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command, marker: &str) -> Result<Proc> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(&marker) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("the server did not start")?;
+    Ok(Proc { child, url })
+}
+
+fn start_accelhub(bin: &Path, data: &Path) -> Result<Proc> {
+    spawn(
+        Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn"),
+        "accelhub listening on ",
+    )
+}
+
+struct Stats {
+    calls: usize,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    clients: usize,
+    seconds: f64,
+) -> Result<Stats> {
+    let body = bytes::Bytes::from_static(b"ping");
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for _ in 0..clients {
+        let client = client.clone();
+        let url = url.to_string();
+        let token = token.map(str::to_string);
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut r = client.post(&url).body(body.clone());
+                if let Some(t) = &token {
+                    r = r.bearer_auth(t);
+                }
+                let resp = r.send().await?;
+                if !resp.status().is_success() {
+                    bail!("{} answered {}", url, resp.status());
+                }
+                let out = resp.bytes().await?;
+                if out.as_ref() != b"ping" {
+                    bail!("wrong answer {out:?}");
+                }
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    Ok(Stats {
+        calls: all.len(),
+        per_sec: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+async fn run(args: Args) -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = args
+        .accelhub
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/accelhub"));
+    if !bin.exists() {
+        bail!(
+            "{} not found: run `cargo build --release -p accelhub` first",
+            bin.display()
+        );
+    }
+    let status = Command::new("bash")
+        .arg(root.join("scripts/build-ips.sh"))
+        .status()?;
+    if !status.success() {
+        bail!("building the example IPs failed");
+    }
+
+    let data = tempfile::tempdir()?;
+    let server = start_accelhub(&bin, data.path())?;
+    let admin = std::fs::read_to_string(data.path().join("admin.token"))?
+        .trim()
+        .to_string();
+    let cli = |token: &str, args: &[&str], url: &str| -> Result<String> {
+        let out = Command::new(&bin)
+            .args(args)
+            .env("ACCELHUB_URL", url)
+            .env("ACCELHUB_TOKEN", token)
+            .output()?;
+        if !out.status.success() {
+            bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    };
+    let vendor = cli(
+        &admin,
+        &["account", "create", "acme", "--role", "vendor"],
+        &server.url,
+    )?;
+    let user = cli(
+        &admin,
+        &["account", "create", "bench", "--role", "user"],
+        &server.url,
+    )?;
+    cli(
+        &vendor,
+        &[
+            "ip",
+            "publish",
+            root.join("ips/echo").to_str().unwrap_or_default(),
+            "--wait",
+        ],
+        &server.url,
+    )?;
+    cli(&user, &["deploy", "acme/echo"], &server.url)?;
+
+    let raw = spawn(
+        Command::new(std::env::current_exe()?).arg("--raw-server"),
+        "raw listening on ",
+    )?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let ah_url = format!("{}/v1/invoke/acme/echo", server.url);
+    let raw_url = format!("{}/echo", raw.url);
+    // Warm both.
+    load(&client, &ah_url, Some(&user), 4, 0.5).await?;
+    load(&client, &raw_url, None, 4, 0.5).await?;
+
+    println!(
+        "sync calls of a no-op wasm IP (4-byte body) vs raw axum echo, {:.0} s per level",
+        args.seconds
+    );
+    println!(
+        "| clients | accelhub calls/s | p50 ms | p99 ms | raw axum calls/s | p50 ms | p99 ms | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &args.clients {
+        let a = load(&client, &ah_url, Some(&user), n, args.seconds).await?;
+        let r = load(&client, &raw_url, None, n, args.seconds).await?;
+        println!(
+            "| {n} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} |",
+            a.per_sec,
+            a.p50_ms,
+            a.p99_ms,
+            r.per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            a.per_sec / r.per_sec
+        );
+        let _ = (a.calls, r.calls);
+    }
+    drop(server);
+
+    // Cold start: the first call of an IP this process has never loaded.
+    let mut firsts = Vec::new();
+    let mut warms = Vec::new();
+    for _ in 0..args.cold_starts {
+        let server = start_accelhub(&bin, data.path())?;
+        let c = reqwest::Client::new();
+        let url = format!("{}/v1/invoke/acme/echo", server.url);
+        let mut times = Vec::new();
+        for _ in 0..2 {
+            let t = Instant::now();
+            let resp = c.post(&url).bearer_auth(&user).body("ping").send().await?;
+            let cold = resp
+                .headers()
+                .get("accelhub-cold-start")
+                .map(|v| v == "true")
+                .unwrap_or(false);
+            if !resp.status().is_success() {
+                bail!("cold call failed: {}", resp.status());
+            }
+            resp.bytes().await?;
+            times.push((t.elapsed().as_secs_f64() * 1e3, cold));
+        }
+        if !times[0].1 {
+            bail!("the first call after a restart was not a cold start");
+        }
+        firsts.push(times[0].0);
+        warms.push(times[1].0);
+    }
+    println!();
+    println!(
+        "first call of a never-loaded IP (after restart), median of {}: {:.2} ms (next call {:.2} ms)",
+        args.cold_starts,
+        median(firsts),
+        median(warms)
+    );
+    Ok(())
+}

@@ -122,36 +122,29 @@ async fn manifest_and_package_errors_name_the_problem() {
     let server = Server::start();
     let vendor = server.account("acme", Role::Vendor).await;
 
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    // (text in ip.toml, replacement, what the error must mention)
+    let cases = [
+        ("version = \"1.0.0\"", "version = \"1.0\"", "`version`"),
         (
-            Box::new(|m: String| m.replace("version = \"1.0.0\"", "version = \"1.0\"")),
-            "`version`",
-        ),
-        (
-            Box::new(|m: String| m.replace("per_call = 0.002", "per_call = \"free\"")),
+            "per_call = 0.002",
+            "per_call = \"free\"",
             "`pricing.per_call`",
         ),
         (
-            Box::new(|m: String| m.replace("device = \"wasm\"", "device = \"fpga\"")),
+            "device = \"wasm\"",
+            "device = \"fpga\"",
             "device class 'fpga' is not offered",
         ),
+        ("summary =", "sumary =", "sumary"),
+        ("tests/lines.out", "tests/missing.out", "test[1].expect"),
         (
-            Box::new(|m: String| m.replace("summary =", "sumary =")),
-            "sumary",
-        ),
-        (
-            Box::new(|m: String| m.replace("tests/lines.out", "tests/missing.out")),
-            "test[1].expect",
-        ),
-        (
-            Box::new(|m: String| {
-                m.replace("[pricing]", "[limits]\nmemory_mb = 99999999\n[pricing]")
-            }),
+            "[pricing]",
+            "[limits]\nmemory_mb = 99999999\n[pricing]",
             "limits.memory_mb",
         ),
     ];
-    for (edit, needle) in cases {
-        let dir = package("revcomp", edit);
+    for (from, to, needle) in cases {
+        let dir = package("revcomp", |m| m.replace(from, to));
         // The CLI checks the manifest before sending; the server checks
         // again. Send the raw archive to exercise the server.
         let archive = raw_tar(dir.path());

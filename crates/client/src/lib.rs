@@ -39,7 +39,7 @@ pub enum ClientError {
     #[error("{}", problem_message(.status, .problem))]
     Api {
         status: StatusCode,
-        problem: Problem,
+        problem: Box<Problem>,
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -169,7 +169,10 @@ impl Client {
             detail: String::from_utf8_lossy(&body).trim().to_string(),
             ..Problem::default()
         });
-        Err(ClientError::Api { status, problem })
+        Err(ClientError::Api {
+            status,
+            problem: Box::new(problem),
+        })
     }
 
     async fn json<T: DeserializeOwned>(&self, r: RequestBuilder) -> Result<T> {
