@@ -126,10 +126,10 @@ pub struct CatalogQuery {
     security(("token" = [])))]
 pub async fn catalog(
     State(s): State<AppState>,
-    _caller: Caller,
+    Caller(me): Caller,
     Query(q): Query<CatalogQuery>,
 ) -> ApiResult<Json<Vec<CatalogEntry>>> {
-    Ok(Json(s.platform.catalog(q.q.as_deref()).await?))
+    Ok(Json(s.platform.catalog(&me, q.q.as_deref()).await?))
 }
 
 /// One IP: its versions, their status and verification reports.
@@ -139,11 +139,11 @@ pub async fn catalog(
     security(("token" = [])))]
 pub async fn show_ip(
     State(s): State<AppState>,
-    _caller: Caller,
+    Caller(me): Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult<Json<IpDetails>> {
     let ip = format!("{ns}/{name}");
-    let versions = s.platform.ip_versions(&ip).await?;
+    let versions = s.platform.ip_versions(&me, &ip).await?;
     Ok(Json(IpDetails { ip, versions }))
 }
 
@@ -154,12 +154,12 @@ pub async fn show_ip(
     security(("token" = [])))]
 pub async fn show_version(
     State(s): State<AppState>,
-    _caller: Caller,
+    Caller(me): Caller,
     Path((ns, name, version)): Path<(String, String, String)>,
 ) -> ApiResult<Json<IpVersion>> {
     let ip = format!("{ns}/{name}");
     s.platform
-        .ip_versions(&ip)
+        .ip_versions(&me, &ip)
         .await?
         .into_iter()
         .find(|v| v.version == version)

@@ -86,6 +86,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_object_bytes: args.max_object_bytes,
         job_lease: Duration::from_secs(args.job_lease_secs.max(1)),
         node: args.node.clone(),
+        scratch_dir: args.data.join("scratch"),
         ..CoreConfig::default()
     };
     let platform = Platform::new(

@@ -46,6 +46,24 @@ async fn a_wrong_expectation_is_rejected_with_a_useful_report() {
         bad.stderr_tail
     );
 
+    // Other accounts see the verdict, not the IP's log on the test vectors.
+    let seen = user.ip("acme/revcomp").await.unwrap();
+    let t = &seen.versions[0].report.as_ref().unwrap().implementations[0].tests;
+    assert!(t.iter().all(|t| t.stderr_tail.is_empty()));
+    assert_eq!(t[1].first_difference, Some(2));
+    let listed = user.catalog(Some("revcomp")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let r = listed[0].latest.report.as_ref().unwrap();
+    assert!(r.implementations[0]
+        .tests
+        .iter()
+        .all(|t| t.stderr_tail.is_empty()));
+    assert!(user
+        .catalog(Some("no-such-thing"))
+        .await
+        .unwrap()
+        .is_empty());
+
     // A rejected version cannot be deployed, and nothing else is verified.
     let err = user
         .deploy("acme/revcomp", Some("1.1.0"))

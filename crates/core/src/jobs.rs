@@ -7,7 +7,7 @@
 //! is billed once however often it is retried.
 
 use crate::{account_object_key, new_id, usage_record, CoreError, ExecError, Platform, Result};
-use accelhub_device::{CallControl, CallInput};
+use accelhub_device::{CallControl, CallData, CallInput, Output, OutputSink};
 use accelhub_domain::{Account, Job, JobState, Params};
 use accelhub_store::{JobOutcome, JobRow, NewJob, VersionRow};
 use chrono::Utc;
@@ -166,6 +166,12 @@ impl Agent {
     /// running when its process died are queued again first.
     pub async fn start(platform: Arc<Platform>, workers: usize) -> Result<Agent> {
         let node = platform.config.node.clone();
+        // Outputs of jobs the last process was running are stale.
+        let scratch = &platform.config.scratch_dir;
+        let _ = tokio::fs::remove_dir_all(scratch).await;
+        tokio::fs::create_dir_all(scratch).await.map_err(|e| {
+            CoreError::Internal(format!("cannot create {}: {e}", scratch.display()))
+        })?;
         let lost = platform.store.release_worker(&node).await?;
         if !lost.is_empty() {
             tracing::warn!(
@@ -284,6 +290,7 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
     };
 
     let control = Arc::new(CallControl::default());
+    let scratch = p.config.scratch_dir.join(format!("{}.out", job.id));
     let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (done_tx, mut done_rx) = watch::channel(false);
     // Heartbeat: renew the lease, publish progress, notice cancellation.
@@ -325,12 +332,11 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
     };
 
     let result = async {
-        let input = p
+        // The input streams from the object store to the device, and the
+        // output from the device to a scratch file: memory stays bounded.
+        let (_, stream) = p
             .objects
-            .get(
-                &account_object_key(job.account_id, &job.input_key),
-                p.config.max_job_input_bytes,
-            )
+            .get_stream(&account_object_key(job.account_id, &job.input_key))
             .await
             .map_err(|e| {
                 (
@@ -338,9 +344,12 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                     None,
                 )
             })?;
+        let reader = accelhub_objects::blocking_reader(stream)
+            .map_err(|e| (format!("cannot stream the input: {e}"), None))?;
         progress.store(0.05f64.to_bits(), Ordering::Relaxed);
         let call = CallInput {
-            input,
+            input: CallData::Reader(Box::new(reader)),
+            output: OutputSink::File(scratch.clone()),
             params: job.params.clone(),
             limits: version.limits,
             control: control.clone(),
@@ -367,22 +376,24 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
     let _ = done_tx.send(true);
     let _ = heartbeat.await;
 
-    if control.cancel.load(Ordering::Relaxed) {
-        // Cancelled by its owner, or the lease moved on: not ours to finish.
-        return Err(JobEnd::Stopped);
-    }
     let out = match result {
+        _ if control.cancel.load(Ordering::Relaxed) => {
+            // Cancelled by its owner, or the lease moved on: not ours to finish.
+            let _ = tokio::fs::remove_file(&scratch).await;
+            return Err(JobEnd::Stopped);
+        }
         Ok((_, out)) => out,
-        Err((msg, log)) => return fail(p, job, Some(&version), msg, log).await,
+        Err((msg, log)) => {
+            let _ = tokio::fs::remove_file(&scratch).await;
+            return fail(p, job, Some(&version), msg, log).await;
+        }
     };
 
     let output_key = format!("{}.out", job.id);
-    let bytes_out = out.output.len() as u64;
-    let put = match p
-        .objects
-        .put(&account_object_key(job.account_id, &output_key), out.output)
-        .await
-    {
+    let bytes_out = out.output.len();
+    let stored = store_output(p, job.account_id, &output_key, out.output).await;
+    let _ = tokio::fs::remove_file(&scratch).await;
+    let put = match stored {
         Ok(put) => put,
         Err(e) => {
             return fail(
@@ -449,6 +460,26 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
         Err(e) => {
             tracing::error!(job = %job.id, "cannot record completion: {e}");
             Err(JobEnd::Stopped)
+        }
+    }
+}
+
+/// Move a job's output into the account's object space.
+async fn store_output(
+    p: &Arc<Platform>,
+    account_id: i64,
+    key: &str,
+    output: Output,
+) -> Result<accelhub_objects::PutResult, accelhub_objects::ObjectError> {
+    let path = account_object_key(account_id, key);
+    match output {
+        Output::Bytes(b) => p.objects.put(&path, b).await,
+        Output::File { path: file, .. } => {
+            let f = tokio::fs::File::open(&file).await?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
+            p.objects
+                .put_stream(&path, Box::pin(stream), u64::MAX)
+                .await
         }
     }
 }

@@ -17,7 +17,7 @@ pub use exec::{ExecError, Executor, LocalExecutor};
 pub use metrics::Metrics;
 pub use package::Package;
 
-use accelhub_device::{CallControl, CallError, CallInput, ImageId};
+use accelhub_device::{CallError, CallInput, ImageId};
 use accelhub_domain::{
     Account, CatalogEntry, Deployment, IpName, IpVersion, Limits, Money, ObjectInfo, Params, Role,
     UsageRecord, UsageReport, UsageTotals, VersionStatus,
@@ -101,7 +101,7 @@ pub struct CoreConfig {
     pub max_sync_bytes: u64,
     /// Largest object upload.
     pub max_object_bytes: u64,
-    /// Largest job input (jobs on in-memory devices hold it in memory).
+    /// Largest job input (jobs stream it to the device).
     pub max_job_input_bytes: u64,
     /// Largest IP package upload.
     pub max_package_bytes: u64,
@@ -111,6 +111,8 @@ pub struct CoreConfig {
     pub job_lease: Duration,
     /// This node's name; the embedded agent's leases carry it.
     pub node: String,
+    /// Where running jobs write their output before it is stored.
+    pub scratch_dir: std::path::PathBuf,
 }
 
 impl Default for CoreConfig {
@@ -120,11 +122,12 @@ impl Default for CoreConfig {
             max_limits: Limits::MAX,
             max_sync_bytes: 16 << 20,
             max_object_bytes: 64 << 30,
-            max_job_input_bytes: 2 << 30,
+            max_job_input_bytes: 64 << 30,
             max_package_bytes: 256 << 20,
             job_max_attempts: 3,
             job_lease: Duration::from_secs(15),
             node: "local".into(),
+            scratch_dir: std::env::temp_dir().join("accelhub-scratch"),
         }
     }
 }
@@ -160,7 +163,13 @@ pub struct Platform {
     pub(crate) config: CoreConfig,
     pub(crate) metrics: Metrics,
     pub(crate) job_wakeup: tokio::sync::Notify,
+    /// Versions whose verification has finished never change again, so
+    /// every process may keep them.
+    finished_versions: std::sync::Mutex<std::collections::HashMap<i64, Arc<VersionRow>>>,
 }
+
+/// Finished versions kept in memory at most.
+const VERSION_CACHE: usize = 4096;
 
 pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
@@ -187,6 +196,7 @@ impl Platform {
             config,
             metrics: Metrics::new(),
             job_wakeup: tokio::sync::Notify::new(),
+            finished_versions: Default::default(),
         })
     }
 
@@ -204,15 +214,11 @@ impl Platform {
 
     // ---- Catalog ---------------------------------------------------------
 
-    pub(crate) async fn vendor_name(&self, version: &VersionRow) -> String {
-        version
-            .ip
-            .split_once('/')
-            .map(|(ns, _)| ns.to_string())
-            .unwrap_or_default()
-    }
-
-    pub async fn catalog(&self, query: Option<&str>) -> Result<Vec<CatalogEntry>> {
+    pub async fn catalog(
+        &self,
+        caller: &Account,
+        query: Option<&str>,
+    ) -> Result<Vec<CatalogEntry>> {
         let q = query.map(|q| q.to_lowercase());
         let mut out = Vec::new();
         for v in self.store.list_latest_versions().await? {
@@ -222,24 +228,30 @@ impl Platform {
                     continue;
                 }
             }
-            let vendor = self.vendor_name(&v).await;
+            let vendor =
+                v.ip.split_once('/')
+                    .map(|(ns, _)| ns)
+                    .unwrap_or_default()
+                    .to_string();
             out.push(CatalogEntry {
                 ip: v.ip.clone(),
                 vendor,
-                latest: version_view(&v),
+                latest: version_for(caller, &v),
             });
         }
         Ok(out)
     }
 
-    /// All versions of an IP, newest first.
-    pub async fn ip_versions(&self, ip: &str) -> Result<Vec<IpVersion>> {
+    /// All versions of an IP, newest first. Verification reports keep the
+    /// IP's stderr only for its vendor and the operator: test vectors and
+    /// logs are part of the vendor's IP.
+    pub async fn ip_versions(&self, caller: &Account, ip: &str) -> Result<Vec<IpVersion>> {
         let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
         let versions = self.store.list_versions(&name.to_string()).await?;
         if versions.is_empty() {
             return Err(CoreError::NotFound(format!("no IP named '{name}'")));
         }
-        Ok(versions.iter().map(version_view).collect())
+        Ok(versions.iter().map(|v| version_for(caller, v)).collect())
     }
 
     // ---- Deployments -----------------------------------------------------
@@ -331,7 +343,7 @@ impl Platform {
         &self,
         account: &Account,
         ip: &str,
-    ) -> Result<(DeploymentRow, VersionRow)> {
+    ) -> Result<(DeploymentRow, Arc<VersionRow>)> {
         self.require_user(account, "call IPs")?;
         let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
         let dep = self
@@ -343,12 +355,38 @@ impl Platform {
                     "you have no deployment of '{name}': run `accelhub deploy {name}` first"
                 ))
             })?;
-        let version = self
-            .store
-            .get_version_by_id(dep.version_id)
-            .await?
-            .ok_or_else(|| CoreError::Internal(format!("version {} vanished", dep.version_id)))?;
+        let version = self.version_by_id(dep.version_id).await?;
         Ok((dep, version))
+    }
+
+    /// A version by id, from memory once its verification has finished.
+    pub(crate) async fn version_by_id(&self, id: i64) -> Result<Arc<VersionRow>> {
+        let cached = self
+            .finished_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = Arc::new(
+            self.store
+                .get_version_by_id(id)
+                .await?
+                .ok_or_else(|| CoreError::Internal(format!("version {id} vanished")))?,
+        );
+        if v.status != VersionStatus::Pending {
+            let mut cache = self
+                .finished_versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= VERSION_CACHE {
+                cache.clear();
+            }
+            cache.insert(id, v.clone());
+        }
+        Ok(v)
     }
 
     /// The first implementation, in manifest order, whose device class this
@@ -429,13 +467,7 @@ impl Platform {
         })?;
         let call_id = new_id("call");
         let bytes_in = input.len() as u64;
-        let control = Arc::new(CallControl::default());
-        let call = CallInput {
-            input,
-            params,
-            limits: version.limits,
-            control,
-        };
+        let call = CallInput::in_memory(input, params, version.limits);
         let image = Self::image_id(&imp);
         let key = imp.artifact_key.clone();
         let started = std::time::Instant::now();
@@ -460,7 +492,7 @@ impl Platform {
                     &version,
                     &imp.device,
                     bytes_in,
-                    out.output.len() as u64,
+                    out.output.len(),
                     out.device_time,
                     true,
                     "ok",
@@ -471,7 +503,7 @@ impl Platform {
                     ip: version.ip.clone(),
                     version: version.version.clone(),
                     device: imp.device.clone(),
-                    output: out.output,
+                    output: out.output.bytes(),
                     log: out.log,
                     price: version.price,
                     device_time: out.device_time,
@@ -706,6 +738,24 @@ pub(crate) fn version_view(v: &VersionRow) -> IpVersion {
         report: v.report.clone(),
         published_at: v.published_at,
     }
+}
+
+/// A version as `caller` may see it: verification logs (the IP's stderr on
+/// the vendor's test vectors) only for its vendor and the operator.
+pub(crate) fn version_for(caller: &Account, v: &VersionRow) -> IpVersion {
+    let mut view = version_view(v);
+    if caller.role != Role::Operator && caller.id != v.vendor_id {
+        for imp in view
+            .report
+            .iter_mut()
+            .flat_map(|r| r.implementations.iter_mut())
+        {
+            for t in &mut imp.tests {
+                t.stderr_tail.clear();
+            }
+        }
+    }
+    view
 }
 
 fn deployment_view(d: DeploymentRow, v: &VersionRow) -> Deployment {

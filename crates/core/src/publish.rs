@@ -1,7 +1,7 @@
 //! Publishing and online verification of IP versions.
 
 use crate::{new_id, version_view, CoreError, Package, Platform, Result};
-use accelhub_device::{CallControl, CallInput};
+use accelhub_device::CallInput;
 use accelhub_domain::{
     Account, ImplementationReport, IpVersion, Role, TestOutcome, VerificationReport, VersionStatus,
 };
@@ -242,12 +242,7 @@ impl Platform {
             }
         };
         outcome.expected_size = expect.len() as u64;
-        let call = CallInput {
-            input,
-            params: t.params.clone(),
-            limits: version.limits,
-            control: Arc::new(CallControl::default()),
-        };
+        let call = CallInput::in_memory(input, t.params.clone(), version.limits);
         let key = imp.artifact_key.clone();
         let result = self
             .executor
@@ -261,9 +256,10 @@ impl Platform {
         match result {
             Ok((_, out)) => {
                 outcome.device_time_ms = out.device_time.as_secs_f64() * 1e3;
-                outcome.actual_size = Some(out.output.len() as u64);
+                let output = out.output.bytes();
+                outcome.actual_size = Some(output.len() as u64);
                 outcome.stderr_tail = accelhub_domain::version::tail(&out.log, 2048);
-                let (passed, first) = TestOutcome::compare(&expect, &out.output);
+                let (passed, first) = TestOutcome::compare(&expect, &output);
                 outcome.passed = passed;
                 outcome.first_difference = first;
                 if !passed {

@@ -8,6 +8,7 @@
 use accelhub_domain::{Limits, Params};
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,19 +41,94 @@ pub struct CallControl {
     pub consumed: AtomicU64,
 }
 
-/// One call: input bytes, parameters, limits.
-#[derive(Debug, Clone)]
+/// Where a call's input comes from.
+pub enum CallData {
+    /// In memory: sync calls, test vectors.
+    Bytes(Bytes),
+    /// Streamed through a blocking reader: a job's input object, of any
+    /// size. Backends read it from their blocking call thread.
+    Reader(Box<dyn std::io::Read + Send>),
+}
+
+impl std::fmt::Debug for CallData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallData::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            CallData::Reader(_) => f.write_str("Reader(..)"),
+        }
+    }
+}
+
+impl From<Bytes> for CallData {
+    fn from(b: Bytes) -> Self {
+        CallData::Bytes(b)
+    }
+}
+
+/// Where a call's output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSink {
+    /// Kept in memory (sync calls).
+    Memory,
+    /// Written to this file (jobs): memory stays bounded whatever the size.
+    File(PathBuf),
+}
+
+/// One call: input, where its output goes, parameters, limits.
+#[derive(Debug)]
 pub struct CallInput {
-    pub input: Bytes,
+    pub input: CallData,
+    pub output: OutputSink,
     pub params: Params,
     pub limits: Limits,
     pub control: Arc<CallControl>,
 }
 
+impl CallInput {
+    /// A call on in-memory input with in-memory output.
+    pub fn in_memory(input: Bytes, params: Params, limits: Limits) -> CallInput {
+        CallInput {
+            input: CallData::Bytes(input),
+            output: OutputSink::Memory,
+            params,
+            limits,
+            control: Arc::new(CallControl::default()),
+        }
+    }
+}
+
+/// A call's output, where its [`OutputSink`] said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Bytes(Bytes),
+    File { path: PathBuf, size: u64 },
+}
+
+impl Output {
+    pub fn len(&self) -> u64 {
+        match self {
+            Output::Bytes(b) => b.len() as u64,
+            Output::File { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes of an in-memory output (empty for a file).
+    pub fn bytes(&self) -> Bytes {
+        match self {
+            Output::Bytes(b) => b.clone(),
+            Output::File { .. } => Bytes::new(),
+        }
+    }
+}
+
 /// What a successful call produced.
 #[derive(Debug, Clone)]
 pub struct CallOutput {
-    pub output: Bytes,
+    pub output: Output,
     /// What the IP wrote to its log (stderr).
     pub log: Bytes,
     /// Time spent on the device.
@@ -85,6 +161,8 @@ pub enum CallError {
     Cancelled { log: Bytes },
     #[error("image {0} is not loaded")]
     NotLoaded(String),
+    #[error("cannot read the input: {0}")]
+    Input(String),
     #[error("device error: {0}")]
     Device(String),
 }
@@ -101,6 +179,7 @@ impl CallError {
             CallError::OutputTooLarge { .. } => "output",
             CallError::Cancelled { .. } => "cancelled",
             CallError::NotLoaded(_) => "not_loaded",
+            CallError::Input(_) => "input",
             CallError::Device(_) => "device",
         }
     }
@@ -113,7 +192,7 @@ impl CallError {
             | CallError::Memory { log, .. }
             | CallError::OutputTooLarge { log, .. }
             | CallError::Cancelled { log } => log,
-            CallError::NotLoaded(_) | CallError::Device(_) => &[],
+            CallError::NotLoaded(_) | CallError::Input(_) | CallError::Device(_) => &[],
         }
     }
 

@@ -8,10 +8,13 @@ use sqlx::Row;
 use std::path::Path;
 use std::time::Duration;
 
-/// The embedded store: one SQLite file in WAL mode.
+/// The embedded store: one SQLite file in WAL mode. Reads share a pool;
+/// writes go through one connection, so concurrent writers queue here
+/// instead of spinning in SQLite's busy handler.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 const VERSION_COLS: &str =
@@ -38,15 +41,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 
     async fn attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>> {
@@ -176,7 +183,7 @@ fn now_ms() -> i64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_account(&self, name: &str, role: Role, token_hash: &str) -> Result<Account> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
         let row = sqlx::query(
             "INSERT INTO accounts (name, role, created_at) VALUES (?, ?, ?) \
@@ -207,7 +214,7 @@ impl Store for SqliteStore {
             .bind(token_hash)
             .bind(account_id)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -239,7 +246,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_version(&self, v: NewVersion) -> Result<VersionRow> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO ips (full_name, vendor_id, created_at) VALUES (?, ?, ?) \
@@ -358,7 +365,7 @@ impl Store for SqliteStore {
             .bind(status.as_str())
             .bind(to_json(report))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -387,7 +394,7 @@ impl Store for SqliteStore {
         .bind(account_id)
         .bind(now_ms())
         .bind(version_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{DEPLOYMENT_SELECT} WHERE d.account_id = ? AND d.version_id = ?"
@@ -427,7 +434,7 @@ impl Store for SqliteStore {
         )
         .bind(account_id)
         .bind(ip)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -443,7 +450,7 @@ impl Store for SqliteStore {
         .bind(size as i64)
         .bind(sha256)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -474,7 +481,7 @@ impl Store for SqliteStore {
         let r = sqlx::query("DELETE FROM objects WHERE account_id = ? AND key = ?")
             .bind(account_id)
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -493,7 +500,7 @@ impl Store for SqliteStore {
         .bind(to_json(&job.params))
         .bind(job.max_attempts as i64)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.get_job(&job.id)
             .await?
@@ -532,7 +539,7 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let placeholders = vec!["?"; devices.len()].join(", ");
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, \
@@ -579,7 +586,7 @@ impl Store for SqliteStore {
         .bind(progress.clamp(0.0, 1.0))
         .bind(id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT state, lease_owner FROM jobs WHERE id = ?")
@@ -606,7 +613,7 @@ impl Store for SqliteStore {
         outcome: JobOutcome,
         usage: Option<NewUsage>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
         let held: Option<i64> = sqlx::query_scalar(
             "SELECT attempts FROM jobs WHERE id = ? AND lease_owner = ? AND state = 'running'",
@@ -669,7 +676,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel_job(&self, id: &str) -> Result<Option<JobState>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
         sqlx::query(
             "UPDATE job_attempts SET finished_at = ?, outcome = 'cancelled' \
@@ -698,7 +705,7 @@ impl Store for SqliteStore {
     }
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_expires < ?")
                 .bind(millis(now))
@@ -712,7 +719,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_owner = ?")
                 .bind(worker)
@@ -728,13 +735,13 @@ impl Store for SqliteStore {
     async fn delete_job(&self, id: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM jobs WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn record_usage(&self, usage: NewUsage) -> Result<bool> {
-        insert_usage(&self.pool, &usage).await
+        insert_usage(&self.writer, &usage).await
     }
 
     async fn list_usage(

@@ -10,9 +10,11 @@
 //! sockets and no inherited environment.
 
 mod stdin;
+mod stdout;
 
 use accelhub_device::{
-    Backend, CallControl, CallError, CallInput, CallOutput, ImageId, LoadError, LoadReport,
+    Backend, CallControl, CallError, CallInput, CallOutput, ImageId, LoadError, LoadReport, Output,
+    OutputSink,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -311,6 +313,11 @@ fn root_cause(e: &wasmtime::Error) -> String {
     format!("{e:#}")
 }
 
+enum Stdout {
+    Memory(MemoryOutputPipe),
+    File(stdout::FileSink, std::path::PathBuf),
+}
+
 fn run(
     engine: &Engine,
     pre: &InstancePre<State>,
@@ -318,18 +325,36 @@ fn run(
 ) -> Result<CallOutput, CallError> {
     let limits = call.limits;
     let out_cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
-    let stdout = MemoryOutputPipe::new(out_cap);
+    let stdout = match &call.output {
+        OutputSink::Memory => Stdout::Memory(MemoryOutputPipe::new(out_cap)),
+        OutputSink::File(path) => {
+            let file = std::fs::File::create(path).map_err(|e| {
+                CallError::Device(format!(
+                    "cannot create the output file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Stdout::File(
+                stdout::FileSink::new(file, limits.output_bytes),
+                path.clone(),
+            )
+        }
+    };
     let stderr = MemoryOutputPipe::new(LOG_CAP);
     let params = serde_json::Value::Object(call.params).to_string();
+    let stdin = stdin::CountingInput::new(call.input, call.control.clone());
 
     let mut builder = WasiCtxBuilder::new();
     builder
-        .stdin(stdin::CountingInput::new(call.input, call.control.clone()))
-        .stdout(stdout.clone())
+        .stdin(stdin.clone())
         .stderr(stderr.clone())
         .arg("ip")
         .env("ACCELHUB_PARAMS", &params)
         .allow_blocking_current_thread(true);
+    match &stdout {
+        Stdout::Memory(p) => builder.stdout(p.clone()),
+        Stdout::File(f, _) => builder.stdout(f.clone()),
+    };
     let wasi = builder.build_p1();
     let mut store = Store::new(
         engine,
@@ -363,47 +388,40 @@ fn run(
     let device_time = started.elapsed();
     let memory_hit = store.data().limiter.hit;
     drop(store);
-    let output = stdout
-        .try_into_inner()
-        .map(|b| b.freeze())
-        .unwrap_or_default();
     let log = stderr
         .try_into_inner()
         .map(|b| b.freeze())
         .unwrap_or_default();
+    let (output, output_hit) = match stdout {
+        Stdout::Memory(p) => {
+            let bytes = p.try_into_inner().map(|b| b.freeze()).unwrap_or_default();
+            // A capped pipe refuses the write that would overflow it; the
+            // guest then fails with its output at (or near) the cap.
+            let hit = bytes.len() + 4096 > out_cap;
+            (Output::Bytes(bytes), hit)
+        }
+        Stdout::File(sink, path) => {
+            let size = sink
+                .finish()
+                .map_err(|e| CallError::Device(format!("cannot write the output: {e}")))?;
+            (Output::File { path, size }, sink.exceeded())
+        }
+    };
 
     let err = match result {
-        Ok(()) => {
-            return Ok(CallOutput {
-                output,
-                log,
-                device_time,
-            })
-        }
-        Err(e) => e,
+        Ok(()) => None,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(0)) => None,
+            _ => Some(e),
+        },
     };
-    if let Some(exit) = err.downcast_ref::<I32Exit>() {
-        if exit.0 == 0 {
-            return Ok(CallOutput {
-                output,
-                log,
-                device_time,
-            });
-        }
-        if output.len() + 4096 > out_cap {
-            return Err(CallError::OutputTooLarge {
-                limit_bytes: limits.output_bytes,
-                log,
-            });
-        }
-        if memory_hit {
-            return Err(CallError::Memory {
-                limit_bytes: limits.memory_bytes,
-                log,
-            });
-        }
-        return Err(CallError::Exit { code: exit.0, log });
-    }
+    let Some(err) = err else {
+        return Ok(CallOutput {
+            output,
+            log,
+            device_time,
+        });
+    };
     if let Some(i) = err.downcast_ref::<Interrupt>() {
         return Err(match i {
             Interrupt::Deadline => CallError::Deadline {
@@ -413,17 +431,23 @@ fn run(
             Interrupt::Cancelled => CallError::Cancelled { log },
         });
     }
+    if let Some(e) = stdin.error() {
+        return Err(CallError::Input(e));
+    }
     if memory_hit {
         return Err(CallError::Memory {
             limit_bytes: limits.memory_bytes,
             log,
         });
     }
-    if output.len() + 4096 > out_cap {
+    if output_hit {
         return Err(CallError::OutputTooLarge {
             limit_bytes: limits.output_bytes,
             log,
         });
+    }
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Err(CallError::Exit { code: exit.0, log });
     }
     let message = match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),

@@ -1,14 +1,14 @@
-//! The no-op IP: copies stdin to stdout. Measures the platform's own cost
-//! per call.
+//! The no-op IP: copies stdin to stdout, streaming (constant memory), so it
+//! also measures how the platform moves large data.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 fn main() {
-    let mut buf = Vec::new();
-    if io::stdin().read_to_end(&mut buf).is_err() {
-        std::process::exit(2);
-    }
-    if io::stdout().write_all(&buf).is_err() {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if io::copy(&mut stdin.lock(), &mut out).is_err() || out.flush().is_err() {
+        eprintln!("echo: broken stream");
         std::process::exit(2);
     }
 }

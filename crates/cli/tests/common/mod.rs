@@ -188,6 +188,10 @@ impl Server {
         c.wait().unwrap()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
