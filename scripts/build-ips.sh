@@ -8,8 +8,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1 >&2
 fi
 target_dir=${CARGO_TARGET_DIR:-$root/target}/ips
-cargo build --quiet --release --target wasm32-wasip1 \
-  --manifest-path "$root/ips/Cargo.toml" --target-dir "$target_dir"
+# From inside ips/, so that ips/.cargo/config.toml applies.
+(cd "$root/ips" && cargo build --quiet --release --target wasm32-wasip1 --target-dir "$target_dir")
 for dir in "$root"/ips/*/; do
   name=$(basename "$dir")
   [[ -f $dir/ip.toml ]] || continue

@@ -27,10 +27,17 @@ impl Platform {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 200 {
             return Err(CoreError::Unauthorized);
         }
-        self.store
-            .account_by_token(&hash_token(token))
+        let hash = hash_token(token);
+        if let Some(a) = self.tokens.get(&hash) {
+            return Ok(a);
+        }
+        let account = self
+            .store
+            .account_by_token(&hash)
             .await?
-            .ok_or(CoreError::Unauthorized)
+            .ok_or(CoreError::Unauthorized)?;
+        self.tokens.put(hash, account.clone());
+        Ok(account)
     }
 
     /// Create an account (operator only). Returns it with its token, which

@@ -166,6 +166,54 @@ pub struct Platform {
     /// Versions whose verification has finished never change again, so
     /// every process may keep them.
     finished_versions: std::sync::Mutex<std::collections::HashMap<i64, Arc<VersionRow>>>,
+    /// Short-lived caches of the hot path's lookups (see `CACHE_TTL`).
+    pub(crate) tokens: TtlCache<String, Account>,
+    deployments: TtlCache<(i64, String), DeploymentRow>,
+}
+
+/// How long a token or deployment lookup is reused. Another process's
+/// change (a redeploy) is seen by this one within this delay; this
+/// process's own changes invalidate at once.
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// A small map whose entries expire.
+pub(crate) struct TtlCache<K, V> {
+    map: std::sync::Mutex<std::collections::HashMap<K, (V, std::time::Instant)>>,
+    ttl: Duration,
+    max: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
+    pub(crate) fn new(ttl: Duration, max: usize) -> Self {
+        TtlCache {
+            map: Default::default(),
+            ttl,
+            max,
+        }
+    }
+
+    pub(crate) fn get(&self, k: &K) -> Option<V> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(k)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v.clone())
+    }
+
+    pub(crate) fn put(&self, k: K, v: V) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.max {
+            let ttl = self.ttl;
+            map.retain(|_, (_, at)| at.elapsed() < ttl);
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.insert(k, (v, std::time::Instant::now()));
+    }
+
+    pub(crate) fn remove(&self, k: &K) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+    }
 }
 
 /// Finished versions kept in memory at most.
@@ -197,6 +245,8 @@ impl Platform {
             metrics: Metrics::new(),
             job_wakeup: tokio::sync::Notify::new(),
             finished_versions: Default::default(),
+            tokens: TtlCache::new(CACHE_TTL, 100_000),
+            deployments: TtlCache::new(CACHE_TTL, 100_000),
         })
     }
 
@@ -308,6 +358,7 @@ impl Platform {
             .store
             .upsert_deployment(&new_id("dep"), account.id, chosen.id)
             .await?;
+        self.deployments.remove(&(account.id, ip.clone()));
         // Warm the image so the first call does not pay for compilation.
         let me = self.clone();
         let warm = chosen.clone();
@@ -330,6 +381,7 @@ impl Platform {
     }
 
     pub async fn undeploy(&self, account: &Account, ip: &str) -> Result<()> {
+        self.deployments.remove(&(account.id, ip.to_string()));
         if !self.store.delete_deployment(account.id, ip).await? {
             return Err(CoreError::NotFound(format!(
                 "you have no deployment of '{ip}'"
@@ -346,15 +398,23 @@ impl Platform {
     ) -> Result<(DeploymentRow, Arc<VersionRow>)> {
         self.require_user(account, "call IPs")?;
         let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
-        let dep = self
-            .store
-            .get_deployment(account.id, &name.to_string())
-            .await?
-            .ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "you have no deployment of '{name}': run `accelhub deploy {name}` first"
-                ))
-            })?;
+        let key = (account.id, name.to_string());
+        let dep = match self.deployments.get(&key) {
+            Some(d) => d,
+            None => {
+                let d = self
+                    .store
+                    .get_deployment(account.id, &key.1)
+                    .await?
+                    .ok_or_else(|| {
+                        CoreError::NotFound(format!(
+                            "you have no deployment of '{name}': run `accelhub deploy {name}` first"
+                        ))
+                    })?;
+                self.deployments.put(key, d.clone());
+                d
+            }
+        };
         let version = self.version_by_id(dep.version_id).await?;
         Ok((dep, version))
     }

@@ -11,10 +11,82 @@ use std::time::Duration;
 /// The embedded store: one SQLite file in WAL mode. Reads share a pool;
 /// writes go through one connection, so concurrent writers queue here
 /// instead of spinning in SQLite's busy handler.
+///
+/// Usage records, written once per call, are group-committed: concurrent
+/// calls' records share one transaction, and each call returns once its
+/// record is durable.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    usage: tokio::sync::mpsc::UnboundedSender<UsageWrite>,
+}
+
+type UsageWrite = (NewUsage, tokio::sync::oneshot::Sender<Result<bool>>);
+
+/// Most usage records committed in one transaction.
+const USAGE_BATCH: usize = 512;
+
+/// Commit queued usage records in batches, answering each caller.
+async fn usage_writer(
+    writer: SqlitePool,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<UsageWrite>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < USAGE_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        // One multi-row statement: one round trip, one implicit
+        // transaction; RETURNING tells which ids were new.
+        let result: Result<Vec<bool>> = async {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
+                 device_time_us, price_micros, billed, outcome, created_at) ",
+            );
+            let now = now_ms();
+            q.push_values(batch.iter(), |mut b, (u, _)| {
+                b.push_bind(&u.id)
+                    .push_bind(&u.kind)
+                    .push_bind(u.account_id)
+                    .push_bind(u.version_id)
+                    .push_bind(&u.device)
+                    .push_bind(u.bytes_in as i64)
+                    .push_bind(u.bytes_out as i64)
+                    .push_bind(u.device_time_us as i64)
+                    .push_bind(if u.billed { u.price.micros() } else { 0 })
+                    .push_bind(u.billed as i64)
+                    .push_bind(&u.outcome)
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let inserted: Vec<String> = q.build_query_scalar().fetch_all(&writer).await?;
+            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+            // A duplicate id inside one batch is written once, for the first.
+            let mut seen = std::collections::HashSet::new();
+            Ok(batch
+                .iter()
+                .map(|(u, _)| inserted.contains(&u.id) && seen.insert(u.id.clone()))
+                .collect())
+        }
+        .await;
+        match result {
+            Ok(written) => {
+                for ((_, reply), w) in batch.into_iter().zip(written) {
+                    let _ = reply.send(Ok(w));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Database(msg.clone())));
+                }
+            }
+        }
+    }
 }
 
 const VERSION_COLS: &str =
@@ -53,7 +125,13 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool, writer })
+        let (usage, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(usage_writer(writer.clone(), rx));
+        Ok(SqliteStore {
+            pool,
+            writer,
+            usage,
+        })
     }
 
     async fn attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>> {
@@ -741,7 +819,13 @@ impl Store for SqliteStore {
     }
 
     async fn record_usage(&self, usage: NewUsage) -> Result<bool> {
-        insert_usage(&self.writer, &usage).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.usage
+            .send((usage, reply))
+            .map_err(|_| StoreError::Database("the usage writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the usage writer has stopped".into()))?
     }
 
     async fn list_usage(

@@ -154,7 +154,11 @@ impl WasmBackend {
             .total_stacks(instances)
             .total_component_instances(0)
             .max_memories_per_module(1)
-            .max_memory_size(config.max_memory_bytes as usize);
+            .max_memory_size(config.max_memory_bytes as usize)
+            // Reset small memories with memset rather than madvise: no
+            // page-table churn (and TLB shootdowns) between calls.
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10);
         let mut cfg = Config::new();
         cfg.epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

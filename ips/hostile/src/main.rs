@@ -42,7 +42,7 @@ fn main() {
             }
         }
         "flood" => {
-            let chunk = [b'x'; 65536];
+            let chunk = vec![b'x'; 65536];
             let mut out = io::stdout().lock();
             loop {
                 if out.write_all(&chunk).is_err() {
