@@ -107,10 +107,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let agent = Agent::start(platform.clone(), workers).await?;
+    // Bind first: a taken port fails the start before any job runs.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let agent = Agent::start(platform.clone(), workers).await?;
     let addr = listener.local_addr()?;
     eprintln!("accelhub listening on http://{addr}");
     eprintln!(

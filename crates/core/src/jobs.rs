@@ -366,7 +366,7 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
             .await
             .map_err(|e| match e {
                 ExecError::Call(c) => (
-                    crate::describe_call_error(&c),
+                    c.to_string(),
                     Some(accelhub_domain::version::tail(c.log(), 4096)).filter(|l| !l.is_empty()),
                 ),
                 other => (other.to_string(), None),

@@ -17,7 +17,7 @@ pub use exec::{ExecError, Executor, LocalExecutor};
 pub use metrics::Metrics;
 pub use package::Package;
 
-use accelhub_device::{CallError, CallInput, ImageId};
+use accelhub_device::{CallInput, ImageId};
 use accelhub_domain::{
     Account, CatalogEntry, Deployment, IpName, IpVersion, Limits, Money, ObjectInfo, Params, Role,
     UsageRecord, UsageReport, UsageTotals, VersionStatus,
@@ -827,9 +827,4 @@ fn deployment_view(d: DeploymentRow, v: &VersionRow) -> Deployment {
         price_per_call: v.price,
         created_at: d.created_at,
     }
-}
-
-/// Map a backend call error for logs that outlive the call.
-pub(crate) fn describe_call_error(e: &CallError) -> String {
-    e.to_string()
 }
