@@ -344,11 +344,9 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                     None,
                 )
             })?;
-        let reader = accelhub_objects::blocking_reader(stream)
-            .map_err(|e| (format!("cannot stream the input: {e}"), None))?;
         progress.store(0.05f64.to_bits(), Ordering::Relaxed);
         let call = CallInput {
-            input: CallData::Reader(Box::new(reader)),
+            input: CallData::Stream(stream),
             output: OutputSink::File(scratch.clone()),
             params: job.params.clone(),
             limits: version.limits,

@@ -45,16 +45,16 @@ pub struct CallControl {
 pub enum CallData {
     /// In memory: sync calls, test vectors.
     Bytes(Bytes),
-    /// Streamed through a blocking reader: a job's input object, of any
-    /// size. Backends read it from their blocking call thread.
-    Reader(Box<dyn std::io::Read + Send>),
+    /// Streamed: a job's input object, of any size, read as the IP
+    /// consumes it.
+    Stream(futures::stream::BoxStream<'static, std::io::Result<Bytes>>),
 }
 
 impl std::fmt::Debug for CallData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallData::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            CallData::Reader(_) => f.write_str("Reader(..)"),
+            CallData::Stream(_) => f.write_str("Stream(..)"),
         }
     }
 }

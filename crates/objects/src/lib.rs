@@ -4,11 +4,9 @@
 //! Keys are opaque `/`-separated paths chosen by the control plane; who may
 //! read what is decided above this layer.
 
-mod blocking;
 mod local;
 mod seal;
 
-pub use blocking::{blocking_reader, ChannelReader};
 pub use local::LocalDirStore;
 pub use seal::{write_private, SealError, Sealer};
 

@@ -8,6 +8,12 @@
 //! wall-clock deadline (epoch interruption), a linear-memory cap (a resource
 //! limiter) and an output cap. Modules get no preopened directories, no
 //! sockets and no inherited environment.
+//!
+//! Calls run on the async runtime's own threads (wasmtime async, on fiber
+//! stacks from the pool): no hop to a blocking thread per call. Every epoch
+//! tick a call yields, so a long or hostile call shares its thread with the
+//! API instead of holding it; compilation, which is long and never yields,
+//! runs on a blocking thread.
 
 mod stdin;
 mod stdout;
@@ -158,14 +164,15 @@ impl WasmBackend {
             // Reset small memories with memset rather than madvise: no
             // page-table churn (and TLB shootdowns) between calls.
             .linear_memory_keep_resident(2 << 20)
-            .table_keep_resident(64 << 10);
+            .table_keep_resident(64 << 10)
+            .async_stack_keep_resident(128 << 10);
         let mut cfg = Config::new();
         cfg.epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .parallel_compilation(true);
         let engine = Engine::new(&cfg).map_err(|e| WasmSetupError::Engine(format!("{e:#}")))?;
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut State| &mut s.wasi)
             .map_err(|e| WasmSetupError::Engine(format!("{e:#}")))?;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -306,10 +313,7 @@ impl Backend for WasmBackend {
             .acquire_owned()
             .await
             .map_err(|_| CallError::Device("the wasm device is shutting down".into()))?;
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || run(&engine, &img.pre, call))
-            .await
-            .map_err(|e| CallError::Device(format!("call task failed: {e}")))?
+        run(&self.engine, &img.pre, call).await
     }
 }
 
@@ -322,7 +326,7 @@ enum Stdout {
     File(stdout::FileSink, std::path::PathBuf),
 }
 
-fn run(
+async fn run(
     engine: &Engine,
     pre: &InstancePre<State>,
     call: CallInput,
@@ -353,8 +357,7 @@ fn run(
         .stdin(stdin.clone())
         .stderr(stderr.clone())
         .arg("ip")
-        .env("ACCELHUB_PARAMS", &params)
-        .allow_blocking_current_thread(true);
+        .env("ACCELHUB_PARAMS", &params);
     match &stdout {
         Stdout::Memory(p) => builder.stdout(p.clone()),
         Stdout::File(f, _) => builder.stdout(f.clone()),
@@ -381,14 +384,18 @@ fn run(
         if Instant::now() >= deadline {
             return Err(wasmtime::Error::new(Interrupt::Deadline));
         }
-        Ok(UpdateDeadline::Continue(1))
+        // Let the executor run other work every tick: a long call shares
+        // its thread instead of holding it.
+        Ok(UpdateDeadline::Yield(1))
     });
 
     let started = Instant::now();
-    let result = pre.instantiate(&mut store).and_then(|instance| {
+    let result = async {
+        let instance = pre.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call(&mut store, ())
-    });
+        start.call_async(&mut store, ()).await
+    }
+    .await;
     let device_time = started.elapsed();
     let memory_hit = store.data().limiter.hit;
     drop(store);

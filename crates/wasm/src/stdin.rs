@@ -1,10 +1,10 @@
-//! The call's stdin: serves the input from memory or streams it from a
-//! reader, and counts what the IP has read so long jobs can report
-//! progress.
+//! The call's stdin: serves the input from memory or streams it as the IP
+//! reads, and counts what the IP has read so long jobs can report progress.
 
 use accelhub_device::{CallControl, CallData};
 use bytes::Bytes;
-use std::io::Read;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,23 +13,46 @@ use tokio::io::{AsyncRead, ReadBuf};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream};
 use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 
-/// Largest chunk read from a streamed input at once.
-const CHUNK: usize = 256 * 1024;
+type Chunks = BoxStream<'static, std::io::Result<Bytes>>;
+
+enum Source {
+    /// The rest of an in-memory input.
+    Bytes(Bytes),
+    /// A stream, with the part of its current chunk not read yet. `stream`
+    /// is `None` while a chunk is being awaited, or once the stream ended.
+    Stream {
+        stream: Option<Chunks>,
+        pending: Bytes,
+        ended: bool,
+    },
+}
 
 #[derive(Clone)]
 pub(crate) struct CountingInput {
-    source: Arc<Mutex<CallData>>,
+    source: Arc<Mutex<Source>>,
     control: Arc<CallControl>,
     error: Arc<Mutex<Option<String>>>,
 }
 
 impl CountingInput {
     pub(crate) fn new(input: CallData, control: Arc<CallControl>) -> Self {
+        let source = match input {
+            CallData::Bytes(b) => Source::Bytes(b),
+            CallData::Stream(s) => Source::Stream {
+                stream: Some(s),
+                pending: Bytes::new(),
+                ended: false,
+            },
+        };
         CountingInput {
-            source: Arc::new(Mutex::new(input)),
+            source: Arc::new(Mutex::new(source)),
             control,
             error: Arc::new(Mutex::new(None)),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Source> {
+        self.source.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Why reading the input failed, if it did.
@@ -37,36 +60,69 @@ impl CountingInput {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn take(&self, size: usize) -> Result<Bytes, String> {
-        let mut source = self.source.lock().unwrap_or_else(|p| p.into_inner());
+    fn fail(&self, e: &std::io::Error) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// Up to `size` bytes that are ready now. `None`: the input has ended.
+    fn take(&self, size: usize) -> Result<Option<Bytes>, String> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let mut source = self.lock();
         let chunk = match &mut *source {
-            CallData::Bytes(rest) => {
+            Source::Bytes(rest) if rest.is_empty() => return Ok(None),
+            Source::Bytes(rest) => {
                 let n = size.min(rest.len());
                 rest.split_to(n)
             }
-            CallData::Reader(r) => {
-                let mut buf = vec![0u8; size.min(CHUNK)];
-                loop {
-                    match r.read(&mut buf) {
-                        Ok(n) => {
-                            buf.truncate(n);
-                            break Bytes::from(buf);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            let msg = e.to_string();
-                            *self.error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(msg.clone());
-                            return Err(msg);
-                        }
-                    }
+            Source::Stream { pending, ended, .. } => {
+                if pending.is_empty() {
+                    return Ok(if *ended { None } else { Some(Bytes::new()) });
                 }
+                let n = size.min(pending.len());
+                pending.split_to(n)
             }
         };
         self.control
             .consumed
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        Ok(chunk)
+        Ok(Some(chunk))
+    }
+
+    /// Store the outcome of waiting for the next chunk.
+    fn arrived(&self, stream: Chunks, next: Option<std::io::Result<Bytes>>) {
+        let mut source = self.lock();
+        if let Source::Stream {
+            stream: slot,
+            pending,
+            ended,
+        } = &mut *source
+        {
+            match next {
+                Some(Ok(chunk)) => {
+                    *pending = chunk;
+                    *slot = Some(stream);
+                }
+                Some(Err(e)) => {
+                    self.fail(&e);
+                    *ended = true;
+                }
+                None => *ended = true,
+            }
+        }
+    }
+
+    /// The stream, if the next chunk should be fetched now.
+    fn needs_chunk(&self) -> Option<Chunks> {
+        match &mut *self.lock() {
+            Source::Stream {
+                stream,
+                pending,
+                ended: false,
+            } if pending.is_empty() => stream.take(),
+            _ => None,
+        }
     }
 }
 
@@ -88,29 +144,60 @@ impl StdinStream for CountingInput {
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for CountingInput {
-    async fn ready(&mut self) {}
+    async fn ready(&mut self) {
+        if let Some(mut stream) = self.needs_chunk() {
+            let next = stream.next().await;
+            self.arrived(stream, next);
+        }
+    }
 }
 
 impl InputStream for CountingInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
-        let chunk = self
-            .take(size)
-            .map_err(|e| StreamError::trap(&format!("cannot read the input: {e}")))?;
-        if chunk.is_empty() && size > 0 {
-            return Err(StreamError::Closed);
+        match self.take(size) {
+            Ok(Some(chunk)) => Ok(chunk),
+            Ok(None) => Err(StreamError::Closed),
+            Err(e) => Err(StreamError::trap(&format!("cannot read the input: {e}"))),
         }
-        Ok(chunk)
     }
 }
 
 impl AsyncRead for CountingInput {
     fn poll_read(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let chunk = self.take(buf.remaining()).map_err(std::io::Error::other)?;
-        buf.put_slice(&chunk);
-        Poll::Ready(Ok(()))
+        loop {
+            match self.take(buf.remaining()) {
+                Err(e) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Ok(None) => return Poll::Ready(Ok(())),
+                Ok(Some(chunk)) if !chunk.is_empty() => {
+                    buf.put_slice(&chunk);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Some(_)) => {
+                    let Some(mut stream) = self.needs_chunk() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    match stream.poll_next_unpin(cx) {
+                        Poll::Ready(next) => self.arrived(stream, next),
+                        Poll::Pending => {
+                            self.arrived_pending(stream);
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CountingInput {
+    /// Put the stream back after a poll that found no chunk yet.
+    fn arrived_pending(&self, stream: Chunks) {
+        if let Source::Stream { stream: slot, .. } = &mut *self.lock() {
+            *slot = Some(stream);
+        }
     }
 }
