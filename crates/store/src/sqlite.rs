@@ -42,37 +42,8 @@ async fn usage_writer(
         }
         // One multi-row statement: one round trip, one implicit
         // transaction; RETURNING tells which ids were new.
-        let result: Result<Vec<bool>> = async {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
-                 device_time_us, price_micros, billed, outcome, created_at) ",
-            );
-            let now = now_ms();
-            q.push_values(batch.iter(), |mut b, (u, _)| {
-                b.push_bind(&u.id)
-                    .push_bind(&u.kind)
-                    .push_bind(u.account_id)
-                    .push_bind(u.version_id)
-                    .push_bind(&u.device)
-                    .push_bind(u.bytes_in as i64)
-                    .push_bind(u.bytes_out as i64)
-                    .push_bind(u.device_time_us as i64)
-                    .push_bind(if u.billed { u.price.micros() } else { 0 })
-                    .push_bind(u.billed as i64)
-                    .push_bind(&u.outcome)
-                    .push_bind(now);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let inserted: Vec<String> = q.build_query_scalar().fetch_all(&writer).await?;
-            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-            // A duplicate id inside one batch is written once, for the first.
-            let mut seen = std::collections::HashSet::new();
-            Ok(batch
-                .iter()
-                .map(|(u, _)| inserted.contains(&u.id) && seen.insert(u.id.clone()))
-                .collect())
-        }
-        .await;
+        let rows: Vec<&NewUsage> = batch.iter().map(|(u, _)| u).collect();
+        let result = insert_usage(&writer, &rows).await;
         match result {
             Ok(written) => {
                 for ((_, reply), w) in batch.into_iter().zip(written) {
@@ -747,7 +718,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some(u) = usage {
-            insert_usage(&mut *tx, &u).await?;
+            insert_usage(&mut *tx, &[&u]).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -902,28 +873,38 @@ async fn lose_attempt(
     Ok(())
 }
 
-async fn insert_usage<'e, E>(exec: E, u: &NewUsage) -> Result<bool>
+/// Insert usage records as one multi-row statement (one round trip, one
+/// implicit transaction). Returns, per row, whether it was written: an id
+/// already present, or repeated in `rows`, is written once.
+async fn insert_usage<'e, E>(exec: E, rows: &[&NewUsage]) -> Result<Vec<bool>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    let r = sqlx::query(
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
-         device_time_us, price_micros, billed, outcome, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&u.id)
-    .bind(&u.kind)
-    .bind(u.account_id)
-    .bind(u.version_id)
-    .bind(&u.device)
-    .bind(u.bytes_in as i64)
-    .bind(u.bytes_out as i64)
-    .bind(u.device_time_us as i64)
-    .bind(if u.billed { u.price.micros() } else { 0 })
-    .bind(u.billed as i64)
-    .bind(&u.outcome)
-    .bind(now_ms())
-    .execute(exec)
-    .await?;
-    Ok(r.rows_affected() > 0)
+         device_time_us, price_micros, billed, outcome, created_at) ",
+    );
+    let now = now_ms();
+    q.push_values(rows.iter(), |mut b, u| {
+        b.push_bind(&u.id)
+            .push_bind(&u.kind)
+            .push_bind(u.account_id)
+            .push_bind(u.version_id)
+            .push_bind(&u.device)
+            .push_bind(u.bytes_in as i64)
+            .push_bind(u.bytes_out as i64)
+            .push_bind(u.device_time_us as i64)
+            .push_bind(if u.billed { u.price.micros() } else { 0 })
+            .push_bind(u.billed as i64)
+            .push_bind(&u.outcome)
+            .push_bind(now);
+    });
+    q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    let inserted: Vec<String> = q.build_query_scalar().fetch_all(exec).await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    Ok(rows
+        .iter()
+        .map(|u| inserted.contains(&u.id) && seen.insert(u.id.clone()))
+        .collect())
 }
