@@ -157,3 +157,41 @@ async fn a_hostile_job_fails_without_billing_and_keeps_its_log() {
     assert_eq!(usage.totals.billed, 0);
     assert_eq!(usage.totals.failed, 1);
 }
+
+#[tokio::test]
+async fn a_job_whose_input_vanished_fails_clearly_and_unbilled() {
+    let server = Server::start_with(&["--wasm-slots", "1"]);
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user = server.account("judy", Role::User).await;
+    let pkg = package("hostile", |m| {
+        m.replace("timeout_ms = 2000", "timeout_ms = 60000")
+    });
+    publish(&vendor, pkg.path()).await;
+    user.deploy("acme/hostile", None).await.unwrap();
+    let a = user.put_object(None, b"a".to_vec(), None).await.unwrap();
+    let b = user.put_object(None, b"b".to_vec(), None).await.unwrap();
+
+    // Keep the only worker busy, queue a job, then delete its input.
+    let mut spin = mode("spin");
+    spin.insert("iters".into(), 300_000_000u64.into());
+    let first = user.submit_job("acme/hostile", &a.key, spin).await.unwrap();
+    let second = user
+        .submit_job("acme/hostile", &b.key, Params::new())
+        .await
+        .unwrap();
+    user.delete_object(&b.key).await.unwrap();
+
+    let done = user.wait_job(&second.id, |_| {}).await.unwrap();
+    assert_eq!(done.state, accelhub_domain::JobState::Failed, "{done:?}");
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("cannot read input object") && error.contains(&b.key),
+        "{error}"
+    );
+    assert!(done.output_key.is_none());
+    let first = user.wait_job(&first.id, |_| {}).await.unwrap();
+    assert_eq!(first.state, accelhub_domain::JobState::Succeeded);
+    let usage = user.usage(None).await.unwrap();
+    assert_eq!(usage.totals.billed, 1);
+    assert_eq!(usage.totals.failed, 1);
+}

@@ -541,23 +541,29 @@ impl Platform {
             )
             .await;
         let elapsed = started.elapsed();
+        let (outcome, bytes_out, device_time) = match &result {
+            Ok((_, out)) => ("ok".to_string(), out.output.len(), out.device_time),
+            Err(ExecError::Call(c)) => (c.kind().to_string(), 0, elapsed),
+            Err(_) => ("platform".to_string(), 0, elapsed),
+        };
+        self.metrics
+            .call(&version.ip, &imp.device, &outcome, elapsed);
+        self.meter(
+            &call_id,
+            "call",
+            account.id,
+            &version,
+            &imp.device,
+            bytes_in,
+            bytes_out,
+            device_time,
+            result.is_ok(),
+            &outcome,
+        )
+        .await?;
         match result {
             Ok((load, out)) => {
                 self.metrics.image_load(&imp.device, load.cached);
-                self.metrics.call(&version.ip, &imp.device, "ok", elapsed);
-                self.meter(
-                    &call_id,
-                    "call",
-                    account.id,
-                    &version,
-                    &imp.device,
-                    bytes_in,
-                    out.output.len(),
-                    out.device_time,
-                    true,
-                    "ok",
-                )
-                .await?;
                 Ok(CallResult {
                     call_id,
                     ip: version.ip.clone(),
@@ -570,28 +576,7 @@ impl Platform {
                     cold_start: !load.cached,
                 })
             }
-            Err(e) => {
-                let err = self.call_error(&call_id, e);
-                let kind = match &err {
-                    CoreError::CallFailed { kind, .. } => kind.clone(),
-                    _ => "platform".to_string(),
-                };
-                self.metrics.call(&version.ip, &imp.device, &kind, elapsed);
-                self.meter(
-                    &call_id,
-                    "call",
-                    account.id,
-                    &version,
-                    &imp.device,
-                    bytes_in,
-                    0,
-                    elapsed,
-                    false,
-                    &kind,
-                )
-                .await?;
-                Err(err)
-            }
+            Err(e) => Err(self.call_error(&call_id, e)),
         }
     }
 
