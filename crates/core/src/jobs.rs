@@ -290,8 +290,9 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
     };
 
     let control = Arc::new(CallControl::default());
-    let scratch = p.config.scratch_dir.join(format!("{}.out", job.id));
-    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let scratch = ScratchFile(p.config.scratch_dir.join(format!("{}.out", job.id)));
+    // Set once the input is open; progress then follows the bytes read.
+    let input_open = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (done_tx, mut done_rx) = watch::channel(false);
     // Heartbeat: renew the lease, publish progress, notice cancellation.
     let heartbeat = {
@@ -300,7 +301,7 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
         let control = control.clone();
         let input_size = job.input_size.max(1);
         let node = node.clone();
-        let progress = progress.clone();
+        let input_open = input_open.clone();
         tokio::spawn(async move {
             let every = (p.config.job_lease / 3).min(Duration::from_millis(500));
             loop {
@@ -309,11 +310,10 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                     _ = done_rx.changed() => return,
                 }
                 let consumed = control.consumed.load(Ordering::Relaxed) as f64;
-                let base = f64::from_bits(progress.load(Ordering::Relaxed));
-                let frac = if base >= 0.05 {
+                let frac = if input_open.load(Ordering::Relaxed) {
                     (0.05 + 0.9 * consumed / input_size as f64).min(0.95)
                 } else {
-                    base
+                    0.0
                 };
                 match p
                     .store
@@ -344,10 +344,10 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                     None,
                 )
             })?;
-        progress.store(0.05f64.to_bits(), Ordering::Relaxed);
+        input_open.store(true, Ordering::Relaxed);
         let call = CallInput {
             input: CallData::Stream(stream),
-            output: OutputSink::File(scratch.clone()),
+            output: OutputSink::File(scratch.0.clone()),
             params: job.params.clone(),
             limits: version.limits,
             control: control.clone(),
@@ -377,20 +377,16 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
     let out = match result {
         _ if control.cancel.load(Ordering::Relaxed) => {
             // Cancelled by its owner, or the lease moved on: not ours to finish.
-            let _ = tokio::fs::remove_file(&scratch).await;
             return Err(JobEnd::Stopped);
         }
         Ok((_, out)) => out,
-        Err((msg, log)) => {
-            let _ = tokio::fs::remove_file(&scratch).await;
-            return fail(p, job, Some(&version), msg, log).await;
-        }
+        Err((msg, log)) => return fail(p, job, Some(&version), msg, log).await,
     };
 
     let output_key = format!("{}.out", job.id);
     let bytes_out = out.output.len();
     let stored = store_output(p, job.account_id, &output_key, out.output).await;
-    let _ = tokio::fs::remove_file(&scratch).await;
+    drop(scratch);
     let put = match stored {
         Ok(put) => put,
         Err(e) => {
@@ -459,6 +455,15 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
             tracing::error!(job = %job.id, "cannot record completion: {e}");
             Err(JobEnd::Stopped)
         }
+    }
+}
+
+/// A job's scratch output file, removed however the job ends.
+struct ScratchFile(std::path::PathBuf);
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -165,7 +165,7 @@ pub struct Platform {
     pub(crate) job_wakeup: tokio::sync::Notify,
     /// Versions whose verification has finished never change again, so
     /// every process may keep them.
-    finished_versions: std::sync::Mutex<std::collections::HashMap<i64, Arc<VersionRow>>>,
+    finished_versions: TtlCache<i64, Arc<VersionRow>>,
     /// Short-lived caches of the hot path's lookups (see `CACHE_TTL`).
     pub(crate) tokens: TtlCache<String, Account>,
     deployments: TtlCache<(i64, String), DeploymentRow>,
@@ -176,7 +176,7 @@ pub struct Platform {
 /// process's own changes invalidate at once.
 pub(crate) const CACHE_TTL: Duration = Duration::from_secs(2);
 
-/// A small map whose entries expire.
+/// A small bounded map whose entries expire (`Duration::MAX`: never).
 pub(crate) struct TtlCache<K, V> {
     map: std::sync::Mutex<std::collections::HashMap<K, (V, std::time::Instant)>>,
     ttl: Duration,
@@ -244,7 +244,7 @@ impl Platform {
             config,
             metrics: Metrics::new(),
             job_wakeup: tokio::sync::Notify::new(),
-            finished_versions: Default::default(),
+            finished_versions: TtlCache::new(Duration::MAX, VERSION_CACHE),
             tokens: TtlCache::new(CACHE_TTL, 100_000),
             deployments: TtlCache::new(CACHE_TTL, 100_000),
         })
@@ -421,13 +421,7 @@ impl Platform {
 
     /// A version by id, from memory once its verification has finished.
     pub(crate) async fn version_by_id(&self, id: i64) -> Result<Arc<VersionRow>> {
-        let cached = self
-            .finished_versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
-        if let Some(v) = cached {
+        if let Some(v) = self.finished_versions.get(&id) {
             return Ok(v);
         }
         let v = Arc::new(
@@ -437,14 +431,7 @@ impl Platform {
                 .ok_or_else(|| CoreError::Internal(format!("version {id} vanished")))?,
         );
         if v.status != VersionStatus::Pending {
-            let mut cache = self
-                .finished_versions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= VERSION_CACHE {
-                cache.clear();
-            }
-            cache.insert(id, v.clone());
+            self.finished_versions.put(id, v.clone());
         }
         Ok(v)
     }

@@ -59,12 +59,6 @@ impl std::fmt::Debug for CallData {
     }
 }
 
-impl From<Bytes> for CallData {
-    fn from(b: Bytes) -> Self {
-        CallData::Bytes(b)
-    }
-}
-
 /// Where a call's output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSink {
