@@ -1,0 +1,163 @@
+//! The wasm device on real modules (the example IPs): streamed input and
+//! file output, their failure paths, and calls that share their thread.
+
+use accelhub_device::{
+    Backend, CallControl, CallData, CallError, CallInput, ImageId, Output, OutputSink,
+};
+use accelhub_domain::{Limits, Params};
+use accelhub_wasm::{WasmBackend, WasmConfig};
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+fn module(name: &str) -> Bytes {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let ips = BUILT.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let ok = std::process::Command::new("bash")
+            .arg(root.join("scripts/build-ips.sh"))
+            .status()
+            .expect("run scripts/build-ips.sh")
+            .success();
+        assert!(ok, "building the example IPs failed");
+        root.join("ips")
+    });
+    Bytes::from(std::fs::read(ips.join(name).join(format!("{name}.wasm"))).unwrap())
+}
+
+async fn backend(name: &str) -> (WasmBackend, ImageId) {
+    let b = WasmBackend::new(WasmConfig {
+        slots: 2,
+        max_memory_bytes: 256 << 20,
+        image_cache: 4,
+    })
+    .unwrap();
+    let image = ImageId(name.into());
+    b.load(&image, module(name)).await.unwrap();
+    (b, image)
+}
+
+fn streamed(chunks: Vec<std::io::Result<Bytes>>, out: PathBuf, limits: Limits) -> CallInput {
+    CallInput {
+        input: CallData::Stream(Box::pin(futures::stream::iter(chunks))),
+        output: OutputSink::File(out),
+        params: Params::new(),
+        limits,
+        control: Arc::new(CallControl::default()),
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_input_goes_to_a_file_and_is_counted() {
+    let (b, image) = backend("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let chunks: Vec<_> = (0..64u8)
+        .map(|i| Ok(Bytes::from(vec![i; 10_000])))
+        .collect();
+    let call = streamed(chunks, out.clone(), Limits::DEFAULT);
+    let control = call.control.clone();
+    let result = b.call(&image, call).await.unwrap();
+    assert_eq!(
+        result.output,
+        Output::File {
+            path: out.clone(),
+            size: 640_000
+        }
+    );
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(written.len(), 640_000);
+    assert_eq!(written[639_999], 63);
+    assert_eq!(control.consumed.load(Ordering::Relaxed), 640_000);
+}
+
+#[tokio::test]
+async fn a_failing_input_stream_fails_the_call_as_an_input_error() {
+    let (b, image) = backend("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = vec![
+        Ok(Bytes::from_static(b"first part")),
+        Err(std::io::Error::other("object store unreachable")),
+    ];
+    let err = b
+        .call(
+            &image,
+            streamed(chunks, dir.path().join("o"), Limits::DEFAULT),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Input(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("object store unreachable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn file_output_is_capped() {
+    let (b, image) = backend("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        output_bytes: 4096,
+        ..Limits::DEFAULT
+    };
+    let chunks = vec![Ok(Bytes::from(vec![b'x'; 100_000]))];
+    let err = b
+        .call(&image, streamed(chunks, dir.path().join("o"), limits))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::OutputTooLarge {
+                limit_bytes: 4096,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_call_yields_its_thread_until_its_deadline() {
+    let (b, image) = backend("hostile").await;
+    // On a single-threaded runtime, this ticker only advances if the
+    // spinning call yields.
+    let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let t = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            t.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let mut params = Params::new();
+    params.insert("mode".into(), "loop".into());
+    let limits = Limits {
+        timeout_ms: 300,
+        ..Limits::DEFAULT
+    };
+    let start = std::time::Instant::now();
+    let err = b
+        .call(&image, CallInput::in_memory(Bytes::new(), params, limits))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Deadline {
+                timeout_ms: 300,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    ticker.abort();
+    assert!(
+        ticks.load(Ordering::Relaxed) >= 10,
+        "the runtime was starved: {} ticks",
+        ticks.load(Ordering::Relaxed)
+    );
+}
