@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Args {
-    /// Seconds of load per concurrency level.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds of load per concurrency level, per server, per round.
+    #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Rounds per level. Each round loads accelhub, then the raw server;
+    /// the table shows medians over rounds, so one noisy burst on a shared
+    /// machine does not decide the result.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
@@ -114,7 +119,6 @@ fn start_accelhub(bin: &Path, data: &Path) -> Result<Proc> {
 }
 
 struct Stats {
-    calls: usize,
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -169,7 +173,6 @@ async fn load(
             .unwrap_or(0.0)
     };
     Ok(Stats {
-        calls: all.len(),
         per_sec: all.len() as f64 / elapsed,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -252,27 +255,37 @@ async fn run(args: Args) -> Result<()> {
     load(&client, &raw_url, None, 4, 0.5).await?;
 
     println!(
-        "sync calls of a no-op wasm IP (4-byte body) vs raw axum echo, {:.0} s per level",
-        args.seconds
+        "sync calls of a no-op wasm IP (4-byte body) vs raw axum echo, \
+         {} rounds of {:.0} s each per level, medians over rounds",
+        args.rounds, args.seconds
     );
     println!(
-        "| clients | accelhub calls/s | p50 ms | p99 ms | raw axum calls/s | p50 ms | p99 ms | ratio |"
+        "| clients | accelhub calls/s | p50 ms | p99 ms | raw axum calls/s | p50 ms | p99 ms | ratio | ratio per round |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for &n in &args.clients {
-        let a = load(&client, &ah_url, Some(&user), n, args.seconds).await?;
-        let r = load(&client, &raw_url, None, n, args.seconds).await?;
+        let mut rounds = Vec::new();
+        for _ in 0..args.rounds.max(1) {
+            let a = load(&client, &ah_url, Some(&user), n, args.seconds).await?;
+            let r = load(&client, &raw_url, None, n, args.seconds).await?;
+            rounds.push((a, r));
+        }
+        let med = |f: &dyn Fn(&(Stats, Stats)) -> f64| median(rounds.iter().map(f).collect());
+        let ratios: Vec<String> = rounds
+            .iter()
+            .map(|(a, r)| format!("{:.2}", a.per_sec / r.per_sec))
+            .collect();
         println!(
-            "| {n} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} |",
-            a.per_sec,
-            a.p50_ms,
-            a.p99_ms,
-            r.per_sec,
-            r.p50_ms,
-            r.p99_ms,
-            a.per_sec / r.per_sec
+            "| {n} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {} |",
+            med(&|(a, _)| a.per_sec),
+            med(&|(a, _)| a.p50_ms),
+            med(&|(a, _)| a.p99_ms),
+            med(&|(_, r)| r.per_sec),
+            med(&|(_, r)| r.p50_ms),
+            med(&|(_, r)| r.p99_ms),
+            med(&|(a, r)| a.per_sec / r.per_sec),
+            ratios.join(" ")
         );
-        let _ = (a.calls, r.calls);
     }
     drop(server);
 

@@ -170,20 +170,18 @@ async fn not_found(req: Request) -> ApiError {
 
 /// Count and time every request by its route template.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    // `MatchedPath` and `Method` clone without copying their text.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+    let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
     let m = state.platform.metrics();
     m.http_requests
-        .with_label_values(&[&method, &route, resp.status().as_str()])
+        .with_label_values(&[method.as_str(), route, resp.status().as_str()])
         .inc();
     m.http_seconds
-        .with_label_values(&[&route])
+        .with_label_values(&[route])
         .observe(start.elapsed().as_secs_f64());
     resp
 }

@@ -6,6 +6,12 @@ mod serve;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// The server allocates and frees many small buffers per request (headers,
+/// bodies, futures); mimalloc's thread-local free lists make that cheaper
+/// than glibc's malloc (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,7 @@
 //! [`Store`] is the seam; [`SqliteStore`] is the embedded implementation.
 //! Only this crate knows SQL. Timestamps are kept as Unix milliseconds.
 
+mod journal;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -278,9 +279,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_job(&self, id: &str) -> Result<bool>;
 
     // Metering.
-    /// Write a usage record; a record with the same id is never written
-    /// twice. Returns whether it was written.
-    async fn record_usage(&self, usage: NewUsage) -> Result<bool>;
+    /// Durably record a usage record: when this returns, the record
+    /// survives a crash of the process. A record whose id is already
+    /// recorded is never written twice.
+    async fn record_usage(&self, usage: NewUsage) -> Result<()>;
     async fn list_usage(
         &self,
         scope: UsageScope,

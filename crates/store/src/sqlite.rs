@@ -1,3 +1,4 @@
+use crate::journal::Journal;
 use crate::*;
 use accelhub_domain::JobAttempt;
 use sqlx::sqlite::{
@@ -6,58 +7,20 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The embedded store: one SQLite file in WAL mode. Reads share a pool;
 /// writes go through one connection, so concurrent writers queue here
 /// instead of spinning in SQLite's busy handler.
 ///
-/// Usage records, written once per call, are group-committed: concurrent
-/// calls' records share one transaction, and each call returns once its
-/// record is durable.
+/// Usage records, written once per call, go through a write-ahead journal
+/// (see [`crate::journal`]) and reach the `usage` table in batches.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
-    usage: tokio::sync::mpsc::UnboundedSender<UsageWrite>,
-}
-
-type UsageWrite = (NewUsage, tokio::sync::oneshot::Sender<Result<bool>>);
-
-/// Most usage records committed in one transaction.
-const USAGE_BATCH: usize = 512;
-
-/// Commit queued usage records in batches, answering each caller.
-async fn usage_writer(
-    writer: SqlitePool,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<UsageWrite>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < USAGE_BATCH {
-            match rx.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
-        // One multi-row statement: one round trip, one implicit
-        // transaction; RETURNING tells which ids were new.
-        let rows: Vec<&NewUsage> = batch.iter().map(|(u, _)| u).collect();
-        let result = insert_usage(&writer, &rows).await;
-        match result {
-            Ok(written) => {
-                for ((_, reply), w) in batch.into_iter().zip(written) {
-                    let _ = reply.send(Ok(w));
-                }
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Database(msg.clone())));
-                }
-            }
-        }
-    }
+    journal: Arc<Journal>,
 }
 
 const VERSION_COLS: &str =
@@ -96,12 +59,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts)
             .await?;
-        let (usage, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(usage_writer(writer.clone(), rx));
+        let journal = Journal::open(path, writer.clone()).await?;
         Ok(SqliteStore {
             pool,
             writer,
-            usage,
+            journal,
         })
     }
 
@@ -718,7 +680,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some(u) = usage {
-            insert_usage(&mut *tx, &[&u]).await?;
+            insert_usage(&mut *tx, [(&u, now)]).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -789,14 +751,8 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn record_usage(&self, usage: NewUsage) -> Result<bool> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.usage
-            .send((usage, reply))
-            .map_err(|_| StoreError::Database("the usage writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the usage writer has stopped".into()))?
+    async fn record_usage(&self, usage: NewUsage) -> Result<()> {
+        self.journal.append(usage)
     }
 
     async fn list_usage(
@@ -809,6 +765,7 @@ impl Store for SqliteStore {
             UsageScope::Vendor(id) => ("i.vendor_id = ?", id),
             UsageScope::All => ("? = 0", 0),
         };
+        self.journal.flush().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT u.id, u.kind, a.name, i.full_name, v.version, u.device, u.bytes_in, \
              u.bytes_out, u.device_time_us, u.price_micros, u.billed, u.outcome, u.created_at \
@@ -873,10 +830,12 @@ async fn lose_attempt(
     Ok(())
 }
 
-/// Insert usage records as one multi-row statement (one round trip, one
-/// implicit transaction). Returns, per row, whether it was written: an id
-/// already present, or repeated in `rows`, is written once.
-async fn insert_usage<'e, E>(exec: E, rows: &[&NewUsage]) -> Result<Vec<bool>>
+/// Insert usage records, each with its time, as one multi-row statement.
+/// An id already present, or repeated in `rows`, is written once.
+pub(crate) async fn insert_usage<'e, 'u, E>(
+    exec: E,
+    rows: impl IntoIterator<Item = (&'u NewUsage, i64)>,
+) -> Result<()>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
@@ -884,8 +843,7 @@ where
         "INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
          device_time_us, price_micros, billed, outcome, created_at) ",
     );
-    let now = now_ms();
-    q.push_values(rows.iter(), |mut b, u| {
+    q.push_values(rows, |mut b, (u, at)| {
         b.push_bind(&u.id)
             .push_bind(&u.kind)
             .push_bind(u.account_id)
@@ -897,14 +855,9 @@ where
             .push_bind(if u.billed { u.price.micros() } else { 0 })
             .push_bind(u.billed as i64)
             .push_bind(&u.outcome)
-            .push_bind(now);
+            .push_bind(at);
     });
-    q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-    let inserted: Vec<String> = q.build_query_scalar().fetch_all(exec).await?;
-    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-    let mut seen = std::collections::HashSet::new();
-    Ok(rows
-        .iter()
-        .map(|u| inserted.contains(&u.id) && seen.insert(u.id.clone()))
-        .collect())
+    q.push(" ON CONFLICT (id) DO NOTHING");
+    q.build().execute(exec).await?;
+    Ok(())
 }
