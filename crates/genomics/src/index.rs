@@ -1,0 +1,430 @@
+//! The minimizer index of a reference.
+//!
+//! A (w, k) minimizer is, in every window of `w` consecutive k-mers, the
+//! k-mer with the smallest hash, over both strands (a k-mer and its reverse
+//! complement share one canonical form; the strand is kept). Two sequences
+//! that share a stretch of `w + k - 1` bases share a minimizer, so a read's
+//! minimizers, looked up in the reference's, give its candidate places.
+//! K-mers that span an N are skipped.
+//!
+//! The index holds the reference itself (for extension and for output) and
+//! a table from minimizer hash to positions, with a directory on the hash's
+//! top bits so that a lookup is one bucket and a short search. It is saved
+//! to one file (`PREFIX.ahx`), little-endian, with a magic and a version.
+
+use crate::fasta::{Contig, Reference};
+use crate::{GenomicsError, Result};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"AHGIDX01";
+
+/// Largest reference the index addresses (positions are 31-bit, plus the
+/// strand bit).
+pub const MAX_BASES: u64 = 1 << 31;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// K-mer length, 8..=28.
+    pub k: u32,
+    /// Window, in k-mers, 1..=255.
+    pub w: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { k: 19, w: 10 }
+    }
+}
+
+/// One minimizer: its hash, the position of its k-mer's last base, and
+/// whether the canonical k-mer is the reverse complement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minimizer {
+    pub hash: u64,
+    pub pos: u32,
+    pub reverse: bool,
+}
+
+/// Thomas Wang's invertible 64-bit integer hash, restricted to `mask`: it
+/// spreads k-mers evenly so that minimizers are not biased to poly-A.
+#[inline]
+pub fn hash64(key: u64, mask: u64) -> u64 {
+    let mut key = (!key).wrapping_add(key << 21) & mask;
+    key ^= key >> 24;
+    key = (key.wrapping_add(key << 3).wrapping_add(key << 8)) & mask;
+    key ^= key >> 14;
+    key = (key.wrapping_add(key << 2).wrapping_add(key << 4)) & mask;
+    key ^= key >> 28;
+    key = key.wrapping_add(key << 31) & mask;
+    key
+}
+
+/// The minimizers of `seq` (nucleotide codes), in order, appended to `out`.
+pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
+    let k = p.k as usize;
+    let w = p.w as usize;
+    let shift = 2 * (p.k - 1);
+    let mask = (1u64 << (2 * p.k)) - 1;
+    let mut fwd = 0u64;
+    let mut rev = 0u64;
+    let mut len = 0usize; // bases since the last N
+                          // Ring of the window's k-mers; u64::MAX marks "none" (a symmetric
+                          // k-mer, or not yet filled).
+    let none = Minimizer {
+        hash: u64::MAX,
+        pos: 0,
+        reverse: false,
+    };
+    let mut ring = vec![none; w];
+    let mut ri = 0usize;
+    let mut min_i = 0usize; // ring index of the current minimum
+    let mut filled = 0usize; // k-mers in the ring since the last N
+    let mut last_out: Option<(u64, u32)> = None;
+    for (i, &c) in seq.iter().enumerate() {
+        let m = if c < 4 {
+            fwd = ((fwd << 2) | c as u64) & mask;
+            rev = (rev >> 2) | ((3 - c as u64) << shift);
+            len += 1;
+            if len >= k && fwd != rev {
+                let reverse = rev < fwd;
+                let canon = if reverse { rev } else { fwd };
+                Minimizer {
+                    hash: hash64(canon, mask),
+                    pos: i as u32,
+                    reverse,
+                }
+            } else {
+                none
+            }
+        } else {
+            len = 0;
+            filled = 0;
+            ring.iter_mut().for_each(|r| *r = none);
+            continue;
+        };
+        if len < k {
+            continue;
+        }
+        ring[ri] = m;
+        filled += 1;
+        if filled == w || (filled > w && min_i == ri) {
+            // First full window, or the minimum just left it: scan, oldest
+            // first, so the leftmost of equal hashes wins.
+            min_i = (ri + 1) % w;
+            for j in 1..w {
+                let idx = (ri + 1 + j) % w;
+                if ring[idx].hash < ring[min_i].hash {
+                    min_i = idx;
+                }
+            }
+        } else if filled > w && m.hash < ring[min_i].hash {
+            min_i = ri;
+        }
+        if filled >= w {
+            let cur = ring[min_i];
+            if cur.hash != u64::MAX && last_out != Some((cur.hash, cur.pos)) {
+                out.push(cur);
+                last_out = Some((cur.hash, cur.pos));
+            }
+        }
+        ri = (ri + 1) % w;
+    }
+}
+
+/// A reference and the table of its minimizers.
+pub struct Index {
+    pub params: Params,
+    pub reference: Reference,
+    dir_bits: u32,
+    /// Bucket `b` of the directory covers `keys[dir[b]..dir[b + 1]]`.
+    dir: Vec<u32>,
+    /// Distinct minimizer hashes, sorted.
+    keys: Vec<u64>,
+    /// `positions[starts[i]..starts[i + 1]]` belong to `keys[i]`.
+    starts: Vec<u32>,
+    /// Global position of the k-mer's last base, shifted left by one, with
+    /// the strand in bit 0.
+    positions: Vec<u32>,
+}
+
+impl Index {
+    /// Build the index of `reference`; `progress` gets (stage, done, total).
+    pub fn build(
+        reference: Reference,
+        params: Params,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<Index> {
+        if !(8..=28).contains(&params.k) || !(1..=255).contains(&params.w) {
+            return Err(GenomicsError::Invalid(format!(
+                "index parameters k={} w={} out of range (k 8..=28, w 1..=255)",
+                params.k, params.w
+            )));
+        }
+        let total = reference.seq.len() as u64;
+        if total >= MAX_BASES {
+            return Err(GenomicsError::Invalid(format!(
+                "the reference has {total} bases; this index addresses at most {MAX_BASES}"
+            )));
+        }
+        let mut all: Vec<(u64, u32)> =
+            Vec::with_capacity(total as usize * 2 / (params.w as usize + 1) + 16);
+        let mut mins = Vec::new();
+        for c in &reference.contigs {
+            let s = &reference.seq[c.offset as usize..(c.offset + c.len) as usize];
+            mins.clear();
+            sketch(s, params, &mut mins);
+            all.extend(
+                mins.iter()
+                    .map(|m| (m.hash, ((c.offset as u32 + m.pos) << 1) | m.reverse as u32)),
+            );
+            progress("minimizers", c.offset + c.len, total);
+        }
+        progress("sorting", 0, all.len() as u64);
+        all.sort_unstable();
+        progress("sorting", all.len() as u64, all.len() as u64);
+        let mut keys = Vec::new();
+        let mut starts = Vec::new();
+        let mut positions = Vec::with_capacity(all.len());
+        for (i, &(h, p)) in all.iter().enumerate() {
+            if i == 0 || all[i - 1].0 != h {
+                keys.push(h);
+                starts.push(positions.len() as u32);
+            }
+            positions.push(p);
+        }
+        starts.push(positions.len() as u32);
+        drop(all);
+        // About two keys per bucket.
+        let dir_bits =
+            (usize::BITS - keys.len().max(1).leading_zeros()).clamp(1, 2 * params.k - 1) - 1;
+        let dir = directory(&keys, params.k, dir_bits);
+        Ok(Index {
+            params,
+            reference,
+            dir_bits,
+            dir,
+            keys,
+            starts,
+            positions,
+        })
+    }
+
+    /// Positions of a minimizer hash: `(global_pos << 1) | reverse`.
+    #[inline]
+    pub fn get(&self, hash: u64) -> &[u32] {
+        let b = (hash >> (2 * self.params.k - self.dir_bits)) as usize;
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        match self.keys[lo..hi].binary_search(&hash) {
+            Ok(i) => {
+                let i = lo + i;
+                &self.positions[self.starts[i] as usize..self.starts[i + 1] as usize]
+            }
+            Err(_) => &[],
+        }
+    }
+
+    /// Distinct minimizers and their total occurrences.
+    pub fn stats(&self) -> (usize, usize) {
+        (self.keys.len(), self.positions.len())
+    }
+
+    /// The occurrence count at the given quantile of distinct minimizers
+    /// (e.g. 0.9998): lookups above it are repeats to skip.
+    pub fn occurrence_quantile(&self, q: f64) -> usize {
+        let mut counts: Vec<u32> = self.starts.windows(2).map(|w| w[1] - w[0]).collect();
+        if counts.is_empty() {
+            return 0;
+        }
+        let i = ((counts.len() as f64 * q) as usize).min(counts.len() - 1);
+        let (_, v, _) = counts.select_nth_unstable(i);
+        *v as usize
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let err = |source| GenomicsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("ahx.tmp");
+        let f = std::fs::File::create(&tmp).map_err(err)?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut write = || -> std::io::Result<()> {
+            w.write_all(MAGIC)?;
+            for v in [self.params.k, self.params.w, self.dir_bits] {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            w.write_all(&(self.reference.contigs.len() as u64).to_le_bytes())?;
+            for c in &self.reference.contigs {
+                w.write_all(&(c.name.len() as u64).to_le_bytes())?;
+                w.write_all(c.name.as_bytes())?;
+                w.write_all(&c.offset.to_le_bytes())?;
+                w.write_all(&c.len.to_le_bytes())?;
+            }
+            w.write_all(&(self.reference.seq.len() as u64).to_le_bytes())?;
+            w.write_all(&self.reference.seq)?;
+            write_u64s(&mut w, &self.keys)?;
+            write_u32s(&mut w, &self.starts)?;
+            write_u32s(&mut w, &self.positions)?;
+            write_u32s(&mut w, &self.dir)?;
+            w.flush()
+        };
+        write().map_err(err)?;
+        drop(w);
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    pub fn load(path: &Path) -> Result<Index> {
+        let f = std::fs::File::open(path).map_err(|source| GenomicsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        let bad = |what: &str| GenomicsError::Invalid(format!("{}: {what}", path.display()));
+        let io = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                bad("the index file is truncated; build it again with `accelhub genomics index`")
+            } else {
+                GenomicsError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        };
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).map_err(io)?;
+        if &magic != MAGIC {
+            return Err(bad(
+                "not an Accelhub genomics index (or one of another version); build it with `accelhub genomics index`",
+            ));
+        }
+        let k = read_u32(&mut r).map_err(io)?;
+        let w = read_u32(&mut r).map_err(io)?;
+        let dir_bits = read_u32(&mut r).map_err(io)?;
+        if !(8..=28).contains(&k) || dir_bits >= 2 * k {
+            return Err(bad("corrupt index header"));
+        }
+        let n = read_u64(&mut r).map_err(io)?;
+        let mut contigs = Vec::new();
+        for _ in 0..n {
+            let len = read_u64(&mut r).map_err(io)?;
+            if len > 1 << 16 {
+                return Err(bad("corrupt contig name"));
+            }
+            let mut name = vec![0u8; len as usize];
+            r.read_exact(&mut name).map_err(io)?;
+            contigs.push(Contig {
+                name: String::from_utf8_lossy(&name).into_owned(),
+                offset: read_u64(&mut r).map_err(io)?,
+                len: read_u64(&mut r).map_err(io)?,
+            });
+        }
+        let seq_len = read_u64(&mut r).map_err(io)?;
+        if seq_len >= MAX_BASES {
+            return Err(bad("corrupt sequence length"));
+        }
+        let mut seq = vec![0u8; seq_len as usize];
+        r.read_exact(&mut seq).map_err(io)?;
+        let keys = read_u64s(&mut r).map_err(io)?;
+        let starts = read_u32s(&mut r).map_err(io)?;
+        let positions = read_u32s(&mut r).map_err(io)?;
+        let dir = read_u32s(&mut r).map_err(io)?;
+        let consistent = starts.len() == keys.len() + 1
+            && starts.last().copied() == Some(positions.len() as u32)
+            && dir.len() == (1usize << dir_bits) + 1
+            && dir.last().copied() == Some(keys.len() as u32)
+            && contigs.iter().all(|c| c.offset + c.len <= seq_len);
+        if !consistent {
+            return Err(bad("the index's tables do not fit together (corrupt file)"));
+        }
+        Ok(Index {
+            params: Params { k, w },
+            reference: Reference { contigs, seq },
+            dir_bits,
+            dir,
+            keys,
+            starts,
+            positions,
+        })
+    }
+}
+
+fn directory(keys: &[u64], k: u32, bits: u32) -> Vec<u32> {
+    let shift = 2 * k - bits;
+    let n = 1usize << bits;
+    let mut dir = Vec::with_capacity(n + 1);
+    let mut i = 0usize;
+    for b in 0..=n {
+        while i < keys.len() && ((keys[i] >> shift) as usize) < b {
+            i += 1;
+        }
+        dir.push(i as u32);
+    }
+    dir
+}
+
+fn write_u64s(w: &mut impl Write, v: &[u64]) -> std::io::Result<()> {
+    w.write_all(&(v.len() as u64).to_le_bytes())?;
+    for x in v {
+        w.write_all(&x.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_u32s(w: &mut impl Write, v: &[u32]) -> std::io::Result<()> {
+    w.write_all(&(v.len() as u64).to_le_bytes())?;
+    for x in v {
+        w.write_all(&x.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+fn read_u32(r: &mut impl Read) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A length-prefixed array, read in chunks so that a corrupt length fails
+/// at the end of the file instead of allocating it up front.
+fn read_u64s(r: &mut impl Read) -> std::io::Result<Vec<u64>> {
+    let n = read_u64(r)?;
+    let mut v = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = n as usize;
+    while left > 0 {
+        let take = left.min(buf.len() / 8);
+        r.read_exact(&mut buf[..take * 8])?;
+        v.extend(
+            buf[..take * 8]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
+        );
+        left -= take;
+    }
+    Ok(v)
+}
+
+fn read_u32s(r: &mut impl Read) -> std::io::Result<Vec<u32>> {
+    let n = read_u64(r)?;
+    let mut v = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = n as usize;
+    while left > 0 {
+        let take = left.min(buf.len() / 4);
+        r.read_exact(&mut buf[..take * 4])?;
+        v.extend(
+            buf[..take * 4]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        left -= take;
+    }
+    Ok(v)
+}

@@ -1,0 +1,44 @@
+//! Genomics for Accelhub: the short-read aligner's building blocks.
+//!
+//! - [`io`]: opening plain or gzip-compressed inputs, naming the file in
+//!   every error.
+//! - [`seq`]: nucleotide codes (A C G T, and N for N and every IUPAC
+//!   ambiguity code) and reverse complements.
+//! - [`fasta`]: references (many contigs), with errors naming the file and
+//!   the record.
+//! - [`fastq`]: streaming reads, single or paired, with the same errors,
+//!   and pair checks (same count, same names).
+//! - [`index`]: the minimizer index of a reference, built once and saved.
+//!
+//! No module knows about tenants, billing or HTTP.
+
+pub mod fasta;
+pub mod fastq;
+pub mod index;
+pub mod io;
+pub mod seq;
+
+use std::path::PathBuf;
+
+/// What went wrong, with the file (and the record, for format errors) it
+/// went wrong in.
+#[derive(Debug, thiserror::Error)]
+pub enum GenomicsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: record {record}: {message}")]
+    Format {
+        path: PathBuf,
+        /// 1-based number of the record (FASTA entry or FASTQ read).
+        record: u64,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = GenomicsError> = std::result::Result<T, E>;
