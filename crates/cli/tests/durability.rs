@@ -163,3 +163,48 @@ async fn graceful_restart_resumes_queued_jobs_and_cancel_stops_a_running_one() {
     assert_eq!(usage.totals.billed, 4, "{:?}", usage.records);
     assert!(usage.records.iter().all(|r| r.id != long.id || !r.billed));
 }
+
+/// A sync call answers once its usage record is in the usage journal; the
+/// database catches up in batches. Killing the server right after the
+/// calls loses none of them, and the restart bills each exactly once.
+#[tokio::test]
+async fn kill_9_right_after_sync_calls_loses_no_usage() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(data.path(), &[]);
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user_token = server
+        .admin()
+        .create_account("hal", Role::User)
+        .await
+        .unwrap()
+        .token;
+    let user = server.client(&user_token);
+    let pkg = package("echo", |m| m);
+    publish(&vendor, pkg.path()).await;
+    user.deploy("acme/echo", None).await.unwrap();
+
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let (info, out) = user
+            .invoke("acme/echo", &Params::new(), format!("call {i}").into())
+            .await
+            .unwrap();
+        assert_eq!(out, format!("call {i}"));
+        calls.push(info.call_id);
+    }
+    // No reader has asked for usage: most records are still only in the
+    // journal when the process dies.
+    server.kill9();
+
+    let server = Server::start_in(data.path(), &[]);
+    let user = server.client(&user_token);
+    let usage = user.usage(None).await.unwrap();
+    for id in &calls {
+        assert_eq!(
+            usage.records.iter().filter(|r| &r.id == id).count(),
+            1,
+            "call {id} is billed once"
+        );
+    }
+    assert_eq!(usage.totals.billed, 40);
+}
