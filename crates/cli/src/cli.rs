@@ -99,6 +99,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ObjectCmd,
     },
+    /// Genomics on this machine: index a reference, align reads.
+    Genomics {
+        #[command(subcommand)]
+        cmd: crate::genomics::GenomicsCmd,
+    },
     /// What your calls cost (user), what your IPs earned (vendor), or all (operator).
     Usage {
         #[command(flatten)]
@@ -250,6 +255,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job { conn, cmd } => job(&conn, cmd).await,
         Command::Object { conn, cmd } => object(&conn, cmd).await,
         Command::Usage { conn, since } => usage(&conn, since.as_deref()).await,
+        Command::Genomics { cmd } => {
+            tokio::task::spawn_blocking(move || crate::genomics::run(cmd)).await?
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `accelhub`: the platform server, and the CLI that talks to it.
 
 mod cli;
+mod genomics;
 mod serve;
 
 use clap::Parser;

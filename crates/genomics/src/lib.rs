@@ -12,6 +12,8 @@
 //!
 //! No module knows about tenants, billing or HTTP.
 
+pub mod align;
+pub mod dp;
 pub mod fasta;
 pub mod fastq;
 pub mod index;

@@ -1,0 +1,224 @@
+//! `accelhub genomics index|align` as a user runs them: a reference with
+//! several contigs (gzip), reads in, SAM out; bad input stops with the file
+//! and record named and leaves no output behind.
+
+mod common;
+
+use common::bin;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+fn random_bases(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"ACGT"[(x >> 40) as usize & 3]
+        })
+        .collect()
+}
+
+fn gzip_to(path: &Path, data: &[u8]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap();
+}
+
+fn revcomp(s: &[u8]) -> Vec<u8> {
+    s.iter()
+        .rev()
+        .map(|b| match b {
+            b'A' => b'T',
+            b'C' => b'G',
+            b'G' => b'C',
+            _ => b'A',
+        })
+        .collect()
+}
+
+#[test]
+fn index_then_align_pairs_to_sam() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c1 = random_bases(60_000, 3);
+    let c2 = random_bases(40_000, 5);
+    let mut fa = Vec::new();
+    for (name, seq) in [("alpha", &c1), ("beta", &c2)] {
+        writeln!(fa, ">{name} test contig").unwrap();
+        for line in seq.chunks(60) {
+            fa.extend_from_slice(line);
+            fa.push(b'\n');
+        }
+    }
+    gzip_to(&d.join("ref.fa.gz"), &fa);
+    let out = Command::new(bin())
+        .args(["genomics", "index"])
+        .arg(d.join("ref.fa.gz"))
+        .arg("-o")
+        .arg(d.join("ref"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("indexed 2 contigs, 100000 bases"));
+
+    let (mut f1, mut f2) = (Vec::new(), Vec::new());
+    for i in 0..200usize {
+        let (seq, name) = if i % 2 == 0 {
+            (&c1, "alpha")
+        } else {
+            (&c2, "beta")
+        };
+        let start = (i * 97) % (seq.len() - 500);
+        let a = &seq[start..start + 100];
+        let b = revcomp(&seq[start + 300..start + 400]);
+        let q = "F".repeat(100);
+        writeln!(
+            f1,
+            "@{name}_{start}/1\n{}\n+\n{q}",
+            String::from_utf8_lossy(a)
+        )
+        .unwrap();
+        writeln!(
+            f2,
+            "@{name}_{start}/2\n{}\n+\n{q}",
+            String::from_utf8_lossy(&b)
+        )
+        .unwrap();
+    }
+    gzip_to(&d.join("r1.fq.gz"), &f1);
+    std::fs::write(d.join("r2.fq"), &f2).unwrap();
+    let out = Command::new(bin())
+        .args(["genomics", "align"])
+        .arg(d.join("ref"))
+        .arg(d.join("r1.fq.gz"))
+        .arg(d.join("r2.fq"))
+        .args(["-t", "2", "-R", "@RG\\tID:t1\\tSM:s", "-o"])
+        .arg(d.join("out.sam"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("aligned 400 reads: 400 mapped"), "{err}");
+    let sam = std::fs::read_to_string(d.join("out.sam")).unwrap();
+    assert!(sam.contains("@SQ\tSN:alpha\tLN:60000\n@SQ\tSN:beta\tLN:40000\n"));
+    assert!(sam.contains("@RG\tID:t1\tSM:s\n"));
+    let records: Vec<Vec<&str>> = sam
+        .lines()
+        .filter(|l| !l.starts_with('@'))
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(records.len(), 400);
+    for r in records.chunks(2) {
+        let (name, start) = r[0][0].rsplit_once('_').unwrap();
+        let start: u64 = start.parse().unwrap();
+        assert_eq!(r[0][2], name, "mate 1 on its contig");
+        assert_eq!(r[0][3].parse::<u64>().unwrap(), start + 1);
+        assert_eq!(r[1][3].parse::<u64>().unwrap(), start + 301);
+        assert_eq!(r[0][8], "400");
+        assert_eq!(r[1][8], "-400");
+        assert_eq!(r[0][1], "99", "paired, proper, mate reverse, first");
+        assert_eq!(r[1][1], "147");
+    }
+}
+
+#[test]
+fn bad_input_names_file_and_record_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An empty contig in the reference.
+    std::fs::write(d.join("bad.fa"), b">one\nACGTACGT\n>empty\n>three\nACGT\n").unwrap();
+    let out = Command::new(bin())
+        .args(["genomics", "index"])
+        .arg(d.join("bad.fa"))
+        .arg("-o")
+        .arg(d.join("bad"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.fa: record 2: contig 'empty' has no sequence"),
+        "{err}"
+    );
+    assert!(!d.join("bad.ahx").exists());
+
+    // A good index, then reads whose third record is malformed.
+    let seq = random_bases(30_000, 11);
+    let mut fa = b">chr\n".to_vec();
+    fa.extend_from_slice(&seq);
+    fa.push(b'\n');
+    std::fs::write(d.join("ref.fa"), &fa).unwrap();
+    let ok = Command::new(bin())
+        .args(["genomics", "index"])
+        .arg(d.join("ref.fa"))
+        .arg("-o")
+        .arg(d.join("ref"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let mut fq = Vec::new();
+    for i in 0..2 {
+        let s = String::from_utf8_lossy(&seq[i * 100..i * 100 + 100]).into_owned();
+        writeln!(fq, "@r{i}\n{s}\n+\n{}", "I".repeat(100)).unwrap();
+    }
+    fq.extend_from_slice(b"@r2\nACGT\n+\nIII\n");
+    std::fs::write(d.join("bad.fq"), &fq).unwrap();
+    let out = Command::new(bin())
+        .args(["genomics", "align"])
+        .arg(d.join("ref"))
+        .arg(d.join("bad.fq"))
+        .arg("-o")
+        .arg(d.join("out.sam"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.fq: record 3: 3 quality values for 4 bases"),
+        "{err}"
+    );
+    assert!(!d.join("out.sam").exists(), "no output that claims success");
+    assert!(!d.join("out.sam.partial").exists());
+
+    // Pair files of different lengths.
+    let mut fq2 = fq.clone();
+    fq2.truncate(fq.len() - 16);
+    std::fs::write(d.join("a.fq"), &fq2).unwrap();
+    let one: Vec<u8> = fq
+        .split(|&b| b == b'\n')
+        .take(4)
+        .flat_map(|l| [l, b"\n"].concat())
+        .collect();
+    std::fs::write(d.join("b.fq"), &one).unwrap();
+    let out = Command::new(bin())
+        .args(["genomics", "align"])
+        .arg(d.join("ref"))
+        .arg(d.join("a.fq"))
+        .arg(d.join("b.fq"))
+        .arg("-o")
+        .arg(d.join("pairs.sam"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("b.fq ends after 1 reads"), "{err}");
+    assert!(!d.join("pairs.sam").exists());
+
+    // A missing index says how to build one.
+    let out = Command::new(bin())
+        .args(["genomics", "align"])
+        .arg(d.join("nope"))
+        .arg(d.join("a.fq"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope.ahx"), "{err}");
+}
