@@ -68,6 +68,9 @@ struct Mapped {
     sub: i32,
     /// Other loci scoring as well as the best.
     n_equal: u32,
+    /// Fraction of the read's minimizers too frequent to look up: the read
+    /// lies (partly) in a repeat whose copies were not all examined.
+    repeat: f32,
 }
 
 /// Insert-size bounds for proper pairs.
@@ -166,9 +169,11 @@ impl<'a> Aligner<'a> {
         s.mins.clear();
         sketch(seq, self.idx.params, &mut s.mins);
         s.hits.clear();
+        let mut skipped = 0usize;
         for m in &s.mins {
             let occ = self.idx.get(m.hash);
             if occ.len() > self.max_occ {
+                skipped += 1;
                 continue;
             }
             for &p in occ {
@@ -216,7 +221,10 @@ impl<'a> Aligner<'a> {
         }
         clusters.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         let top = clusters.first().map(|c| c.0).unwrap_or(0);
-        let mut out = Mapped::default();
+        let mut out = Mapped {
+            repeat: skipped as f32 / s.mins.len().max(1) as f32,
+            ..Default::default()
+        };
         let mut seen: Vec<(bool, u64)> = Vec::new();
         for &(count, reverse, diag) in clusters.iter().take(6) {
             if count * 4 < top && out.hits.len() >= 2 {
@@ -577,7 +585,7 @@ impl<'a> Aligner<'a> {
             Some((score, i, j)) if score >= unpaired => {
                 let pair_sub = second_pair.max(unpaired);
                 let len = r1.seq.len() + r2.seq.len();
-                let pq = mapq(score, pair_sub, len, 0, sc);
+                let pq = scale_repeat(mapq(score, pair_sub, len, 0, sc), m1.repeat.max(m2.repeat));
                 // Pairing lifts a mate's MAPQ, unless another placement
                 // of that mate as good as the chosen one would pair with
                 // the same partner just as well (a tandem repeat).
@@ -758,9 +766,17 @@ fn mapq(best: i32, sub: i32, len: usize, n_equal: u32, sc: &Scoring) -> u8 {
 
 fn mapq_of(m: &Mapped, len: usize, sc: &Scoring) -> u8 {
     match m.hits.first() {
-        Some(b) => mapq(b.score, m.sub, len, m.n_equal, sc),
+        Some(b) => scale_repeat(mapq(b.score, m.sub, len, m.n_equal, sc), m.repeat),
         None => 0,
     }
+}
+
+/// Lower a MAPQ by the share of the read that is too repetitive to have
+/// been searched: its unexamined copies could be where it belongs.
+fn scale_repeat(q: u8, repeat: f32) -> u8 {
+    // Up to half the read repetitive, its unique half decides; beyond,
+    // confidence falls to nothing for a read that is all repeat.
+    (q as f32 * (2.0 * (1.0 - repeat)).clamp(0.0, 1.0)).round() as u8
 }
 
 /// NM and MD of an alignment (`q` on the alignment's strand; `r` the
