@@ -226,17 +226,20 @@ impl<'a> Aligner<'a> {
             ..Default::default()
         };
         let mut seen: Vec<(bool, u64)> = Vec::new();
-        for &(count, reverse, diag) in clusters.iter().take(6) {
+        for (n, &(count, reverse, diag)) in clusters.iter().take(6).enumerate() {
             if count * 4 < top && out.hits.len() >= 2 {
                 break;
             }
+            // Gapped extension for the strong candidates; a weak one only
+            // needs an ungapped score, as the sub-optimal for MAPQ.
+            let gapped = n == 0 || count * 2 >= top;
             let q: &[u8] = if reverse {
                 revcomp_into(seq, &mut s.rc);
                 &s.rc
             } else {
                 seq
             };
-            if let Some(h) = self.extend(q, diag, reverse) {
+            if let Some(h) = self.extend(q, diag, reverse, gapped) {
                 let key = (
                     h.reverse,
                     self.idx.reference.contigs[h.contig].offset + h.pos,
@@ -264,7 +267,7 @@ impl<'a> Aligner<'a> {
 
     /// Extend a read (already on the candidate's strand) at diagonal
     /// `diag` (the reference position of its first base).
-    fn extend(&self, q: &[u8], diag: i64, reverse: bool) -> Option<Hit> {
+    fn extend(&self, q: &[u8], diag: i64, reverse: bool, gapped: bool) -> Option<Hit> {
         let r = &self.idx.reference;
         let l = q.len() as i64;
         let anchor = diag.clamp(0, r.seq.len() as i64 - 1);
@@ -277,7 +280,7 @@ impl<'a> Aligner<'a> {
             let (a, mism) = ungapped(sc, q, &r.seq[diag as usize..(diag + l) as usize]);
             let clean = mism <= 2;
             best = Some((a, diag));
-            if clean {
+            if clean || !gapped {
                 return self.finish(q, best, ci, reverse);
             }
         }
@@ -363,22 +366,48 @@ impl<'a> Aligner<'a> {
         if we - ws < l {
             return None;
         }
-        let q: &[u8] = if reverse {
+        let q: Vec<u8> = if reverse {
             revcomp_into(mate_seq, &mut s.rc);
-            &s.rc
+            s.rc.clone()
         } else {
-            mate_seq
+            mate_seq.to_vec()
         };
-        let base = c.offset as i64 + ws;
-        let window = &r.seq[base as usize..(c.offset as i64 + we) as usize];
-        let a = banded(
-            &self.opts.scoring,
-            q,
-            window,
-            -(self.opts.band as isize),
-            window.len() as isize - l as isize + self.opts.band as isize,
-        )?;
-        self.finish(q, Some((a, base)), partner.contig, reverse)
+        // Seeds inside the window only, repetitive ones included (the
+        // window makes them specific): each minimizer's positions are
+        // sorted, so the window is two binary searches.
+        let (gs, ge) = (c.offset as i64 + ws, c.offset as i64 + we);
+        s.mins.clear();
+        sketch(&q, self.idx.params, &mut s.mins);
+        s.hits.clear();
+        for m in &s.mins {
+            let occ = self.idx.get(m.hash);
+            let from = occ.partition_point(|&p| ((p >> 1) as i64) < gs);
+            let to = occ.partition_point(|&p| ((p >> 1) as i64) < ge);
+            for &p in &occ[from..to] {
+                if (p & 1 == 1) != m.reverse {
+                    continue;
+                }
+                let diag = (p >> 1) as i64 - m.pos as i64;
+                s.hits.push((diag + DIAG_BIAS) as u64);
+            }
+        }
+        s.hits.sort_unstable();
+        // The densest run of diagonals within the band.
+        let band = self.opts.band as i64;
+        let (mut best_n, mut best_d, mut j) = (0usize, 0i64, 0usize);
+        for i in 0..s.hits.len() {
+            while s.hits[i] - s.hits[j] > band as u64 {
+                j += 1;
+            }
+            if i + 1 - j > best_n {
+                best_n = i + 1 - j;
+                best_d = s.hits[j] as i64 - DIAG_BIAS;
+            }
+        }
+        if best_n == 0 {
+            return None;
+        }
+        self.extend(&q, best_d, reverse, true)
     }
 
     /// Align single-end reads from `r1`, writing SAM to `out`.
