@@ -40,6 +40,10 @@ pub enum GenomicsCmd {
         /// Output file (.sam); standard output if absent.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Skip seeds with more occurrences than this (0: the index's
+        /// 99.98th percentile).
+        #[arg(long, default_value_t = 0)]
+        max_occ: usize,
     },
 }
 
@@ -96,6 +100,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             threads,
             read_group,
             output,
+            max_occ,
         } => {
             if let Some(rg) = &read_group {
                 Aligner::check_read_group(rg)?;
@@ -115,6 +120,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             let opts = AlignOptions {
                 threads: threads.max(1),
                 read_group,
+                max_occ,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
                 ..Default::default()
             };
@@ -167,11 +173,12 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 .map(|m| format!(", insert {:.0} ± {:.0}", m.mean, m.sd))
                 .unwrap_or_default();
             eprintln!(
-                "aligned {} reads: {} mapped ({:.2}%), {} in proper pairs{insert} ({:.1} s)",
+                "aligned {} reads: {} mapped ({:.2}%), {} in proper pairs{insert}, seeds over {} occurrences skipped ({:.1} s)",
                 stats.reads,
                 stats.mapped,
                 100.0 * stats.mapped as f64 / stats.reads.max(1) as f64,
                 stats.proper_pairs,
+                aligner.max_occ(),
                 started.elapsed().as_secs_f64()
             );
             Ok(())

@@ -32,7 +32,7 @@ impl Default for AlignOptions {
             threads: 1,
             read_group: None,
             scoring: Scoring::default(),
-            max_occ: 0,
+            max_occ: 500,
             band: 12,
             batch: 20_000,
             command_line: String::new(),
@@ -115,6 +115,17 @@ struct Scratch {
 }
 
 const DIAG_BIAS: i64 = 1 << 40;
+/// When a candidate gets the banded gapped extension after its ungapped one.
+#[derive(Clone, Copy)]
+enum Gapped {
+    Always,
+    IfClipped,
+    Never,
+}
+
+/// Most candidate loci extended per read: enough to see the copies of a
+/// segmental duplication, so that MAPQ knows the read is not unique.
+const MAX_CANDIDATES: usize = 16;
 
 impl<'a> Aligner<'a> {
     pub fn new(idx: &'a Index, opts: AlignOptions) -> Self {
@@ -124,6 +135,11 @@ impl<'a> Aligner<'a> {
             opts.max_occ
         };
         Aligner { idx, opts, max_occ }
+    }
+
+    /// The seed occurrence cutoff in use.
+    pub fn max_occ(&self) -> usize {
+        self.max_occ
     }
 
     /// The SAM header.
@@ -226,13 +242,21 @@ impl<'a> Aligner<'a> {
             ..Default::default()
         };
         let mut seen: Vec<(bool, u64)> = Vec::new();
-        for (n, &(count, reverse, diag)) in clusters.iter().take(6).enumerate() {
+        for (n, &(count, reverse, diag)) in clusters.iter().take(MAX_CANDIDATES).enumerate() {
             if count * 4 < top && out.hits.len() >= 2 {
                 break;
             }
-            // Gapped extension for the strong candidates; a weak one only
-            // needs an ungapped score, as the sub-optimal for MAPQ.
-            let gapped = n == 0 || count * 2 >= top;
+            // Gapped extension for the best candidate; other strong ones
+            // get it when their ungapped alignment had to clip (the mark
+            // of an indel); a weak one only needs an ungapped score, as
+            // the sub-optimal for MAPQ.
+            let gapped = if n == 0 {
+                Gapped::Always
+            } else if count * 2 >= top {
+                Gapped::IfClipped
+            } else {
+                Gapped::Never
+            };
             let q: &[u8] = if reverse {
                 revcomp_into(seq, &mut s.rc);
                 &s.rc
@@ -267,7 +291,7 @@ impl<'a> Aligner<'a> {
 
     /// Extend a read (already on the candidate's strand) at diagonal
     /// `diag` (the reference position of its first base).
-    fn extend(&self, q: &[u8], diag: i64, reverse: bool, gapped: bool) -> Option<Hit> {
+    fn extend(&self, q: &[u8], diag: i64, reverse: bool, gapped: Gapped) -> Option<Hit> {
         let r = &self.idx.reference;
         let l = q.len() as i64;
         let anchor = diag.clamp(0, r.seq.len() as i64 - 1);
@@ -278,9 +302,14 @@ impl<'a> Aligner<'a> {
         let mut best: Option<(Alignment, i64)> = None;
         if diag >= cs && diag + l <= ce {
             let (a, mism) = ungapped(sc, q, &r.seq[diag as usize..(diag + l) as usize]);
-            let clean = mism <= 2;
+            let clipped = a.cigar.len() > 1;
+            let done = match gapped {
+                Gapped::Always => mism <= 2,
+                Gapped::IfClipped => mism <= 2 || !clipped,
+                Gapped::Never => true,
+            };
             best = Some((a, diag));
-            if clean || !gapped {
+            if done {
                 return self.finish(q, best, ci, reverse);
             }
         }
@@ -407,7 +436,7 @@ impl<'a> Aligner<'a> {
         if best_n == 0 {
             return None;
         }
-        self.extend(&q, best_d, reverse, true)
+        self.extend(&q, best_d, reverse, Gapped::Always)
     }
 
     /// Align single-end reads from `r1`, writing SAM to `out`.
@@ -557,7 +586,7 @@ impl<'a> Aligner<'a> {
         let good = |hs: &[Hit]| -> Vec<Hit> {
             let top = hs.first().map(|h| h.score).unwrap_or(0);
             hs.iter()
-                .take(3)
+                .take(8)
                 .filter(|h| h.score + 20 >= top)
                 .cloned()
                 .collect()
@@ -613,8 +642,12 @@ impl<'a> Aligner<'a> {
         let (a, b, proper, q1, q2) = match best_pair {
             Some((score, i, j)) if score >= unpaired => {
                 let pair_sub = second_pair.max(unpaired);
-                let len = r1.seq.len() + r2.seq.len();
-                let pq = scale_repeat(mapq(score, pair_sub, len, 0, sc), m1.repeat.max(m2.repeat));
+                // The pair's own evidence: the score gap to the next best
+                // explanation of both reads, without the single-read
+                // length scaling.
+                let raw = (6.02 * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499)
+                    .min(60.0) as u8;
+                let pq = scale_repeat(raw, m1.repeat.max(m2.repeat));
                 // Pairing lifts a mate's MAPQ, unless another placement
                 // of that mate as good as the chosen one would pair with
                 // the same partner just as well (a tandem repeat).

@@ -131,6 +131,30 @@ const NEG: i32 = i32::MIN / 4;
 /// column minus read row), with each read end either aligned or
 /// soft-clipped at `clip` cost. Returns None when no cell scores above 0.
 pub fn banded(s: &Scoring, read: &[u8], refw: &[u8], lo: isize, hi: isize) -> Option<Alignment> {
+    thread_local! {
+        static MATRICES: std::cell::RefCell<Matrices> = std::cell::RefCell::new(Matrices::default());
+    }
+    MATRICES.with(|m| banded_in(&mut m.borrow_mut(), s, read, refw, lo, hi))
+}
+
+/// DP matrices, kept per thread between calls: every cell a call reads is
+/// written by that call first, so they are never cleared.
+#[derive(Default)]
+struct Matrices {
+    h: Vec<i32>,
+    e: Vec<i32>,
+    f: Vec<i32>,
+    tb: Vec<u8>,
+}
+
+fn banded_in(
+    mx: &mut Matrices,
+    s: &Scoring,
+    read: &[u8],
+    refw: &[u8],
+    lo: isize,
+    hi: isize,
+) -> Option<Alignment> {
     let n = read.len();
     let m = refw.len();
     if n == 0 || m == 0 || hi < lo {
@@ -140,18 +164,32 @@ pub fn banded(s: &Scoring, read: &[u8], refw: &[u8], lo: isize, hi: isize) -> Op
     // Row-major over the band: cell (i, d) is read row i (1-based),
     // column j = i + lo + d (1-based reference column).
     let (go, ge) = (s.gap_open + s.gap_extend, s.gap_extend);
-    let mut h = vec![NEG; (n + 1) * w];
-    let mut e = vec![NEG; (n + 1) * w]; // gap in the read (deletion): from the left
-    let mut f = vec![NEG; (n + 1) * w]; // gap in the reference (insertion): from above
-                                        // Traceback: bits 0-1 source of H (0 start, 1 diag, 2 E, 3 F);
-                                        // bit 2: E extended; bit 3: F extended.
-    let mut tb = vec![0u8; (n + 1) * w];
+    let cells = (n + 1) * w;
+    for v in [&mut mx.h, &mut mx.e, &mut mx.f] {
+        if v.len() < cells {
+            v.resize(cells, NEG);
+        }
+    }
+    if mx.tb.len() < cells {
+        mx.tb.resize(cells, 0);
+    }
+    let (h, e, f) = (&mut mx.h[..cells], &mut mx.e[..cells], &mut mx.f[..cells]);
+    // H: best score ending at the cell; E: ending in a gap in the read
+    // (deletion), from the left; F: in a gap in the reference (insertion),
+    // from above.
+    // Traceback: bits 0-1 source of H (0 start, 1 diag, 2 E, 3 F);
+    // bit 2: E extended; bit 3: F extended.
+    let tb = &mut mx.tb[..cells];
     let col = |i: usize, d: usize| i as isize + lo + d as isize;
     // Row 0: free start anywhere on the reference.
-    for (d, cell) in h[..w].iter_mut().enumerate() {
-        if (0..=m as isize).contains(&col(0, d)) {
-            *cell = 0;
-        }
+    for d in 0..w {
+        h[d] = if (0..=m as isize).contains(&col(0, d)) {
+            0
+        } else {
+            NEG
+        };
+        e[d] = NEG;
+        f[d] = NEG;
     }
     let mut best = (NEG, 0usize, 0usize); // score, i, d: local end
     for i in 1..=n {
@@ -162,6 +200,9 @@ pub fn banded(s: &Scoring, read: &[u8], refw: &[u8], lo: isize, hi: isize) -> Op
         for d in 0..w {
             let j = col(i, d);
             if j < 1 || j > m as isize {
+                h[row + d] = NEG;
+                e[row + d] = NEG;
+                f[row + d] = NEG;
                 continue;
             }
             let jj = j as usize;
