@@ -1,6 +1,6 @@
 //! `accelhub genomics`: build a reference index and align reads, locally.
 
-use accelhub_genomics::align::{AlignOptions, Aligner};
+use accelhub_genomics::align::{AlignOptions, Aligner, Format};
 use accelhub_genomics::fasta::read_reference;
 use accelhub_genomics::fastq::{FastqReader, PairReader};
 use accelhub_genomics::index::{Index, Params};
@@ -25,7 +25,7 @@ pub enum GenomicsCmd {
         #[arg(short, default_value_t = 10)]
         w: u32,
     },
-    /// Align single- or paired-end reads (FASTQ, plain or gzip) to SAM.
+    /// Align single- or paired-end reads (FASTQ, plain or gzip) to SAM or BAM.
     Align {
         /// The index prefix given to `genomics index`.
         prefix: PathBuf,
@@ -37,14 +37,21 @@ pub enum GenomicsCmd {
         /// Read group header line, e.g. '@RG\tID:s1\tSM:sample'.
         #[arg(short = 'R')]
         read_group: Option<String>,
-        /// Output file (.sam); standard output if absent.
+        /// Output file, SAM (.sam) or BAM (.bam); SAM on standard output if
+        /// absent.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Skip seeds with more occurrences than this (0: the index's
         /// 99.98th percentile).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 500)]
         max_occ: usize,
     },
+}
+
+/// Where alignments go: plain (SAM) or BGZF-compressed (BAM).
+enum Sink {
+    Plain(Box<dyn Write>),
+    Bgzf(accelhub_genomics::bam::BgzfWriter<Box<dyn Write>>),
 }
 
 fn index_path(prefix: &Path) -> PathBuf {
@@ -105,14 +112,12 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             if let Some(rg) = &read_group {
                 Aligner::check_read_group(rg)?;
             }
-            if let Some(o) = &output {
-                if o.extension().is_some_and(|e| e == "bam") {
-                    bail!(
-                        "BAM output is not supported yet: write SAM (-o OUT.sam) and convert it \
-                         with `samtools view -b`"
-                    );
-                }
-            }
+            let format = match output.as_ref().and_then(|o| o.extension()) {
+                Some(e) if e == "bam" => Format::Bam,
+                Some(e) if e == "sam" => Format::Sam,
+                None if output.is_none() => Format::Sam,
+                _ => bail!("the output must end in .sam or .bam"),
+            };
             let started = std::time::Instant::now();
             let path = index_path(&prefix);
             let idx = Index::load(&path)
@@ -121,6 +126,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 threads: threads.max(1),
                 read_group,
                 max_occ,
+                format,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
                 ..Default::default()
             };
@@ -134,7 +140,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 PathBuf::from(s)
             });
             let result = (|| -> Result<_> {
-                let mut out: Box<dyn Write> = match &tmp {
+                let file: Box<dyn Write> = match &tmp {
                     Some(t) => Box::new(std::io::BufWriter::with_capacity(
                         1 << 20,
                         std::fs::File::create(t)
@@ -142,17 +148,25 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                     )),
                     None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 };
-                let stats = match &r2 {
-                    Some(r2) => {
-                        aligner.align_pairs(PairReader::open(&r1, r2)?, &mut out, &mut |n| {
-                            b.set_position(n)
-                        })?
-                    }
-                    None => aligner.align_single(FastqReader::open(&r1)?, &mut out, &mut |n| {
-                        b.set_position(n)
-                    })?,
+                let mut sink = match format {
+                    Format::Sam => Sink::Plain(file),
+                    Format::Bam => Sink::Bgzf(accelhub_genomics::bam::bgzf(file)),
                 };
-                out.flush().context("writing the alignments")?;
+                let out: &mut dyn Write = match &mut sink {
+                    Sink::Plain(w) => w,
+                    Sink::Bgzf(w) => w,
+                };
+                let stats = match &r2 {
+                    Some(r2) => aligner
+                        .align_pairs(PairReader::open(&r1, r2)?, out, &mut |n| b.set_position(n))?,
+                    None => aligner
+                        .align_single(FastqReader::open(&r1)?, out, &mut |n| b.set_position(n))?,
+                };
+                match sink {
+                    Sink::Plain(mut w) => w.flush(),
+                    Sink::Bgzf(w) => w.finish().and_then(|mut w| w.flush()),
+                }
+                .context("writing the alignments")?;
                 Ok(stats)
             })();
             b.finish_and_clear();

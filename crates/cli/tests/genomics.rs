@@ -115,6 +115,59 @@ fn index_then_align_pairs_to_sam() {
         .map(|l| l.split('\t').collect())
         .collect();
     assert_eq!(records.len(), 400);
+
+    // The same alignments as BAM: BGZF is gzip-compatible, so decode it
+    // and walk the records (the SAM specification's layout).
+    let out = Command::new(bin())
+        .args(["genomics", "align"])
+        .arg(d.join("ref"))
+        .arg(d.join("r1.fq.gz"))
+        .arg(d.join("r2.fq"))
+        .args(["-t", "2", "-R", "@RG\\tID:t1\\tSM:s", "-o"])
+        .arg(d.join("out.bam"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bam = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(d.join("out.bam")).unwrap()),
+        &mut bam,
+    )
+    .unwrap();
+    assert_eq!(&bam[..4], b"BAM\x01");
+    let le = |b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let l_text = le(&bam[4..]) as usize;
+    let text = std::str::from_utf8(&bam[8..8 + l_text]).unwrap();
+    assert!(text.contains("@SQ\tSN:alpha\tLN:60000"));
+    let mut at = 8 + l_text;
+    assert_eq!(le(&bam[at..]), 2, "two references");
+    at += 4;
+    for _ in 0..2 {
+        let l = le(&bam[at..]) as usize;
+        at += 4 + l + 4;
+    }
+    let mut n = 0;
+    while at < bam.len() {
+        let size = le(&bam[at..]) as usize;
+        let rec = &bam[at + 4..at + 4 + size];
+        let (ref_id, pos) = (le(&rec[0..]), le(&rec[4..]));
+        let l_name = rec[8] as usize;
+        let flag = u16::from_le_bytes([rec[14], rec[15]]);
+        let name = std::str::from_utf8(&rec[32..32 + l_name - 1]).unwrap();
+        let sam = &records[n];
+        assert_eq!(name, sam[0]);
+        assert_eq!(flag.to_string(), sam[1]);
+        assert_eq!(["alpha", "beta"][ref_id as usize], sam[2]);
+        assert_eq!((pos + 1).to_string(), sam[3]);
+        at += 4 + size;
+        n += 1;
+    }
+    assert_eq!(n, 400);
+
     for r in records.chunks(2) {
         let (name, start) = r[0][0].rsplit_once('_').unwrap();
         let start: u64 = start.parse().unwrap();

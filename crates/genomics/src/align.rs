@@ -24,6 +24,16 @@ pub struct AlignOptions {
     pub batch: usize,
     /// The command line, for the @PG header.
     pub command_line: String,
+    /// SAM text, or BAM records (to be BGZF-compressed by the caller, see
+    /// [`crate::bam`]).
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Sam,
+    Bam,
 }
 
 impl Default for AlignOptions {
@@ -36,6 +46,7 @@ impl Default for AlignOptions {
             band: 12,
             batch: 20_000,
             command_line: String::new(),
+            format: Format::Sam,
         }
     }
 }
@@ -140,6 +151,23 @@ impl<'a> Aligner<'a> {
     /// The seed occurrence cutoff in use.
     pub fn max_occ(&self) -> usize {
         self.max_occ
+    }
+
+    /// The header in the output format.
+    pub fn header_bytes(&self) -> Vec<u8> {
+        match self.opts.format {
+            Format::Sam => self.header(),
+            Format::Bam => {
+                let contigs: Vec<(&str, u64)> = self
+                    .idx
+                    .reference
+                    .contigs
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.len))
+                    .collect();
+                crate::bam::header(&self.header(), &contigs)
+            }
+        }
     }
 
     /// The SAM header.
@@ -448,7 +476,7 @@ impl<'a> Aligner<'a> {
     ) -> Result<AlignStats> {
         let mut stats = AlignStats::default();
         let rg = self.read_group_id();
-        write_out(out, &self.header())?;
+        write_out(out, &self.header_bytes())?;
         loop {
             let mut batch = Vec::with_capacity(self.opts.batch);
             for _ in 0..self.opts.batch {
@@ -503,7 +531,7 @@ impl<'a> Aligner<'a> {
     ) -> Result<AlignStats> {
         let mut stats = AlignStats::default();
         let rg = self.read_group_id();
-        write_out(out, &self.header())?;
+        write_out(out, &self.header_bytes())?;
         let mut model: Option<InsertModel> = None;
         loop {
             let mut batch = Vec::with_capacity(self.opts.batch * 2);
@@ -915,9 +943,39 @@ fn write_record(
     if hit.is_none() || mate.is_none() {
         flag &= !0x2;
     }
-    buf.extend_from_slice(&r.name);
     // An unmapped read with a mapped mate sits at its mate's place.
     let place = hit.or(mate);
+    let reverse = hit.is_some_and(|h| h.reverse);
+    if al.opts.format == Format::Bam {
+        let (next_ref, next_pos) = match (paired, mate) {
+            (true, Some(m)) => (Some(m.contig), Some(m.pos)),
+            (true, None) if hit.is_some() => (place.map(|p| p.contig), place.map(|p| p.pos)),
+            _ => (None, None),
+        };
+        let tags = hit.map(|h| (h.nm, h.md.as_str(), h.score, sub));
+        crate::bam::record(
+            buf,
+            &crate::bam::Fields {
+                name: &r.name,
+                flag,
+                ref_id: place.map(|p| p.contig),
+                pos: place.map(|p| p.pos),
+                end: place.map(|p| if hit.is_some() { p.end() } else { p.pos + 1 }),
+                mapq: if hit.is_some() { q } else { 0 },
+                cigar: hit.map(|h| h.cigar.as_slice()).unwrap_or(&[]),
+                next_ref,
+                next_pos,
+                tlen: if hit.is_some() { tlen } else { 0 },
+                seq: &r.seq,
+                qual: &r.qual,
+                reverse,
+                tags,
+                rg,
+            },
+        );
+        return;
+    }
+    buf.extend_from_slice(&r.name);
     let (rname, pos) = match place {
         Some(h) => (contigs[h.contig].name.as_str(), h.pos + 1),
         None => ("*", 0),
@@ -961,7 +1019,6 @@ fn write_record(
         }
         _ => buf.extend_from_slice(b"\t*\t0\t0\t"),
     }
-    let reverse = hit.is_some_and(|h| h.reverse);
     if reverse {
         buf.extend(
             r.seq

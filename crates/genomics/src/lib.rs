@@ -13,6 +13,7 @@
 //! No module knows about tenants, billing or HTTP.
 
 pub mod align;
+pub mod bam;
 pub mod dp;
 pub mod fasta;
 pub mod fastq;
