@@ -82,3 +82,11 @@ for l in accelhub bwa minimap2; do
   samtools view -F 0x900 "$WORK/$l.sam" | python3 "$shared/bench/genomics/mapeval.py" "$l"
 done
 samtools quickcheck "$WORK/accelhub.sam" && echo "samtools quickcheck: accelhub.sam ok"
+# Picard's validator, when installed (Debian: picard-tools), with the
+# reference so that NM and MD are checked too.
+if command -v PicardCommandLine >/dev/null; then
+  [[ -s ${REF%.fa}.dict ]] || samtools dict "$REF" > "${REF%.fa}.dict"
+  [[ -s $REF.fai ]] || samtools faidx "$REF"
+  PicardCommandLine ValidateSamFile I="$WORK/accelhub.sam" R="$REF" MODE=SUMMARY 2>/dev/null |
+    grep -E "No errors found|ERROR|WARNING" | sed 's/^/picard ValidateSamFile: /' || true
+fi
