@@ -7,7 +7,29 @@ mod common;
 use common::bin;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
+
+fn index(fasta: &Path, prefix: &Path) -> Output {
+    Command::new(bin())
+        .args(["genomics", "index"])
+        .arg(fasta)
+        .arg("-o")
+        .arg(prefix)
+        .output()
+        .unwrap()
+}
+
+fn align(prefix: &Path, reads: &[&Path], flags: &[&str], out: Option<&Path>) -> Output {
+    let mut c = Command::new(bin());
+    c.args(["genomics", "align"])
+        .arg(prefix)
+        .args(reads)
+        .args(flags);
+    if let Some(o) = out {
+        c.arg("-o").arg(o);
+    }
+    c.output().unwrap()
+}
 
 fn random_bases(n: usize, mut x: u64) -> Vec<u8> {
     (0..n)
@@ -54,13 +76,7 @@ fn index_then_align_pairs_to_sam() {
         }
     }
     gzip_to(&d.join("ref.fa.gz"), &fa);
-    let out = Command::new(bin())
-        .args(["genomics", "index"])
-        .arg(d.join("ref.fa.gz"))
-        .arg("-o")
-        .arg(d.join("ref"))
-        .output()
-        .unwrap();
+    let out = index(&d.join("ref.fa.gz"), &d.join("ref"));
     assert!(
         out.status.success(),
         "{}",
@@ -94,15 +110,12 @@ fn index_then_align_pairs_to_sam() {
     }
     gzip_to(&d.join("r1.fq.gz"), &f1);
     std::fs::write(d.join("r2.fq"), &f2).unwrap();
-    let out = Command::new(bin())
-        .args(["genomics", "align"])
-        .arg(d.join("ref"))
-        .arg(d.join("r1.fq.gz"))
-        .arg(d.join("r2.fq"))
-        .args(["-t", "2", "-R", "@RG\\tID:t1\\tSM:s", "-o"])
-        .arg(d.join("out.sam"))
-        .output()
-        .unwrap();
+    let out = align(
+        &d.join("ref"),
+        &[&d.join("r1.fq.gz"), &d.join("r2.fq")],
+        &["-t", "2", "-R", "@RG\\tID:t1\\tSM:s"],
+        Some(&d.join("out.sam")),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("aligned 400 reads: 400 mapped"), "{err}");
@@ -118,15 +131,12 @@ fn index_then_align_pairs_to_sam() {
 
     // The same alignments as BAM: BGZF is gzip-compatible, so decode it
     // and walk the records (the SAM specification's layout).
-    let out = Command::new(bin())
-        .args(["genomics", "align"])
-        .arg(d.join("ref"))
-        .arg(d.join("r1.fq.gz"))
-        .arg(d.join("r2.fq"))
-        .args(["-t", "2", "-R", "@RG\\tID:t1\\tSM:s", "-o"])
-        .arg(d.join("out.bam"))
-        .output()
-        .unwrap();
+    let out = align(
+        &d.join("ref"),
+        &[&d.join("r1.fq.gz"), &d.join("r2.fq")],
+        &["-t", "2", "-R", "@RG\\tID:t1\\tSM:s"],
+        Some(&d.join("out.bam")),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -187,13 +197,7 @@ fn bad_input_names_file_and_record_and_leaves_no_output() {
     let d = dir.path();
     // An empty contig in the reference.
     std::fs::write(d.join("bad.fa"), b">one\nACGTACGT\n>empty\n>three\nACGT\n").unwrap();
-    let out = Command::new(bin())
-        .args(["genomics", "index"])
-        .arg(d.join("bad.fa"))
-        .arg("-o")
-        .arg(d.join("bad"))
-        .output()
-        .unwrap();
+    let out = index(&d.join("bad.fa"), &d.join("bad"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -208,13 +212,7 @@ fn bad_input_names_file_and_record_and_leaves_no_output() {
     fa.extend_from_slice(&seq);
     fa.push(b'\n');
     std::fs::write(d.join("ref.fa"), &fa).unwrap();
-    let ok = Command::new(bin())
-        .args(["genomics", "index"])
-        .arg(d.join("ref.fa"))
-        .arg("-o")
-        .arg(d.join("ref"))
-        .output()
-        .unwrap();
+    let ok = index(&d.join("ref.fa"), &d.join("ref"));
     assert!(ok.status.success());
     let mut fq = Vec::new();
     for i in 0..2 {
@@ -223,14 +221,12 @@ fn bad_input_names_file_and_record_and_leaves_no_output() {
     }
     fq.extend_from_slice(b"@r2\nACGT\n+\nIII\n");
     std::fs::write(d.join("bad.fq"), &fq).unwrap();
-    let out = Command::new(bin())
-        .args(["genomics", "align"])
-        .arg(d.join("ref"))
-        .arg(d.join("bad.fq"))
-        .arg("-o")
-        .arg(d.join("out.sam"))
-        .output()
-        .unwrap();
+    let out = align(
+        &d.join("ref"),
+        &[&d.join("bad.fq")],
+        &[],
+        Some(&d.join("out.sam")),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -250,27 +246,19 @@ fn bad_input_names_file_and_record_and_leaves_no_output() {
         .flat_map(|l| [l, b"\n"].concat())
         .collect();
     std::fs::write(d.join("b.fq"), &one).unwrap();
-    let out = Command::new(bin())
-        .args(["genomics", "align"])
-        .arg(d.join("ref"))
-        .arg(d.join("a.fq"))
-        .arg(d.join("b.fq"))
-        .arg("-o")
-        .arg(d.join("pairs.sam"))
-        .output()
-        .unwrap();
+    let out = align(
+        &d.join("ref"),
+        &[&d.join("a.fq"), &d.join("b.fq")],
+        &[],
+        Some(&d.join("pairs.sam")),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("b.fq ends after 1 reads"), "{err}");
     assert!(!d.join("pairs.sam").exists());
 
     // A missing index says how to build one.
-    let out = Command::new(bin())
-        .args(["genomics", "align"])
-        .arg(d.join("nope"))
-        .arg(d.join("a.fq"))
-        .output()
-        .unwrap();
+    let out = align(&d.join("nope"), &[&d.join("a.fq")], &[], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.ahx"), "{err}");

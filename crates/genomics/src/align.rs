@@ -564,8 +564,8 @@ impl<'a> Aligner<'a> {
                 model = Some(m);
             }
             let ins = model.unwrap_or_default();
-            let pairs: Vec<(usize, &Mapped)> = mapped.iter().enumerate().collect();
-            let chunks = self.parallel_pairs(&batch, &pairs, |idx, s, buf| {
+            let pair_ids: Vec<usize> = (0..batch.len() / 2).collect();
+            let chunks = self.parallel(&pair_ids, |idx, s, buf| {
                 let mut counts = (0u64, 0u64);
                 for &i in idx {
                     let (m1, m2) = (&mapped[2 * i], &mapped[2 * i + 1]);
@@ -750,17 +750,6 @@ impl<'a> Aligner<'a> {
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         })
-    }
-
-    /// Like [`parallel`], over pair indices.
-    fn parallel_pairs<R: Send>(
-        &self,
-        batch: &[Read],
-        _pairs: &[(usize, &Mapped)],
-        f: impl Fn(&[usize], &mut Scratch, &mut Vec<u8>) -> R + Sync,
-    ) -> Vec<(Vec<u8>, R)> {
-        let idx: Vec<usize> = (0..batch.len() / 2).collect();
-        self.parallel(&idx, |part, s, buf| f(part, s, buf))
     }
 }
 

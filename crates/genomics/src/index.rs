@@ -391,40 +391,34 @@ fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// A length-prefixed array, read in chunks so that a corrupt length fails
-/// at the end of the file instead of allocating it up front.
-fn read_u64s(r: &mut impl Read) -> std::io::Result<Vec<u64>> {
+/// A length-prefixed array of `N`-byte little-endian values, read in
+/// chunks so that a corrupt length fails at the end of the file instead of
+/// allocating it up front.
+fn read_array<T, const N: usize>(
+    r: &mut impl Read,
+    from_le: impl Fn([u8; N]) -> T,
+) -> std::io::Result<Vec<T>> {
     let n = read_u64(r)?;
     let mut v = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut left = n as usize;
     while left > 0 {
-        let take = left.min(buf.len() / 8);
-        r.read_exact(&mut buf[..take * 8])?;
-        v.extend(
-            buf[..take * 8]
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-        );
+        let take = left.min(buf.len() / N);
+        r.read_exact(&mut buf[..take * N])?;
+        v.extend(buf[..take * N].chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            from_le(a)
+        }));
         left -= take;
     }
     Ok(v)
 }
 
+fn read_u64s(r: &mut impl Read) -> std::io::Result<Vec<u64>> {
+    read_array(r, u64::from_le_bytes)
+}
+
 fn read_u32s(r: &mut impl Read) -> std::io::Result<Vec<u32>> {
-    let n = read_u64(r)?;
-    let mut v = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut left = n as usize;
-    while left > 0 {
-        let take = left.min(buf.len() / 4);
-        r.read_exact(&mut buf[..take * 4])?;
-        v.extend(
-            buf[..take * 4]
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
-        left -= take;
-    }
-    Ok(v)
+    read_array(r, u32::from_le_bytes)
 }
