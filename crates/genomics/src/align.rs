@@ -137,6 +137,12 @@ enum Gapped {
 /// Most candidate loci extended per read: enough to see the copies of a
 /// segmental duplication, so that MAPQ knows the read is not unique.
 const MAX_CANDIDATES: usize = 16;
+/// MAPQ per point of score between the best pair and the next best
+/// explanation (BWA uses 6.02 for one read).
+const PAIR_Q: f64 = 6.02;
+/// The same when neither mate is unique on its own: the pair is then all
+/// the evidence, and a paralog one mismatch away is common.
+const PAIR_Q_BOTH_AMBIGUOUS: f64 = 3.6;
 
 impl<'a> Aligner<'a> {
     pub fn new(idx: &'a Index, opts: AlignOptions) -> Self {
@@ -673,7 +679,12 @@ impl<'a> Aligner<'a> {
                 // The pair's own evidence: the score gap to the next best
                 // explanation of both reads, without the single-read
                 // length scaling.
-                let raw = (6.02 * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499)
+                let per_point = if q1 < 5 && q2 < 5 {
+                    PAIR_Q_BOTH_AMBIGUOUS
+                } else {
+                    PAIR_Q
+                };
+                let raw = (per_point * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499)
                     .min(60.0) as u8;
                 let pq = scale_repeat(raw, m1.repeat.max(m2.repeat));
                 // Pairing lifts a mate's MAPQ, unless another placement
