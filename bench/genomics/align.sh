@@ -61,7 +61,8 @@ for l in accelhub bwa minimap2; do
 done
 
 echo "aligning $reads reads of $SET with $THREADS threads (load before: $(cut -d' ' -f1 /proc/loadavg))" >&2
-timed accelhub "$ah" genomics align "$WORK/$base" "$r1" "$r2" -t "$THREADS" -o "$WORK/accelhub.sam"
+timed accelhub "$ah" genomics align "$WORK/$base" "$r1" "$r2" -t "$THREADS" \
+  -R "@RG\tID:bench\tSM:$SET\tPL:ILLUMINA" -o "$WORK/accelhub.sam"
 timed bwa bwa mem -t "$THREADS" "$WORK/$base" "$r1" "$r2" -o "$WORK/bwa.sam" 2>/dev/null
 timed minimap2 minimap2 -ax sr -t "$THREADS" "$WORK/$base.mmi" "$r1" "$r2" -o "$WORK/minimap2.sam" 2>/dev/null
 
