@@ -249,3 +249,91 @@ fn single_end_and_unmapped_reads() {
         .filter(|r| r.name != "noise")
         .all(|r| r.flag & 0x1 == 0 && r.mapq > 0));
 }
+
+/// MAPQ tells unique placements from repeats: a read inside an exact
+/// two-copy duplication gets MAPQ 0 and its other copy as XS; a unique read
+/// gets a high MAPQ; a pair with one mate in the duplication and the other
+/// outside is placed at the right copy, its mate's uniqueness carrying it.
+#[test]
+fn mapq_separates_unique_reads_from_repeats() {
+    let mut rng = Rng(1234);
+    let len = 200_000usize;
+    let mut seq: Vec<u8> = (0..len).map(|_| rng.below(4) as u8).collect();
+    // Copy 3 kb at 20,000 onto 150,000.
+    let dup: Vec<u8> = seq[20_000..23_000].to_vec();
+    seq[150_000..153_000].copy_from_slice(&dup);
+    let reference = Reference {
+        contigs: vec![Contig {
+            name: "g".into(),
+            offset: 0,
+            len: len as u64,
+        }],
+        seq,
+    };
+    let idx = Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap();
+    let al = Aligner::new(&idx, AlignOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let q = "I".repeat(150);
+    let s = &idx.reference.seq;
+
+    // Single-end: inside the duplication, and unique.
+    let mut fq = String::new();
+    for (i, start) in [20_500usize, 21_200, 22_000].iter().enumerate() {
+        writeln!(fq, "@dup{i}\n{}\n+\n{q}", letters(&s[*start..start + 150])).unwrap();
+    }
+    for (i, start) in [5_000usize, 60_000, 120_000].iter().enumerate() {
+        writeln!(fq, "@uniq{i}\n{}\n+\n{q}", letters(&s[*start..start + 150])).unwrap();
+    }
+    std::fs::write(dir.path().join("se.fq"), fq).unwrap();
+    let mut out = Vec::new();
+    let reader = FastqReader::open(&dir.path().join("se.fq")).unwrap();
+    al.align_single(reader, &mut out, &mut |_| {}).unwrap();
+    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    for r in &recs {
+        let xs = r.tags.iter().find(|t| t.starts_with("XS:i:")).unwrap();
+        let as_ = r.tags.iter().find(|t| t.starts_with("AS:i:")).unwrap();
+        if r.name.starts_with("dup") {
+            assert_eq!(r.mapq, 0, "{} in a repeat", r.name);
+            assert_eq!(
+                xs[5..],
+                as_[5..],
+                "{}: the other copy scores the same",
+                r.name
+            );
+        } else {
+            assert!(r.mapq >= 30, "{} is unique: MAPQ {}", r.name, r.mapq);
+        }
+    }
+
+    // Pairs: mate 1 inside the second copy, mate 2 (250 bases on) beyond
+    // its end, unique.
+    let (mut f1, mut f2) = (String::new(), String::new());
+    // The last pair lies wholly inside the copy: as ambiguous as a read.
+    let starts = [152_760usize, 152_800, 152_850, 152_000];
+    for (i, &start) in starts.iter().enumerate() {
+        let a = &s[start..start + 150];
+        let b = revcomp(&s[start + 250..start + 400]);
+        writeln!(f1, "@p{i}/1\n{}\n+\n{q}", letters(a)).unwrap();
+        writeln!(f2, "@p{i}/2\n{}\n+\n{q}", letters(&b)).unwrap();
+    }
+    std::fs::write(dir.path().join("p1.fq"), f1).unwrap();
+    std::fs::write(dir.path().join("p2.fq"), f2).unwrap();
+    let mut out = Vec::new();
+    let reader = PairReader::open(&dir.path().join("p1.fq"), &dir.path().join("p2.fq")).unwrap();
+    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    let inside = &recs[6..8];
+    assert!(inside.iter().all(|r| r.mapq == 0), "a pair inside a repeat");
+    for (pair, &start) in recs[..6].chunks(2).zip(&starts) {
+        let (m1, m2) = (&pair[0], &pair[1]);
+        assert_eq!(
+            m1.pos,
+            start as u64 + 1,
+            "{}: the copy next to its mate",
+            m1.name
+        );
+        assert_eq!(m1.flag & 0x2, 0x2, "{}: a proper pair", m1.name);
+        assert!(m2.mapq >= 30, "{}: the unique mate", m2.name);
+        assert!(m1.mapq > 0, "{}: lifted by its mate", m1.name);
+    }
+}
