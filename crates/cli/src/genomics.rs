@@ -43,7 +43,7 @@ pub enum GenomicsCmd {
         output: Option<PathBuf>,
         /// Skip seeds with more occurrences than this (0: the index's
         /// 99.98th percentile).
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = AlignOptions::default().max_occ)]
         max_occ: usize,
     },
 }

@@ -276,6 +276,8 @@ impl<'a> Aligner<'a> {
             ..Default::default()
         };
         let mut seen: Vec<(bool, u64)> = Vec::new();
+        // The reverse complement once, for every reverse-strand candidate.
+        revcomp_into(seq, &mut s.rc);
         for (n, &(count, reverse, diag)) in clusters.iter().take(MAX_CANDIDATES).enumerate() {
             if count * 4 < top && out.hits.len() >= 2 {
                 break;
@@ -291,12 +293,7 @@ impl<'a> Aligner<'a> {
             } else {
                 Gapped::Never
             };
-            let q: &[u8] = if reverse {
-                revcomp_into(seq, &mut s.rc);
-                &s.rc
-            } else {
-                seq
-            };
+            let q: &[u8] = if reverse { &s.rc } else { seq };
             if let Some(h) = self.extend(q, diag, reverse, gapped) {
                 let key = (
                     h.reverse,

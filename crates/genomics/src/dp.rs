@@ -265,8 +265,8 @@ fn banded_in(
     let (score, end_i, end_d) = best;
     // Traceback.
     let mut ops: Vec<(Op, u32)> = Vec::new();
-    let rev_push = |ops: &mut Vec<(Op, u32)>, op: Op| push(ops, op, 1);
-    rev_push_n(&mut ops, Op::SoftClip, (n - end_i) as u32);
+    // Built from the end backwards, then reversed.
+    push(&mut ops, Op::SoftClip, (n - end_i) as u32);
     let (mut i, mut d) = (end_i, end_d);
     let mut state = 0u8; // 0 H, 2 E, 3 F
     loop {
@@ -276,14 +276,14 @@ fn banded_in(
         let t = tb[i * w + d];
         match state {
             2 => {
-                rev_push(&mut ops, Op::Del);
+                push(&mut ops, Op::Del, 1);
                 let ext = t & 4 != 0;
                 d -= 1;
                 state = if ext { 2 } else { 0 };
                 continue;
             }
             3 => {
-                rev_push(&mut ops, Op::Ins);
+                push(&mut ops, Op::Ins, 1);
                 let ext = t & 8 != 0;
                 i -= 1;
                 d += 1;
@@ -294,45 +294,33 @@ fn banded_in(
         }
         match t & 3 {
             1 => {
-                rev_push(&mut ops, Op::Match);
+                push(&mut ops, Op::Match, 1);
                 i -= 1;
             }
             0 => {
                 // Start of the alignment at this read row.
-                rev_push(&mut ops, Op::Match);
+                push(&mut ops, Op::Match, 1);
                 i -= 1;
-                rev_push_n(&mut ops, Op::SoftClip, i as u32);
+                push(&mut ops, Op::SoftClip, i as u32);
                 i = 0;
             }
             2 => state = 2,
             _ => state = 3,
         }
     }
-    // `d` now indexes row 0 of the band: the reference column before the
-    // first aligned base; adjust for leading clips and insertions.
     ops.reverse();
-    let ref_len: usize = ops
-        .iter()
-        .filter(|(o, _)| matches!(o, Op::Match | Op::Del))
-        .map(|&(_, n)| n as usize)
-        .sum();
-    let end_col = col(end_i, end_d) as usize; // 1-based column of the last aligned base
-    let ref_start = end_col - ref_len;
-    // A leading insertion is a clip; so is a trailing one.
-    let mut cigar: Vec<(Op, u32)> = Vec::new();
-    for (o, k) in ops {
-        push(&mut cigar, o, k);
-    }
-    normalise_ends(&mut cigar);
-    Some(Alignment {
-        ref_start,
-        cigar,
+    let mut a = Alignment {
+        ref_start: 0,
+        cigar: ops,
         score,
-    })
-}
-
-fn rev_push_n(ops: &mut Vec<(Op, u32)>, op: Op, n: u32) {
-    push(ops, op, n);
+    };
+    // The start is the end's column (1-based: the last aligned base) less
+    // the reference the alignment spans.
+    a.ref_start = col(end_i, end_d) as usize - a.ref_len();
+    // Paths start on a diagonal, so only a trailing deletion can be
+    // dropped here, which leaves the start as it is.
+    normalise_ends(&mut a.cigar);
+    Some(a)
 }
 
 /// Insertions or deletions at the very ends of an alignment become clips

@@ -329,10 +329,15 @@ impl Index {
         let starts = read_u32s(&mut r).map_err(io)?;
         let positions = read_u32s(&mut r).map_err(io)?;
         let dir = read_u32s(&mut r).map_err(io)?;
+        // Lookups slice by these tables, so every offset must be in order
+        // and in range: a corrupt file is an error, not a panic later.
+        let ascending = |v: &[u32]| v.windows(2).all(|w| w[0] <= w[1]);
         let consistent = starts.len() == keys.len() + 1
             && starts.last().copied() == Some(positions.len() as u32)
+            && ascending(&starts)
             && dir.len() == (1usize << dir_bits) + 1
             && dir.last().copied() == Some(keys.len() as u32)
+            && ascending(&dir)
             && contigs.iter().all(|c| c.offset + c.len <= seq_len);
         if !consistent {
             return Err(bad("the index's tables do not fit together (corrupt file)"));

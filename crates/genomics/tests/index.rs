@@ -119,7 +119,13 @@ fn saved_index_loads_back_and_bad_files_are_refused() {
         assert!(!idx.get(x.hash).is_empty());
     }
 
-    let bytes = std::fs::read(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The directory is the last table: break its order.
+    let n = bytes.len();
+    bytes[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = Index::load(&path).err().unwrap().to_string();
+    assert!(msg.contains("corrupt"), "{msg}");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let msg = Index::load(&path).err().unwrap().to_string();
     assert!(msg.contains("truncated"), "{msg}");
