@@ -580,7 +580,14 @@ fn print_job(job: &Job) {
     println!("job       {}", job.id);
     println!("ip        {}@{} on {}", job.ip, job.version, job.device);
     println!("input     {} ({} bytes)", job.input_key, job.input_size);
-    println!("state     {} ({:.0}%)", job.state, job.progress * 100.0);
+    match (job.items, &job.unit) {
+        (Some(n), Some(unit)) => println!(
+            "state     {} ({:.0}%, {n} {unit})",
+            job.state,
+            job.progress * 100.0
+        ),
+        _ => println!("state     {} ({:.0}%)", job.state, job.progress * 100.0),
+    }
     println!("attempts  {}/{}", job.attempts, job.max_attempts);
     if let Some(k) = &job.output_key {
         println!(
@@ -691,7 +698,11 @@ async fn job(conn: &Conn, cmd: JobCmd) -> anyhow::Result<()> {
             let job = c
                 .wait_job(&id, |j| {
                     bar.set_position((j.progress * 1000.0) as u64);
-                    bar.set_message(format!("{} (attempt {})", j.state, j.attempts));
+                    let done = match (j.items, &j.unit) {
+                        (Some(n), Some(unit)) => format!(", {n} {unit}"),
+                        _ => String::new(),
+                    };
+                    bar.set_message(format!("{} (attempt {}{done})", j.state, j.attempts));
                 })
                 .await?;
             bar.finish_and_clear();

@@ -2,8 +2,9 @@
 //! SQLite and a local object directory.
 
 use accelhub_core::jobs::Agent;
-use accelhub_core::{CoreConfig, LocalExecutor, Platform};
+use accelhub_core::{CoreConfig, LocalExecutor, Package, Platform};
 use accelhub_domain::Limits;
+use accelhub_native::{NativeBackend, NativeConfig};
 use accelhub_objects::{LocalDirStore, Sealer};
 use accelhub_store::SqliteStore;
 use accelhub_wasm::{WasmBackend, WasmConfig};
@@ -34,6 +35,20 @@ pub struct ServeArgs {
     /// Concurrent calls on the wasm device (default: 2 per core).
     #[arg(long)]
     pub wasm_slots: Option<usize>,
+    /// Concurrent calls on the cpu device (native kernels such as
+    /// genomics/align; each uses --cpu-threads threads).
+    #[arg(long, default_value_t = 1)]
+    pub cpu_slots: usize,
+    /// Threads one cpu call may use (default: all cores).
+    #[arg(long)]
+    pub cpu_threads: Option<usize>,
+    /// Resident objects (e.g. genomics indexes) the cpu device keeps
+    /// between calls.
+    #[arg(long, default_value_t = 2)]
+    pub cpu_resident: usize,
+    /// Do not publish the built-in IPs (genomics/index, genomics/align).
+    #[arg(long)]
+    pub no_builtin_ips: bool,
     /// Most wall-clock time an IP may ask for per call, in ms.
     #[arg(long, default_value_t = Limits::MAX.timeout_ms)]
     pub max_timeout_ms: u64,
@@ -72,9 +87,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(s) = args.wasm_slots {
         wasm_config.slots = s.max(1);
     }
-    let workers = wasm_config.slots;
+    let mut native_config = NativeConfig {
+        slots: args.cpu_slots.max(1),
+        resident: args.cpu_resident.max(1),
+        ..NativeConfig::default()
+    };
+    if let Some(t) = args.cpu_threads {
+        native_config.threads = t.max(1);
+    }
     let wasm = WasmBackend::new(wasm_config)?;
-    let executor = LocalExecutor::new().with_backend(Arc::new(wasm));
+    let executor = LocalExecutor::new()
+        .with_backend(Arc::new(wasm))
+        .with_backend(Arc::new(NativeBackend::new(native_config)));
     let config = CoreConfig {
         default_limits: Limits {
             timeout_ms: Limits::DEFAULT.timeout_ms.min(max_limits.timeout_ms),
@@ -111,7 +135,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let agent = Agent::start(platform.clone(), workers).await?;
+    let agent = Agent::start(platform.clone()).await?;
+    // First-party IPs: published once, then verified like any other.
+    // After the agent starts, which verifies versions left pending: a new
+    // publication starts its own verification.
+    let builtins = if args.no_builtin_ips {
+        Vec::new()
+    } else {
+        accelhub_native::builtin::packages(&max_limits)
+    };
+    for files in builtins {
+        let package = Package::from_files(files).context("a built-in package is invalid")?;
+        let name = package.manifest.name.to_string();
+        if let Some(v) = platform
+            .publish_builtin(package)
+            .await
+            .with_context(|| format!("cannot publish the built-in IP {name}"))?
+        {
+            tracing::info!(ip = %v.ip, version = %v.version, "published built-in IP");
+        }
+    }
+
     let addr = listener.local_addr()?;
     eprintln!("accelhub listening on http://{addr}");
     eprintln!(

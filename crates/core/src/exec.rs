@@ -29,6 +29,9 @@ pub trait Executor: Send + Sync + 'static {
     /// Device classes that can run calls, in no particular order.
     fn device_classes(&self) -> Vec<String>;
 
+    /// Calls each device class runs at once (its slots).
+    fn device_slots(&self) -> Vec<(String, usize)>;
+
     /// Make sure an image is loaded on some device of its class.
     async fn ensure_loaded(
         &self,
@@ -77,6 +80,13 @@ impl LocalExecutor {
 impl Executor for LocalExecutor {
     fn device_classes(&self) -> Vec<String> {
         self.backends.keys().cloned().collect()
+    }
+
+    fn device_slots(&self) -> Vec<(String, usize)> {
+        self.backends
+            .iter()
+            .map(|(k, b)| (k.clone(), b.slots()))
+            .collect()
     }
 
     async fn ensure_loaded(

@@ -34,6 +34,9 @@ impl Platform {
             ))
         })?;
         let object = self.object_info(account, input_key).await?;
+        // Object inputs are checked now, so a bad key fails the request
+        // rather than the job; the job resolves them again when it runs.
+        self.resolve_objects(account.id, &version, &params).await?;
         if object.size > self.config.max_job_input_bytes {
             return Err(CoreError::TooLarge(format!(
                 "job inputs are at most {} bytes on this platform; '{input_key}' has {}",
@@ -142,6 +145,8 @@ pub(crate) fn job_view(j: JobRow) -> Job {
         params: j.params,
         state: j.state,
         progress: j.progress,
+        items: j.items.as_ref().map(|(n, _)| *n),
+        unit: j.items.map(|(_, u)| u),
         attempts: j.attempts,
         max_attempts: j.max_attempts,
         output_key: j.output_key,
@@ -162,9 +167,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Start `workers` job workers and the lease keeper. Jobs this node was
-    /// running when its process died are queued again first.
-    pub async fn start(platform: Arc<Platform>, workers: usize) -> Result<Agent> {
+    /// Start the job workers, one per slot of each device class, each
+    /// taking only its class's jobs (a long genomics job never holds up a
+    /// wasm one), and the lease keeper. Jobs this node was running when its
+    /// process died are queued again first.
+    pub async fn start(platform: Arc<Platform>) -> Result<Agent> {
         let node = platform.config.node.clone();
         // Outputs of jobs the last process was running are stale.
         let scratch = &platform.config.scratch_dir;
@@ -182,10 +189,15 @@ impl Agent {
         platform.verify_pending().await?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        for _ in 0..workers.max(1) {
-            let p = platform.clone();
-            let rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move { worker_loop(p, rx).await }));
+        for (class, slots) in platform.executor.device_slots() {
+            for _ in 0..slots.max(1) {
+                let p = platform.clone();
+                let rx = stop_rx.clone();
+                let devices = vec![class.clone()];
+                tasks.push(tokio::spawn(
+                    async move { worker_loop(p, devices, rx).await },
+                ));
+            }
         }
         let p = platform.clone();
         let mut rx = stop_rx.clone();
@@ -218,8 +230,7 @@ impl Agent {
     }
 }
 
-async fn worker_loop(p: Arc<Platform>, mut stop: watch::Receiver<bool>) {
-    let devices = p.executor.device_classes();
+async fn worker_loop(p: Arc<Platform>, devices: Vec<String>, mut stop: watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
@@ -315,9 +326,13 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                 } else {
                     0.0
                 };
+                let items = control
+                    .unit
+                    .get()
+                    .map(|u| (control.items.load(Ordering::Relaxed), *u));
                 match p
                     .store
-                    .renew_lease(&id, &node, Utc::now() + p.config.job_lease, frac)
+                    .renew_lease(&id, &node, Utc::now() + p.config.job_lease, frac, items)
                     .await
                 {
                     Ok(Some(JobState::Running)) => {}
@@ -344,11 +359,17 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                     None,
                 )
             })?;
+        let objects = p
+            .resolve_objects(job.account_id, &version, &job.params)
+            .await
+            .map_err(|e| (e.to_string(), None))?;
         input_open.store(true, Ordering::Relaxed);
         let call = CallInput {
             input: CallData::Stream(stream),
+            input_name: job.input_key.clone(),
             output: OutputSink::File(scratch.0.clone()),
             params: job.params.clone(),
+            objects,
             limits: version.limits,
             control: control.clone(),
         };
@@ -436,6 +457,10 @@ async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
                 output_key: output_key.clone(),
                 output_size: bytes_out,
                 log,
+                items: control
+                    .unit
+                    .get()
+                    .map(|u| (control.items.load(Ordering::Relaxed), u.to_string())),
             },
             Some(usage),
         )

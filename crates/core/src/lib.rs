@@ -17,18 +17,19 @@ pub use exec::{ExecError, Executor, LocalExecutor};
 pub use metrics::Metrics;
 pub use package::Package;
 
-use accelhub_device::{CallInput, ImageId};
+use accelhub_device::{CallInput, ImageId, ObjectArg};
 use accelhub_domain::{
     Account, CatalogEntry, Deployment, IpName, IpVersion, Limits, Money, ObjectInfo, Params, Role,
     UsageRecord, UsageReport, UsageTotals, VersionStatus,
 };
 use accelhub_objects::{ObjectError, ObjectStore, Sealer};
 use accelhub_store::{
-    DeploymentRow, NewUsage, ObjectRow, Store, StoreError, StoredImplementation, UsageScope,
-    VersionRow,
+    DeploymentRow, NewUsage, ObjectRow, Store, StoreError, StoredImplementation, StoredTest,
+    UsageScope, VersionRow,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -488,6 +489,115 @@ impl Platform {
         report
     }
 
+    /// Resolve a call's object inputs: each `[[object]]` the version
+    /// declares is a parameter naming one of the caller's objects. A
+    /// missing required one is a bad request; another tenant's object is
+    /// reported like a missing one.
+    pub(crate) async fn resolve_objects(
+        &self,
+        account_id: i64,
+        version: &VersionRow,
+        params: &Params,
+    ) -> Result<BTreeMap<String, ObjectArg>> {
+        let mut out = BTreeMap::new();
+        for o in &version.objects {
+            let key = match params.get(&o.name) {
+                None | Some(serde_json::Value::Null) if !o.required => continue,
+                None | Some(serde_json::Value::Null) => {
+                    return Err(CoreError::BadRequest(format!(
+                        "{} needs the parameter '{}': the key of one of your objects ({})",
+                        version.ip,
+                        o.name,
+                        if o.summary.is_empty() {
+                            "an object"
+                        } else {
+                            &o.summary
+                        }
+                    )))
+                }
+                Some(serde_json::Value::String(k)) => k,
+                Some(_) => {
+                    return Err(CoreError::BadRequest(format!(
+                        "parameter '{}' must be an object key (a string)",
+                        o.name
+                    )))
+                }
+            };
+            let row = self
+                .store
+                .get_object(account_id, key)
+                .await?
+                .ok_or_else(|| {
+                    CoreError::NotFound(format!(
+                        "parameter '{}': you have no object '{key}'",
+                        o.name
+                    ))
+                })?;
+            let objects = self.objects.clone();
+            let path = account_object_key(account_id, key);
+            let open: accelhub_device::ObjectOpen = Arc::new(move || {
+                let objects = objects.clone();
+                let path = path.clone();
+                Box::pin(async move {
+                    objects
+                        .get_stream(&path)
+                        .await
+                        .map(|(_, s)| s)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })
+            });
+            out.insert(
+                o.name.clone(),
+                ObjectArg {
+                    key: key.clone(),
+                    sha256: row.sha256,
+                    size: row.size,
+                    open,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// A test vector's object inputs: sealed package files, opened whole.
+    pub(crate) fn test_objects(&self, t: &StoredTest) -> BTreeMap<String, ObjectArg> {
+        t.objects
+            .iter()
+            .map(|(name, o)| {
+                let objects = self.objects.clone();
+                let sealer = self.sealer.clone();
+                let key = o.key.clone();
+                let max = self.config.max_package_bytes + 1024;
+                let open: accelhub_device::ObjectOpen = Arc::new(move || {
+                    let objects = objects.clone();
+                    let sealer = sealer.clone();
+                    let key = key.clone();
+                    Box::pin(async move {
+                        let sealed = objects
+                            .get(&key, max)
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let clear = sealer
+                            .open(&sealed)
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let chunk: std::io::Result<Bytes> = Ok(Bytes::from(clear));
+                        Ok(Box::pin(futures::stream::iter([chunk]))
+                            as futures::stream::BoxStream<'static, _>)
+                    })
+                });
+                (
+                    name.clone(),
+                    ObjectArg {
+                        key: name.clone(),
+                        sha256: o.sha256.clone(),
+                        size: o.size,
+                        open,
+                    },
+                )
+            })
+            .collect()
+    }
+
     // ---- Sync calls ------------------------------------------------------
 
     /// Call the caller's deployment of `ip` synchronously.
@@ -512,9 +622,11 @@ impl Platform {
                 version.ip, version.version
             ))
         })?;
+        let objects = self.resolve_objects(account.id, &version, &params).await?;
         let call_id = new_id("call");
         let bytes_in = input.len() as u64;
-        let call = CallInput::in_memory(input, params, version.limits);
+        let mut call = CallInput::in_memory(input, params, version.limits);
+        call.objects = objects;
         let image = Self::image_id(&imp);
         let key = imp.artifact_key.clone();
         let started = std::time::Instant::now();
@@ -765,6 +877,7 @@ pub(crate) fn version_view(v: &VersionRow) -> IpVersion {
         description: v.description.clone(),
         tags: v.tags.clone(),
         devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
+        objects: v.objects.clone(),
         price_per_call: v.price,
         limits: v.limits,
         report: v.report.clone(),

@@ -51,6 +51,12 @@ impl Package {
                 return Err(bad(format!("more than {MAX_FILES} files")));
             }
         }
+        Self::from_files(files)
+    }
+
+    /// A package from its files by path (`ip.toml` among them), checked
+    /// like an uploaded archive. Built-in IPs are packaged this way.
+    pub fn from_files(files: BTreeMap<String, Bytes>) -> Result<Package, CoreError> {
         let manifest_text = files.get("ip.toml").ok_or_else(|| {
             CoreError::BadRequest("the package has no ip.toml at its root".into())
         })?;
@@ -83,6 +89,9 @@ fn named_files(m: &Manifest) -> Vec<(String, String)> {
     for (i, t) in m.tests.iter().enumerate() {
         v.push((format!("test[{i}].input"), t.input.clone()));
         v.push((format!("test[{i}].expect"), t.expect.clone()));
+        for (name, path) in &t.objects {
+            v.push((format!("test[{i}].objects.{name}"), path.clone()));
+        }
     }
     v
 }

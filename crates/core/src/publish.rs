@@ -4,8 +4,11 @@ use crate::{new_id, version_view, CoreError, Package, Platform, Result};
 use accelhub_device::CallInput;
 use accelhub_domain::{
     Account, ImplementationReport, IpVersion, Role, TestOutcome, VerificationReport, VersionStatus,
+    DEVICE_NATIVE,
 };
-use accelhub_store::{NewVersion, StoreError, StoredImplementation, StoredTest, VersionRow};
+use accelhub_store::{
+    NewVersion, StoreError, StoredImplementation, StoredObject, StoredTest, VersionRow,
+};
 use bytes::Bytes;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -18,12 +21,7 @@ impl Platform {
     /// Publish a package (a tar archive) as a new version in state
     /// `pending`, and start verifying it.
     pub async fn publish(self: &Arc<Self>, account: &Account, archive: &[u8]) -> Result<IpVersion> {
-        if !matches!(account.role, Role::Vendor | Role::Operator) {
-            return Err(CoreError::Forbidden(format!(
-                "only vendor accounts publish IPs; this is a {} account",
-                account.role
-            )));
-        }
+        self.check_publisher(account)?;
         if archive.len() as u64 > self.config.max_package_bytes {
             return Err(CoreError::TooLarge(format!(
                 "packages are at most {} bytes",
@@ -31,6 +29,55 @@ impl Platform {
             )));
         }
         let package = Package::from_tar(archive)?;
+        self.publish_package(account, package).await
+    }
+
+    /// Publish a first-party package as the operator, unless that version
+    /// is already published. Returns the new version, if any.
+    pub async fn publish_builtin(self: &Arc<Self>, package: Package) -> Result<Option<IpVersion>> {
+        let m = &package.manifest;
+        if self
+            .store
+            .get_version(&m.name.to_string(), &m.version.to_string())
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let operator = self
+            .store
+            .list_accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.role == Role::Operator)
+            .ok_or_else(|| {
+                CoreError::Internal("no operator account to publish built-in IPs".into())
+            })?;
+        match self.publish_package(&operator, package).await {
+            Ok(v) => Ok(Some(v)),
+            // Another process published it meanwhile.
+            Err(CoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_publisher(&self, account: &Account) -> Result<()> {
+        if !matches!(account.role, Role::Vendor | Role::Operator) {
+            return Err(CoreError::Forbidden(format!(
+                "only vendor accounts publish IPs; this is a {} account",
+                account.role
+            )));
+        }
+        Ok(())
+    }
+
+    /// Publish a checked package as `account`.
+    pub async fn publish_package(
+        self: &Arc<Self>,
+        account: &Account,
+        package: Package,
+    ) -> Result<IpVersion> {
+        self.check_publisher(account)?;
         let m = &package.manifest;
         if account.role == Role::Vendor && m.name.namespace != account.name {
             return Err(CoreError::Forbidden(format!(
@@ -48,6 +95,13 @@ impl Platform {
         }
         let classes = self.executor.device_classes();
         for (i, imp) in m.implementations.iter().enumerate() {
+            if imp.device == DEVICE_NATIVE && account.role != Role::Operator {
+                return Err(CoreError::Forbidden(format!(
+                    "ip.toml field `implementation[{i}].device`: device class '{DEVICE_NATIVE}' \
+                     runs first-party native code outside the sandbox; only the operator \
+                     publishes it (vendors ship 'wasm' implementations)"
+                )));
+            }
             if !classes.contains(&imp.device) {
                 return Err(CoreError::BadRequest(format!(
                     "ip.toml field `implementation[{i}].device`: device class '{}' is not \
@@ -113,11 +167,28 @@ impl Platform {
                     .await?;
                 keys.push(key);
             }
+            let mut objects = std::collections::BTreeMap::new();
+            for (name, path) in &t.objects {
+                let bytes = &package.files[path];
+                let key = format!("{prefix}/{path}");
+                self.objects
+                    .put(&key, Bytes::from(self.sealer.seal(bytes)))
+                    .await?;
+                objects.insert(
+                    name.clone(),
+                    StoredObject {
+                        key,
+                        sha256: hex::encode(Sha256::digest(bytes)),
+                        size: bytes.len() as u64,
+                    },
+                );
+            }
             tests.push(StoredTest {
                 name: t.name.clone(),
                 input_key: keys[0].clone(),
                 expect_key: keys[1].clone(),
                 params: t.params.clone(),
+                objects,
             });
         }
         let row = self
@@ -132,6 +203,7 @@ impl Platform {
                 price: m.pricing.per_call,
                 limits,
                 implementations,
+                objects: m.objects.clone(),
                 tests,
             })
             .await
@@ -242,7 +314,8 @@ impl Platform {
             }
         };
         outcome.expected_size = expect.len() as u64;
-        let call = CallInput::in_memory(input, t.params.clone(), version.limits);
+        let mut call = CallInput::in_memory(input, t.params.clone(), version.limits);
+        call.objects = self.test_objects(t);
         let key = imp.artifact_key.clone();
         let result = self
             .executor

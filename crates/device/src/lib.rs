@@ -39,6 +39,43 @@ pub struct CallControl {
     pub cancel: AtomicBool,
     /// Input bytes the IP has consumed so far (for progress).
     pub consumed: AtomicU64,
+    /// Work items done so far, in the IP's own unit (reads, records…), for
+    /// IPs that count them.
+    pub items: AtomicU64,
+    /// The unit of `items`, set once by the IP (e.g. `reads`).
+    pub unit: std::sync::OnceLock<&'static str>,
+}
+
+/// Opens an object input's bytes as a stream, when (and only if) the IP
+/// needs them: a device that holds the object already never opens it.
+pub type ObjectOpen = Arc<
+    dyn Fn() -> futures::future::BoxFuture<
+            'static,
+            std::io::Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>>,
+        > + Send
+        + Sync,
+>;
+
+/// An object the call takes besides its main input (an index, a mate
+/// file), already resolved and authorised by the control plane.
+#[derive(Clone)]
+pub struct ObjectArg {
+    /// The caller's name for it, for messages.
+    pub key: String,
+    /// SHA-256 of its bytes (hex): devices cache resident data by it.
+    pub sha256: String,
+    pub size: u64,
+    pub open: ObjectOpen,
+}
+
+impl std::fmt::Debug for ObjectArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectArg")
+            .field("key", &self.key)
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish()
+    }
 }
 
 /// Where a call's input comes from.
@@ -72,8 +109,12 @@ pub enum OutputSink {
 #[derive(Debug)]
 pub struct CallInput {
     pub input: CallData,
+    /// What the caller calls the input (an object key), for messages.
+    pub input_name: String,
     pub output: OutputSink,
     pub params: Params,
+    /// Object inputs by parameter name (see `[[object]]` in `ip.toml`).
+    pub objects: std::collections::BTreeMap<String, ObjectArg>,
     pub limits: Limits,
     pub control: Arc<CallControl>,
 }
@@ -83,8 +124,10 @@ impl CallInput {
     pub fn in_memory(input: Bytes, params: Params, limits: Limits) -> CallInput {
         CallInput {
             input: CallData::Bytes(input),
+            input_name: "input".into(),
             output: OutputSink::Memory,
             params,
+            objects: Default::default(),
             limits,
             control: Arc::new(CallControl::default()),
         }

@@ -85,6 +85,12 @@ pub struct Job {
     pub state: JobState,
     /// 0.0 to 1.0.
     pub progress: f64,
+    /// Work items done so far, for IPs that count them (e.g. reads).
+    #[serde(default)]
+    pub items: Option<u64>,
+    /// The unit of `items`.
+    #[serde(default)]
+    pub unit: Option<String>,
     pub attempts: u32,
     pub max_attempts: u32,
     /// Object key of the output, once succeeded.

@@ -16,7 +16,7 @@ pub mod views;
 pub use account::{Account, Role};
 pub use job::{Job, JobAttempt, JobState};
 pub use limits::{Limits, LimitsRequest};
-pub use manifest::{IpName, Manifest, ManifestError};
+pub use manifest::{IpName, Manifest, ManifestError, ObjectParam};
 pub use money::Money;
 pub use usage::{UsageRecord, UsageReport, UsageTotals};
 pub use version::{
@@ -29,6 +29,8 @@ pub use views::{
 
 /// A device class names a kind of accelerator an implementation runs on.
 pub const DEVICE_WASM: &str = "wasm";
+/// Native CPU kernels: first-party code, compiled into the agent.
+pub const DEVICE_NATIVE: &str = "cpu";
 
 /// Parameters of a call: one JSON object.
 pub type Params = serde_json::Map<String, serde_json::Value>;

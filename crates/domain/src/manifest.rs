@@ -84,6 +84,21 @@ pub struct TestVector {
     pub expect: String,
     #[schema(value_type = Object)]
     pub params: Params,
+    /// Object inputs: parameter name → package file standing for the
+    /// caller's object.
+    #[serde(default)]
+    pub objects: std::collections::BTreeMap<String, String>,
+}
+
+/// An object input: a parameter whose value is the key of one of the
+/// caller's objects (an index, a second reads file). The platform checks
+/// that the caller owns it and hands it to the device, which may keep it
+/// resident between calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectParam {
+    pub name: String,
+    pub required: bool,
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -101,6 +116,7 @@ pub struct Manifest {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub implementations: Vec<Implementation>,
+    pub objects: Vec<ObjectParam>,
     pub tests: Vec<TestVector>,
     pub pricing: Pricing,
     pub limits: LimitsRequest,
@@ -117,6 +133,8 @@ struct RawManifest {
     tags: Vec<String>,
     #[serde(default, rename = "implementation")]
     implementations: Vec<RawImplementation>,
+    #[serde(default, rename = "object")]
+    objects: Vec<RawObject>,
     #[serde(default, rename = "test")]
     tests: Vec<RawTest>,
     pricing: RawPricing,
@@ -133,11 +151,27 @@ struct RawImplementation {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawObject {
+    name: String,
+    #[serde(default = "yes")]
+    required: bool,
+    #[serde(default)]
+    summary: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTest {
     name: Option<String>,
     input: String,
     expect: String,
     params: Option<toml::Value>,
+    #[serde(default)]
+    objects: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +198,24 @@ pub fn validate_package_path(field: &str, p: &str) -> Result<(), ManifestError> 
         ));
     }
     Ok(())
+}
+
+/// Object input names: like parameter names, `[a-z][a-z0-9_]*`, at most
+/// 64 characters.
+fn validate_param_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' must be lowercase letters, digits and '_', starting with a letter"
+        ))
+    }
 }
 
 impl Manifest {
@@ -228,6 +280,23 @@ impl Manifest {
             });
         }
 
+        let mut objects: Vec<ObjectParam> = Vec::new();
+        for (i, o) in raw.objects.into_iter().enumerate() {
+            let field = format!("object[{i}].name");
+            validate_param_name(&o.name).map_err(|e| ManifestError::field(&field, e))?;
+            if objects.iter().any(|x| x.name == o.name) {
+                return Err(ManifestError::field(
+                    field,
+                    format!("object input '{}' is declared twice", o.name),
+                ));
+            }
+            objects.push(ObjectParam {
+                name: o.name,
+                required: o.required,
+                summary: o.summary.trim().to_string(),
+            });
+        }
+
         if raw.tests.is_empty() {
             return Err(ManifestError::field(
                 "test",
@@ -250,11 +319,37 @@ impl Manifest {
                     }
                 },
             };
+            for (name, path) in &t.objects {
+                let field = format!("test[{i}].objects.{name}");
+                if !objects.iter().any(|o| &o.name == name) {
+                    return Err(ManifestError::field(
+                        field,
+                        format!("'{name}' is not a declared [[object]] input"),
+                    ));
+                }
+                if params.contains_key(name) {
+                    return Err(ManifestError::field(
+                        field,
+                        format!("'{name}' is given both as a parameter and as an object"),
+                    ));
+                }
+                validate_package_path(&field, path)?;
+            }
+            if let Some(o) = objects
+                .iter()
+                .find(|o| o.required && !t.objects.contains_key(&o.name))
+            {
+                return Err(ManifestError::field(
+                    format!("test[{i}].objects"),
+                    format!("the required object input '{}' is missing", o.name),
+                ));
+            }
             tests.push(TestVector {
                 name: t.name.unwrap_or_else(|| t.input.clone()),
                 input: t.input,
                 expect: t.expect,
                 params,
+                objects: t.objects,
             });
         }
 
@@ -279,6 +374,7 @@ impl Manifest {
             description: raw.description,
             tags: raw.tags,
             implementations,
+            objects,
             tests,
             pricing: Pricing { per_call },
             limits: raw.limits,
@@ -297,6 +393,7 @@ impl Manifest {
         for t in &self.tests {
             v.push(&t.input);
             v.push(&t.expect);
+            v.extend(t.objects.values().map(String::as_str));
         }
         v.sort_unstable();
         v.dedup();
@@ -367,6 +464,42 @@ per_call = 0.002
         assert!(s.contains("sumary"), "{s}");
         let s = err_field(&GOOD.replace("version = \"1.0.0\"\n", ""));
         assert!(s.contains("version"), "{s}");
+    }
+
+    #[test]
+    fn object_inputs_are_declared_and_given_by_every_test() {
+        let with_objects = GOOD.replace(
+            "[[test]]",
+            "[[object]]\nname = \"index\"\nsummary = \"an index\"\n[[object]]\nname = \"mate\"\nrequired = false\n[[test]]",
+        );
+        let m = Manifest::parse(&with_objects.replace(
+            "params = {}",
+            "params = {}\nobjects = { index = \"tests/ref.idx\" }",
+        ))
+        .unwrap();
+        assert_eq!(m.objects.len(), 2);
+        assert!(m.objects[0].required && !m.objects[1].required);
+        assert_eq!(m.tests[0].objects["index"], "tests/ref.idx");
+        assert!(m.referenced_files().contains(&"tests/ref.idx"));
+        // A test without the required object.
+        assert_eq!(err_field(&with_objects), "test[0].objects");
+        // An object nobody declared.
+        assert_eq!(
+            err_field(&GOOD.replace(
+                "params = {}",
+                "params = {}\nobjects = { index = \"tests/ref.idx\" }"
+            )),
+            "test[0].objects.index"
+        );
+        // A bad name, a duplicate.
+        assert_eq!(
+            err_field(&with_objects.replace("\"index\"", "\"Index!\"")),
+            "object[0].name"
+        );
+        assert_eq!(
+            err_field(&with_objects.replace("\"mate\"", "\"index\"")),
+            "object[1].name"
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct IpVersion {
     pub tags: Vec<String>,
     /// Device classes this version has implementations for.
     pub devices: Vec<String>,
+    /// Parameters that name one of the caller's objects.
+    #[serde(default)]
+    pub objects: Vec<crate::ObjectParam>,
     pub price_per_call: Money,
     pub limits: Limits,
     pub report: Option<VerificationReport>,

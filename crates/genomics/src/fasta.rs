@@ -37,7 +37,9 @@ pub fn read_reference(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Refe
     parse(&mut input, progress)
 }
 
-fn parse(input: &mut Input, progress: &mut dyn FnMut(u64)) -> Result<Reference> {
+/// Read a whole reference from an opened input (see
+/// [`crate::io::from_reader`]).
+pub fn parse(input: &mut Input, progress: &mut dyn FnMut(u64)) -> Result<Reference> {
     let mut r = Reference::default();
     let mut names = HashSet::new();
     let mut line = Vec::new();

@@ -23,11 +23,16 @@ pub struct FastqReader {
 
 impl FastqReader {
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(FastqReader {
-            input: open(path)?,
+        Ok(Self::from_input(open(path)?))
+    }
+
+    /// Read records from an opened input (see [`crate::io::from_reader`]).
+    pub fn from_input(input: Input) -> Self {
+        FastqReader {
+            input,
             record: 0,
             line: Vec::new(),
-        })
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -148,6 +153,10 @@ impl PairReader {
             r1: FastqReader::open(p1)?,
             r2: FastqReader::open(p2)?,
         })
+    }
+
+    pub fn new(r1: FastqReader, r2: FastqReader) -> Self {
+        PairReader { r1, r2 }
     }
 
     /// Read the next pair; false when both files end together.

@@ -241,6 +241,8 @@ impl Index {
         *v as usize
     }
 
+    /// Write the index to `path` (through a temporary file, renamed at the
+    /// end, so a failure leaves no file that looks complete).
     pub fn save(&self, path: &Path) -> Result<()> {
         let err = |source| GenomicsError::Io {
             path: path.to_path_buf(),
@@ -249,29 +251,34 @@ impl Index {
         let tmp = path.with_extension("ahx.tmp");
         let f = std::fs::File::create(&tmp).map_err(err)?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        let mut write = || -> std::io::Result<()> {
-            w.write_all(MAGIC)?;
-            for v in [self.params.k, self.params.w, self.dir_bits] {
-                w.write_all(&v.to_le_bytes())?;
-            }
-            w.write_all(&(self.reference.contigs.len() as u64).to_le_bytes())?;
-            for c in &self.reference.contigs {
-                w.write_all(&(c.name.len() as u64).to_le_bytes())?;
-                w.write_all(c.name.as_bytes())?;
-                w.write_all(&c.offset.to_le_bytes())?;
-                w.write_all(&c.len.to_le_bytes())?;
-            }
-            w.write_all(&(self.reference.seq.len() as u64).to_le_bytes())?;
-            w.write_all(&self.reference.seq)?;
-            write_u64s(&mut w, &self.keys)?;
-            write_u32s(&mut w, &self.starts)?;
-            write_u32s(&mut w, &self.positions)?;
-            write_u32s(&mut w, &self.dir)?;
-            w.flush()
-        };
-        write().map_err(err)?;
+        let written = self.write_to(&mut w).and_then(|_| w.flush());
         drop(w);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
         std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    /// The index file's bytes, in order, to any writer.
+    pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        w.write_all(MAGIC)?;
+        for v in [self.params.k, self.params.w, self.dir_bits] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        w.write_all(&(self.reference.contigs.len() as u64).to_le_bytes())?;
+        for c in &self.reference.contigs {
+            w.write_all(&(c.name.len() as u64).to_le_bytes())?;
+            w.write_all(c.name.as_bytes())?;
+            w.write_all(&c.offset.to_le_bytes())?;
+            w.write_all(&c.len.to_le_bytes())?;
+        }
+        w.write_all(&(self.reference.seq.len() as u64).to_le_bytes())?;
+        w.write_all(&self.reference.seq)?;
+        write_u64s(w, &self.keys)?;
+        write_u32s(w, &self.starts)?;
+        write_u32s(w, &self.positions)?;
+        write_u32s(w, &self.dir)
     }
 
     pub fn load(path: &Path) -> Result<Index> {
@@ -279,7 +286,14 @@ impl Index {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut r = BufReader::with_capacity(1 << 20, f);
+        Self::read_from(&mut BufReader::with_capacity(1 << 20, f), path)
+    }
+
+    /// Read an index from any byte source; `name` stands for it in errors.
+    /// Every table is checked, so a corrupt source is an error, never a
+    /// panic later.
+    pub fn read_from(mut r: &mut dyn Read, name: &Path) -> Result<Index> {
+        let path = name;
         let bad = |what: &str| GenomicsError::Invalid(format!("{}: {what}", path.display()));
         let io = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -368,7 +382,7 @@ fn directory(keys: &[u64], k: u32, bits: u32) -> Vec<u32> {
     dir
 }
 
-fn write_u64s(w: &mut impl Write, v: &[u64]) -> std::io::Result<()> {
+fn write_u64s(w: &mut dyn Write, v: &[u64]) -> std::io::Result<()> {
     w.write_all(&(v.len() as u64).to_le_bytes())?;
     for x in v {
         w.write_all(&x.to_le_bytes())?;
@@ -376,7 +390,7 @@ fn write_u64s(w: &mut impl Write, v: &[u64]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_u32s(w: &mut impl Write, v: &[u32]) -> std::io::Result<()> {
+fn write_u32s(w: &mut dyn Write, v: &[u32]) -> std::io::Result<()> {
     w.write_all(&(v.len() as u64).to_le_bytes())?;
     for x in v {
         w.write_all(&x.to_le_bytes())?;

@@ -14,12 +14,19 @@ pub struct Input {
 
 /// Open `path`, decompressing it if it is gzip.
 pub fn open(path: &Path) -> Result<Input> {
-    let err = |source| GenomicsError::Io {
+    let file = File::open(path).map_err(|source| GenomicsError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file = File::open(path).map_err(err)?;
-    let mut buffered = BufReader::with_capacity(1 << 16, file);
+    })?;
+    from_reader(path, Box::new(file))
+}
+
+/// Read from any byte source (a stream from an object store, memory),
+/// decompressing it if it is gzip. `name` stands for the source in errors.
+pub fn from_reader(name: &Path, source: Box<dyn Read + Send>) -> Result<Input> {
+    let path = name;
+    let err = |source| read_error(path, source);
+    let mut buffered = BufReader::with_capacity(1 << 16, source);
     let head = buffered.fill_buf().map_err(err)?;
     let gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
     let reader: Box<dyn BufRead + Send> = if gzip {

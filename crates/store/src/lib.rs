@@ -56,6 +56,18 @@ pub struct StoredTest {
     pub input_key: String,
     pub expect_key: String,
     pub params: Params,
+    /// Object inputs by parameter name: sealed package files.
+    #[serde(default)]
+    pub objects: std::collections::BTreeMap<String, StoredObject>,
+}
+
+/// A sealed package file standing for an object input in a test vector.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredObject {
+    pub key: String,
+    /// SHA-256 of the clear bytes.
+    pub sha256: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +81,7 @@ pub struct NewVersion {
     pub price: Money,
     pub limits: Limits,
     pub implementations: Vec<StoredImplementation>,
+    pub objects: Vec<accelhub_domain::ObjectParam>,
     pub tests: Vec<StoredTest>,
 }
 
@@ -86,6 +99,7 @@ pub struct VersionRow {
     pub price: Money,
     pub limits: Limits,
     pub implementations: Vec<StoredImplementation>,
+    pub objects: Vec<accelhub_domain::ObjectParam>,
     pub tests: Vec<StoredTest>,
     pub report: Option<VerificationReport>,
     pub published_at: DateTime<Utc>,
@@ -135,6 +149,8 @@ pub struct JobRow {
     pub params: Params,
     pub state: JobState,
     pub progress: f64,
+    /// Items done (e.g. reads) and their unit, for IPs that count them.
+    pub items: Option<(u64, String)>,
     pub attempts: u32,
     pub max_attempts: u32,
     pub output_key: Option<String>,
@@ -155,6 +171,8 @@ pub enum JobOutcome {
         output_key: String,
         output_size: u64,
         log: Option<String>,
+        /// Items done in the end, and their unit, for IPs that count them.
+        items: Option<(u64, String)>,
     },
     Failed {
         error: String,
@@ -249,7 +267,8 @@ pub trait Store: Send + Sync + 'static {
         devices: &[String],
         lease_until: DateTime<Utc>,
     ) -> Result<Option<JobRow>>;
-    /// Extend a lease and record progress. Returns the job's state: a
+    /// Extend a lease and record progress (a fraction, and items done in
+    /// the IP's unit when it counts them). Returns the job's state: a
     /// worker whose job is no longer `running` under its lease must stop.
     async fn renew_lease(
         &self,
@@ -257,6 +276,7 @@ pub trait Store: Send + Sync + 'static {
         worker: &str,
         lease_until: DateTime<Utc>,
         progress: f64,
+        items: Option<(u64, &str)>,
     ) -> Result<Option<JobState>>;
     /// Finish the attempt held by `worker`, and write its usage record in
     /// the same transaction. Returns false (and writes nothing) if the

@@ -26,12 +26,12 @@ pub struct SqliteStore {
 const VERSION_COLS: &str =
     "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
      v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
-     v.published_at";
+     v.published_at, v.object_params";
 
 const JOB_COLS: &str = "j.id, j.account_id, a.name AS account_name, j.version_id, i.full_name, \
      v.version, j.device, j.input_key, j.input_size, j.params, j.state, j.progress, j.attempts, \
      j.max_attempts, j.output_key, j.output_size, j.error, j.log, j.lease_owner, j.created_at, \
-     j.started_at, j.finished_at";
+     j.started_at, j.finished_at, j.items, j.items_unit";
 
 const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.account_id \
      JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id";
@@ -122,6 +122,7 @@ fn version_row(r: &SqliteRow) -> Result<VersionRow> {
             None => None,
         },
         published_at: from_millis(r.try_get(14)?),
+        objects: from_json("object_params", &r.try_get::<String, _>(15)?)?,
     })
 }
 
@@ -140,6 +141,13 @@ fn job_row(r: &SqliteRow) -> Result<JobRow> {
         params: params_from(&r.try_get::<String, _>(9)?)?,
         state: state.parse().map_err(StoreError::Corrupt)?,
         progress: r.try_get(11)?,
+        items: match (
+            r.try_get::<Option<i64>, _>(22)?,
+            r.try_get::<Option<String>, _>(23)?,
+        ) {
+            (Some(n), Some(unit)) => Some((n.max(0) as u64, unit)),
+            _ => None,
+        },
         attempts: r.try_get::<i64, _>(12)? as u32,
         max_attempts: r.try_get::<i64, _>(13)? as u32,
         output_key: r.try_get(14)?,
@@ -281,8 +289,9 @@ impl Store for SqliteStore {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO versions (ip_id, version, major, minor, patch, status, summary, \
-             description, tags, price_micros, limits, implementations, tests, report, published_at) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING id",
+             description, tags, price_micros, limits, implementations, tests, report, published_at, \
+             object_params) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) RETURNING id",
         )
         .bind(ip_id)
         .bind(v.version.to_string())
@@ -297,6 +306,7 @@ impl Store for SqliteStore {
         .bind(to_json(&v.implementations))
         .bind(to_json(&v.tests))
         .bind(now)
+        .bind(to_json(&v.objects))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from(e) {
@@ -554,7 +564,8 @@ impl Store for SqliteStore {
         let now = now_ms();
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, \
-             lease_expires = ?, started_at = COALESCE(started_at, ?), progress = 0 \
+             lease_expires = ?, started_at = COALESCE(started_at, ?), progress = 0, \
+             items = NULL, items_unit = NULL \
              WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND device IN ({placeholders}) \
              ORDER BY created_at, id LIMIT 1) RETURNING id, attempts"
         );
@@ -588,13 +599,16 @@ impl Store for SqliteStore {
         worker: &str,
         lease_until: DateTime<Utc>,
         progress: f64,
+        items: Option<(u64, &str)>,
     ) -> Result<Option<JobState>> {
         sqlx::query(
-            "UPDATE jobs SET lease_expires = ?, progress = ? \
+            "UPDATE jobs SET lease_expires = ?, progress = ?, items = ?, items_unit = ? \
              WHERE id = ? AND lease_owner = ? AND state = 'running'",
         )
         .bind(millis(lease_until))
         .bind(progress.clamp(0.0, 1.0))
+        .bind(items.map(|(n, _)| n.min(i64::MAX as u64) as i64))
+        .bind(items.map(|(_, u)| u))
         .bind(id)
         .bind(worker)
         .execute(&self.writer)
@@ -636,26 +650,29 @@ impl Store for SqliteStore {
         let Some(attempt) = held else {
             return Ok(false);
         };
-        let (state, output_key, output_size, error, log) = match &outcome {
+        let (state, output_key, output_size, error, log, items) = match &outcome {
             JobOutcome::Succeeded {
                 output_key,
                 output_size,
                 log,
+                items,
             } => (
                 "succeeded",
                 Some(output_key.clone()),
                 Some(*output_size as i64),
                 None,
                 log.clone(),
+                items.clone(),
             ),
             JobOutcome::Failed { error, log } => {
-                ("failed", None, None, Some(error.clone()), log.clone())
+                ("failed", None, None, Some(error.clone()), log.clone(), None)
             }
-            JobOutcome::Cancelled => ("cancelled", None, None, None, None),
+            JobOutcome::Cancelled => ("cancelled", None, None, None, None, None),
         };
         sqlx::query(
             "UPDATE jobs SET state = ?, output_key = ?, output_size = ?, error = ?, log = ?, \
              progress = CASE WHEN ? = 'succeeded' THEN 1.0 ELSE progress END, \
+             items = COALESCE(?, items), items_unit = COALESCE(?, items_unit), \
              lease_owner = NULL, lease_expires = NULL, finished_at = ? WHERE id = ?",
         )
         .bind(state)
@@ -664,6 +681,12 @@ impl Store for SqliteStore {
         .bind(&error)
         .bind(log)
         .bind(state)
+        .bind(
+            items
+                .as_ref()
+                .map(|(n, _)| (*n).min(i64::MAX as u64) as i64),
+        )
+        .bind(items.map(|(_, u)| u))
         .bind(now)
         .bind(id)
         .execute(&mut *tx)

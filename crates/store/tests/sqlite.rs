@@ -25,6 +25,11 @@ async fn fixture(s: &SqliteStore) -> (i64, i64, VersionRow) {
             price: Money(2000),
             limits: Limits::DEFAULT,
             implementations: vec![],
+            objects: vec![accelhub_domain::ObjectParam {
+                name: "index".into(),
+                required: true,
+                summary: "an index".into(),
+            }],
             tests: vec![],
         })
         .await
@@ -75,6 +80,7 @@ async fn accounts_tokens_and_versions() {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(v.status, VersionStatus::Pending);
+    assert_eq!(v.objects[0].name, "index");
     assert_eq!(s.pending_versions().await.unwrap().len(), 1);
     // Same version again: conflict. Another vendor on the same IP: conflict.
     let mut again = NewVersion {
@@ -87,6 +93,7 @@ async fn accounts_tokens_and_versions() {
         price: Money(1),
         limits: Limits::DEFAULT,
         implementations: vec![],
+        objects: vec![],
         tests: vec![],
     };
     assert!(matches!(
@@ -155,16 +162,21 @@ async fn a_job_is_claimed_once_and_billed_once() {
 
     // Renewal by the holder keeps it running and records progress.
     assert_eq!(
-        s.renew_lease("j1", "node-a", lease, 0.5).await.unwrap(),
+        s.renew_lease("j1", "node-a", lease, 0.5, Some((42, "reads")))
+            .await
+            .unwrap(),
         Some(JobState::Running)
     );
-    assert_eq!(s.get_job("j1").await.unwrap().unwrap().progress, 0.5);
+    let j1 = s.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(j1.progress, 0.5);
+    assert_eq!(j1.items, Some((42, "reads".to_string())));
 
     // Finish twice: the second is refused and writes nothing.
     let outcome = JobOutcome::Succeeded {
         output_key: "o".into(),
         output_size: 10,
         log: None,
+        items: Some((50, "reads".into())),
     };
     assert!(s
         .finish_job(
@@ -175,6 +187,11 @@ async fn a_job_is_claimed_once_and_billed_once() {
         )
         .await
         .unwrap());
+    let j1 = s.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (j1.progress, j1.items),
+        (1.0, Some((50, "reads".to_string())))
+    );
     assert!(!s
         .finish_job("j1", "node-a", outcome, Some(usage("j1", user, v.id)))
         .await
@@ -212,7 +229,9 @@ async fn expired_leases_requeue_then_fail_after_max_attempts() {
         .await
         .unwrap());
     assert_eq!(
-        s.renew_lease("j", "dead", Utc::now(), 0.1).await.unwrap(),
+        s.renew_lease("j", "dead", Utc::now(), 0.1, None)
+            .await
+            .unwrap(),
         Some(JobState::Queued)
     );
 

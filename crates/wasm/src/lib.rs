@@ -307,6 +307,13 @@ impl Backend for WasmBackend {
         let img = self
             .get(image)
             .ok_or_else(|| CallError::NotLoaded(image.to_string()))?;
+        if let Some(name) = call.objects.keys().next() {
+            // The sandbox sees stdin only; object inputs are for devices
+            // that hold resident data.
+            return Err(CallError::Input(format!(
+                "the wasm device takes no object inputs (got '{name}')"
+            )));
+        }
         let _permit = self
             .slots
             .clone()

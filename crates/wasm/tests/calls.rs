@@ -41,8 +41,10 @@ async fn backend(name: &str) -> (WasmBackend, ImageId) {
 fn streamed(chunks: Vec<std::io::Result<Bytes>>, out: PathBuf, limits: Limits) -> CallInput {
     CallInput {
         input: CallData::Stream(Box::pin(futures::stream::iter(chunks))),
+        input_name: "input".into(),
         output: OutputSink::File(out),
         params: Params::new(),
+        objects: Default::default(),
         limits,
         control: Arc::new(CallControl::default()),
     }
