@@ -69,6 +69,44 @@ impl Hit {
     fn end(&self) -> u64 {
         self.pos + self.ref_len
     }
+
+    /// The part of the read this hit aligns, in the read's own (forward)
+    /// coordinates: `[start, end)`.
+    fn read_span(&self, len: usize) -> (usize, usize) {
+        let clip = |c: Option<&(Op, u32)>| match c {
+            Some((Op::SoftClip, n)) => *n as usize,
+            _ => 0,
+        };
+        let (lead, trail) = (clip(self.cigar.first()), clip(self.cigar.last()));
+        if self.reverse {
+            (trail, len.saturating_sub(lead))
+        } else {
+            (lead, len.saturating_sub(trail))
+        }
+    }
+
+    fn same_place(&self, o: &Hit) -> bool {
+        self.contig == o.contig && self.pos == o.pos && self.reverse == o.reverse
+    }
+}
+
+/// Whether two hits explain mostly different parts of a read: their
+/// overlap is under half of the shorter one (then they are parts of a
+/// chimeric read, not alternatives to each other).
+fn disjoint(a: (usize, usize), b: (usize, usize)) -> bool {
+    let overlap = a.1.min(b.1).saturating_sub(a.0.max(b.0));
+    let shorter = (a.1 - a.0).min(b.1 - b.0);
+    overlap * 2 < shorter
+}
+
+/// The shortest part of a read given its own (supplementary) record.
+const MIN_SPLIT: usize = 30;
+
+/// A supplementary alignment: another part of a chimeric read, with its
+/// own MAPQ.
+struct Split<'h> {
+    hit: &'h Hit,
+    mapq: u8,
 }
 
 /// A read's placements, best first, and what MAPQ needs.
@@ -143,6 +181,9 @@ const PAIR_Q: f64 = 6.02;
 /// The same when neither mate is unique on its own: the pair is then all
 /// the evidence, and a paralog one mismatch away is common.
 const PAIR_Q_BOTH_AMBIGUOUS: f64 = 3.6;
+/// The same when one mate is ambiguous alone: the pair then rests on the
+/// other mate's margin, often a single base in a segmental duplication.
+const PAIR_Q_ONE_AMBIGUOUS: f64 = 5.4;
 
 impl<'a> Aligner<'a> {
     pub fn new(idx: &'a Index, opts: AlignOptions) -> Self {
@@ -307,11 +348,16 @@ impl<'a> Aligner<'a> {
         }
         out.hits.sort_by_key(|h| std::cmp::Reverse(h.score));
         if let Some(best) = out.hits.first() {
-            out.sub = out.hits.get(1).map(|h| h.score).unwrap_or(0).max(0);
-            out.n_equal = out.hits[1..]
-                .iter()
-                .filter(|h| h.score >= best.score)
-                .count() as u32;
+            // Alternatives are hits of the same part of the read; a hit of
+            // another part (a chimera's other half) is no competitor.
+            let span = best.read_span(l);
+            let alternatives = || {
+                out.hits[1..]
+                    .iter()
+                    .filter(|h| !disjoint(span, h.read_span(l)))
+            };
+            out.sub = alternatives().map(|h| h.score).max().unwrap_or(0).max(0);
+            out.n_equal = alternatives().filter(|h| h.score >= best.score).count() as u32;
             // Unexamined weaker clusters still say the read is not unique.
             if clusters.len() > out.hits.len() && out.sub == 0 {
                 out.sub = self.idx.params.k as i32;
@@ -500,18 +546,18 @@ impl<'a> Aligner<'a> {
                     if !m.hits.is_empty() {
                         mapped += 1;
                     }
-                    write_record(
-                        buf,
-                        self,
-                        r,
-                        m.hits.first(),
-                        q,
-                        0,
-                        None,
-                        0,
-                        m.sub,
-                        rg.as_deref(),
-                    );
+                    let rec = Rec {
+                        read: r,
+                        hit: m.hits.first(),
+                        mapq: q,
+                        flag: 0,
+                        mate: None,
+                        tlen: 0,
+                        sub: m.sub,
+                        rg: rg.as_deref(),
+                        sa: None,
+                    };
+                    self.write_with_split(buf, rec, &m.hits, m.repeat);
                 }
                 mapped
             });
@@ -645,6 +691,7 @@ impl<'a> Aligner<'a> {
         const UNPAIRED: i32 = 17;
         let mut best_pair: Option<(i32, usize, usize)> = None;
         let mut second_pair = 0i32;
+        let mut scores: Vec<i32> = Vec::new();
         for (i, a) in h1.iter().enumerate() {
             for (j, b) in h2.iter().enumerate() {
                 if !near(a, b) {
@@ -654,6 +701,7 @@ impl<'a> Aligner<'a> {
                 let z = (t - ins.mean) / ins.sd.max(1.0);
                 let pen = (z * z * 0.5 * 0.72).min(UNPAIRED as f64) as i32;
                 let score = a.score + b.score - pen;
+                scores.push(score);
                 match best_pair {
                     Some((bs, _, _)) if score <= bs => second_pair = second_pair.max(score),
                     _ => {
@@ -665,6 +713,18 @@ impl<'a> Aligner<'a> {
                 }
             }
         }
+        // Other pairs about as good as the runner-up (within one
+        // mismatch): each is one more place the fragment may come from.
+        let one_mismatch = sc.matched + sc.mismatch;
+        let n_sub = if scores.len() > 1 {
+            scores
+                .iter()
+                .filter(|&&x| x >= second_pair - one_mismatch)
+                .count()
+                - 1
+        } else {
+            0
+        };
         let unpaired = h1.first().map(|h| h.score).unwrap_or(0)
             + h2.first().map(|h| h.score).unwrap_or(0)
             - UNPAIRED;
@@ -676,13 +736,17 @@ impl<'a> Aligner<'a> {
                 // The pair's own evidence: the score gap to the next best
                 // explanation of both reads, without the single-read
                 // length scaling.
-                let per_point = if q1 < 5 && q2 < 5 {
-                    PAIR_Q_BOTH_AMBIGUOUS
-                } else {
-                    PAIR_Q
+                let per_point = match (q1 < 5, q2 < 5) {
+                    (true, true) => PAIR_Q_BOTH_AMBIGUOUS,
+                    (true, false) | (false, true) => PAIR_Q_ONE_AMBIGUOUS,
+                    (false, false) => PAIR_Q,
                 };
-                let raw = (per_point * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499)
-                    .min(60.0) as u8;
+                let mut raw =
+                    per_point * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499;
+                if n_sub > 0 {
+                    raw -= 4.343 * ((n_sub + 1) as f64).ln() + 0.499;
+                }
+                let raw = raw.clamp(0.0, 60.0) as u8;
                 let pq = scale_repeat(raw, m1.repeat.max(m2.repeat));
                 // Pairing lifts a mate's MAPQ, unless another placement
                 // of that mate as good as the chosen one would pair with
@@ -706,26 +770,119 @@ impl<'a> Aligner<'a> {
             }
             _ => (h1.first(), h2.first(), false, q1, q2),
         };
-        let tlen = match (a, b) {
-            (Some(x), Some(y)) if x.contig == y.contig => {
-                let left = x.pos.min(y.pos) as i64;
-                let right = x.end().max(y.end()) as i64;
-                let t = right - left;
-                if x.pos < y.pos || (x.pos == y.pos && !x.reverse) {
-                    t
-                } else {
-                    -t
-                }
-            }
-            _ => 0,
-        };
         let flag_base = 0x1 | if proper { 0x2 } else { 0 };
-        write_record(buf, self, r1, a, q1, flag_base | 0x40, b, tlen, m1.sub, rg);
-        write_record(buf, self, r2, b, q2, flag_base | 0x80, a, -tlen, m2.sub, rg);
+        for (read, hit, q, first, mate, m, hits) in [
+            (r1, a, q1, true, b, m1, &h1),
+            (r2, b, q2, false, a, m2, &h2),
+        ] {
+            let rec = Rec {
+                read,
+                hit,
+                mapq: q,
+                flag: flag_base | if first { 0x40 } else { 0x80 },
+                mate,
+                tlen: tlen_of(hit, mate),
+                sub: m.sub,
+                rg,
+                sa: None,
+            };
+            self.write_with_split(buf, rec, hits, m.repeat);
+        }
         (
             a.is_some() as u64 + b.is_some() as u64,
             if proper { 2 } else { 0 },
         )
+    }
+
+    /// The supplementary alignment of a chimeric read: the best hit of a
+    /// part of the read (at least [`MIN_SPLIT`] bases) that the primary
+    /// leaves clipped, and its MAPQ against the other hits of that part.
+    fn split_of<'h>(
+        &self,
+        hits: &'h [Hit],
+        primary: &Hit,
+        len: usize,
+        repeat: f32,
+    ) -> Option<Split<'h>> {
+        let p = primary.read_span(len);
+        if p.0 < MIN_SPLIT && len - p.1 < MIN_SPLIT {
+            return None;
+        }
+        let part = |h: &Hit| {
+            let s = h.read_span(len);
+            (s.1 - s.0 >= MIN_SPLIT && disjoint(p, s)).then_some(s)
+        };
+        let (best, span) = hits
+            .iter()
+            .filter(|h| !h.same_place(primary) && h.score >= MIN_SPLIT as i32)
+            .filter_map(|h| part(h).map(|s| (h, s)))
+            .max_by_key(|(h, _)| h.score)?;
+        let rivals = hits
+            .iter()
+            .filter(|h| !h.same_place(best) && !h.same_place(primary))
+            .filter(|h| !disjoint(span, h.read_span(len)));
+        let sub = rivals.clone().map(|h| h.score).max().unwrap_or(0);
+        let n_equal = rivals.filter(|h| h.score >= best.score).count() as u32;
+        let q = mapq(
+            best.score,
+            sub,
+            span.1 - span.0,
+            n_equal,
+            &self.opts.scoring,
+        );
+        Some(Split {
+            hit: best,
+            mapq: scale_repeat(q, repeat),
+        })
+    }
+
+    /// Write a read's primary record and, for a chimeric read, its
+    /// supplementary one, each naming the other in `SA`.
+    fn write_with_split(&self, buf: &mut Vec<u8>, primary: Rec, hits: &[Hit], repeat: f32) {
+        let split = primary.hit.and_then(|p| {
+            self.split_of(hits, p, primary.read.seq.len(), repeat)
+                .map(|s| (p, s))
+        });
+        let Some((p, split)) = split else {
+            write_record(buf, self, &primary);
+            return;
+        };
+        let to_split = self.sa_tag(split.hit, split.mapq);
+        let to_primary = self.sa_tag(p, primary.mapq);
+        write_record(
+            buf,
+            self,
+            &Rec {
+                sa: Some(&to_split),
+                ..primary
+            },
+        );
+        write_record(
+            buf,
+            self,
+            &Rec {
+                hit: Some(split.hit),
+                mapq: split.mapq,
+                flag: primary.flag | 0x800,
+                tlen: tlen_of(Some(split.hit), primary.mate),
+                sub: 0,
+                sa: Some(&to_primary),
+                ..primary
+            },
+        );
+    }
+
+    /// `SA` tag text of one alignment (`rname,pos,strand,CIGAR,mapQ,NM;`).
+    fn sa_tag(&self, h: &Hit, mapq: u8) -> String {
+        let mut t = format!(
+            "{},{},{},",
+            self.idx.reference.contigs[h.contig].name,
+            h.pos + 1,
+            if h.reverse { '-' } else { '+' }
+        );
+        push_cigar(&mut t, &h.cigar);
+        let _ = std::fmt::Write::write_fmt(&mut t, format_args!(",{mapq},{};", h.nm));
+        t
     }
 
     /// Run `f` over `items` split across the threads, in order.
@@ -780,6 +937,24 @@ fn write_out(out: &mut dyn Write, buf: &[u8]) -> Result<()> {
         path: "output".into(),
         source: e,
     })
+}
+
+/// TLEN of a record: the signed span from the leftmost to the rightmost
+/// end of the two mates, positive for the leftmost one.
+fn tlen_of(x: Option<&Hit>, y: Option<&Hit>) -> i64 {
+    match (x, y) {
+        (Some(x), Some(y)) if x.contig == y.contig => {
+            let left = x.pos.min(y.pos) as i64;
+            let right = x.end().max(y.end()) as i64;
+            let t = right - left;
+            if x.pos < y.pos || (x.pos == y.pos && !x.reverse) {
+                t
+            } else {
+                -t
+            }
+        }
+        _ => 0,
+    }
 }
 
 /// Fragment length of two placements in forward-reverse orientation.
@@ -910,19 +1085,32 @@ fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> (u32, String) {
     (nm, md)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_record(
-    buf: &mut Vec<u8>,
-    al: &Aligner,
-    r: &Read,
-    hit: Option<&Hit>,
-    q: u8,
-    mut flag: u16,
-    mate: Option<&Hit>,
+/// One SAM/BAM record to write.
+struct Rec<'a> {
+    read: &'a Read,
+    hit: Option<&'a Hit>,
+    mapq: u8,
+    flag: u16,
+    mate: Option<&'a Hit>,
     tlen: i64,
     sub: i32,
-    rg: Option<&str>,
-) {
+    rg: Option<&'a str>,
+    /// The `SA` tag's value: the read's other parts (or its primary).
+    sa: Option<&'a str>,
+}
+
+fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
+    let Rec {
+        read: r,
+        hit,
+        mapq: q,
+        mut flag,
+        mate,
+        tlen,
+        sub,
+        rg,
+        sa,
+    } = *rec;
     let contigs = &al.idx.reference.contigs;
     let paired = flag & 0x1 != 0;
     if hit.is_none() {
@@ -968,6 +1156,7 @@ fn write_record(
                 reverse,
                 tags,
                 rg,
+                sa,
             },
         );
         return;
@@ -984,15 +1173,9 @@ fn write_record(
     );
     match hit {
         Some(h) => {
-            for &(op, n) in &h.cigar {
-                let c = match op {
-                    Op::Match => 'M',
-                    Op::Ins => 'I',
-                    Op::Del => 'D',
-                    Op::SoftClip => 'S',
-                };
-                let _ = write!(buf, "{n}{c}");
-            }
+            let mut c = String::new();
+            push_cigar(&mut c, &h.cigar);
+            buf.extend_from_slice(c.as_bytes());
         }
         None => buf.push(b'*'),
     }
@@ -1040,5 +1223,20 @@ fn write_record(
     if let Some(id) = rg {
         let _ = write!(buf, "\tRG:Z:{id}");
     }
+    if let Some(sa) = sa {
+        let _ = write!(buf, "\tSA:Z:{sa}");
+    }
     buf.push(b'\n');
+}
+
+fn push_cigar(out: &mut String, cigar: &[(Op, u32)]) {
+    for &(op, n) in cigar {
+        let c = match op {
+            Op::Match => 'M',
+            Op::Ins => 'I',
+            Op::Del => 'D',
+            Op::SoftClip => 'S',
+        };
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{n}{c}"));
+    }
 }

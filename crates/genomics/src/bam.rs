@@ -49,6 +49,8 @@ pub struct Fields<'a> {
     /// NM, MD, AS, XS.
     pub tags: Option<(u32, &'a str, i32, i32)>,
     pub rg: Option<&'a str>,
+    /// The `SA` tag's value.
+    pub sa: Option<&'a str>,
 }
 
 /// The bin of a 0-based, end-exclusive interval (SAM specification 5.3).
@@ -136,6 +138,11 @@ pub fn record(buf: &mut Vec<u8>, f: &Fields) {
     if let Some(rg) = f.rg {
         buf.extend_from_slice(b"RGZ");
         buf.extend_from_slice(rg.as_bytes());
+        buf.push(0);
+    }
+    if let Some(sa) = f.sa {
+        buf.extend_from_slice(b"SAZ");
+        buf.extend_from_slice(sa.as_bytes());
         buf.push(0);
     }
     let size = (buf.len() - start - 4) as u32;

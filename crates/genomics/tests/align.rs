@@ -337,3 +337,161 @@ fn mapq_separates_unique_reads_from_repeats() {
         assert!(m1.mapq > 0, "{}: lifted by its mate", m1.name);
     }
 }
+
+/// A chimeric read (two parts from far-apart loci, as a translocation or a
+/// ligation artefact makes) gets a primary record for its longer part and a
+/// supplementary one (flag 0x800) for the other, each naming the other in
+/// SA; the primary's MAPQ is not lowered by its own other half. In a pair,
+/// the supplementary keeps the mate's fields.
+#[test]
+fn chimeric_reads_get_a_supplementary_record() {
+    let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
+    let s = &idx.reference.seq;
+    let ctg2 = idx.reference.contigs[1].offset as usize;
+    // 90 bases of ctg1 at 40,000, then 60 bases of ctg2 at 50,000 reversed.
+    let mut read = s[40_000..40_090].to_vec();
+    read.extend(revcomp(&s[ctg2 + 50_000..ctg2 + 50_060]));
+    let mate = revcomp(&s[40_300..40_450]);
+    let dir = tempfile::tempdir().unwrap();
+    let q = "I".repeat(150);
+    std::fs::write(
+        dir.path().join("c1.fq"),
+        format!("@chim/1\n{}\n+\n{q}\n", letters(&read)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("c2.fq"),
+        format!("@chim/2\n{}\n+\n{q}\n", letters(&mate)),
+    )
+    .unwrap();
+
+    let al = Aligner::new(&idx, AlignOptions::default());
+    let mut out = Vec::new();
+    let reader = FastqReader::open(&dir.path().join("c1.fq")).unwrap();
+    al.align_single(reader, &mut out, &mut |_| {}).unwrap();
+    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    assert_eq!(recs.len(), 2, "a primary and a supplementary");
+    let (p, sup) = (&recs[0], &recs[1]);
+    assert_eq!((p.flag, p.rname.as_str(), p.pos), (0, "ctg1", 40_001));
+    assert_eq!(p.cigar, "90M60S");
+    assert!(p.mapq >= 50, "MAPQ {}: its other half is no rival", p.mapq);
+    assert_eq!(
+        (sup.flag, sup.rname.as_str(), sup.pos),
+        (0x800 | 0x10, "ctg2", 50_001)
+    );
+    // The junction may lend it a few bases matching by chance.
+    let m: usize = sup
+        .cigar
+        .strip_suffix('S')
+        .unwrap()
+        .split('M')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((60..=70).contains(&m), "{}", sup.cigar);
+    assert_eq!(sup.cigar, format!("{m}M{}S", 150 - m));
+    assert!(sup.mapq > 0);
+    let sa = |r: &Rec| {
+        r.tags
+            .iter()
+            .find_map(|t| t.strip_prefix("SA:Z:"))
+            .unwrap()
+            .to_string()
+    };
+    let nm = sup
+        .tags
+        .iter()
+        .find_map(|t| t.strip_prefix("NM:i:"))
+        .unwrap();
+    assert_eq!(
+        sa(p),
+        format!("ctg2,50001,-,{},{},{nm};", sup.cigar, sup.mapq)
+    );
+    assert_eq!(sa(sup), format!("ctg1,40001,+,90M60S,{},0;", p.mapq));
+
+    // Paired: mate 1 chimeric, mate 2 near its primary part.
+    let mut out = Vec::new();
+    let reader = PairReader::open(&dir.path().join("c1.fq"), &dir.path().join("c2.fq")).unwrap();
+    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    assert_eq!(recs.len(), 3);
+    let sup = recs.iter().find(|r| r.flag & 0x800 != 0).unwrap();
+    let mate = recs.iter().find(|r| r.flag & 0x80 != 0).unwrap();
+    assert_eq!(sup.flag & 0xC1, 0x41, "paired, first in pair");
+    assert_eq!((sup.rnext.as_str(), sup.pnext), ("ctg1", mate.pos));
+    assert_eq!(sup.rname, "ctg2");
+    assert!(mate.flag & 0x2 != 0, "the primary parts pair properly");
+}
+
+/// In a segmental duplication, a pair told from its paralogs by a single
+/// base of one mate (the other mate matching every copy) is placed at its
+/// copy, but with a MAPQ that falls as copies are added: each near-equal
+/// pair elsewhere is one more place the fragment may come from.
+#[test]
+fn pair_mapq_falls_with_the_number_of_paralogs() {
+    let mapq_with = |copies: usize| -> (u64, u8, u8) {
+        let mut rng = Rng(77);
+        let len = 300_000usize;
+        let mut seq: Vec<u8> = (0..len).map(|_| rng.below(4) as u8).collect();
+        let unit: Vec<u8> = seq[10_000..13_000].to_vec();
+        for c in 1..copies {
+            let at = 10_000 + c * 35_000;
+            seq[at..at + 3_000].copy_from_slice(&unit);
+            // Every paralog differs from the first copy at one base.
+            seq[at + 1_100] = (seq[at + 1_100] + 1) % 4;
+        }
+        let reference = Reference {
+            contigs: vec![Contig {
+                name: "g".into(),
+                offset: 0,
+                len: len as u64,
+            }],
+            seq,
+        };
+        let idx = Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap();
+        let s = &idx.reference.seq;
+        let q = "I".repeat(150);
+        // Mate 1 covers the distinguishing base; mate 2 matches all copies.
+        let (start, insert) = (11_000usize, 420usize);
+        let r1 = letters(&s[start..start + 150]);
+        let r2 = letters(&revcomp(&s[start + insert - 150..start + insert]));
+        // Enough unique pairs beside it for the insert-size model.
+        let (mut f1, mut f2) = (
+            format!("@dup/1\n{r1}\n+\n{q}\n"),
+            format!("@dup/2\n{r2}\n+\n{q}\n"),
+        );
+        for i in 0..100 {
+            let (p, t) = (100_000 + i * 1_500, 350 + (i * 37) % 100);
+            writeln!(f1, "@u{i}/1\n{}\n+\n{q}", letters(&s[p..p + 150])).unwrap();
+            writeln!(
+                f2,
+                "@u{i}/2\n{}\n+\n{q}",
+                letters(&revcomp(&s[p + t - 150..p + t]))
+            )
+            .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1.fq"), f1).unwrap();
+        std::fs::write(dir.path().join("2.fq"), f2).unwrap();
+        let al = Aligner::new(&idx, AlignOptions::default());
+        let mut out = Vec::new();
+        let reader = PairReader::open(&dir.path().join("1.fq"), &dir.path().join("2.fq")).unwrap();
+        al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+        let (_, recs) = parse(&String::from_utf8(out).unwrap());
+        (recs[0].pos, recs[0].mapq, recs[1].mapq)
+    };
+    let (pos2, q2, _) = mapq_with(2);
+    let (pos4, q4, _) = mapq_with(4);
+    let (pos8, q8, mate8) = mapq_with(4 + 4);
+    assert_eq!((pos2, pos4, pos8), (11_001, 11_001, 11_001), "its own copy");
+    assert!(q8 > 0, "the base tells them apart");
+    assert!(
+        q2 > q4 && q4 > q8,
+        "more paralogs, less confidence: {q2} {q4} {q8}"
+    );
+    assert!(
+        q8 < 20 && mate8 <= q8,
+        "one base against seven copies: {q8} {mate8}"
+    );
+}
