@@ -51,7 +51,7 @@ for _ in $(seq 600); do
 done
 export ACCELHUB_URL=$(sed -n 's/^accelhub listening on //p' "$log" | head -1)
 export ACCELHUB_TOKEN=$(cat "$srv/admin.token")
-export ACCELHUB_TOKEN=$("$ah" account create bench --role user)
+export ACCELHUB_TOKEN=$("$ah" account create bench --role user 2>/dev/null)
 "$ah" deploy genomics/index >/dev/null
 "$ah" deploy genomics/align >/dev/null
 
@@ -73,10 +73,10 @@ run_job() {  # ip input params... -> job id, after waiting
 }
 
 t=$(now)
-"$ah" object put "$REF" --key ref.fa >/dev/null
-"$ah" object put "$r1" --key r1.fq >/dev/null
-"$ah" object put "$r2" --key r2.fq >/dev/null
-up=$(echo "$(now) - $t" | bc)
+"$ah" object put "$REF" --key ref.fa >/dev/null 2>&1
+"$ah" object put "$r1" --key r1.fq >/dev/null 2>&1
+"$ah" object put "$r2" --key r2.fq >/dev/null 2>&1
+up=$(printf '%.1f' "$(echo "$(now) - $t" | bc)")
 
 ix=$(run_job genomics/index ref.fa)
 ix_s=$(job_secs "$ix")
@@ -86,9 +86,8 @@ a1_s=$(job_secs "$a1")
 a2=$(run_job genomics/align r1.fq -p index="$ix.out" -p reads2=r2.fq -p "read_group=$rg")
 a2_s=$(job_secs "$a2")
 load=$("$ah" job status "$a1" --json | python3 -c 'import json,sys,re; print(re.search(r"loaded in (\d+) ms", json.load(sys.stdin)["log"]).group(1))')
-"$ah" job output "$a2" --output "$srv/job.bam"
-
-"$ah" object get "$ix.out" --output "$srv/ref.ahx"
+"$ah" job output "$a2" --output "$srv/job.bam" 2>/dev/null
+"$ah" object get "$ix.out" --output "$srv/ref.ahx" 2>/dev/null
 t=$(now)
 "$ah" genomics align "$srv/ref" "$r1" "$r2" -t "$THREADS" -R "$rg" -o "$srv/local.bam" 2>/dev/null
 local_s=$(echo "$(now) - $t" | bc)

@@ -303,7 +303,9 @@ times its speed.
   with more occurrences; default 500).
 - **Output**: BAM (or SAM), unsorted, with @HD, @SQ, @RG and @PG; FLAG,
   MAPQ on BWA-MEM's 0-60 scale, CIGAR with soft clips, mate fields, NM, MD,
-  AS, XS and RG tags; unmapped reads kept.
+  AS, XS and RG tags; a supplementary record (flag 0x800, SA tags) for the
+  other part of a chimeric read; unmapped reads kept. Like BWA-MEM by
+  default, no secondary records: XS gives the best alternative's score.
 - **Progress**: reads aligned.
 
 ```
