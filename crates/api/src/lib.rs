@@ -55,12 +55,14 @@ pub struct AppState {
         routes::job_output,
         routes::delete_job,
         routes::usage,
+        routes::fleet,
     ),
     components(schemas(Problem)),
     modifiers(&SecurityAddon),
     tags(
         (name = "accounts"), (name = "catalog"), (name = "deployments"),
         (name = "calls"), (name = "objects"), (name = "jobs"), (name = "usage"),
+        (name = "fleet"),
     )
 )]
 pub struct ApiDoc;
@@ -125,6 +127,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/jobs/{id}/output", get(routes::job_output))
         .route("/usage", get(routes::usage))
+        .route("/fleet", get(routes::fleet))
         .route("/openapi.json", get(openapi_json))
         // Bodies are read by the handlers, each with its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable());

@@ -2,8 +2,8 @@
 
 use crate::{ApiError, AppState, Caller, Problem};
 use accelhub_domain::{
-    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, IpDetails,
-    IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
+    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet,
+    IpDetails, IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
 };
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -528,4 +528,13 @@ pub async fn usage(
 ) -> ApiResult<Json<UsageReport>> {
     let since = q.since.as_deref().map(parse_since).transpose()?;
     Ok(Json(s.platform.usage(&me, since).await?))
+}
+
+/// Nodes, devices and slots: what each slot holds, utilisation, resident
+/// data (operator only).
+#[utoipa::path(get, path = "/v1/fleet", tag = "fleet",
+    responses((status = 200, body = Fleet), (status = 403, body = Problem)),
+    security(("token" = [])))]
+pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<Json<Fleet>> {
+    Ok(Json(s.platform.fleet(&me).await?))
 }

@@ -112,6 +112,11 @@ pub enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Nodes, devices and slots: what each holds, how busy (operator).
+    Fleet {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,10 +260,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job { conn, cmd } => job(&conn, cmd).await,
         Command::Object { conn, cmd } => object(&conn, cmd).await,
         Command::Usage { conn, since } => usage(&conn, since.as_deref()).await,
+        Command::Fleet { conn } => fleet(&conn).await,
         Command::Genomics { cmd } => {
             tokio::task::spawn_blocking(move || crate::genomics::run(cmd)).await?
         }
     }
+}
+
+async fn fleet(conn: &Conn) -> anyhow::Result<()> {
+    let f = client(conn)?.fleet().await?;
+    if conn.json {
+        return print_json(&f);
+    }
+    for n in &f.nodes {
+        println!("node {} ({})", n.name, n.health);
+        for d in &n.devices {
+            println!(
+                "  {:<6} {}/{} slots busy ({:.0}%)",
+                d.class,
+                d.busy,
+                d.slots,
+                d.utilisation * 100.0
+            );
+            for l in &d.loaded {
+                println!("         loaded   {l}");
+            }
+            for r in &d.resident {
+                println!("         resident {r}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing() {

@@ -97,6 +97,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let wasm = WasmBackend::new(wasm_config)?;
     let executor = LocalExecutor::new()
+        .on_node(&args.node)
         .with_backend(Arc::new(wasm))
         .with_backend(Arc::new(NativeBackend::new(native_config)));
     let config = CoreConfig {

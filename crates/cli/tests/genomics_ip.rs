@@ -184,6 +184,41 @@ async fn index_then_align_as_jobs_with_the_index_resident() {
     let bam = object_bytes(&user, job.output_key.as_ref().unwrap()).await;
     assert_eq!(&bam[..4], &[0x1f, 0x8b, 8, 4], "BGZF");
 
+    // The operator's fleet view: the cpu device holds both kernels and
+    // the index, by content; users may not look.
+    let fleet = admin.fleet().await.unwrap();
+    assert_eq!(fleet.nodes.len(), 1);
+    let node = &fleet.nodes[0];
+    let classes: Vec<_> = node.devices.iter().map(|d| d.class.as_str()).collect();
+    assert_eq!(classes, ["cpu", "wasm"]);
+    let cpu = &node.devices[0];
+    assert!(
+        cpu.loaded.contains(&"genomics/align@1.0.0".to_string()),
+        "{cpu:?}"
+    );
+    assert!(
+        cpu.loaded.contains(&"genomics/index@1.0.0".to_string()),
+        "{cpu:?}"
+    );
+    let index_sha = user
+        .objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.key == index_key)
+        .unwrap()
+        .sha256;
+    assert!(cpu.resident.contains(&index_sha), "{cpu:?}");
+    assert_eq!(cpu.busy, 0);
+    let e = user.fleet().await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(403), "{e}");
+    let out = server.cli(&server.admin_token, &["fleet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("loaded   genomics/align@1.0.0"),
+        "{text}"
+    );
+
     // Each job billed once, at the IP's price.
     let usage = user.usage(None).await.unwrap();
     let billed: Vec<_> = usage.records.iter().filter(|r| r.billed).collect();

@@ -389,6 +389,11 @@ impl Client {
 
     // ---- Usage ----
 
+    /// Nodes, devices and slots (operator only).
+    pub async fn fleet(&self) -> Result<accelhub_domain::Fleet> {
+        self.json(self.req(Method::GET, "/v1/fleet")).await
+    }
+
     pub async fn usage(&self, since: Option<&str>) -> Result<UsageReport> {
         let mut r = self.req(Method::GET, "/v1/usage");
         if let Some(s) = since {

@@ -2,7 +2,9 @@
 //! devices: [`LocalExecutor`] drives the backends of this process (the
 //! embedded agent); a remote executor dispatches to agents on other nodes.
 
-use accelhub_device::{Backend, CallError, CallInput, CallOutput, ImageId, LoadError, LoadReport};
+use accelhub_device::{
+    Backend, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError, LoadReport,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -32,6 +34,9 @@ pub trait Executor: Send + Sync + 'static {
     /// Calls each device class runs at once (its slots).
     fn device_slots(&self) -> Vec<(String, usize)>;
 
+    /// Every device's state, by node.
+    fn devices(&self) -> Vec<(String, DeviceStatus)>;
+
     /// Make sure an image is loaded on some device of its class.
     async fn ensure_loaded(
         &self,
@@ -51,14 +56,30 @@ pub trait Executor: Send + Sync + 'static {
 }
 
 /// Runs calls on the backends of this process.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct LocalExecutor {
+    node: String,
     backends: BTreeMap<String, Arc<dyn Backend>>,
+}
+
+impl Default for LocalExecutor {
+    fn default() -> Self {
+        LocalExecutor {
+            node: "local".into(),
+            backends: BTreeMap::new(),
+        }
+    }
 }
 
 impl LocalExecutor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The node these devices are on (for the fleet view).
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = node.into();
+        self
     }
 
     pub fn with_backend(mut self, backend: Arc<dyn Backend>) -> Self {
@@ -86,6 +107,13 @@ impl Executor for LocalExecutor {
         self.backends
             .iter()
             .map(|(k, b)| (k.clone(), b.slots()))
+            .collect()
+    }
+
+    fn devices(&self) -> Vec<(String, DeviceStatus)> {
+        self.backends
+            .values()
+            .map(|b| (self.node.clone(), b.status()))
             .collect()
     }
 

@@ -241,6 +241,19 @@ impl CallError {
     }
 }
 
+/// What a device holds and does right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub class: String,
+    pub slots: usize,
+    /// Slots running a call now.
+    pub busy: usize,
+    /// Images loaded and ready.
+    pub images: Vec<ImageId>,
+    /// Resident data (SHA-256 of objects kept between calls).
+    pub resident: Vec<String>,
+}
+
 /// A device backend: one per device class on a node.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -259,4 +272,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Run one call on a loaded image.
     async fn call(&self, image: &ImageId, call: CallInput) -> Result<CallOutput, CallError>;
+
+    /// What it holds and does now (for the operator's fleet view).
+    fn status(&self) -> DeviceStatus;
 }

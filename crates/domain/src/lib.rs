@@ -23,8 +23,8 @@ pub use version::{
     ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus,
 };
 pub use views::{
-    CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, IpDetails, ObjectInfo,
-    SubmitJob,
+    CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet, FleetDevice,
+    FleetNode, IpDetails, ObjectInfo, SubmitJob,
 };
 
 /// A device class names a kind of accelerator an implementation runs on.

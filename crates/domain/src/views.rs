@@ -83,3 +83,32 @@ pub struct SubmitJob {
     #[schema(value_type = Object)]
     pub params: Params,
 }
+
+/// The operator's view of the fleet: nodes, their devices and slots.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Fleet {
+    pub nodes: Vec<FleetNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FleetNode {
+    pub name: String,
+    /// `up`, or why not.
+    pub health: String,
+    pub devices: Vec<FleetDevice>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FleetDevice {
+    /// Device class, e.g. `wasm`, `cpu`.
+    pub class: String,
+    pub slots: usize,
+    /// Slots running a call now.
+    pub busy: usize,
+    /// `busy / slots`, 0.0 to 1.0.
+    pub utilisation: f64,
+    /// Images loaded and ready, as `ip@version` where known.
+    pub loaded: Vec<String>,
+    /// Resident data (SHA-256 of objects kept between calls).
+    pub resident: Vec<String>,
+}

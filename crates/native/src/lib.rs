@@ -25,8 +25,8 @@ mod genomics;
 mod stream;
 
 use accelhub_device::{
-    Backend, CallData, CallError, CallInput, CallOutput, ImageId, LoadError, LoadReport, Output,
-    OutputSink,
+    Backend, CallData, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
+    LoadReport, Output, OutputSink,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -181,6 +181,25 @@ impl Backend for NativeBackend {
             .read()
             .map(|m| m.contains_key(image))
             .unwrap_or(false)
+    }
+
+    fn status(&self) -> DeviceStatus {
+        let mut images: Vec<ImageId> = self
+            .images
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        images.sort();
+        DeviceStatus {
+            class: CLASS.into(),
+            slots: self.config.slots,
+            busy: self
+                .config
+                .slots
+                .saturating_sub(self.slots.available_permits()),
+            images,
+            resident: self.resident.resident(),
+        }
     }
 
     async fn load(&self, image: &ImageId, artifact: Bytes) -> Result<LoadReport, LoadError> {

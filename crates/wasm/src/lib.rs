@@ -19,8 +19,8 @@ mod stdin;
 mod stdout;
 
 use accelhub_device::{
-    Backend, CallControl, CallError, CallInput, CallOutput, ImageId, LoadError, LoadReport, Output,
-    OutputSink,
+    Backend, CallControl, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
+    LoadReport, Output, OutputSink,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -260,6 +260,27 @@ impl Backend for WasmBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(image)
+    }
+
+    fn status(&self) -> DeviceStatus {
+        let mut images: Vec<ImageId> = self
+            .images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        images.sort();
+        DeviceStatus {
+            class: CLASS.into(),
+            slots: self.config.slots,
+            busy: self
+                .config
+                .slots
+                .saturating_sub(self.slots.available_permits()),
+            images,
+            resident: Vec::new(),
+        }
     }
 
     async fn load(&self, image: &ImageId, artifact: Bytes) -> Result<LoadReport, LoadError> {
