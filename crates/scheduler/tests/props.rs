@@ -7,7 +7,7 @@ use proptest::prelude::*;
 const NOW: f64 = 10_000.0;
 
 fn class_of(image: usize) -> &'static str {
-    if image % 2 == 0 {
+    if image.is_multiple_of(2) {
         "a"
     } else {
         "b"
