@@ -6,7 +6,7 @@ use accelhub_core::{CoreConfig, LocalExecutor, Package, Platform};
 use accelhub_domain::Limits;
 use accelhub_native::{NativeBackend, NativeConfig};
 use accelhub_objects::{LocalDirStore, Sealer};
-use accelhub_store::SqliteStore;
+use accelhub_store::{PgStore, SqliteStore, Store};
 use accelhub_wasm::{WasmBackend, WasmConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -19,6 +19,11 @@ pub struct ServeArgs {
     /// Directory for the database, objects and keys.
     #[arg(long, env = "ACCELHUB_DATA", default_value = ".accelhub")]
     pub data: PathBuf,
+    /// Metadata database: a PostgreSQL URL (postgres://user@host/db) for a
+    /// control plane shared by several `serve` processes. Default: SQLite
+    /// in the data directory.
+    #[arg(long, env = "ACCELHUB_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "ACCELHUB_LISTEN", default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
@@ -66,9 +71,19 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
-    let store = SqliteStore::open(&args.data.join("accelhub.db"))
-        .await
-        .context("cannot open the database")?;
+    let store: Arc<dyn Store> = match &args.database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(PgStore::open(url).await.context("cannot open the PostgreSQL database")?)
+        }
+        Some(other) => anyhow::bail!(
+            "--database must be a postgres:// URL (got '{other}'); without it the data directory's SQLite is used"
+        ),
+        None => Arc::new(
+            SqliteStore::open(&args.data.join("accelhub.db"))
+                .await
+                .context("cannot open the database")?,
+        ),
+    };
     let objects = LocalDirStore::new(args.data.join("objects"))
         .context("cannot open the object directory")?;
     let sealer = match &args.master_key {
@@ -114,13 +129,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scratch_dir: args.data.join("scratch"),
         ..CoreConfig::default()
     };
-    let platform = Platform::new(
-        Arc::new(store),
-        Arc::new(objects),
-        sealer,
-        Arc::new(executor),
-        config,
-    );
+    let platform = Platform::new(store, Arc::new(objects), sealer, Arc::new(executor), config);
 
     let token_path = args.data.join("admin.token");
     if let Some(token) = platform.bootstrap_operator().await? {

@@ -18,8 +18,19 @@ fn ok(o: Output) -> String {
 
 #[test]
 fn publish_verify_deploy_invoke_job_and_usage_via_cli() {
+    flow(Server::start());
+}
+
+/// The same, with the control plane's metadata in PostgreSQL.
+#[test]
+fn the_same_flow_on_postgres() {
+    if let Some(db) = postgres_schema("the_same_flow_on_postgres") {
+        flow(Server::start_with(&["--database", &db.url]));
+    }
+}
+
+fn flow(server: Server) {
     let ips = ips_dir();
-    let server = Server::start();
     let admin = server.admin_token.clone();
 
     // The operator token file is private.

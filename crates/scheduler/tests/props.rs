@@ -85,6 +85,12 @@ proptest! {
         fifo in any::<bool>(),
     ) {
         let policy = if fifo { Policy::Fifo } else { Policy::Affinity };
+        // One limit per image (the last one set is the one in force).
+        let limits: Vec<(usize, usize)> = limits
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
         let mut cluster = Cluster { slots, ..Default::default() };
         let before = cluster.clone();
         let mut queue = queue_of(raw);

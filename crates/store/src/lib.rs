@@ -1,11 +1,14 @@
 //! The metadata store: every durable fact of the control plane.
 //!
-//! [`Store`] is the seam; [`SqliteStore`] is the embedded implementation.
+//! [`Store`] is the seam; [`SqliteStore`] is the embedded implementation,
+//! [`PgStore`] the one several control planes share.
 //! Only this crate knows SQL. Timestamps are kept as Unix milliseconds.
 
 mod journal;
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use accelhub_domain::{

@@ -244,3 +244,62 @@ pub fn revcomp_reference(seq: &[u8]) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A fresh schema in the test PostgreSQL, dropped when this goes.
+pub struct PgSchema {
+    admin_url: String,
+    schema: String,
+    /// The database URL scoped to the schema.
+    pub url: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(rt) = tokio::runtime::Runtime::new() {
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {} CASCADE",
+                        self.schema
+                    )))
+                    .execute(&pool)
+                    .await;
+                }
+            });
+        }
+    }
+}
+
+/// A PostgreSQL schema of its own, from `ACCELHUB_TEST_POSTGRES` (which
+/// `.ci/run` sets); `None`, with a note, without it.
+#[allow(dead_code)]
+pub fn postgres_schema(test: &str) -> Option<PgSchema> {
+    let Ok(url) = std::env::var("ACCELHUB_TEST_POSTGRES") else {
+        eprintln!("skipping {test}: ACCELHUB_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+        return None;
+    };
+    let schema = format!(
+        "cli{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&url)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .expect("create a test schema");
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(PgSchema {
+        url: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+        admin_url: url,
+        schema,
+    })
+}

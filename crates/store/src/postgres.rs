@@ -1,0 +1,870 @@
+use crate::*;
+use accelhub_domain::JobAttempt;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The scale-out store: PostgreSQL, shared by every control plane. Job
+/// claims take the row with `FOR UPDATE SKIP LOCKED`, so several `serve`
+/// processes on one database never run a job twice; usage records are
+/// inserted as calls finish (the primary key keeps them once).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const VERSION_COLS: &str =
+    "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
+     v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
+     v.published_at, v.object_params";
+
+const JOB_COLS: &str = "j.id, j.account_id, a.name AS account_name, j.version_id, i.full_name, \
+     v.version, j.device, j.input_key, j.input_size, j.params, j.state, j.progress, j.attempts, \
+     j.max_attempts, j.output_key, j.output_size, j.error, j.log, j.lease_owner, j.created_at, \
+     j.started_at, j.finished_at, j.items, j.items_unit";
+
+const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.account_id \
+     JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id";
+
+impl PgStore {
+    /// Connect (`postgres://user@host:port/db`, optionally with
+    /// `?options=-c%20search_path%3Dschema`) and bring the schema up to
+    /// date.
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("invalid database URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        Ok(PgStore { pool })
+    }
+
+    async fn attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>> {
+        let rows = sqlx::query(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
+             WHERE job_id = $1 ORDER BY attempt",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobAttempt {
+                    attempt: r.try_get::<i64, _>(0)? as u32,
+                    worker: r.try_get(1)?,
+                    started_at: from_millis(r.try_get(2)?),
+                    finished_at: r.try_get::<Option<i64>, _>(3)?.map(from_millis),
+                    outcome: r.try_get(4)?,
+                    error: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_with_history(&self, row: Option<PgRow>) -> Result<Option<JobRow>> {
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let mut job = job_row(&r)?;
+                job.history = self.attempts(&job.id).await?;
+                Ok(Some(job))
+            }
+        }
+    }
+}
+
+fn version_row(r: &PgRow) -> Result<VersionRow> {
+    let status: String = r.try_get(5)?;
+    Ok(VersionRow {
+        id: r.try_get(0)?,
+        ip_id: r.try_get(1)?,
+        ip: r.try_get(2)?,
+        vendor_id: r.try_get(3)?,
+        version: r.try_get(4)?,
+        status: status.parse().map_err(StoreError::Corrupt)?,
+        summary: r.try_get(6)?,
+        description: r.try_get(7)?,
+        tags: from_json("tags", &r.try_get::<String, _>(8)?)?,
+        price: Money(r.try_get(9)?),
+        limits: from_json("limits", &r.try_get::<String, _>(10)?)?,
+        implementations: from_json("implementations", &r.try_get::<String, _>(11)?)?,
+        tests: from_json("tests", &r.try_get::<String, _>(12)?)?,
+        report: match r.try_get::<Option<String>, _>(13)? {
+            Some(s) => Some(from_json("report", &s)?),
+            None => None,
+        },
+        published_at: from_millis(r.try_get(14)?),
+        objects: from_json("object_params", &r.try_get::<String, _>(15)?)?,
+    })
+}
+
+fn job_row(r: &PgRow) -> Result<JobRow> {
+    let state: String = r.try_get(10)?;
+    Ok(JobRow {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        account: r.try_get(2)?,
+        version_id: r.try_get(3)?,
+        ip: r.try_get(4)?,
+        version: r.try_get(5)?,
+        device: r.try_get(6)?,
+        input_key: r.try_get(7)?,
+        input_size: r.try_get::<i64, _>(8)? as u64,
+        params: params_from(&r.try_get::<String, _>(9)?)?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        progress: r.try_get(11)?,
+        items: match (
+            r.try_get::<Option<i64>, _>(22)?,
+            r.try_get::<Option<String>, _>(23)?,
+        ) {
+            (Some(n), Some(unit)) => Some((n.max(0) as u64, unit)),
+            _ => None,
+        },
+        attempts: r.try_get::<i64, _>(12)? as u32,
+        max_attempts: r.try_get::<i64, _>(13)? as u32,
+        output_key: r.try_get(14)?,
+        output_size: r.try_get::<Option<i64>, _>(15)?.map(|v| v as u64),
+        error: r.try_get(16)?,
+        log: r.try_get(17)?,
+        lease_owner: r.try_get(18)?,
+        created_at: from_millis(r.try_get(19)?),
+        started_at: r.try_get::<Option<i64>, _>(20)?.map(from_millis),
+        finished_at: r.try_get::<Option<i64>, _>(21)?.map(from_millis),
+        history: Vec::new(),
+    })
+}
+
+fn account_row(r: &PgRow) -> Result<Account> {
+    let role: String = r.try_get(2)?;
+    Ok(Account {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        role: role.parse().map_err(StoreError::Corrupt)?,
+        created_at: from_millis(r.try_get(3)?),
+    })
+}
+
+fn deployment_row(r: &PgRow) -> Result<DeploymentRow> {
+    Ok(DeploymentRow {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        ip: r.try_get(2)?,
+        version_id: r.try_get(3)?,
+        version: r.try_get(4)?,
+        created_at: from_millis(r.try_get(5)?),
+    })
+}
+
+const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
+     d.created_at FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
+
+fn object_row(r: &PgRow) -> Result<ObjectRow> {
+    Ok(ObjectRow {
+        key: r.try_get(0)?,
+        size: r.try_get::<i64, _>(1)? as u64,
+        sha256: r.try_get(2)?,
+        created_at: from_millis(r.try_get(3)?),
+    })
+}
+
+fn now_ms() -> i64 {
+    millis(Utc::now())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_account(&self, name: &str, role: Role, token_hash: &str) -> Result<Account> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO accounts (name, role, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, name, role, created_at",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("account '{name}'")),
+            other => other,
+        })?;
+        let account = account_row(&row)?;
+        sqlx::query("INSERT INTO tokens (token_hash, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(account.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn add_token(&self, account_id: i64, token_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (token_hash, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(account_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn account_by_token(&self, token_hash: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.role, a.created_at FROM tokens t \
+             JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT id, name, role, created_at FROM accounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_row).collect()
+    }
+
+    async fn create_version(&self, v: NewVersion) -> Result<VersionRow> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO ips (full_name, vendor_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (full_name) DO NOTHING",
+        )
+        .bind(&v.ip)
+        .bind(v.vendor_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (ip_id, vendor_id): (i64, i64) =
+            sqlx::query_as("SELECT id, vendor_id FROM ips WHERE full_name = $1")
+                .bind(&v.ip)
+                .fetch_one(&mut *tx)
+                .await?;
+        if vendor_id != v.vendor_id {
+            return Err(StoreError::Conflict(format!(
+                "IP '{}' (owned by another vendor)",
+                v.ip
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO versions (ip_id, version, major, minor, patch, status, summary, \
+             description, tags, price_micros, limits, implementations, tests, report, published_at, \
+             object_params) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, NULL, $13, $14) RETURNING id",
+        )
+        .bind(ip_id)
+        .bind(v.version.to_string())
+        .bind(v.version.major as i64)
+        .bind(v.version.minor as i64)
+        .bind(v.version.patch as i64)
+        .bind(&v.summary)
+        .bind(&v.description)
+        .bind(to_json(&v.tags))
+        .bind(v.price.micros())
+        .bind(to_json(&v.limits))
+        .bind(to_json(&v.implementations))
+        .bind(to_json(&v.tests))
+        .bind(now)
+        .bind(to_json(&v.objects))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("version {} of '{}'", v.version, v.ip))
+            }
+            other => other,
+        })?;
+        tx.commit().await?;
+        self.get_version_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("version {id}")))
+    }
+
+    async fn get_version(&self, ip: &str, version: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE i.full_name = $1 AND v.version = $2"
+        )))
+        .bind(ip)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    async fn get_version_by_id(&self, id: i64) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id WHERE v.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    async fn list_versions(&self, ip: &str) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE i.full_name = $1 ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.id DESC"
+        )))
+        .bind(ip)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn list_latest_versions(&self) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE v.id = (SELECT v2.id FROM versions v2 WHERE v2.ip_id = v.ip_id \
+             ORDER BY v2.major DESC, v2.minor DESC, v2.patch DESC, v2.id DESC LIMIT 1) \
+             ORDER BY i.full_name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn pending_versions(&self) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM versions v JOIN ips i ON i.id = v.ip_id \
+             WHERE v.status = 'pending' ORDER BY v.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn set_version_status(
+        &self,
+        id: i64,
+        status: VersionStatus,
+        report: &VerificationReport,
+    ) -> Result<()> {
+        sqlx::query("UPDATE versions SET status = $1, report = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(to_json(report))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ip_vendor(&self, ip: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT vendor_id FROM ips WHERE full_name = $1")
+                .bind(ip)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn upsert_deployment(
+        &self,
+        id: &str,
+        account_id: i64,
+        version_id: i64,
+    ) -> Result<DeploymentRow> {
+        sqlx::query(
+            "INSERT INTO deployments (id, account_id, ip_id, version_id, created_at) \
+             SELECT $1, $2, ip_id, id, $3 FROM versions WHERE id = $4 \
+             ON CONFLICT (account_id, ip_id) DO UPDATE SET version_id = excluded.version_id",
+        )
+        .bind(id)
+        .bind(account_id)
+        .bind(now_ms())
+        .bind(version_id)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = $1 AND d.version_id = $2"
+        )))
+        .bind(account_id)
+        .bind(version_id)
+        .fetch_one(&self.pool)
+        .await?;
+        deployment_row(&row)
+    }
+
+    async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = $1 AND i.full_name = $2"
+        )))
+        .bind(account_id)
+        .bind(ip)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deployment_row).transpose()
+    }
+
+    async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = $1 ORDER BY i.full_name"
+        )))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_row).collect()
+    }
+
+    async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM deployments WHERE account_id = $1 \
+             AND ip_id = (SELECT id FROM ips WHERE full_name = $2)",
+        )
+        .bind(account_id)
+        .bind(ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO objects (account_id, key, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account_id, key) DO UPDATE SET size = excluded.size, \
+             sha256 = excluded.sha256, created_at = excluded.created_at",
+        )
+        .bind(account_id)
+        .bind(key)
+        .bind(size as i64)
+        .bind(sha256)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_object(&self, account_id: i64, key: &str) -> Result<Option<ObjectRow>> {
+        let row = sqlx::query(
+            "SELECT key, size, sha256, created_at FROM objects WHERE account_id = $1 AND key = $2",
+        )
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object_row).transpose()
+    }
+
+    async fn list_objects(&self, account_id: i64) -> Result<Vec<ObjectRow>> {
+        let rows = sqlx::query(
+            "SELECT key, size, sha256, created_at FROM objects WHERE account_id = $1 \
+             ORDER BY created_at DESC, key",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_row).collect()
+    }
+
+    async fn delete_object(&self, account_id: i64, key: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM objects WHERE account_id = $1 AND key = $2")
+            .bind(account_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<JobRow> {
+        sqlx::query(
+            "INSERT INTO jobs (id, account_id, version_id, device, input_key, input_size, params, \
+             state, max_attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9)",
+        )
+        .bind(&job.id)
+        .bind(job.account_id)
+        .bind(job.version_id)
+        .bind(&job.device)
+        .bind(&job.input_key)
+        .bind(job.input_size as i64)
+        .bind(to_json(&job.params))
+        .bind(job.max_attempts as i64)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        self.get_job(&job.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {}", job.id)))
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.job_with_history(row).await
+    }
+
+    async fn list_jobs(&self, account_id: i64, limit: u32) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = $1 \
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $2"
+        )))
+        .bind(account_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        devices: &[String],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<JobRow>> {
+        if devices.is_empty() {
+            return Ok(None);
+        }
+        // Devices are $4, $5, …; SKIP LOCKED lets several control planes
+        // claim at once without taking the same job.
+        let placeholders = (0..devices.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_expires = $2, started_at = COALESCE(started_at, $3), progress = 0, \
+             items = NULL, items_unit = NULL \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND device IN ({placeholders}) \
+             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, attempts"
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(millis(lease_until))
+            .bind(now);
+        for d in devices {
+            q = q.bind(d);
+        }
+        let Some((id, attempt)) = q.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
+             VALUES ($1, $2, $3, $4, 'running')",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_job(&id).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        progress: f64,
+        items: Option<(u64, &str)>,
+    ) -> Result<Option<JobState>> {
+        sqlx::query(
+            "UPDATE jobs SET lease_expires = $1, progress = $2, items = $3, items_unit = $4 \
+             WHERE id = $5 AND lease_owner = $6 AND state = 'running'",
+        )
+        .bind(millis(lease_until))
+        .bind(progress.clamp(0.0, 1.0))
+        .bind(items.map(|(n, _)| n.min(i64::MAX as u64) as i64))
+        .bind(items.map(|(_, u)| u))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, lease_owner FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((state, owner)) => {
+                let state: JobState = state.parse().map_err(StoreError::Corrupt)?;
+                if state == JobState::Running && owner.as_deref() != Some(worker) {
+                    // Someone else holds it now: for this worker it is lost.
+                    return Ok(Some(JobState::Queued));
+                }
+                Ok(Some(state))
+            }
+        }
+    }
+
+    async fn finish_job(
+        &self,
+        id: &str,
+        worker: &str,
+        outcome: JobOutcome,
+        usage: Option<NewUsage>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT attempts FROM jobs WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(attempt) = held else {
+            return Ok(false);
+        };
+        let (state, output_key, output_size, error, log, items) = match &outcome {
+            JobOutcome::Succeeded {
+                output_key,
+                output_size,
+                log,
+                items,
+            } => (
+                "succeeded",
+                Some(output_key.clone()),
+                Some(*output_size as i64),
+                None,
+                log.clone(),
+                items.clone(),
+            ),
+            JobOutcome::Failed { error, log } => {
+                ("failed", None, None, Some(error.clone()), log.clone(), None)
+            }
+            JobOutcome::Cancelled => ("cancelled", None, None, None, None, None),
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = $1, output_key = $2, output_size = $3, error = $4, log = $5, \
+             progress = CASE WHEN $6 = 'succeeded' THEN 1.0 ELSE progress END, \
+             items = COALESCE($7, items), items_unit = COALESCE($8, items_unit), \
+             lease_owner = NULL, lease_expires = NULL, finished_at = $9 WHERE id = $10",
+        )
+        .bind(state)
+        .bind(output_key)
+        .bind(output_size)
+        .bind(&error)
+        .bind(log)
+        .bind(state)
+        .bind(
+            items
+                .as_ref()
+                .map(|(n, _)| (*n).min(i64::MAX as u64) as i64),
+        )
+        .bind(items.map(|(_, u)| u))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE job_attempts SET finished_at = $1, outcome = $2, error = $3 \
+             WHERE job_id = $4 AND attempt = $5",
+        )
+        .bind(now)
+        .bind(state)
+        .bind(&error)
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(u) = usage {
+            insert_usage(&mut *tx, [(&u, now)]).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn cancel_job(&self, id: &str) -> Result<Option<JobState>> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE job_attempts SET finished_at = $1, outcome = 'cancelled' \
+             WHERE job_id = $2 AND finished_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL, \
+             finished_at = $1 WHERE id = $2 AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        state
+            .map(|s| s.parse().map_err(StoreError::Corrupt))
+            .transpose()
+    }
+
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_expires < $1",
+        )
+        .bind(millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            lose_attempt(&mut tx, id, "the worker stopped renewing its lease").await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_owner = $1")
+                .bind(worker)
+                .fetch_all(&mut *tx)
+                .await?;
+        for id in &ids {
+            lose_attempt(&mut tx, id, "the worker's process stopped mid-job").await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn record_usage(&self, usage: NewUsage) -> Result<()> {
+        insert_usage(&self.pool, [(&usage, now_ms())]).await
+    }
+
+    async fn list_usage(
+        &self,
+        scope: UsageScope,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<UsageRecord>> {
+        let (cond, id) = match scope {
+            UsageScope::Consumer(id) => ("u.account_id = $1", id),
+            UsageScope::Vendor(id) => ("i.vendor_id = $1", id),
+            UsageScope::All => ("$1 = 0", 0),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT u.id, u.kind, a.name, i.full_name, v.version, u.device, u.bytes_in, \
+             u.bytes_out, u.device_time_us, u.price_micros, u.billed, u.outcome, u.created_at \
+             FROM usage u JOIN accounts a ON a.id = u.account_id \
+             JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
+             WHERE {cond} AND u.created_at >= $2 ORDER BY u.created_at, u.id"
+        )))
+        .bind(id)
+        .bind(since.map(millis).unwrap_or(i64::MIN))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRecord {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    account: Some(r.try_get(2)?),
+                    ip: r.try_get(3)?,
+                    version: r.try_get(4)?,
+                    device: r.try_get(5)?,
+                    bytes_in: r.try_get::<i64, _>(6)? as u64,
+                    bytes_out: r.try_get::<i64, _>(7)? as u64,
+                    device_time_us: r.try_get::<i64, _>(8)? as u64,
+                    price: Money(r.try_get(9)?),
+                    billed: r.try_get::<i64, _>(10)? != 0,
+                    outcome: r.try_get(11)?,
+                    created_at: from_millis(r.try_get(12)?),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn lose_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &str,
+    why: &str,
+) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE job_attempts SET finished_at = $1, outcome = 'lost', error = $2 \
+         WHERE job_id = $3 AND finished_at IS NULL",
+    )
+    .bind(now)
+    .bind(why)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL, progress = 0, \
+         state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+         error = CASE WHEN attempts >= max_attempts \
+                 THEN 'gave up after ' || attempts || ' attempts: ' || $1 ELSE error END, \
+         finished_at = CASE WHEN attempts >= max_attempts THEN $2 ELSE NULL END \
+         WHERE id = $3",
+    )
+    .bind(why)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Insert usage records, each with its time, as one multi-row statement.
+/// An id already present, or repeated in `rows`, is written once.
+pub(crate) async fn insert_usage<'e, 'u, E>(
+    exec: E,
+    rows: impl IntoIterator<Item = (&'u NewUsage, i64)>,
+) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
+         device_time_us, price_micros, billed, outcome, created_at) ",
+    );
+    q.push_values(rows, |mut b, (u, at)| {
+        b.push_bind(&u.id)
+            .push_bind(&u.kind)
+            .push_bind(u.account_id)
+            .push_bind(u.version_id)
+            .push_bind(&u.device)
+            .push_bind(u.bytes_in as i64)
+            .push_bind(u.bytes_out as i64)
+            .push_bind(u.device_time_us as i64)
+            .push_bind(if u.billed { u.price.micros() } else { 0 })
+            .push_bind(u.billed as i64)
+            .push_bind(&u.outcome)
+            .push_bind(at);
+    });
+    q.push(" ON CONFLICT (id) DO NOTHING");
+    q.build().execute(exec).await?;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Store behaviour every implementation must have: the same bodies run
+//! on SQLite (`sqlite.rs`) and on PostgreSQL (`postgres.rs`).
+#![allow(dead_code)]
+
+use accelhub_domain::{JobState, Limits, Money, Role, VerificationReport, VersionStatus};
+use accelhub_store::*;
+use chrono::{Duration, Utc};
+use std::sync::Arc;
+
+pub async fn fixture(s: &dyn Store) -> (i64, i64, VersionRow) {
+    let vendor = s.create_account("acme", Role::Vendor, "h1").await.unwrap();
+    let user = s.create_account("u", Role::User, "h2").await.unwrap();
+    let v = s
+        .create_version(NewVersion {
+            ip: "acme/x".into(),
+            vendor_id: vendor.id,
+            version: semver::Version::new(1, 0, 0),
+            summary: "x".into(),
+            description: None,
+            tags: vec![],
+            price: Money(2000),
+            limits: Limits::DEFAULT,
+            implementations: vec![],
+            objects: vec![accelhub_domain::ObjectParam {
+                name: "index".into(),
+                required: true,
+                summary: "an index".into(),
+            }],
+            tests: vec![],
+        })
+        .await
+        .unwrap();
+    (vendor.id, user.id, v)
+}
+
+pub fn new_job(id: &str, account_id: i64, version_id: i64) -> NewJob {
+    NewJob {
+        id: id.into(),
+        account_id,
+        version_id,
+        device: "wasm".into(),
+        input_key: "in".into(),
+        input_size: 10,
+        params: Default::default(),
+        max_attempts: 2,
+    }
+}
+
+pub fn usage(id: &str, account_id: i64, version_id: i64) -> NewUsage {
+    NewUsage {
+        id: id.into(),
+        kind: "job".into(),
+        account_id,
+        version_id,
+        device: "wasm".into(),
+        bytes_in: 10,
+        bytes_out: 10,
+        device_time_us: 5,
+        price: Money(2000),
+        billed: true,
+        outcome: "ok".into(),
+    }
+}
+
+pub async fn accounts_tokens_and_versions(s: &dyn Store) {
+    let (vendor, _, v) = fixture(s).await;
+    assert_eq!(
+        s.account_by_token("h1").await.unwrap().unwrap().name,
+        "acme"
+    );
+    assert!(s.account_by_token("nope").await.unwrap().is_none());
+    assert!(matches!(
+        s.create_account("acme", Role::User, "h3").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(v.status, VersionStatus::Pending);
+    assert_eq!(v.objects[0].name, "index");
+    assert_eq!(s.pending_versions().await.unwrap().len(), 1);
+    // Same version again: conflict. Another vendor on the same IP: conflict.
+    let mut again = NewVersion {
+        ip: "acme/x".into(),
+        vendor_id: vendor,
+        version: semver::Version::new(1, 0, 0),
+        summary: "x".into(),
+        description: None,
+        tags: vec![],
+        price: Money(1),
+        limits: Limits::DEFAULT,
+        implementations: vec![],
+        objects: vec![],
+        tests: vec![],
+    };
+    assert!(matches!(
+        s.create_version(again.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other = s
+        .create_account("globex", Role::Vendor, "h9")
+        .await
+        .unwrap();
+    again.vendor_id = other.id;
+    again.version = semver::Version::new(2, 0, 0);
+    assert!(matches!(
+        s.create_version(again.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Versions sort by semver, not text: 1.10.0 is newer than 1.9.0.
+    again.vendor_id = vendor;
+    for (maj, min) in [(1, 9), (1, 10)] {
+        again.version = semver::Version::new(maj, min, 0);
+        s.create_version(again.clone()).await.unwrap();
+    }
+    let versions = s.list_versions("acme/x").await.unwrap();
+    assert_eq!(versions[0].version, "1.10.0");
+    assert_eq!(s.list_latest_versions().await.unwrap()[0].version, "1.10.0");
+    let report = VerificationReport {
+        passed: true,
+        implementations: vec![],
+        finished_at: Utc::now(),
+    };
+    s.set_version_status(v.id, VersionStatus::Verified, &report)
+        .await
+        .unwrap();
+    let got = s.get_version("acme/x", "1.0.0").await.unwrap().unwrap();
+    assert_eq!(got.status, VersionStatus::Verified);
+    assert_eq!(got.report.unwrap(), report);
+}
+
+pub async fn a_job_is_claimed_once_and_billed_once(s: &dyn Store) {
+    let (_, user, v) = fixture(s).await;
+    s.create_job(new_job("j1", user, v.id)).await.unwrap();
+    let lease = Utc::now() + Duration::seconds(30);
+    let devices = vec!["wasm".to_string()];
+
+    let a = s
+        .claim_job("node-a", &devices, lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.state, JobState::Running);
+    assert_eq!(a.attempts, 1);
+    // Nobody else gets it, nor does a node for another device class.
+    assert!(s
+        .claim_job("node-b", &devices, lease)
+        .await
+        .unwrap()
+        .is_none());
+    s.create_job(new_job("j2", user, v.id)).await.unwrap();
+    assert!(s
+        .claim_job("node-c", &["opencl".to_string()], lease)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Renewal by the holder keeps it running and records progress.
+    assert_eq!(
+        s.renew_lease("j1", "node-a", lease, 0.5, Some((42, "reads")))
+            .await
+            .unwrap(),
+        Some(JobState::Running)
+    );
+    let j1 = s.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(j1.progress, 0.5);
+    assert_eq!(j1.items, Some((42, "reads".to_string())));
+
+    // Finish twice: the second is refused and writes nothing.
+    let outcome = JobOutcome::Succeeded {
+        output_key: "o".into(),
+        output_size: 10,
+        log: None,
+        items: Some((50, "reads".into())),
+    };
+    assert!(s
+        .finish_job(
+            "j1",
+            "node-a",
+            outcome.clone(),
+            Some(usage("j1", user, v.id))
+        )
+        .await
+        .unwrap());
+    let j1 = s.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (j1.progress, j1.items),
+        (1.0, Some((50, "reads".to_string())))
+    );
+    assert!(!s
+        .finish_job("j1", "node-a", outcome, Some(usage("j1", user, v.id)))
+        .await
+        .unwrap());
+    // A retried metering write of the same id is ignored too.
+    s.record_usage(usage("j1", user, v.id)).await.unwrap();
+    let records = s
+        .list_usage(UsageScope::Consumer(user), None)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].price, Money(2000));
+}
+
+pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) {
+    let (vendor, user, v) = fixture(s).await;
+    s.create_job(new_job("j", user, v.id)).await.unwrap();
+    let devices = vec!["wasm".to_string()];
+    let past = Utc::now() - Duration::seconds(1);
+
+    // Attempt 1: the worker dies (its lease is already past).
+    s.claim_job("dead", &devices, past).await.unwrap().unwrap();
+    assert_eq!(
+        s.requeue_expired(Utc::now()).await.unwrap(),
+        vec!["j".to_string()]
+    );
+    let j = s.get_job("j").await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert_eq!(j.history[0].outcome, "lost");
+    // The dead worker can no longer finish it.
+    assert!(!s
+        .finish_job("j", "dead", JobOutcome::Cancelled, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.renew_lease("j", "dead", Utc::now(), 0.1, None)
+            .await
+            .unwrap(),
+        Some(JobState::Queued)
+    );
+
+    // Attempt 2 (the last): its worker's process restarts.
+    s.claim_job("node", &devices, Utc::now() + Duration::seconds(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.release_worker("node").await.unwrap(),
+        vec!["j".to_string()]
+    );
+    let j = s.get_job("j").await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(j.attempts, 2);
+    assert!(j.error.unwrap().contains("gave up after 2 attempts"));
+    assert_eq!(j.history.len(), 2);
+
+    // Cancel only changes unfinished jobs.
+    assert_eq!(s.cancel_job("j").await.unwrap(), Some(JobState::Failed));
+    s.create_job(new_job("k", user, v.id)).await.unwrap();
+    assert_eq!(s.cancel_job("k").await.unwrap(), Some(JobState::Cancelled));
+    assert!(s
+        .claim_job("node", &devices, Utc::now())
+        .await
+        .unwrap()
+        .is_none());
+
+    // Vendors see the use of their IPs.
+    s.record_usage(usage("c1", user, v.id)).await.unwrap();
+    assert_eq!(
+        s.list_usage(UsageScope::Vendor(vendor), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_usage(UsageScope::Vendor(user), None)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    let later = Utc::now() + Duration::seconds(5);
+    assert!(s
+        .list_usage(UsageScope::All, Some(later))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Records appended concurrently from many tasks all arrive, and a reader
+/// sees every record recorded before it asked.
+pub async fn concurrent_usage_is_all_read_back(s: Arc<dyn Store>) {
+    let (_, user, v) = fixture(&*s).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = s.clone();
+        let vid = v.id;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250 {
+                s.record_usage(usage(&format!("t{t}-{i}"), user, vid))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let records = s
+        .list_usage(UsageScope::Consumer(user), None)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2000);
+    assert!(records.iter().all(|r| r.price == Money(2000)));
+}
