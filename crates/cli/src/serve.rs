@@ -5,7 +5,8 @@ use accelhub_core::jobs::Agent;
 use accelhub_core::{CoreConfig, LocalExecutor, Package, Platform};
 use accelhub_domain::Limits;
 use accelhub_native::{NativeBackend, NativeConfig};
-use accelhub_objects::{LocalDirStore, Sealer};
+use accelhub_objects::{LocalDirStore, ObjectStore, Sealer};
+use accelhub_s3::S3Store;
 use accelhub_store::{PgStore, SqliteStore, Store};
 use accelhub_wasm::{WasmBackend, WasmConfig};
 use anyhow::Context;
@@ -24,6 +25,11 @@ pub struct ServeArgs {
     /// in the data directory.
     #[arg(long, env = "ACCELHUB_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// Object store: s3://BUCKET[/PREFIX]?endpoint=URL&region=R for an
+    /// S3-compatible service (credentials from AWS_* variables). Default:
+    /// the data directory.
+    #[arg(long, env = "ACCELHUB_OBJECTS")]
+    pub objects: Option<String>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "ACCELHUB_LISTEN", default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
@@ -84,8 +90,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .context("cannot open the database")?,
         ),
     };
-    let objects = LocalDirStore::new(args.data.join("objects"))
-        .context("cannot open the object directory")?;
+    let objects: Arc<dyn ObjectStore> = match &args.objects {
+        Some(url) if url.starts_with("s3://") => {
+            Arc::new(S3Store::from_url(url).context("cannot use the S3 object store")?)
+        }
+        Some(other) => anyhow::bail!(
+            "--objects must be an s3:// URL (got '{other}'); without it the data directory holds the objects"
+        ),
+        None => Arc::new(
+            LocalDirStore::new(args.data.join("objects"))
+                .context("cannot open the object directory")?,
+        ),
+    };
     let sealer = match &args.master_key {
         Some(k) => Sealer::from_hex(k)?,
         None => Sealer::load_or_create(&args.data.join("master.key"))?,
@@ -129,7 +145,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scratch_dir: args.data.join("scratch"),
         ..CoreConfig::default()
     };
-    let platform = Platform::new(store, Arc::new(objects), sealer, Arc::new(executor), config);
+    let platform = Platform::new(store, objects, sealer, Arc::new(executor), config);
 
     let token_path = args.data.join("admin.token");
     if let Some(token) = platform.bootstrap_operator().await? {

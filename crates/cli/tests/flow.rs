@@ -29,6 +29,23 @@ fn the_same_flow_on_postgres() {
     }
 }
 
+/// The same in scale-out form: PostgreSQL and an S3 object store.
+#[test]
+fn the_same_flow_on_postgres_and_s3() {
+    let (Some(db), Some(objects)) = (
+        postgres_schema("the_same_flow_on_postgres_and_s3"),
+        s3_bucket("the_same_flow_on_postgres_and_s3"),
+    ) else {
+        return;
+    };
+    flow(Server::start_with(&[
+        "--database",
+        &db.url,
+        "--objects",
+        &objects,
+    ]));
+}
+
 fn flow(server: Server) {
     let ips = ips_dir();
     let admin = server.admin_token.clone();

@@ -561,6 +561,7 @@ impl Store for PgStore {
             q = q.bind(d);
         }
         let Some((id, attempt)) = q.fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
             return Ok(None);
         };
         sqlx::query(
@@ -632,6 +633,9 @@ impl Store for PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(attempt) = held else {
+            // End the transaction now: a pooled connection must not sit
+            // in one (PostgreSQL would keep its locks).
+            tx.rollback().await?;
             return Ok(false);
         };
         let (state, output_key, output_size, error, log, items) = match &outcome {

@@ -24,8 +24,9 @@ impl Drop for Dropper {
                 .build()?;
             rt.block_on(async {
                 let pool = sqlx::PgPool::connect(&url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                // Never wait long: a leftover schema is harmless.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
                 )))
                 .execute(&pool)
                 .await?;
@@ -38,7 +39,7 @@ impl Drop for Dropper {
 }
 
 /// A store on a fresh schema, or `None` (with a note) without PostgreSQL.
-async fn pg(test: &str) -> Option<(PgStore, String, Dropper)> {
+async fn pg(test: &str) -> Option<(Dropper, PgStore, String)> {
     let Ok(url) = std::env::var("ACCELHUB_TEST_POSTGRES") else {
         eprintln!("skipping {test}: ACCELHUB_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
         return None;
@@ -60,12 +61,13 @@ async fn pg(test: &str) -> Option<(PgStore, String, Dropper)> {
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
     let store = PgStore::open(&scoped).await.expect("open the store");
-    Some((store, scoped, Dropper(url, schema)))
+    // The schema goes after the store (bindings drop in reverse order).
+    Some((Dropper(url, schema), store, scoped))
 }
 
 #[tokio::test]
 async fn accounts_tokens_and_versions() {
-    let Some((s, _, _drop)) = pg("accounts_tokens_and_versions").await else {
+    let Some((_drop, s, _)) = pg("accounts_tokens_and_versions").await else {
         return;
     };
     common::accounts_tokens_and_versions(&s).await;
@@ -73,7 +75,7 @@ async fn accounts_tokens_and_versions() {
 
 #[tokio::test]
 async fn a_job_is_claimed_once_and_billed_once() {
-    let Some((s, _, _drop)) = pg("a_job_is_claimed_once_and_billed_once").await else {
+    let Some((_drop, s, _)) = pg("a_job_is_claimed_once_and_billed_once").await else {
         return;
     };
     common::a_job_is_claimed_once_and_billed_once(&s).await;
@@ -81,7 +83,7 @@ async fn a_job_is_claimed_once_and_billed_once() {
 
 #[tokio::test]
 async fn expired_leases_requeue_then_fail_after_max_attempts() {
-    let Some((s, _, _drop)) = pg("expired_leases_requeue_then_fail_after_max_attempts").await
+    let Some((_drop, s, _)) = pg("expired_leases_requeue_then_fail_after_max_attempts").await
     else {
         return;
     };
@@ -90,7 +92,7 @@ async fn expired_leases_requeue_then_fail_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_usage_is_all_read_back() {
-    let Some((s, _, _drop)) = pg("concurrent_usage_is_all_read_back").await else {
+    let Some((_drop, s, _)) = pg("concurrent_usage_is_all_read_back").await else {
         return;
     };
     common::concurrent_usage_is_all_read_back(Arc::new(s)).await;
@@ -100,7 +102,7 @@ async fn concurrent_usage_is_all_read_back() {
 /// them, claiming as fast as they can: every job is claimed exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_control_planes_never_claim_a_job_twice() {
-    let Some((a, url, _drop)) = pg("two_control_planes_never_claim_a_job_twice").await else {
+    let Some((_drop, a, url)) = pg("two_control_planes_never_claim_a_job_twice").await else {
         return;
     };
     let b = PgStore::open(&url).await.unwrap();

@@ -258,8 +258,8 @@ impl Drop for PgSchema {
         if let Ok(rt) = tokio::runtime::Runtime::new() {
             rt.block_on(async {
                 if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {} CASCADE",
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE",
                         self.schema
                     )))
                     .execute(&pool)
@@ -302,4 +302,42 @@ pub fn postgres_schema(test: &str) -> Option<PgSchema> {
         admin_url: url,
         schema,
     })
+}
+
+/// An `s3://` URL on a fresh bucket of the test S3 server in
+/// `ACCELHUB_TEST_S3` (which `.ci/run` starts); `None`, with a note,
+/// without it. Servers started afterwards get test credentials.
+#[allow(dead_code)]
+pub fn s3_bucket(test: &str) -> Option<String> {
+    let Ok(endpoint) = std::env::var("ACCELHUB_TEST_S3") else {
+        eprintln!("skipping {test}: ACCELHUB_TEST_S3 is not set (an S3 endpoint, e.g. moto_server's http://127.0.0.1:5590)");
+        return None;
+    };
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    }
+    let bucket = format!(
+        "cli{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .await
+            .expect("reach the S3 server")
+            .status()
+    });
+    assert!(status.is_success(), "create bucket: {status}");
+    Some(format!("s3://{bucket}?endpoint={endpoint}"))
 }
