@@ -77,6 +77,12 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+    if args.database.is_some() && args.node == "local" {
+        eprintln!(
+            "warning: with a shared --database, give every serve process its own --node name \
+             (a restarting node re-queues the jobs its name held) and the same --master-key"
+        );
+    }
     let store: Arc<dyn Store> = match &args.database {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Arc::new(PgStore::open(url).await.context("cannot open the PostgreSQL database")?)
