@@ -626,7 +626,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let held: Option<i64> = sqlx::query_scalar(
-            "SELECT attempts FROM jobs WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+            "SELECT attempts FROM jobs WHERE id = $1 AND lease_owner = $2 AND state = 'running' \
+             FOR UPDATE",
         )
         .bind(id)
         .bind(worker)
@@ -729,7 +730,10 @@ impl Store for PgStore {
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'running' AND lease_expires < $1",
+            // Locked: two control planes' lease keepers never both
+            // re-queue one job (and clobber a claim made in between).
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_expires < $1 \
+             FOR UPDATE SKIP LOCKED",
         )
         .bind(millis(now))
         .fetch_all(&mut *tx)
@@ -743,11 +747,12 @@ impl Store for PgStore {
 
     async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_owner = $1")
-                .bind(worker)
-                .fetch_all(&mut *tx)
-                .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_owner = $1 FOR UPDATE",
+        )
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await?;
         for id in &ids {
             lose_attempt(&mut tx, id, "the worker's process stopped mid-job").await?;
         }
