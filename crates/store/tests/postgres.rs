@@ -139,3 +139,34 @@ async fn two_control_planes_never_claim_a_job_twice() {
     let expected: Vec<String> = (0..60).map(|i| format!("j{i:02}")).collect();
     assert_eq!(all, expected, "each job once");
 }
+
+/// Two control planes' lease keepers at once: every expired job is
+/// re-queued once, with one lost attempt in its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lease_keepers_requeue_each_job_once() {
+    let Some((_drop, a, url)) = pg("two_lease_keepers_requeue_each_job_once").await else {
+        return;
+    };
+    let b = PgStore::open(&url).await.unwrap();
+    let (_, user, v) = fixture(&a).await;
+    let devices = vec!["wasm".to_string()];
+    let past = Utc::now() - Duration::seconds(1);
+    for i in 0..30 {
+        let id = format!("e{i:02}");
+        a.create_job(new_job(&id, user, v.id)).await.unwrap();
+        a.claim_job("dead", &devices, past).await.unwrap().unwrap();
+    }
+    let (ra, rb) = tokio::join!(a.requeue_expired(Utc::now()), b.requeue_expired(Utc::now()));
+    let mut all = ra.unwrap();
+    all.extend(rb.unwrap());
+    all.sort();
+    assert_eq!(all.len(), 30, "each expired job re-queued by one keeper");
+    all.dedup();
+    assert_eq!(all.len(), 30);
+    for i in 0..30 {
+        let j = a.get_job(&format!("e{i:02}")).await.unwrap().unwrap();
+        assert_eq!(j.state, accelhub_domain::JobState::Queued);
+        let lost = j.history.iter().filter(|h| h.outcome == "lost").count();
+        assert_eq!(lost, 1, "{}: {:?}", j.id, j.history);
+    }
+}
