@@ -72,6 +72,9 @@ pub struct Server {
     pub admin_token: String,
     pub log: Arc<Mutex<String>>,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema this server's data lives in, when the suite
+    /// runs on PostgreSQL (dropped with the first server of a data dir).
+    _schema: Option<PgSchema>,
 }
 
 impl Server {
@@ -91,6 +94,29 @@ impl Server {
 
     /// Start on an existing data directory (a restart).
     pub fn start_in(data: &Path, args: &[&str]) -> Server {
+        // The whole suite on PostgreSQL: with ACCELHUB_TEST_SUITE_POSTGRES
+        // set, every data directory gets a schema of its own (kept across
+        // restarts of that directory).
+        let mut schema = None;
+        let mut db_args: Vec<String> = Vec::new();
+        if std::env::var_os("ACCELHUB_TEST_SUITE_POSTGRES").is_some()
+            && !args.contains(&"--database")
+        {
+            let file = data.join("test-database.url");
+            let url = match std::fs::read_to_string(&file) {
+                Ok(url) => url,
+                Err(_) => {
+                    let db = postgres_schema("the suite on PostgreSQL")
+                        .expect("ACCELHUB_TEST_SUITE_POSTGRES needs ACCELHUB_TEST_POSTGRES");
+                    std::fs::create_dir_all(data).unwrap();
+                    std::fs::write(&file, &db.url).unwrap();
+                    let url = db.url.clone();
+                    schema = Some(db);
+                    url
+                }
+            };
+            db_args = vec!["--database".into(), url];
+        }
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--data")
@@ -98,6 +124,7 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
+            .args(&db_args)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -142,6 +169,7 @@ impl Server {
             admin_token,
             log,
             _dir: None,
+            _schema: schema,
         }
     }
 
@@ -255,18 +283,21 @@ pub struct PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        if let Ok(rt) = tokio::runtime::Runtime::new() {
+        let (url, schema) = (self.admin_url.clone(), self.schema.clone());
+        // A thread of its own: the test may be inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().ok()?;
             rt.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE",
-                        self.schema
-                    )))
-                    .execute(&pool)
-                    .await;
-                }
-            });
-        }
+                let pool = sqlx::PgPool::connect(&url).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+                )))
+                .execute(&pool)
+                .await
+                .ok()
+            })
+        })
+        .join();
     }
 }
 
@@ -286,16 +317,22 @@ pub fn postgres_schema(test: &str) -> Option<PgSchema> {
             .unwrap()
             .as_micros()
     );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let pool = sqlx::PgPool::connect(&url)
-            .await
-            .expect("connect to PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&pool)
-            .await
-            .expect("create a test schema");
-    });
+    let (u, sc) = (url.clone(), schema.clone());
+    // A thread of its own: the test may be inside a runtime.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let pool = sqlx::PgPool::connect(&u)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {sc}")))
+                .execute(&pool)
+                .await
+                .expect("create a test schema");
+        });
+    })
+    .join()
+    .expect("create a test schema");
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(PgSchema {
         url: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
@@ -329,15 +366,20 @@ pub fn s3_bucket(test: &str) -> Option<String> {
             .unwrap()
             .as_micros()
     );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(async {
-        reqwest::Client::new()
-            .put(format!("{endpoint}/{bucket}"))
-            .send()
-            .await
-            .expect("reach the S3 server")
-            .status()
-    });
+    let target = format!("{endpoint}/{bucket}");
+    let status = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            reqwest::Client::new()
+                .put(target)
+                .send()
+                .await
+                .expect("reach the S3 server")
+                .status()
+        })
+    })
+    .join()
+    .expect("create a test bucket");
     assert!(status.is_success(), "create bucket: {status}");
     Some(format!("s3://{bucket}?endpoint={endpoint}"))
 }
