@@ -59,7 +59,10 @@ async fn two_control_planes_share_the_work_and_never_run_a_job_twice() {
     let (ua, ub) = (a.client(&user_token), b.client(&user_token));
     // Deployed through one, called through the other: they share state.
     ua.deploy("acme/hostile", None).await.unwrap();
-    let obj = ub.put_object(None, b"payload".to_vec(), None).await.unwrap();
+    let obj = ub
+        .put_object(None, b"payload".to_vec(), None)
+        .await
+        .unwrap();
 
     let mut ids = Vec::new();
     for i in 0..8 {
