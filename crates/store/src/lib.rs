@@ -6,6 +6,7 @@
 
 mod journal;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PgStore;

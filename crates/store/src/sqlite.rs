@@ -1,4 +1,5 @@
 use crate::journal::Journal;
+use crate::rows::{DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, VERSION_COLS};
 use crate::*;
 use accelhub_domain::JobAttempt;
 use sqlx::sqlite::{
@@ -22,19 +23,6 @@ pub struct SqliteStore {
     writer: SqlitePool,
     journal: Arc<Journal>,
 }
-
-const VERSION_COLS: &str =
-    "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
-     v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
-     v.published_at, v.object_params";
-
-const JOB_COLS: &str = "j.id, j.account_id, a.name AS account_name, j.version_id, i.full_name, \
-     v.version, j.device, j.input_key, j.input_size, j.params, j.state, j.progress, j.attempts, \
-     j.max_attempts, j.output_key, j.output_size, j.error, j.log, j.lease_owner, j.created_at, \
-     j.started_at, j.finished_at, j.items, j.items_unit";
-
-const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.account_id \
-     JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id";
 
 impl SqliteStore {
     /// Open (creating if needed) the database file and bring its schema up
@@ -101,99 +89,7 @@ impl SqliteStore {
     }
 }
 
-fn version_row(r: &SqliteRow) -> Result<VersionRow> {
-    let status: String = r.try_get(5)?;
-    Ok(VersionRow {
-        id: r.try_get(0)?,
-        ip_id: r.try_get(1)?,
-        ip: r.try_get(2)?,
-        vendor_id: r.try_get(3)?,
-        version: r.try_get(4)?,
-        status: status.parse().map_err(StoreError::Corrupt)?,
-        summary: r.try_get(6)?,
-        description: r.try_get(7)?,
-        tags: from_json("tags", &r.try_get::<String, _>(8)?)?,
-        price: Money(r.try_get(9)?),
-        limits: from_json("limits", &r.try_get::<String, _>(10)?)?,
-        implementations: from_json("implementations", &r.try_get::<String, _>(11)?)?,
-        tests: from_json("tests", &r.try_get::<String, _>(12)?)?,
-        report: match r.try_get::<Option<String>, _>(13)? {
-            Some(s) => Some(from_json("report", &s)?),
-            None => None,
-        },
-        published_at: from_millis(r.try_get(14)?),
-        objects: from_json("object_params", &r.try_get::<String, _>(15)?)?,
-    })
-}
-
-fn job_row(r: &SqliteRow) -> Result<JobRow> {
-    let state: String = r.try_get(10)?;
-    Ok(JobRow {
-        id: r.try_get(0)?,
-        account_id: r.try_get(1)?,
-        account: r.try_get(2)?,
-        version_id: r.try_get(3)?,
-        ip: r.try_get(4)?,
-        version: r.try_get(5)?,
-        device: r.try_get(6)?,
-        input_key: r.try_get(7)?,
-        input_size: r.try_get::<i64, _>(8)? as u64,
-        params: params_from(&r.try_get::<String, _>(9)?)?,
-        state: state.parse().map_err(StoreError::Corrupt)?,
-        progress: r.try_get(11)?,
-        items: match (
-            r.try_get::<Option<i64>, _>(22)?,
-            r.try_get::<Option<String>, _>(23)?,
-        ) {
-            (Some(n), Some(unit)) => Some((n.max(0) as u64, unit)),
-            _ => None,
-        },
-        attempts: r.try_get::<i64, _>(12)? as u32,
-        max_attempts: r.try_get::<i64, _>(13)? as u32,
-        output_key: r.try_get(14)?,
-        output_size: r.try_get::<Option<i64>, _>(15)?.map(|v| v as u64),
-        error: r.try_get(16)?,
-        log: r.try_get(17)?,
-        lease_owner: r.try_get(18)?,
-        created_at: from_millis(r.try_get(19)?),
-        started_at: r.try_get::<Option<i64>, _>(20)?.map(from_millis),
-        finished_at: r.try_get::<Option<i64>, _>(21)?.map(from_millis),
-        history: Vec::new(),
-    })
-}
-
-fn account_row(r: &SqliteRow) -> Result<Account> {
-    let role: String = r.try_get(2)?;
-    Ok(Account {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        role: role.parse().map_err(StoreError::Corrupt)?,
-        created_at: from_millis(r.try_get(3)?),
-    })
-}
-
-fn deployment_row(r: &SqliteRow) -> Result<DeploymentRow> {
-    Ok(DeploymentRow {
-        id: r.try_get(0)?,
-        account_id: r.try_get(1)?,
-        ip: r.try_get(2)?,
-        version_id: r.try_get(3)?,
-        version: r.try_get(4)?,
-        created_at: from_millis(r.try_get(5)?),
-    })
-}
-
-const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
-     d.created_at FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
-
-fn object_row(r: &SqliteRow) -> Result<ObjectRow> {
-    Ok(ObjectRow {
-        key: r.try_get(0)?,
-        size: r.try_get::<i64, _>(1)? as u64,
-        sha256: r.try_get(2)?,
-        created_at: from_millis(r.try_get(3)?),
-    })
-}
+crate::rows::row_mappers!(SqliteRow);
 
 fn now_ms() -> i64 {
     millis(Utc::now())
