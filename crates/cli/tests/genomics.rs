@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, random_bases, revcomp_reference};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -31,34 +31,11 @@ fn align(prefix: &Path, reads: &[&Path], flags: &[&str], out: Option<&Path>) -> 
     c.output().unwrap()
 }
 
-fn random_bases(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b"ACGT"[(x >> 40) as usize & 3]
-        })
-        .collect()
-}
-
 fn gzip_to(path: &Path, data: &[u8]) {
     let f = std::fs::File::create(path).unwrap();
     let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap();
-}
-
-fn revcomp(s: &[u8]) -> Vec<u8> {
-    s.iter()
-        .rev()
-        .map(|b| match b {
-            b'A' => b'T',
-            b'C' => b'G',
-            b'G' => b'C',
-            _ => b'A',
-        })
-        .collect()
 }
 
 #[test]
@@ -93,7 +70,7 @@ fn index_then_align_pairs_to_sam() {
         };
         let start = (i * 97) % (seq.len() - 500);
         let a = &seq[start..start + 100];
-        let b = revcomp(&seq[start + 300..start + 400]);
+        let b = revcomp_reference(&seq[start + 300..start + 400]);
         let q = "F".repeat(100);
         writeln!(
             f1,

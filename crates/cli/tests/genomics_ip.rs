@@ -6,31 +6,8 @@
 mod common;
 
 use accelhub_domain::{JobState, Params, Role, VersionStatus};
-use common::{package, wait_verified, Server};
+use common::{package, random_bases, revcomp_reference, wait_verified, Server};
 use std::io::Write;
-
-fn random_bases(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b"ACGT"[(x >> 40) as usize & 3]
-        })
-        .collect()
-}
-
-fn revcomp(s: &[u8]) -> Vec<u8> {
-    s.iter()
-        .rev()
-        .map(|b| match b {
-            b'A' => b'T',
-            b'C' => b'G',
-            b'G' => b'C',
-            _ => b'A',
-        })
-        .collect()
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -63,7 +40,7 @@ fn genome_and_reads(n: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let frag = 300 + (x % 80) as usize;
         let start = (x >> 8) as usize % (seq.len() - frag);
         let a = &seq[start..start + 100];
-        let b = revcomp(&seq[start + frag - 100..start + frag]);
+        let b = revcomp_reference(&seq[start + frag - 100..start + frag]);
         let id = format!("{name}_{}_{}", start + 1, start + frag - 100 + 1);
         for (out, s) in [(&mut r1, a.to_vec()), (&mut r2, b)] {
             writeln!(out, "@{id}").unwrap();

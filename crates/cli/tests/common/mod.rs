@@ -273,6 +273,19 @@ pub fn revcomp_reference(seq: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// `n` pseudo-random bases (A, C, G, T) from seed `x`: a test genome.
+#[allow(dead_code)]
+pub fn random_bases(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"ACGT"[(x >> 40) as usize & 3]
+        })
+        .collect()
+}
+
 /// A fresh schema in the test PostgreSQL, dropped when this goes.
 pub struct PgSchema {
     admin_url: String,
