@@ -1,6 +1,7 @@
 //! The Accelhub HTTP API: axum handlers under `/v1`, the OpenAPI document,
 //! Prometheus metrics and health. Only this crate knows HTTP.
 
+mod agent;
 mod auth;
 mod error;
 mod routes;
@@ -56,13 +57,25 @@ pub struct AppState {
         routes::delete_job,
         routes::usage,
         routes::fleet,
+        agent::create_agent,
+        agent::list_agents,
+        agent::revoke_agent,
+        agent::register,
+        agent::heartbeat,
+        agent::claim,
+        agent::renew,
+        agent::input,
+        agent::object,
+        agent::artifact,
+        agent::output,
+        agent::finish,
     ),
     components(schemas(Problem)),
     modifiers(&SecurityAddon),
     tags(
         (name = "accounts"), (name = "catalog"), (name = "deployments"),
         (name = "calls"), (name = "objects"), (name = "jobs"), (name = "usage"),
-        (name = "fleet"),
+        (name = "fleet"), (name = "agent"),
     )
 )]
 pub struct ApiDoc;
@@ -79,6 +92,15 @@ impl utoipa::Modify for SecurityAddon {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("An Accelhub API token (ahk_…)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "agent_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An agent token the operator issued (aha_…)"))
                     .build(),
             ),
         );
@@ -128,6 +150,17 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/jobs/{id}/output", get(routes::job_output))
         .route("/usage", get(routes::usage))
         .route("/fleet", get(routes::fleet))
+        .route("/agents", post(agent::create_agent).get(agent::list_agents))
+        .route("/agents/{name}", axum::routing::delete(agent::revoke_agent))
+        .route("/agent/register", post(agent::register))
+        .route("/agent/heartbeat", post(agent::heartbeat))
+        .route("/agent/claim", post(agent::claim))
+        .route("/agent/jobs/{id}/renew", post(agent::renew))
+        .route("/agent/jobs/{id}/input", get(agent::input))
+        .route("/agent/jobs/{id}/objects/{name}", get(agent::object))
+        .route("/agent/jobs/{id}/artifact", get(agent::artifact))
+        .route("/agent/jobs/{id}/output", axum::routing::put(agent::output))
+        .route("/agent/jobs/{id}/finish", post(agent::finish))
         .route("/openapi.json", get(openapi_json))
         // Bodies are read by the handlers, each with its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable());

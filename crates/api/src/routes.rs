@@ -44,7 +44,7 @@ async fn read_body(body: Body, limit: u64, what: &str) -> ApiResult<bytes::Bytes
         })
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
     let bytes = read_body(body, MAX_JSON as u64, "a JSON request").await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON request body: {e}")))
@@ -287,9 +287,9 @@ pub async fn invoke(
 
 // ---- Objects ------------------------------------------------------------
 
-type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+pub(crate) type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
-fn body_stream(body: Body) -> ByteStream {
+pub(crate) fn body_stream(body: Body) -> ByteStream {
     Box::pin(
         body.into_data_stream()
             .map_err(|e| std::io::Error::other(e.to_string())),

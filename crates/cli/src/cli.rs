@@ -117,6 +117,25 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Run this node's devices for a control plane elsewhere.
+    Agent(crate::agent::AgentArgs),
+    /// Agent tokens (operator): issue, list, revoke.
+    AgentToken {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: AgentTokenCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentTokenCmd {
+    /// Issue a token for the agents of a group of nodes and print it.
+    Create { name: String },
+    /// List agent tokens.
+    List,
+    /// Revoke a token: its agents are refused from then on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +280,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Object { conn, cmd } => object(&conn, cmd).await,
         Command::Usage { conn, since } => usage(&conn, since.as_deref()).await,
         Command::Fleet { conn } => fleet(&conn).await,
+        Command::Agent(args) => {
+            init_tracing();
+            crate::agent::agent(args).await
+        }
+        Command::AgentToken { conn, cmd } => agent_token(&conn, cmd).await,
         Command::Genomics { cmd } => {
             tokio::task::spawn_blocking(move || crate::genomics::run(cmd)).await?
         }
@@ -288,6 +312,43 @@ async fn fleet(conn: &Conn) -> anyhow::Result<()> {
             for r in &d.resident {
                 println!("         resident {r}");
             }
+        }
+    }
+    Ok(())
+}
+
+async fn agent_token(conn: &Conn, cmd: AgentTokenCmd) -> anyhow::Result<()> {
+    let c = client(conn)?;
+    match cmd {
+        AgentTokenCmd::Create { name } => {
+            let created = c.create_agent(&name).await?;
+            if conn.json {
+                return print_json(&created);
+            }
+            eprintln!(
+                "issued agent token '{}'; the token (shown only now):",
+                created.agent.name
+            );
+            println!("{}", created.token);
+        }
+        AgentTokenCmd::List => {
+            let agents = c.agents().await?;
+            if conn.json {
+                return print_json(&agents);
+            }
+            println!("{:<24} {:<8} CREATED", "NAME", "STATE");
+            for a in agents {
+                println!(
+                    "{:<24} {:<8} {}",
+                    a.name,
+                    if a.revoked { "revoked" } else { "active" },
+                    a.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+        }
+        AgentTokenCmd::Revoke { name } => {
+            c.revoke_agent(&name).await?;
+            eprintln!("revoked agent token '{name}'");
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `accelhub`: the platform server, and the CLI that talks to it.
 
+mod agent;
 mod cli;
 mod genomics;
 mod serve;

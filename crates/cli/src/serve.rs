@@ -43,6 +43,27 @@ pub struct ServeArgs {
     /// Largest object upload, in bytes.
     #[arg(long, default_value_t = 64 << 30)]
     pub max_object_bytes: u64,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    /// Do not publish the built-in IPs (genomics/index, genomics/align).
+    #[arg(long)]
+    pub no_builtin_ips: bool,
+    /// Seconds a job lease lasts without renewal; a remote node silent
+    /// this long is declared dead and its jobs run elsewhere.
+    #[arg(long, env = "ACCELHUB_JOB_LEASE_SECS", default_value_t = 15)]
+    pub job_lease_secs: u64,
+    /// This node's name in job leases.
+    #[arg(long, env = "ACCELHUB_NODE", default_value = "local")]
+    pub node: String,
+    /// Leave every job to remote agents (`accelhub agent`): this process
+    /// still serves the API, sync calls and verification.
+    #[arg(long)]
+    pub no_local_jobs: bool,
+}
+
+/// The devices of a node, for `serve`'s embedded agent and `accelhub agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
     /// Concurrent calls on the wasm device (default: 2 per core).
     #[arg(long)]
     pub wasm_slots: Option<usize>,
@@ -57,21 +78,47 @@ pub struct ServeArgs {
     /// between calls.
     #[arg(long, default_value_t = 2)]
     pub cpu_resident: usize,
-    /// Do not publish the built-in IPs (genomics/index, genomics/align).
-    #[arg(long)]
-    pub no_builtin_ips: bool,
     /// Most wall-clock time an IP may ask for per call, in ms.
     #[arg(long, default_value_t = Limits::MAX.timeout_ms)]
     pub max_timeout_ms: u64,
     /// Most memory an IP may ask for, in MiB.
     #[arg(long, default_value_t = Limits::MAX.memory_bytes >> 20)]
     pub max_memory_mb: u64,
-    /// Seconds a job lease lasts without renewal.
-    #[arg(long, default_value_t = 15)]
-    pub job_lease_secs: u64,
-    /// This node's name in job leases.
-    #[arg(long, env = "ACCELHUB_NODE", default_value = "local")]
-    pub node: String,
+}
+
+impl DeviceArgs {
+    /// The most an IP may ask for on these devices.
+    pub fn max_limits(&self) -> Limits {
+        Limits {
+            timeout_ms: self.max_timeout_ms,
+            memory_bytes: self.max_memory_mb << 20,
+            output_bytes: Limits::MAX.output_bytes,
+        }
+    }
+
+    /// This node's devices: the wasm sandbox and the native cpu kernels.
+    pub fn executor(&self, node: &str) -> anyhow::Result<LocalExecutor> {
+        let mut wasm_config = WasmConfig {
+            max_memory_bytes: self.max_limits().memory_bytes,
+            ..WasmConfig::default()
+        };
+        if let Some(s) = self.wasm_slots {
+            wasm_config.slots = s.max(1);
+        }
+        let mut native_config = NativeConfig {
+            slots: self.cpu_slots.max(1),
+            resident: self.cpu_resident.max(1),
+            ..NativeConfig::default()
+        };
+        if let Some(t) = self.cpu_threads {
+            native_config.threads = t.max(1);
+        }
+        let wasm = WasmBackend::new(wasm_config)?;
+        Ok(LocalExecutor::new()
+            .on_node(node)
+            .with_backend(Arc::new(wasm))
+            .with_backend(Arc::new(NativeBackend::new(native_config))))
+    }
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -112,31 +159,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(k) => Sealer::from_hex(k)?,
         None => Sealer::load_or_create(&args.data.join("master.key"))?,
     };
-    let max_limits = Limits {
-        timeout_ms: args.max_timeout_ms,
-        memory_bytes: args.max_memory_mb << 20,
-        output_bytes: Limits::MAX.output_bytes,
-    };
-    let mut wasm_config = WasmConfig {
-        max_memory_bytes: max_limits.memory_bytes,
-        ..WasmConfig::default()
-    };
-    if let Some(s) = args.wasm_slots {
-        wasm_config.slots = s.max(1);
-    }
-    let mut native_config = NativeConfig {
-        slots: args.cpu_slots.max(1),
-        resident: args.cpu_resident.max(1),
-        ..NativeConfig::default()
-    };
-    if let Some(t) = args.cpu_threads {
-        native_config.threads = t.max(1);
-    }
-    let wasm = WasmBackend::new(wasm_config)?;
-    let executor = LocalExecutor::new()
-        .on_node(&args.node)
-        .with_backend(Arc::new(wasm))
-        .with_backend(Arc::new(NativeBackend::new(native_config)));
+    let max_limits = args.devices.max_limits();
+    let executor = args.devices.executor(&args.node)?;
     let config = CoreConfig {
         default_limits: Limits {
             timeout_ms: Limits::DEFAULT.timeout_ms.min(max_limits.timeout_ms),
@@ -148,6 +172,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_object_bytes: args.max_object_bytes,
         job_lease: Duration::from_secs(args.job_lease_secs.max(1)),
         node: args.node.clone(),
+        local_jobs: !args.no_local_jobs,
         scratch_dir: args.data.join("scratch"),
         ..CoreConfig::default()
     };
@@ -206,7 +231,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = async {
         match signal(SignalKind::terminate()) {

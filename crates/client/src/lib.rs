@@ -6,8 +6,10 @@ mod package;
 pub use package::pack_dir;
 
 use accelhub_domain::{
-    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, IpDetails,
-    IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
+    Account, Agent, AgentHello, CatalogEntry, ClaimRequest, CreateAccount, CreateAgent,
+    CreatedAccount, CreatedAgent, DeployRequest, Deployment, IpDetails, IpVersion, Job, JobReport,
+    LeaseState, NodeReport, ObjectInfo, Params, Recorded, Renewal, Role, SubmitJob, UsageReport,
+    WorkItem,
 };
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -402,6 +404,24 @@ impl Client {
         self.json(r).await
     }
 
+    // ---- Agent tokens (operator) ----
+
+    pub async fn create_agent(&self, name: &str) -> Result<CreatedAgent> {
+        let body = CreateAgent { name: name.into() };
+        self.json(self.req(Method::POST, "/v1/agents").json(&body))
+            .await
+    }
+
+    pub async fn agents(&self) -> Result<Vec<Agent>> {
+        self.json(self.req(Method::GET, "/v1/agents")).await
+    }
+
+    pub async fn revoke_agent(&self, name: &str) -> Result<()> {
+        self.send(self.req(Method::DELETE, &format!("/v1/agents/{name}")))
+            .await?;
+        Ok(())
+    }
+
     // ---- Raw ----
 
     /// A request to any path, with the client's token.
@@ -414,4 +434,131 @@ fn check_ip(name: &str) -> Result<&str> {
     name.parse::<accelhub_domain::IpName>()
         .map_err(ClientError::Invalid)?;
     Ok(name)
+}
+
+/// The agent side of the `/v1/agent` protocol: a node's agent speaking to
+/// the control plane with an agent token.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    api: Client,
+    node: String,
+}
+
+impl AgentClient {
+    pub fn new(base: &str, token: &str, node: &str) -> Result<Self> {
+        Ok(AgentClient {
+            api: Client::new(base, Some(token.to_string()))?,
+            node: node.to_string(),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.api
+            .req(method, path)
+            .header("accelhub-node", &self.node)
+    }
+
+    pub async fn register(&self, report: &NodeReport) -> Result<AgentHello> {
+        self.api
+            .json(self.req(Method::POST, "/v1/agent/register").json(report))
+            .await
+    }
+
+    pub async fn heartbeat(&self, report: &NodeReport) -> Result<()> {
+        self.api
+            .send(self.req(Method::POST, "/v1/agent/heartbeat").json(report))
+            .await?;
+        Ok(())
+    }
+
+    /// A job of one of `devices`, waiting up to `wait` for one.
+    pub async fn claim(
+        &self,
+        devices: &[String],
+        wait: std::time::Duration,
+    ) -> Result<Option<WorkItem>> {
+        let body = ClaimRequest {
+            devices: devices.to_vec(),
+            wait_ms: wait.as_millis() as u64,
+        };
+        let resp = self
+            .api
+            .send(
+                self.req(Method::POST, "/v1/agent/claim")
+                    .json(&body)
+                    .timeout(wait + std::time::Duration::from_secs(30)),
+            )
+            .await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
+            url: self.api.base.clone(),
+            source: e,
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::Invalid(format!("unexpected answer from the server: {e}")))
+    }
+
+    pub async fn renew(&self, job: &str, r: &Renewal) -> Result<bool> {
+        let s: LeaseState = self
+            .api
+            .json(
+                self.req(Method::POST, &format!("/v1/agent/jobs/{job}/renew"))
+                    .json(r),
+            )
+            .await?;
+        Ok(s.running)
+    }
+
+    /// The job's input, as a response to stream.
+    pub async fn input(&self, job: &str) -> Result<Response> {
+        self.api
+            .send(self.req(Method::GET, &format!("/v1/agent/jobs/{job}/input")))
+            .await
+    }
+
+    pub async fn object(&self, job: &str, name: &str) -> Result<Response> {
+        self.api
+            .send(self.req(Method::GET, &format!("/v1/agent/jobs/{job}/objects/{name}")))
+            .await
+    }
+
+    pub async fn artifact(&self, job: &str) -> Result<Bytes> {
+        let resp = self
+            .api
+            .send(self.req(Method::GET, &format!("/v1/agent/jobs/{job}/artifact")))
+            .await?;
+        resp.bytes().await.map_err(|e| ClientError::Connect {
+            url: self.api.base.clone(),
+            source: e,
+        })
+    }
+
+    pub async fn put_output(&self, job: &str, body: impl Into<reqwest::Body>) -> Result<()> {
+        self.api
+            .send(
+                self.req(Method::PUT, &format!("/v1/agent/jobs/{job}/output"))
+                    .header("content-type", "application/octet-stream")
+                    .body(body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish(&self, job: &str, report: &JobReport) -> Result<bool> {
+        let r: Recorded = self
+            .api
+            .json(
+                self.req(Method::POST, &format!("/v1/agent/jobs/{job}/finish"))
+                    .json(report),
+            )
+            .await?;
+        Ok(r.recorded)
+    }
 }

@@ -10,9 +10,14 @@ pub const TOKEN_PREFIX: &str = "ahk_";
 
 /// A new random token (256 bits).
 pub fn generate_token() -> String {
+    generate_token_with(TOKEN_PREFIX)
+}
+
+/// A new random token (256 bits) with this prefix.
+pub fn generate_token_with(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 /// What the store keeps of a token. Tokens carry 256 random bits, so a

@@ -6,14 +6,12 @@
 //! completion and its usage record are written in one transaction, so a job
 //! is billed once however often it is retried.
 
-use crate::{account_object_key, new_id, usage_record, CoreError, ExecError, Platform, Result};
-use accelhub_device::{CallControl, CallData, CallInput, Output, OutputSink};
+use crate::worker::{LocalJobs, WorkerPool};
+use crate::{account_object_key, new_id, CoreError, Platform, Result};
 use accelhub_domain::{Account, Job, JobState, Params};
-use accelhub_store::{JobOutcome, JobRow, NewJob, VersionRow};
+use accelhub_store::{JobRow, NewJob};
 use chrono::Utc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 impl Platform {
@@ -27,12 +25,25 @@ impl Platform {
         params: Params,
     ) -> Result<Job> {
         let (_, version) = self.deployment_of(account, ip).await?;
-        let imp = self.pick_implementation(&version).ok_or_else(|| {
-            CoreError::Unavailable(format!(
-                "no device can run {}@{} right now",
-                version.ip, version.version
-            ))
-        })?;
+        let classes = self.job_device_classes().await?;
+        let imp = version
+            .implementations
+            .iter()
+            .find(|i| classes.contains(&i.device))
+            .cloned()
+            .ok_or_else(|| {
+                CoreError::Unavailable(format!(
+                    "no device can run {}@{} right now: no node takes jobs for its device classes ({})",
+                    version.ip,
+                    version.version,
+                    version
+                        .implementations
+                        .iter()
+                        .map(|i| i.device.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
         let object = self.object_info(account, input_key).await?;
         // Object inputs are checked now, so a bad key fails the request
         // rather than the job; the job resolves them again when it runs.
@@ -160,26 +171,25 @@ pub(crate) fn job_view(j: JobRow) -> Job {
     }
 }
 
-/// The embedded agent: job workers for this node's devices.
+/// The embedded agent: job workers for this process's devices (unless
+/// `CoreConfig::local_jobs` is off), and the control plane's lease keeper,
+/// which re-queues the jobs of workers that died and declares dead the
+/// remote nodes that stopped heartbeating.
 pub struct Agent {
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    keeper: tokio::task::JoinHandle<()>,
+    workers: Option<WorkerPool>,
 }
 
 impl Agent {
-    /// Start the job workers, one per slot of each device class, each
-    /// taking only its class's jobs (a long genomics job never holds up a
-    /// wasm one), and the lease keeper. Jobs this node was running when its
-    /// process died are queued again first.
+    /// Jobs this node was running when its process died are queued again
+    /// first; versions left pending are verified.
     pub async fn start(platform: Arc<Platform>) -> Result<Agent> {
         let node = platform.config.node.clone();
-        // Outputs of jobs the last process was running are stale.
-        let scratch = &platform.config.scratch_dir;
-        let _ = tokio::fs::remove_dir_all(scratch).await;
-        tokio::fs::create_dir_all(scratch).await.map_err(|e| {
-            CoreError::Internal(format!("cannot create {}: {e}", scratch.display()))
-        })?;
-        let lost = platform.store.release_worker(&node).await?;
+        let lost = platform
+            .store
+            .release_worker(&node, "the worker's process stopped mid-job")
+            .await?;
         if !lost.is_empty() {
             tracing::warn!(
                 count = lost.len(),
@@ -187,21 +197,22 @@ impl Agent {
             );
         }
         platform.verify_pending().await?;
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        for (class, slots) in platform.executor.device_slots() {
-            for _ in 0..slots.max(1) {
-                let p = platform.clone();
-                let rx = stop_rx.clone();
-                let devices = vec![class.clone()];
-                tasks.push(tokio::spawn(
-                    async move { worker_loop(p, devices, rx).await },
-                ));
-            }
-        }
+        let workers = if platform.config.local_jobs {
+            Some(
+                WorkerPool::start(
+                    Arc::new(LocalJobs::new(platform.clone())),
+                    platform.executor.clone(),
+                    platform.config.scratch_dir.clone(),
+                    platform.metrics.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let (stop, mut rx) = watch::channel(false);
         let p = platform.clone();
-        let mut rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
+        let keeper = tokio::spawn(async move {
             let every = p.config.job_lease / 3;
             loop {
                 match p.store.requeue_expired(Utc::now()).await {
@@ -212,345 +223,28 @@ impl Agent {
                     Ok(_) => {}
                     Err(e) => tracing::error!("lease keeper: {e}"),
                 }
+                if let Err(e) = p.bury_silent_nodes().await {
+                    tracing::error!("lease keeper: {e}");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = rx.changed() => return,
                 }
             }
-        }));
-        Ok(Agent { stop, tasks })
+        });
+        Ok(Agent {
+            stop,
+            keeper,
+            workers,
+        })
     }
 
     /// Stop taking jobs and wait for the workers to finish what they run.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        if let Some(w) = self.workers {
+            w.shutdown().await;
         }
-    }
-}
-
-async fn worker_loop(p: Arc<Platform>, devices: Vec<String>, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let lease_until = Utc::now() + p.config.job_lease;
-        match p
-            .store
-            .claim_job(&p.config.node, &devices, lease_until)
-            .await
-        {
-            Ok(Some(job)) => {
-                run_job(&p, job).await;
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!("cannot claim a job: {e}"),
-        }
-        tokio::select! {
-            _ = p.job_wakeup.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn run_job(p: &Arc<Platform>, job: JobRow) {
-    p.metrics.jobs_running(1);
-    let outcome = execute_job(p, &job).await;
-    p.metrics.jobs_running(-1);
-    let label = match &outcome {
-        Ok(_) => "succeeded",
-        Err(JobEnd::Failed(_)) => "failed",
-        Err(JobEnd::Stopped) => "stopped",
-    };
-    p.metrics.job_finished(label);
-    if let Err(JobEnd::Failed(e)) = &outcome {
-        tracing::info!(job = %job.id, "job failed: {e}");
-    }
-}
-
-enum JobEnd {
-    /// The job failed; record it (unbilled).
-    Failed(String),
-    /// The lease was lost or the job cancelled: write nothing more.
-    Stopped,
-}
-
-async fn execute_job(p: &Arc<Platform>, job: &JobRow) -> Result<(), JobEnd> {
-    let node = p.config.node.clone();
-    let version = match p.store.get_version_by_id(job.version_id).await {
-        Ok(Some(v)) => v,
-        _ => return fail(p, job, None, "the job's IP version is gone".into(), None).await,
-    };
-    let Some(imp) = version
-        .implementations
-        .iter()
-        .find(|i| i.device == job.device)
-        .cloned()
-    else {
-        return fail(
-            p,
-            job,
-            Some(&version),
-            format!("no '{}' implementation", job.device),
-            None,
-        )
-        .await;
-    };
-
-    let control = Arc::new(CallControl::default());
-    let scratch = ScratchFile(p.config.scratch_dir.join(format!("{}.out", job.id)));
-    // Set once the input is open; progress then follows the bytes read.
-    let input_open = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (done_tx, mut done_rx) = watch::channel(false);
-    // Heartbeat: renew the lease, publish progress, notice cancellation.
-    let heartbeat = {
-        let p = p.clone();
-        let id = job.id.clone();
-        let control = control.clone();
-        let input_size = job.input_size.max(1);
-        let node = node.clone();
-        let input_open = input_open.clone();
-        tokio::spawn(async move {
-            let every = (p.config.job_lease / 3).min(Duration::from_millis(500));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = done_rx.changed() => return,
-                }
-                let consumed = control.consumed.load(Ordering::Relaxed) as f64;
-                let frac = if input_open.load(Ordering::Relaxed) {
-                    (0.05 + 0.9 * consumed / input_size as f64).min(0.95)
-                } else {
-                    0.0
-                };
-                let items = control
-                    .unit
-                    .get()
-                    .map(|u| (control.items.load(Ordering::Relaxed), *u));
-                match p
-                    .store
-                    .renew_lease(&id, &node, Utc::now() + p.config.job_lease, frac, items)
-                    .await
-                {
-                    Ok(Some(JobState::Running)) => {}
-                    Ok(_) => {
-                        control.cancel.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(e) => tracing::warn!(job = %id, "cannot renew lease: {e}"),
-                }
-            }
-        })
-    };
-
-    let result = async {
-        // The input streams from the object store to the device, and the
-        // output from the device to a scratch file: memory stays bounded.
-        let (_, stream) = p
-            .objects
-            .get_stream(&account_object_key(job.account_id, &job.input_key))
-            .await
-            .map_err(|e| {
-                (
-                    format!("cannot read input object '{}': {e}", job.input_key),
-                    None,
-                )
-            })?;
-        let objects = p
-            .resolve_objects(job.account_id, &version, &job.params)
-            .await
-            .map_err(|e| (e.to_string(), None))?;
-        input_open.store(true, Ordering::Relaxed);
-        let call = CallInput {
-            input: CallData::Stream(stream),
-            input_name: job.input_key.clone(),
-            output: OutputSink::File(scratch.0.clone()),
-            params: job.params.clone(),
-            objects,
-            limits: version.limits,
-            control: control.clone(),
-        };
-        let image = Platform::image_id(&imp);
-        let key = imp.artifact_key.clone();
-        p.executor
-            .execute(
-                &imp.device,
-                &image,
-                Box::new(move || Box::pin(async move { p.unseal(&key).await })),
-                call,
-            )
-            .await
-            .map_err(|e| match e {
-                ExecError::Call(c) => (
-                    c.to_string(),
-                    Some(accelhub_domain::version::tail(c.log(), 4096)).filter(|l| !l.is_empty()),
-                ),
-                other => (other.to_string(), None),
-            })
-    }
-    .await;
-    let _ = done_tx.send(true);
-    let _ = heartbeat.await;
-
-    let out = match result {
-        _ if control.cancel.load(Ordering::Relaxed) => {
-            // Cancelled by its owner, or the lease moved on: not ours to finish.
-            return Err(JobEnd::Stopped);
-        }
-        Ok((_, out)) => out,
-        Err((msg, log)) => return fail(p, job, Some(&version), msg, log).await,
-    };
-
-    let output_key = format!("{}.out", job.id);
-    let bytes_out = out.output.len();
-    let stored = store_output(p, job.account_id, &output_key, out.output).await;
-    drop(scratch);
-    let put = match stored {
-        Ok(put) => put,
-        Err(e) => {
-            return fail(
-                p,
-                job,
-                Some(&version),
-                format!("cannot store the output: {e}"),
-                None,
-            )
-            .await
-        }
-    };
-    if let Err(e) = p
-        .store
-        .put_object(job.account_id, &output_key, put.size, &put.sha256)
-        .await
-    {
-        return fail(
-            p,
-            job,
-            Some(&version),
-            format!("cannot record the output: {e}"),
-            None,
-        )
-        .await;
-    }
-    let log = (!out.log.is_empty()).then(|| accelhub_domain::version::tail(&out.log, 4096));
-    let usage = usage_record(
-        &job.id,
-        "job",
-        job.account_id,
-        &version,
-        &job.device,
-        job.input_size,
-        bytes_out,
-        out.device_time,
-        true,
-        "ok",
-    );
-    match p
-        .store
-        .finish_job(
-            &job.id,
-            &node,
-            JobOutcome::Succeeded {
-                output_key: output_key.clone(),
-                output_size: bytes_out,
-                log,
-                items: control
-                    .unit
-                    .get()
-                    .map(|u| (control.items.load(Ordering::Relaxed), u.to_string())),
-            },
-            Some(usage),
-        )
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            // Cancelled or re-leased meanwhile: drop the output.
-            let _ = p.store.delete_object(job.account_id, &output_key).await;
-            let _ = p
-                .objects
-                .delete(&account_object_key(job.account_id, &output_key))
-                .await;
-            Err(JobEnd::Stopped)
-        }
-        Err(e) => {
-            tracing::error!(job = %job.id, "cannot record completion: {e}");
-            Err(JobEnd::Stopped)
-        }
-    }
-}
-
-/// A job's scratch output file, removed however the job ends.
-struct ScratchFile(std::path::PathBuf);
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Move a job's output into the account's object space.
-async fn store_output(
-    p: &Arc<Platform>,
-    account_id: i64,
-    key: &str,
-    output: Output,
-) -> Result<accelhub_objects::PutResult, accelhub_objects::ObjectError> {
-    let path = account_object_key(account_id, key);
-    match output {
-        Output::Bytes(b) => p.objects.put(&path, b).await,
-        Output::File { path: file, .. } => {
-            let f = tokio::fs::File::open(&file).await?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
-            p.objects
-                .put_stream(&path, Box::pin(stream), u64::MAX)
-                .await
-        }
-    }
-}
-
-async fn fail(
-    p: &Arc<Platform>,
-    job: &JobRow,
-    version: Option<&VersionRow>,
-    error: String,
-    log: Option<String>,
-) -> Result<(), JobEnd> {
-    let usage = version.map(|v| {
-        usage_record(
-            &job.id,
-            "job",
-            job.account_id,
-            v,
-            &job.device,
-            job.input_size,
-            0,
-            Duration::ZERO,
-            false,
-            "error",
-        )
-    });
-    match p
-        .store
-        .finish_job(
-            &job.id,
-            &p.config.node,
-            JobOutcome::Failed {
-                error: error.clone(),
-                log,
-            },
-            usage,
-        )
-        .await
-    {
-        Ok(true) => Err(JobEnd::Failed(error)),
-        Ok(false) => Err(JobEnd::Stopped),
-        Err(e) => {
-            tracing::error!(job = %job.id, "cannot record failure: {e}");
-            Err(JobEnd::Stopped)
-        }
+        let _ = self.keeper.await;
     }
 }

@@ -6,13 +6,16 @@
 //! meters every call. It knows nothing of HTTP; the API layer maps
 //! [`CoreError`] to status codes.
 
+pub mod agents;
 pub mod auth;
 pub mod exec;
 pub mod jobs;
 pub mod metrics;
 mod package;
 mod publish;
+pub mod worker;
 
+pub use accelhub_store::AgentRow;
 pub use exec::{ExecError, Executor, LocalExecutor};
 pub use metrics::Metrics;
 pub use package::Package;
@@ -112,6 +115,9 @@ pub struct CoreConfig {
     pub job_lease: Duration,
     /// This node's name; the embedded agent's leases carry it.
     pub node: String,
+    /// Whether the embedded agent runs jobs (off when remote agents run
+    /// them all; sync calls and verification still run here).
+    pub local_jobs: bool,
     /// Where running jobs write their output before it is stored.
     pub scratch_dir: std::path::PathBuf,
 }
@@ -128,6 +134,7 @@ impl Default for CoreConfig {
             job_max_attempts: 3,
             job_lease: Duration::from_secs(15),
             node: "local".into(),
+            local_jobs: true,
             scratch_dir: std::env::temp_dir().join("accelhub-scratch"),
         }
     }
@@ -162,7 +169,7 @@ pub struct Platform {
     pub(crate) sealer: Sealer,
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) config: CoreConfig,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) job_wakeup: tokio::sync::Notify,
     /// Versions whose verification has finished never change again, so
     /// every process may keep them.
@@ -170,6 +177,9 @@ pub struct Platform {
     /// Short-lived caches of the hot path's lookups (see `CACHE_TTL`).
     pub(crate) tokens: TtlCache<String, Account>,
     deployments: TtlCache<(i64, String), DeploymentRow>,
+    pub(crate) agent_tokens: TtlCache<String, accelhub_store::AgentRow>,
+    /// Nodes known to be registered by an agent.
+    pub(crate) agent_nodes: TtlCache<(i64, String), ()>,
 }
 
 /// How long a token or deployment lookup is reused. Another process's
@@ -212,6 +222,10 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
         map.insert(k, (v, std::time::Instant::now()));
     }
 
+    pub(crate) fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub(crate) fn remove(&self, k: &K) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
     }
@@ -243,7 +257,9 @@ impl Platform {
             sealer,
             executor,
             config,
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
+            agent_tokens: TtlCache::new(CACHE_TTL, 10_000),
+            agent_nodes: TtlCache::new(CACHE_TTL, 10_000),
             job_wakeup: tokio::sync::Notify::new(),
             finished_versions: TtlCache::new(Duration::MAX, VERSION_CACHE),
             tokens: TtlCache::new(CACHE_TTL, 100_000),
@@ -255,7 +271,7 @@ impl Platform {
         &self.config
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
@@ -850,6 +866,34 @@ impl Platform {
                     .collect(),
                 resident: d.resident,
             });
+        }
+        // Remote agents' nodes, as their last heartbeat described them.
+        for n in self.store.list_nodes().await? {
+            let mut devices: Vec<accelhub_domain::FleetDevice> =
+                serde_json::from_str(&n.devices).unwrap_or_default();
+            for d in &mut devices {
+                for l in &mut d.loaded {
+                    if let Some(name) = names.get(l.as_str()) {
+                        *l = name.clone();
+                    }
+                }
+            }
+            let health = if n.state == "up" {
+                "up".to_string()
+            } else {
+                format!(
+                    "dead: no heartbeat since {}",
+                    n.last_seen.format("%Y-%m-%d %H:%M:%S UTC")
+                )
+            };
+            nodes.insert(
+                n.name.clone(),
+                accelhub_domain::FleetNode {
+                    name: n.name,
+                    health,
+                    devices,
+                },
+            );
         }
         Ok(accelhub_domain::Fleet {
             nodes: nodes.into_values().collect(),

@@ -5,6 +5,7 @@
 //! serialises them, the CLI prints them.
 
 pub mod account;
+pub mod agent;
 pub mod job;
 pub mod limits;
 pub mod manifest;
@@ -14,6 +15,10 @@ pub mod version;
 pub mod views;
 
 pub use account::{Account, Role};
+pub use agent::{
+    Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
+    Recorded, Renewal, WorkItem, WorkObject,
+};
 pub use job::{Job, JobAttempt, JobState};
 pub use limits::{Limits, LimitsRequest};
 pub use manifest::{IpName, Manifest, ManifestError, ObjectParam};

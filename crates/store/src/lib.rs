@@ -201,6 +201,28 @@ pub struct NewUsage {
     pub outcome: String,
 }
 
+/// An agent token the operator issued (the token itself is kept hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// A node a remote agent registered.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub name: String,
+    pub agent_id: i64,
+    /// Its devices as last reported (JSON).
+    pub devices: String,
+    /// `up` or `dead`.
+    pub state: String,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
 /// Whose usage to list.
 #[derive(Debug, Clone, Copy)]
 pub enum UsageScope {
@@ -298,9 +320,27 @@ pub trait Store: Send + Sync + 'static {
     /// attempt is marked `lost`; the job is queued again, or failed once
     /// it has had `max_attempts`. Returns the ids touched.
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>>;
-    /// Give up every lease held by `worker` at once (its process restarted).
-    async fn release_worker(&self, worker: &str) -> Result<Vec<String>>;
+    /// Give up every lease held by `worker` at once (its process restarted,
+    /// or its node stopped heartbeating): each attempt is marked `lost`
+    /// with `why`.
+    async fn release_worker(&self, worker: &str, why: &str) -> Result<Vec<String>>;
     async fn delete_job(&self, id: &str) -> Result<bool>;
+
+    // Remote agents and their nodes.
+    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentRow>;
+    /// The agent a token belongs to, unless it was revoked.
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>>;
+    async fn list_agents(&self) -> Result<Vec<AgentRow>>;
+    /// Revoke an agent's token. Returns false if there is no such agent.
+    async fn revoke_agent(&self, name: &str) -> Result<bool>;
+    /// Register a node or record its heartbeat: it is `up`, seen now, held
+    /// by `agent_id`, with these devices (JSON).
+    async fn node_seen(&self, name: &str, agent_id: i64, devices: &str) -> Result<()>;
+    async fn get_node(&self, name: &str) -> Result<Option<NodeRow>>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
+    /// Declare dead the nodes that are up but were last seen before
+    /// `silent_since`. Returns their names.
+    async fn mark_dead_nodes(&self, silent_since: DateTime<Utc>) -> Result<Vec<String>>;
 
     // Metering.
     /// Durably record a usage record: when this returns, the record

@@ -641,7 +641,7 @@ impl Store for PgStore {
         Ok(ids)
     }
 
-    async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
+    async fn release_worker(&self, worker: &str, why: &str) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE state = 'running' AND lease_owner = $1 FOR UPDATE",
@@ -650,7 +650,7 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         for id in &ids {
-            lose_attempt(&mut tx, id, "the worker's process stopped mid-job").await?;
+            lose_attempt(&mut tx, id, why).await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -662,6 +662,97 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentRow> {
+        let row = sqlx::query(
+            "INSERT INTO agent_tokens (name, token_hash, created_at) \
+             VALUES ($1, $2, $3) RETURNING id, name, created_at, revoked",
+        )
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("agent '{name}'")),
+            other => other,
+        })?;
+        agent_row(&row)
+    }
+
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at, revoked FROM agent_tokens \
+             WHERE token_hash = $1 AND revoked = FALSE",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_row).transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRow>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at, revoked FROM agent_tokens ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(agent_row).collect()
+    }
+
+    async fn revoke_agent(&self, name: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE agent_tokens SET revoked = TRUE WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn node_seen(&self, name: &str, agent_id: i64, devices: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO nodes (name, agent_id, devices, state, registered_at, last_seen) \
+             VALUES ($1, $2, $3, 'up', $4, $4) \
+             ON CONFLICT (name) DO UPDATE SET agent_id = excluded.agent_id, \
+             devices = excluded.devices, state = 'up', last_seen = excluded.last_seen",
+        )
+        .bind(name)
+        .bind(agent_id)
+        .bind(devices)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_node(&self, name: &str) -> Result<Option<NodeRow>> {
+        let row = sqlx::query(
+            "SELECT name, agent_id, devices, state, registered_at, last_seen FROM nodes \
+             WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(node_row).transpose()
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        let rows = sqlx::query(
+            "SELECT name, agent_id, devices, state, registered_at, last_seen FROM nodes ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(node_row).collect()
+    }
+
+    async fn mark_dead_nodes(&self, silent_since: DateTime<Utc>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE nodes SET state = 'dead' \
+             WHERE state = 'up' AND last_seen < $1 RETURNING name",
+        )
+        .bind(millis(silent_since))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn record_usage(&self, usage: NewUsage) -> Result<()> {

@@ -19,8 +19,8 @@ pub(crate) const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.accou
 pub(crate) const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
      d.created_at FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
 
-/// Defines `version_row`, `job_row`, `account_row`, `deployment_row` and
-/// `object_row` for one driver's row type, in the module that calls it.
+/// Defines `version_row`, `job_row`, `account_row`, `agent_row`, `node_row`,
+/// `deployment_row` and `object_row` for one driver's row type, in the module that calls it.
 macro_rules! row_mappers {
     ($row:ty) => {
         fn version_row(r: &$row) -> Result<VersionRow> {
@@ -91,6 +91,26 @@ macro_rules! row_mappers {
                 name: r.try_get(1)?,
                 role: role.parse().map_err(StoreError::Corrupt)?,
                 created_at: from_millis(r.try_get(3)?),
+            })
+        }
+
+        fn agent_row(r: &$row) -> Result<AgentRow> {
+            Ok(AgentRow {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                created_at: from_millis(r.try_get(2)?),
+                revoked: r.try_get(3)?,
+            })
+        }
+
+        fn node_row(r: &$row) -> Result<NodeRow> {
+            Ok(NodeRow {
+                name: r.try_get(0)?,
+                agent_id: r.try_get(1)?,
+                devices: r.try_get(2)?,
+                state: r.try_get(3)?,
+                registered_at: from_millis(r.try_get(4)?),
+                last_seen: from_millis(r.try_get(5)?),
             })
         }
 

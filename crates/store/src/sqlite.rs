@@ -652,7 +652,7 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
-    async fn release_worker(&self, worker: &str) -> Result<Vec<String>> {
+    async fn release_worker(&self, worker: &str, why: &str) -> Result<Vec<String>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'running' AND lease_owner = ?")
@@ -660,7 +660,7 @@ impl Store for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
         for id in &ids {
-            lose_attempt(&mut tx, id, "the worker's process stopped mid-job").await?;
+            lose_attempt(&mut tx, id, why).await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -672,6 +672,98 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentRow> {
+        let row = sqlx::query(
+            "INSERT INTO agent_tokens (name, token_hash, created_at) \
+             VALUES (?, ?, ?) RETURNING id, name, created_at, revoked",
+        )
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("agent '{name}'")),
+            other => other,
+        })?;
+        agent_row(&row)
+    }
+
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at, revoked FROM agent_tokens \
+             WHERE token_hash = ? AND revoked = 0",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_row).transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRow>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at, revoked FROM agent_tokens ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(agent_row).collect()
+    }
+
+    async fn revoke_agent(&self, name: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE agent_tokens SET revoked = 1 WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn node_seen(&self, name: &str, agent_id: i64, devices: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO nodes (name, agent_id, devices, state, registered_at, last_seen) \
+             VALUES (?, ?, ?, 'up', ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET agent_id = excluded.agent_id, \
+             devices = excluded.devices, state = 'up', last_seen = excluded.last_seen",
+        )
+        .bind(name)
+        .bind(agent_id)
+        .bind(devices)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_node(&self, name: &str) -> Result<Option<NodeRow>> {
+        let row = sqlx::query(
+            "SELECT name, agent_id, devices, state, registered_at, last_seen FROM nodes \
+             WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(node_row).transpose()
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        let rows = sqlx::query(
+            "SELECT name, agent_id, devices, state, registered_at, last_seen FROM nodes ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(node_row).collect()
+    }
+
+    async fn mark_dead_nodes(&self, silent_since: DateTime<Utc>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE nodes SET state = 'dead' \
+             WHERE state = 'up' AND last_seen < ? RETURNING name",
+        )
+        .bind(millis(silent_since))
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     async fn record_usage(&self, usage: NewUsage) -> Result<()> {

@@ -170,3 +170,11 @@ async fn two_lease_keepers_requeue_each_job_once() {
         assert_eq!(lost, 1, "{}: {:?}", j.id, j.history);
     }
 }
+
+#[tokio::test]
+async fn agents_and_nodes() {
+    let Some((_drop, s, _)) = pg("agents_and_nodes").await else {
+        return;
+    };
+    common::agents_and_nodes(&s).await;
+}

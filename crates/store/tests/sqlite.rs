@@ -133,3 +133,9 @@ fn journaled_usage_survives_a_crash_and_is_written_once() {
     assert_eq!(files.len(), 1);
     assert!(std::fs::read(&files[0]).unwrap().iter().all(|&b| b == 0));
 }
+
+#[tokio::test]
+async fn agents_and_nodes() {
+    let (_d, s) = store().await;
+    common::agents_and_nodes(&s).await;
+}

@@ -117,12 +117,16 @@ impl Server {
             };
             db_args = vec!["--database".into(), url];
         }
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(listen)
             .args(args)
             .args(&db_args)
             .env("RUST_LOG", "info,sqlx=warn")
@@ -395,4 +399,92 @@ pub fn s3_bucket(test: &str) -> Option<String> {
     .expect("create a test bucket");
     assert!(status.is_success(), "create bucket: {status}");
     Some(format!("s3://{bucket}?endpoint={endpoint}"))
+}
+
+/// A free TCP port on 127.0.0.1 (for a server that must come back on the
+/// same address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `accelhub agent`.
+pub struct AgentProc {
+    child: Option<Child>,
+    pub node: String,
+    pub log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentProc {
+    /// Start an agent for `node` and wait until it has registered.
+    pub fn start(server: &str, token: &str, node: &str, args: &[&str]) -> AgentProc {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin())
+            .arg("agent")
+            .arg("--server")
+            .arg(server)
+            .arg("--node")
+            .arg(node)
+            .arg("--data")
+            .arg(dir.path())
+            .args(args)
+            .env("ACCELHUB_AGENT_TOKEN", token)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start accelhub agent");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("registered with") {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("agent {node} did not register:\n{}", log.lock().unwrap());
+        }
+        AgentProc {
+            child: Some(child),
+            node: node.to_string(),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }

@@ -231,7 +231,9 @@ pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) 
         .unwrap()
         .unwrap();
     assert_eq!(
-        s.release_worker("node").await.unwrap(),
+        s.release_worker("node", "the worker's process stopped mid-job")
+            .await
+            .unwrap(),
         vec!["j".to_string()]
     );
     let j = s.get_job("j").await.unwrap().unwrap();
@@ -299,4 +301,56 @@ pub async fn concurrent_usage_is_all_read_back(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(records.len(), 2000);
     assert!(records.iter().all(|r| r.price == Money(2000)));
+}
+
+/// Agent tokens resolve until revoked; nodes register, heartbeat and are
+/// declared dead once silent, and a dead node's jobs can be released.
+pub async fn agents_and_nodes(s: &dyn Store) {
+    let a = s.create_agent("rack1", "ha").await.unwrap();
+    assert!(!a.revoked);
+    assert!(matches!(
+        s.create_agent("rack1", "hb").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.agent_by_token("ha").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.agent_by_token("nope").await.unwrap(), None);
+
+    s.node_seen("n1", a.id, "[]").await.unwrap();
+    let first = s.get_node("n1").await.unwrap().unwrap();
+    assert_eq!(first.state, "up");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.node_seen("n1", a.id, r#"[{"class":"wasm"}]"#)
+        .await
+        .unwrap();
+    let again = s.get_node("n1").await.unwrap().unwrap();
+    assert_eq!(again.registered_at, first.registered_at);
+    assert!(again.last_seen > first.last_seen);
+    assert_eq!(again.devices, r#"[{"class":"wasm"}]"#);
+    s.node_seen("n2", a.id, "[]").await.unwrap();
+
+    // Only nodes silent since the cut-off die, and only once.
+    let cut = again.last_seen + Duration::milliseconds(1);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.node_seen("n2", a.id, "[]").await.unwrap();
+    assert_eq!(
+        s.mark_dead_nodes(cut).await.unwrap(),
+        vec!["n1".to_string()]
+    );
+    assert!(s.mark_dead_nodes(cut).await.unwrap().is_empty());
+    let nodes = s.list_nodes().await.unwrap();
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.state.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("n1", "dead"), ("n2", "up")]
+    );
+    // A heartbeat brings it back.
+    s.node_seen("n1", a.id, "[]").await.unwrap();
+    assert_eq!(s.get_node("n1").await.unwrap().unwrap().state, "up");
+
+    assert!(s.revoke_agent("rack1").await.unwrap());
+    assert!(!s.revoke_agent("rack9").await.unwrap());
+    assert_eq!(s.agent_by_token("ha").await.unwrap(), None);
+    assert!(s.list_agents().await.unwrap()[0].revoked);
 }

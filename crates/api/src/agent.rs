@@ -1,0 +1,285 @@
+//! `/v1/agents` (the operator's agent tokens) and `/v1/agent/…`, the
+//! protocol remote agents speak: register, heartbeat, claim, then for a
+//! leased job its input, object inputs, artifact, lease renewals, output
+//! and end. Agent requests carry an agent token and their node's name in
+//! the `accelhub-node` header.
+
+use crate::routes::{body_stream, read_json, ByteStream};
+use crate::{ApiError, AppState, Caller, Problem};
+use accelhub_core::{AgentRow, CoreError};
+use accelhub_domain::{
+    Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
+    Recorded, Renewal, WorkItem,
+};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::time::Duration;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The header naming the agent's node.
+pub const NODE_HEADER: &str = "accelhub-node";
+
+/// An authenticated agent and the node it speaks for (not yet checked to
+/// be registered by it).
+pub struct AgentCaller {
+    pub agent: AgentRow,
+    pub node: String,
+}
+
+impl FromRequestParts<AppState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(CoreError::Unauthorized)?;
+        let agent = state.platform.authenticate_agent(token).await?;
+        let node = parts
+            .headers
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("agent requests name their node in '{NODE_HEADER}'"))
+            })?
+            .to_string();
+        Ok(AgentCaller { agent, node })
+    }
+}
+
+/// An agent speaking for a node it registered.
+pub struct AgentNode(pub String);
+
+impl FromRequestParts<AppState> for AgentNode {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let c = AgentCaller::from_request_parts(parts, state).await?;
+        state.platform.check_node(&c.agent, &c.node).await?;
+        Ok(AgentNode(c.node))
+    }
+}
+
+// ---- The operator's agent tokens ---------------------------------------------
+
+/// Issue an agent token (operator only); it is shown once.
+#[utoipa::path(post, path = "/v1/agents", tag = "fleet", request_body = CreateAgent,
+    responses((status = 201, body = CreatedAgent), (status = 403, body = Problem),
+        (status = 409, body = Problem)),
+    security(("token" = [])))]
+pub async fn create_agent(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
+    let req: CreateAgent = read_json(body).await?;
+    let (agent, token) = s.platform.create_agent(&me, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(CreatedAgent { agent, token })))
+}
+
+/// Agent tokens (operator only).
+#[utoipa::path(get, path = "/v1/agents", tag = "fleet",
+    responses((status = 200, body = [Agent]), (status = 403, body = Problem)),
+    security(("token" = [])))]
+pub async fn list_agents(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> ApiResult<Json<Vec<Agent>>> {
+    Ok(Json(s.platform.list_agents(&me).await?))
+}
+
+/// Revoke an agent token (operator only).
+#[utoipa::path(delete, path = "/v1/agents/{name}", tag = "fleet",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn revoke_agent(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.platform.revoke_agent(&me, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- The agent protocol ------------------------------------------------------
+
+/// Register a node and its devices (agents only). Jobs the node held
+/// before are queued again: its agent restarted.
+#[utoipa::path(post, path = "/v1/agent/register", tag = "agent", request_body = NodeReport,
+    params(("accelhub-node" = String, Header)),
+    responses((status = 200, body = AgentHello), (status = 401, body = Problem),
+        (status = 409, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn register(
+    State(s): State<AppState>,
+    c: AgentCaller,
+    body: Body,
+) -> ApiResult<Json<AgentHello>> {
+    let report: NodeReport = read_json(body).await?;
+    Ok(Json(
+        s.platform.register_node(&c.agent, &c.node, &report).await?,
+    ))
+}
+
+/// The node is alive; its devices now.
+#[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agent", request_body = NodeReport,
+    params(("accelhub-node" = String, Header)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn heartbeat(
+    State(s): State<AppState>,
+    c: AgentCaller,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    let report: NodeReport = read_json(body).await?;
+    s.platform
+        .node_heartbeat(&c.agent, &c.node, &report)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lease a queued job of one of the given device classes, waiting up to
+/// `wait_ms` (at most 30 s) for one. 204: none came.
+#[utoipa::path(post, path = "/v1/agent/claim", tag = "agent", request_body = ClaimRequest,
+    params(("accelhub-node" = String, Header)),
+    responses((status = 200, body = WorkItem), (status = 204), (status = 401, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn claim(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: ClaimRequest = read_json(body).await?;
+    let item = s
+        .platform
+        .claim_work(&node, &req.devices, Duration::from_millis(req.wait_ms))
+        .await?;
+    Ok(match item {
+        Some(item) => Json(item).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// Renew a leased job's lease and record its progress.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/renew", tag = "agent", request_body = Renewal,
+    params(("id" = String, Path), ("accelhub-node" = String, Header)),
+    responses((status = 200, body = LeaseState), (status = 401, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn renew(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<LeaseState>> {
+    let r: Renewal = read_json(body).await?;
+    Ok(Json(LeaseState {
+        running: s.platform.renew_work(&node, &id, &r).await?,
+    }))
+}
+
+fn octets(stream: ByteStream, size: Option<u64>) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(n) = size {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    (headers, Body::from_stream(stream)).into_response()
+}
+
+/// The input object of a job leased to this node.
+#[utoipa::path(get, path = "/v1/agent/jobs/{id}/input", tag = "agent",
+    params(("id" = String, Path), ("accelhub-node" = String, Header)),
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 409, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn input(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (size, stream) = s.platform.work_input(&node, &id).await?;
+    Ok(octets(stream, Some(size)))
+}
+
+/// An object input of a job leased to this node, by parameter name.
+#[utoipa::path(get, path = "/v1/agent/jobs/{id}/objects/{name}", tag = "agent",
+    params(("id" = String, Path), ("name" = String, Path), ("accelhub-node" = String, Header)),
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 409, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn object(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let stream = s.platform.work_object(&node, &id, &name).await?;
+    Ok(octets(stream, None))
+}
+
+/// The artifact of a job leased to this node, for its device to load.
+#[utoipa::path(get, path = "/v1/agent/jobs/{id}/artifact", tag = "agent",
+    params(("id" = String, Path), ("accelhub-node" = String, Header)),
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 409, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn artifact(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let bytes = s.platform.work_artifact(&node, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// Upload the output of a job leased to this node (before reporting its
+/// success).
+#[utoipa::path(put, path = "/v1/agent/jobs/{id}/output", tag = "agent",
+    params(("id" = String, Path), ("accelhub-node" = String, Header)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204), (status = 409, body = Problem), (status = 413, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn output(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    s.platform
+        .put_work_output(&node, &id, body_stream(body))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Report how the attempt this node holds ended; the job is billed once,
+/// on success.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/finish", tag = "agent", request_body = JobReport,
+    params(("id" = String, Path), ("accelhub-node" = String, Header)),
+    responses((status = 200, body = Recorded), (status = 401, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn finish(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Recorded>> {
+    let report: JobReport = read_json(body).await?;
+    Ok(Json(Recorded {
+        recorded: s.platform.finish_work(&node, &id, report).await?,
+    }))
+}

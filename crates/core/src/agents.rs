@@ -1,0 +1,479 @@
+//! The control plane's side of the agents: the tokens the operator issues,
+//! the nodes agents register, and the work they lease.
+//!
+//! A worker, local or remote, sees a job only through these methods (see
+//! [`crate::worker::JobSource`]): claim it, stream its input and object
+//! inputs, fetch its artifact, renew its lease with progress, upload its
+//! output and report how it ended. Every step but the claim checks that
+//! the job is still leased to the caller's node, so a node declared dead
+//! can no longer touch a job that was given to another.
+
+use crate::auth::{generate_token_with, hash_token};
+use crate::{account_object_key, usage_record, CoreError, Platform, Result};
+use accelhub_domain::{
+    Account, Agent, AgentHello, FleetDevice, JobReport, JobState, NodeReport, Renewal, Role,
+    WorkItem, WorkObject,
+};
+use accelhub_objects::ByteStream;
+use accelhub_store::{AgentRow, JobOutcome, JobRow, StoreError, VersionRow};
+use bytes::Bytes;
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Prefix of agent tokens (user and operator tokens start with `ahk_`).
+pub const AGENT_TOKEN_PREFIX: &str = "aha_";
+
+/// Why a node lost its jobs.
+const AGENT_RESTARTED: &str = "the node's agent restarted mid-job";
+
+fn agent_view(a: AgentRow) -> Agent {
+    Agent {
+        name: a.name,
+        created_at: a.created_at,
+        revoked: a.revoked,
+    }
+}
+
+impl Platform {
+    fn operator_only(caller: &Account, what: &str) -> Result<()> {
+        if caller.role == Role::Operator {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden(format!("only the operator {what}")))
+        }
+    }
+
+    /// Issue an agent token (operator only). The token is shown once.
+    pub async fn create_agent(&self, caller: &Account, name: &str) -> Result<(Agent, String)> {
+        Self::operator_only(caller, "issues agent tokens")?;
+        accelhub_domain::validate_slug("agent name", name).map_err(CoreError::BadRequest)?;
+        let token = generate_token_with(AGENT_TOKEN_PREFIX);
+        let row = self
+            .store
+            .create_agent(name, &hash_token(&token))
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    CoreError::Conflict(format!("an agent named '{name}' already exists"))
+                }
+                other => other.into(),
+            })?;
+        Ok((agent_view(row), token))
+    }
+
+    pub async fn list_agents(&self, caller: &Account) -> Result<Vec<Agent>> {
+        Self::operator_only(caller, "lists agent tokens")?;
+        Ok(self
+            .store
+            .list_agents()
+            .await?
+            .into_iter()
+            .map(agent_view)
+            .collect())
+    }
+
+    /// Revoke an agent token (operator only): its agent is refused from
+    /// its next request on (within the token cache's 2 s on other
+    /// control-plane processes).
+    pub async fn revoke_agent(&self, caller: &Account, name: &str) -> Result<()> {
+        Self::operator_only(caller, "revokes agent tokens")?;
+        if !self.store.revoke_agent(name).await? {
+            return Err(CoreError::NotFound(format!("there is no agent '{name}'")));
+        }
+        self.agent_tokens.clear();
+        Ok(())
+    }
+
+    /// The agent a bearer token belongs to.
+    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentRow> {
+        if !token.starts_with(AGENT_TOKEN_PREFIX) || token.len() > 200 {
+            return Err(CoreError::Unauthorized);
+        }
+        let hash = hash_token(token);
+        if let Some(a) = self.agent_tokens.get(&hash) {
+            return Ok(a);
+        }
+        let agent = self
+            .store
+            .agent_by_token(&hash)
+            .await?
+            .ok_or(CoreError::Unauthorized)?;
+        self.agent_tokens.put(hash, agent.clone());
+        Ok(agent)
+    }
+
+    /// An agent (re)starts on `node`: jobs the node held are lost (their
+    /// process is gone) and queued again; the node is up with these
+    /// devices.
+    pub async fn register_node(
+        &self,
+        agent: &AgentRow,
+        node: &str,
+        report: &NodeReport,
+    ) -> Result<AgentHello> {
+        accelhub_domain::validate_slug("node name", node).map_err(CoreError::BadRequest)?;
+        if node == self.config.node {
+            return Err(CoreError::Conflict(format!(
+                "'{node}' is the control plane's own node name: give the agent another --node"
+            )));
+        }
+        if let Some(n) = self.store.get_node(node).await? {
+            if n.agent_id != agent.id && n.state == "up" {
+                return Err(CoreError::Conflict(format!(
+                    "node '{node}' is registered by another agent and still heartbeating"
+                )));
+            }
+        }
+        let lost = self.store.release_worker(node, AGENT_RESTARTED).await?;
+        if !lost.is_empty() {
+            tracing::warn!(node, jobs = ?lost, "agent restarted: its jobs are queued again");
+            self.job_wakeup.notify_waiters();
+        }
+        self.store
+            .node_seen(node, agent.id, &accelhub_store_json(&report.devices))
+            .await?;
+        self.agent_nodes.put((agent.id, node.to_string()), ());
+        tracing::info!(node, agent = %agent.name, "node registered");
+        Ok(AgentHello {
+            heartbeat_ms: self.heartbeat_every().as_millis() as u64,
+            lease_ms: self.config.job_lease.as_millis() as u64,
+        })
+    }
+
+    /// How often agents heartbeat: three beats fit in a lease.
+    pub(crate) fn heartbeat_every(&self) -> Duration {
+        self.config.job_lease / 3
+    }
+
+    /// Check that `node` is registered by this agent.
+    pub async fn check_node(&self, agent: &AgentRow, node: &str) -> Result<()> {
+        let key = (agent.id, node.to_string());
+        if self.agent_nodes.get(&key).is_some() {
+            return Ok(());
+        }
+        match self.store.get_node(node).await? {
+            Some(n) if n.agent_id == agent.id => {
+                self.agent_nodes.put(key, ());
+                Ok(())
+            }
+            Some(_) => Err(CoreError::Forbidden(format!(
+                "node '{node}' is registered by another agent"
+            ))),
+            None => Err(CoreError::NotFound(format!(
+                "node '{node}' is not registered: register it first"
+            ))),
+        }
+    }
+
+    /// A heartbeat: the node is alive, with these devices.
+    pub async fn node_heartbeat(
+        &self,
+        agent: &AgentRow,
+        node: &str,
+        report: &NodeReport,
+    ) -> Result<()> {
+        self.check_node(agent, node).await?;
+        self.store
+            .node_seen(node, agent.id, &accelhub_store_json(&report.devices))
+            .await?;
+        Ok(())
+    }
+
+    /// Device classes jobs may be queued for: the embedded agent's (when it
+    /// runs jobs) and those of every registered node, up or not (a job
+    /// waits in the queue for a node that comes back, as with a fleet
+    /// scaled to zero).
+    pub(crate) async fn job_device_classes(&self) -> Result<Vec<String>> {
+        let mut classes = if self.config.local_jobs {
+            self.executor.device_classes()
+        } else {
+            Vec::new()
+        };
+        for n in self.store.list_nodes().await? {
+            if let Ok(devices) = serde_json::from_str::<Vec<FleetDevice>>(&n.devices) {
+                classes.extend(devices.into_iter().map(|d| d.class));
+            }
+        }
+        classes.sort();
+        classes.dedup();
+        Ok(classes)
+    }
+
+    // ---- Work ------------------------------------------------------------
+
+    /// Lease a queued job of one of `devices` to `node`, waiting up to
+    /// `wait` for one.
+    pub async fn claim_work(
+        &self,
+        node: &str,
+        devices: &[String],
+        wait: Duration,
+    ) -> Result<Option<WorkItem>> {
+        let deadline = Instant::now() + wait.min(Duration::from_secs(30));
+        loop {
+            let wakeup = self.job_wakeup.notified();
+            tokio::pin!(wakeup);
+            wakeup.as_mut().enable();
+            let lease_until = Utc::now() + self.config.job_lease;
+            if let Some(job) = self.store.claim_job(node, devices, lease_until).await? {
+                match self.work_item(&job).await {
+                    Ok(item) => return Ok(Some(item)),
+                    Err(e) => {
+                        // Nothing can run it (its object input is gone…):
+                        // the job fails now, unbilled, with the reason.
+                        let report = JobReport::Failed {
+                            error: e.to_string(),
+                            log: None,
+                        };
+                        self.finish_work(node, &job.id, report).await?;
+                        continue;
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            tokio::select! {
+                _ = wakeup => {}
+                _ = tokio::time::sleep(left.min(Duration::from_millis(500))) => {}
+            }
+        }
+    }
+
+    async fn work_item(&self, job: &JobRow) -> Result<WorkItem> {
+        let version = self.version_by_id(job.version_id).await?;
+        let imp = version
+            .implementations
+            .iter()
+            .find(|i| i.device == job.device)
+            .ok_or_else(|| {
+                CoreError::Internal(format!(
+                    "{}@{} has no '{}' implementation",
+                    version.ip, version.version, job.device
+                ))
+            })?;
+        let objects = self
+            .resolve_objects(job.account_id, &version, &job.params)
+            .await?
+            .into_iter()
+            .map(|(name, o)| WorkObject {
+                name,
+                key: o.key,
+                sha256: o.sha256,
+                size: o.size,
+            })
+            .collect();
+        Ok(WorkItem {
+            job: job.id.clone(),
+            ip: version.ip.clone(),
+            version: version.version.clone(),
+            device: job.device.clone(),
+            image: Self::image_id(imp).0,
+            input_key: job.input_key.clone(),
+            input_size: job.input_size,
+            params: job.params.clone(),
+            limits: version.limits,
+            objects,
+            lease_ms: self.config.job_lease.as_millis() as u64,
+        })
+    }
+
+    /// The job, if `node` holds its lease now.
+    async fn leased(&self, node: &str, job: &str) -> Result<JobRow> {
+        match self.store.get_job(job).await? {
+            Some(j) if j.state == JobState::Running && j.lease_owner.as_deref() == Some(node) => {
+                Ok(j)
+            }
+            Some(j) => Err(CoreError::Conflict(format!(
+                "job '{job}' is not leased to node '{node}' (it is {})",
+                j.state
+            ))),
+            None => Err(CoreError::NotFound(format!("there is no job '{job}'"))),
+        }
+    }
+
+    /// Renew a lease and record progress. False: stop, the job was
+    /// cancelled or is no longer this node's.
+    pub async fn renew_work(&self, node: &str, job: &str, r: &Renewal) -> Result<bool> {
+        let items = match (r.items, r.unit.as_deref()) {
+            (Some(n), Some(u)) => Some((n, u)),
+            _ => None,
+        };
+        let state = self
+            .store
+            .renew_lease(
+                job,
+                node,
+                Utc::now() + self.config.job_lease,
+                r.progress.clamp(0.0, 1.0),
+                items,
+            )
+            .await?;
+        Ok(state == Some(JobState::Running))
+    }
+
+    /// The job's input object, streamed.
+    pub async fn work_input(&self, node: &str, job: &str) -> Result<(u64, ByteStream)> {
+        let j = self.leased(node, job).await?;
+        let (info, stream) = self
+            .objects
+            .get_stream(&account_object_key(j.account_id, &j.input_key))
+            .await
+            .map_err(|e| {
+                CoreError::NotFound(format!("cannot read input object '{}': {e}", j.input_key))
+            })?;
+        Ok((info, stream))
+    }
+
+    /// One of the job's object inputs, by parameter name, streamed.
+    pub async fn work_object(&self, node: &str, job: &str, name: &str) -> Result<ByteStream> {
+        let j = self.leased(node, job).await?;
+        let version = self.version_by_id(j.version_id).await?;
+        let mut objects = self
+            .resolve_objects(j.account_id, &version, &j.params)
+            .await?;
+        let o = objects.remove(name).ok_or_else(|| {
+            CoreError::NotFound(format!("job '{job}' has no object input '{name}'"))
+        })?;
+        (o.open)()
+            .await
+            .map_err(|e| CoreError::NotFound(format!("cannot read object '{}': {e}", o.key)))
+    }
+
+    /// The artifact of the job's implementation, unsealed, for the device
+    /// that runs it.
+    pub async fn work_artifact(&self, node: &str, job: &str) -> Result<Bytes> {
+        let j = self.leased(node, job).await?;
+        let version = self.version_by_id(j.version_id).await?;
+        let imp = version
+            .implementations
+            .iter()
+            .find(|i| i.device == j.device)
+            .ok_or_else(|| CoreError::NotFound(format!("no '{}' implementation", j.device)))?;
+        self.unseal(&imp.artifact_key)
+            .await
+            .map_err(|e| CoreError::Internal(format!("cannot read the artifact: {e}")))
+    }
+
+    /// Store the job's output in its owner's space (before reporting
+    /// success). Returns its size.
+    pub async fn put_work_output(&self, node: &str, job: &str, body: ByteStream) -> Result<u64> {
+        let j = self.leased(node, job).await?;
+        let version = self.version_by_id(j.version_id).await?;
+        let key = output_key(job);
+        let put = self
+            .objects
+            .put_stream(
+                &account_object_key(j.account_id, &key),
+                body,
+                version.limits.output_bytes,
+            )
+            .await?;
+        self.store
+            .put_object(j.account_id, &key, put.size, &put.sha256)
+            .await?;
+        Ok(put.size)
+    }
+
+    /// Record how the attempt `node` holds ended, with its usage record
+    /// in the same transaction (billed only on success). False: the node
+    /// no longer held the job; nothing was recorded.
+    pub async fn finish_work(&self, node: &str, job: &str, report: JobReport) -> Result<bool> {
+        let Some(j) = self.store.get_job(job).await? else {
+            return Err(CoreError::NotFound(format!("there is no job '{job}'")));
+        };
+        let version: Option<Arc<VersionRow>> = self.version_by_id(j.version_id).await.ok();
+        let succeeded = matches!(report, JobReport::Succeeded { .. });
+        let (outcome, usage) = match report {
+            JobReport::Succeeded {
+                output_size,
+                log,
+                items,
+                unit,
+                device_time_ms,
+            } => (
+                JobOutcome::Succeeded {
+                    output_key: output_key(job),
+                    output_size,
+                    log,
+                    items: items.zip(unit),
+                },
+                version.as_deref().map(|v| {
+                    usage_record(
+                        job,
+                        "job",
+                        j.account_id,
+                        v,
+                        &j.device,
+                        j.input_size,
+                        output_size,
+                        Duration::from_millis(device_time_ms),
+                        true,
+                        "ok",
+                    )
+                }),
+            ),
+            JobReport::Failed { error, log } => (
+                JobOutcome::Failed { error, log },
+                version.as_deref().map(|v| {
+                    usage_record(
+                        job,
+                        "job",
+                        j.account_id,
+                        v,
+                        &j.device,
+                        j.input_size,
+                        0,
+                        Duration::ZERO,
+                        false,
+                        "error",
+                    )
+                }),
+            ),
+        };
+        let recorded = self.store.finish_job(job, node, outcome, usage).await?;
+        if !recorded && succeeded {
+            // Cancelled or re-leased meanwhile. Drop this attempt's output,
+            // unless another attempt has succeeded since with the same key.
+            let now = self.store.get_job(job).await?;
+            if !matches!(now, Some(ref n) if n.state == JobState::Succeeded) {
+                let key = output_key(job);
+                if self.store.delete_object(j.account_id, &key).await? {
+                    let _ = self
+                        .objects
+                        .delete(&account_object_key(j.account_id, &key))
+                        .await;
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Declare dead the nodes silent for a whole lease, and queue their
+    /// jobs again. Returns the nodes declared dead.
+    pub async fn bury_silent_nodes(&self) -> Result<Vec<String>> {
+        let cutoff = Utc::now() - self.config.job_lease;
+        let dead = self.store.mark_dead_nodes(cutoff).await?;
+        for node in &dead {
+            let why = format!("node '{node}' stopped heartbeating");
+            let lost = self.store.release_worker(node, &why).await?;
+            tracing::warn!(node, jobs = ?lost, "node declared dead");
+            self.agent_nodes.clear();
+        }
+        if !dead.is_empty() {
+            self.job_wakeup.notify_waiters();
+        }
+        Ok(dead)
+    }
+}
+
+/// The key of a job's output in its owner's space.
+pub(crate) fn output_key(job: &str) -> String {
+    format!("{job}.out")
+}
+
+fn accelhub_store_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
