@@ -18,7 +18,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use std::time::Duration;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -163,10 +162,7 @@ pub async fn claim(
     body: Body,
 ) -> ApiResult<Response> {
     let req: ClaimRequest = read_json(body).await?;
-    let item = s
-        .platform
-        .claim_work(&node, &req.devices, Duration::from_millis(req.wait_ms))
-        .await?;
+    let item = s.platform.claim_work(&node, &req).await?;
     Ok(match item {
         Some(item) => Json(item).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),

@@ -43,6 +43,7 @@ pub struct AppState {
         routes::deploy,
         routes::list_deployments,
         routes::undeploy,
+        routes::show_deployment,
         routes::invoke,
         routes::put_object,
         routes::put_named_object,
@@ -128,7 +129,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route(
             "/deployments/{namespace}/{name}",
-            axum::routing::delete(routes::undeploy),
+            get(routes::show_deployment).delete(routes::undeploy),
         )
         .route("/invoke/{namespace}/{name}", post(routes::invoke))
         .route(

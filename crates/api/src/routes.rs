@@ -184,9 +184,25 @@ pub async fn deploy(
     let req: DeployRequest = read_json(body).await?;
     let d = s
         .platform
-        .deploy(&me, &req.ip, req.version.as_deref())
+        .deploy(&me, &req.ip, req.version.as_deref(), req.scaling)
         .await?;
     Ok((StatusCode::CREATED, Json(d)))
+}
+
+/// One of the caller's deployments: its scaling, replicas and the
+/// autoscaler's latest decisions.
+#[utoipa::path(get, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Deployment), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn show_deployment(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Json<Deployment>> {
+    Ok(Json(
+        s.platform.deployment(&me, &format!("{ns}/{name}")).await?,
+    ))
 }
 
 /// The caller's deployments.

@@ -7,7 +7,7 @@ use accelhub_client::{AgentClient, ClientError};
 use accelhub_core::worker::{file_stream, node_report, JobSource, WorkerPool};
 use accelhub_core::{CoreError, Executor, Metrics};
 use accelhub_device::Output;
-use accelhub_domain::{JobReport, Renewal, WorkItem};
+use accelhub_domain::{ClaimRequest, JobReport, Renewal, WorkItem};
 use accelhub_objects::ByteStream;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -148,12 +148,8 @@ impl JobSource for HttpJobs {
     fn node(&self) -> &str {
         self.client.node()
     }
-    async fn claim(
-        &self,
-        devices: &[String],
-        wait: Duration,
-    ) -> accelhub_core::Result<Option<WorkItem>> {
-        self.client.claim(devices, wait).await.map_err(core_error)
+    async fn claim(&self, req: &ClaimRequest) -> accelhub_core::Result<Option<WorkItem>> {
+        self.client.claim(req).await.map_err(core_error)
     }
     async fn renew(&self, job: &str, r: Renewal) -> accelhub_core::Result<bool> {
         self.client.renew(job, &r).await.map_err(core_error)

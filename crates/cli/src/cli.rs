@@ -66,6 +66,8 @@ pub enum Command {
         conn: Conn,
         /// `namespace/name`, optionally `@VERSION` (default: newest verified).
         target: Option<String>,
+        #[command(flatten)]
+        scaling: ScalingArgs,
         #[command(subcommand)]
         cmd: Option<DeployCmd>,
     },
@@ -170,10 +172,30 @@ pub enum IpCmd {
     Show { name: String },
 }
 
+/// Autoscaling of a deployment: replicas (device slots its jobs may run on
+/// at once) follow the jobs queued and running.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScalingArgs {
+    /// Fewest replicas (0: scale to zero when idle).
+    #[arg(long)]
+    pub min: Option<u32>,
+    /// Most replicas.
+    #[arg(long)]
+    pub max: Option<u32>,
+    /// Jobs, queued and running, per replica.
+    #[arg(long = "target", id = "target_jobs")]
+    pub target_jobs: Option<u32>,
+    /// Seconds demand must stay low before scaling in.
+    #[arg(long)]
+    pub scale_down_delay: Option<u64>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DeployCmd {
     /// List your deployments.
     List,
+    /// Show a deployment: scaling, replicas, the autoscaler's decisions.
+    Show { ip: String },
     /// Remove a deployment.
     Rm { ip: String },
 }
@@ -268,7 +290,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account { conn, cmd } => account(&conn, cmd).await,
         Command::Ip { conn, cmd } => ip(&conn, cmd).await,
-        Command::Deploy { conn, target, cmd } => deploy(&conn, target, cmd).await,
+        Command::Deploy {
+            conn,
+            target,
+            scaling,
+            cmd,
+        } => deploy(&conn, target, scaling, cmd).await,
         Command::Invoke {
             conn,
             ip,
@@ -553,7 +580,12 @@ async fn ip(conn: &Conn, cmd: IpCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn deploy(conn: &Conn, target: Option<String>, cmd: Option<DeployCmd>) -> anyhow::Result<()> {
+async fn deploy(
+    conn: &Conn,
+    target: Option<String>,
+    scaling: ScalingArgs,
+    cmd: Option<DeployCmd>,
+) -> anyhow::Result<()> {
     let c = client(conn)?;
     match (target, cmd) {
         (Some(t), None) => {
@@ -561,7 +593,25 @@ async fn deploy(conn: &Conn, target: Option<String>, cmd: Option<DeployCmd>) -> 
                 Some((ip, v)) => (ip.to_string(), Some(v.to_string())),
                 None => (t, None),
             };
-            let d = c.deploy(&ip, version.as_deref()).await?;
+            let given = scaling.min.is_some()
+                || scaling.max.is_some()
+                || scaling.target_jobs.is_some()
+                || scaling.scale_down_delay.is_some();
+            let spec = if given {
+                // Flags not given keep the deployment's current values.
+                let mut sc = match c.deployment(&ip).await {
+                    Ok(d) => d.scaling,
+                    Err(_) => accelhub_domain::Scaling::default(),
+                };
+                sc.min = scaling.min.unwrap_or(sc.min);
+                sc.max = scaling.max.unwrap_or(sc.max);
+                sc.target = scaling.target_jobs.unwrap_or(sc.target);
+                sc.scale_down_delay_secs = scaling.scale_down_delay.unwrap_or(sc.scale_down_delay_secs);
+                Some(sc)
+            } else {
+                None
+            };
+            let d = c.deploy_with(&ip, version.as_deref(), spec).await?;
             if conn.json {
                 return print_json(&d);
             }
@@ -578,22 +628,53 @@ async fn deploy(conn: &Conn, target: Option<String>, cmd: Option<DeployCmd>) -> 
             if conn.json {
                 return print_json(&ds);
             }
-            println!("{:<28} {:<10} {:<10} DEVICES", "IP", "VERSION", "PRICE");
+            println!(
+                "{:<28} {:<10} {:<10} {:<9} DEVICES",
+                "IP", "VERSION", "PRICE", "REPLICAS"
+            );
             for d in ds {
                 println!(
-                    "{:<28} {:<10} {:<10} {}",
+                    "{:<28} {:<10} {:<10} {:<9} {}",
                     d.ip,
                     d.version,
                     d.price_per_call,
+                    format!("{}/{}", d.replicas, d.scaling.max),
                     d.devices.join(",")
                 );
+            }
+        }
+        (None, Some(DeployCmd::Show { ip })) => {
+            let d = c.deployment(&ip).await?;
+            if conn.json {
+                return print_json(&d);
+            }
+            println!(
+                "{}@{} on {} at {} per call",
+                d.ip,
+                d.version,
+                d.devices.join(","),
+                d.price_per_call
+            );
+            let sc = d.scaling;
+            println!(
+                "replicas {} (min {}, max {}, target {} job(s) per replica, scale-down delay {} s)",
+                d.replicas, sc.min, sc.max, sc.target, sc.scale_down_delay_secs
+            );
+            if d.events.is_empty() {
+                println!("no scaling decisions yet");
+            }
+            for e in &d.events {
+                println!("  {}  {}", e.at.format("%Y-%m-%d %H:%M:%S"), e.reason);
             }
         }
         (None, Some(DeployCmd::Rm { ip })) => {
             c.undeploy(&ip).await?;
             eprintln!("removed the deployment of {ip}");
         }
-        _ => bail!("usage: accelhub deploy NAME[@VERSION] | accelhub deploy list | accelhub deploy rm NAME"),
+        _ => bail!(
+            "usage: accelhub deploy NAME[@VERSION] [--min N --max N --target N --scale-down-delay S] \
+             | accelhub deploy list | accelhub deploy show NAME | accelhub deploy rm NAME"
+        ),
     }
     Ok(())
 }

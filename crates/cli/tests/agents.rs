@@ -11,6 +11,14 @@ use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+fn wasm_claim(wait_ms: u64) -> accelhub_domain::ClaimRequest {
+    accelhub_domain::ClaimRequest {
+        devices: vec!["wasm".into()],
+        wait_ms,
+        ..Default::default()
+    }
+}
+
 fn spin(iters: u64) -> Params {
     let mut p = Params::new();
     p.insert("mode".into(), "spin".into());
@@ -287,23 +295,13 @@ async fn agent_tokens_and_nodes_are_checked() {
         Some(409)
     );
     assert_eq!(
-        status(
-            a2_on_n1
-                .claim(&["wasm".into()], Duration::ZERO)
-                .await
-                .unwrap_err()
-        ),
+        status(a2_on_n1.claim(&wasm_claim(0)).await.unwrap_err()),
         Some(403)
     );
     // An unregistered node can do nothing but register.
     let a1_on_n5 = AgentClient::new(&server.url, &t1, "n5").unwrap();
     assert_eq!(
-        status(
-            a1_on_n5
-                .claim(&["wasm".into()], Duration::ZERO)
-                .await
-                .unwrap_err()
-        ),
+        status(a1_on_n5.claim(&wasm_claim(0)).await.unwrap_err()),
         Some(404)
     );
     // The control plane's own node name is not an agent's.
@@ -323,7 +321,7 @@ async fn agent_tokens_and_nodes_are_checked() {
         .await
         .unwrap();
     let item = a1
-        .claim(&["wasm".into()], Duration::from_secs(5))
+        .claim(&wasm_claim(5000))
         .await
         .unwrap()
         .expect("the queued job");
@@ -394,4 +392,82 @@ async fn agent_tokens_and_nodes_are_checked() {
     assert_eq!(status(a1.heartbeat(&report).await.unwrap_err()), Some(401));
     let listed = admin.agents().await.unwrap();
     assert!(listed.iter().any(|a| a.name == "rack1" && a.revoked));
+}
+
+/// Placement: a worker whose device already holds a job's image gets that
+/// job before an older one that would need a reconfiguration; the
+/// placements are counted in /metrics.
+#[tokio::test]
+async fn a_worker_gets_the_job_its_device_holds_first() {
+    let server = Server::start_with(CONTROL_PLANE);
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user = server.account("judy", Role::User).await;
+    publish(&vendor, package("echo", |m| m).path()).await;
+    publish(&vendor, package("revcomp", |m| m).path()).await;
+    user.deploy("acme/echo", None).await.unwrap();
+    user.deploy("acme/revcomp", None).await.unwrap();
+    let obj = user
+        .put_object(None, b">r\nACGT\n".to_vec(), None)
+        .await
+        .unwrap();
+    let token = server.admin().create_agent("rack1").await.unwrap().token;
+    let a = AgentClient::new(&server.url, &token, "n1").unwrap();
+    a.register(&NodeReport {
+        devices: vec![FleetDevice {
+            class: "wasm".into(),
+            slots: 1,
+            busy: 0,
+            utilisation: 0.0,
+            loaded: vec![],
+            resident: vec![],
+        }],
+    })
+    .await
+    .unwrap();
+    let done = JobReport::Failed {
+        error: "not run in this test".into(),
+        log: None,
+    };
+
+    // The first echo job: nothing is loaded yet.
+    let e1 = user
+        .submit_job("acme/echo", &obj.key, Params::new())
+        .await
+        .unwrap();
+    let item = a.claim(&wasm_claim(5000)).await.unwrap().unwrap();
+    assert_eq!(item.job, e1.id);
+    let echo_image = item.image.clone();
+    assert!(a.finish(&e1.id, &done).await.unwrap());
+
+    // An older revcomp job and a younger echo job.
+    let r1 = user
+        .submit_job("acme/revcomp", &obj.key, Params::new())
+        .await
+        .unwrap();
+    let e2 = user
+        .submit_job("acme/echo", &obj.key, Params::new())
+        .await
+        .unwrap();
+    let mut warm = wasm_claim(0);
+    warm.images = vec![echo_image];
+    let item = a.claim(&warm).await.unwrap().unwrap();
+    assert_eq!(item.job, e2.id, "the warm job goes first");
+    // A device holding nothing gets the oldest.
+    let item = a.claim(&wasm_claim(0)).await.unwrap().unwrap();
+    assert_eq!(item.job, r1.id);
+
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("accelhub_job_placements_total{placement=\"warm\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("accelhub_job_placements_total{placement=\"cold\"} 2"),
+        "{metrics}"
+    );
 }

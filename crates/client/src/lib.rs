@@ -239,11 +239,28 @@ impl Client {
     // ---- Deployments ----
 
     pub async fn deploy(&self, ip: &str, version: Option<&str>) -> Result<Deployment> {
+        self.deploy_with(ip, version, None).await
+    }
+
+    /// Deploy with a scaling spec (`None`: keep the current one).
+    pub async fn deploy_with(
+        &self,
+        ip: &str,
+        version: Option<&str>,
+        scaling: Option<accelhub_domain::Scaling>,
+    ) -> Result<Deployment> {
         let body = DeployRequest {
             ip: ip.into(),
             version: version.map(str::to_string),
+            scaling,
         };
         self.json(self.req(Method::POST, "/v1/deployments").json(&body))
+            .await
+    }
+
+    /// One deployment, with the autoscaler's latest decisions.
+    pub async fn deployment(&self, ip: &str) -> Result<Deployment> {
+        self.json(self.req(Method::GET, &format!("/v1/deployments/{}", check_ip(ip)?)))
             .await
     }
 
@@ -475,23 +492,13 @@ impl AgentClient {
         Ok(())
     }
 
-    /// A job of one of `devices`, waiting up to `wait` for one.
-    pub async fn claim(
-        &self,
-        devices: &[String],
-        wait: std::time::Duration,
-    ) -> Result<Option<WorkItem>> {
-        let body = ClaimRequest {
-            devices: devices.to_vec(),
-            wait_ms: wait.as_millis() as u64,
-        };
+    /// A job of one of `req.devices`, waiting up to `req.wait_ms` for one.
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<Option<WorkItem>> {
         let resp = self
             .api
-            .send(
-                self.req(Method::POST, "/v1/agent/claim")
-                    .json(&body)
-                    .timeout(wait + std::time::Duration::from_secs(30)),
-            )
+            .send(self.req(Method::POST, "/v1/agent/claim").json(req).timeout(
+                std::time::Duration::from_millis(req.wait_ms) + std::time::Duration::from_secs(30),
+            ))
             .await?;
         if resp.status() == StatusCode::NO_CONTENT {
             return Ok(None);

@@ -11,18 +11,23 @@
 use crate::auth::{generate_token_with, hash_token};
 use crate::{account_object_key, usage_record, CoreError, Platform, Result};
 use accelhub_domain::{
-    Account, Agent, AgentHello, FleetDevice, JobReport, JobState, NodeReport, Renewal, Role,
-    WorkItem, WorkObject,
+    Account, Agent, AgentHello, ClaimRequest, FleetDevice, JobReport, JobState, NodeReport,
+    Renewal, Role, WorkItem, WorkObject,
 };
 use accelhub_objects::ByteStream;
+use accelhub_scheduler::{Candidate, Holding};
 use accelhub_store::{AgentRow, JobOutcome, JobRow, StoreError, VersionRow};
 use bytes::Bytes;
 use chrono::Utc;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Prefix of agent tokens (user and operator tokens start with `ahk_`).
 pub const AGENT_TOKEN_PREFIX: &str = "aha_";
+
+/// Queued jobs the scheduler chooses among.
+const CANDIDATES: u32 = 32;
 
 /// Why a node lost its jobs.
 const AGENT_RESTARTED: &str = "the node's agent restarted mid-job";
@@ -202,21 +207,20 @@ impl Platform {
 
     // ---- Work ------------------------------------------------------------
 
-    /// Lease a queued job of one of `devices` to `node`, waiting up to
-    /// `wait` for one.
-    pub async fn claim_work(
-        &self,
-        node: &str,
-        devices: &[String],
-        wait: Duration,
-    ) -> Result<Option<WorkItem>> {
-        let deadline = Instant::now() + wait.min(Duration::from_secs(30));
+    /// Lease a queued job of one of `req.devices` to `node`, waiting up to
+    /// `req.wait_ms` (at most 30 s) for one.
+    pub async fn claim_work(&self, node: &str, req: &ClaimRequest) -> Result<Option<WorkItem>> {
+        let wait = Duration::from_millis(req.wait_ms).min(Duration::from_secs(30));
+        let deadline = Instant::now() + wait;
+        let holding = Holding {
+            images: req.images.iter().cloned().collect(),
+            resident: req.resident.iter().cloned().collect(),
+        };
         loop {
             let wakeup = self.job_wakeup.notified();
             tokio::pin!(wakeup);
             wakeup.as_mut().enable();
-            let lease_until = Utc::now() + self.config.job_lease;
-            if let Some(job) = self.store.claim_job(node, devices, lease_until).await? {
+            if let Some(job) = self.schedule(node, &req.devices, &holding).await? {
                 match self.work_item(&job).await {
                     Ok(item) => return Ok(Some(item)),
                     Err(e) => {
@@ -239,6 +243,132 @@ impl Platform {
                 _ = wakeup => {}
                 _ = tokio::time::sleep(left.min(Duration::from_millis(500))) => {}
             }
+        }
+    }
+
+    /// Choose among the oldest queued jobs the one the scheduler places on
+    /// a device holding `holding` (aged work first, then work that needs
+    /// no reconfiguration there), and lease it.
+    async fn schedule(
+        &self,
+        node: &str,
+        devices: &[String],
+        holding: &Holding,
+    ) -> Result<Option<JobRow>> {
+        for _ in 0..3 {
+            let queued = self.store.queued_jobs(devices, CANDIDATES).await?;
+            if queued.is_empty() {
+                return Ok(None);
+            }
+            let now = Utc::now();
+            // A deployment running as many jobs as it has replicas waits
+            // for the autoscaler.
+            let running: HashMap<(i64, String), u32> = self
+                .store
+                .running_counts()
+                .await?
+                .into_iter()
+                .map(|(a, ip, n)| ((a, ip), n))
+                .collect();
+            let mut replicas: HashMap<(i64, String), Option<u32>> = HashMap::new();
+            let mut candidates = Vec::with_capacity(queued.len());
+            for j in &queued {
+                let key = (j.account_id, j.ip.clone());
+                if !replicas.contains_key(&key) {
+                    let r = self.deployment_replicas(j.account_id, &j.ip).await?;
+                    replicas.insert(key.clone(), r);
+                }
+                let mut c = self.candidate(j, holding, now).await;
+                c.capped = match replicas.get(&key).copied().flatten() {
+                    Some(r) => running.get(&key).copied().unwrap_or(0) >= r,
+                    None => false,
+                };
+                candidates.push(c);
+            }
+            // Try the scheduler's choices in turn: another worker may take
+            // one first.
+            while let Some(i) = accelhub_scheduler::pick(
+                &self.scheduler,
+                holding,
+                &std::collections::BTreeMap::new(),
+                &candidates,
+            ) {
+                let lease_until = Utc::now() + self.config.job_lease;
+                if let Some(job) = self
+                    .store
+                    .claim_job_id(&queued[i].id, node, lease_until)
+                    .await?
+                {
+                    let c = &candidates[i];
+                    self.metrics.placement(
+                        if c.data
+                            .as_ref()
+                            .is_some_and(|d| holding.resident.contains(d))
+                        {
+                            "resident"
+                        } else if holding.images.contains(&c.image) {
+                            "warm"
+                        } else {
+                            "cold"
+                        },
+                    );
+                    return Ok(Some(job));
+                }
+                candidates[i].capped = true;
+            }
+            if candidates.iter().all(|c| c.capped) && queued.len() < CANDIDATES as usize {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A deployment's replicas (2 s cache), `None` if it is gone.
+    async fn deployment_replicas(&self, account_id: i64, ip: &str) -> Result<Option<u32>> {
+        let key = (account_id, ip.to_string());
+        if let Some(d) = self.deployments.get(&key) {
+            return Ok(Some(d.replicas));
+        }
+        Ok(match self.store.get_deployment(account_id, ip).await? {
+            Some(d) => {
+                let r = d.replicas;
+                self.deployments.put(key, d);
+                Some(r)
+            }
+            None => None,
+        })
+    }
+
+    /// A queued job as the scheduler sees it.
+    async fn candidate(
+        &self,
+        j: &JobRow,
+        holding: &Holding,
+        now: chrono::DateTime<Utc>,
+    ) -> Candidate {
+        let mut image = String::new();
+        let mut data = None;
+        if let Ok(v) = self.version_by_id(j.version_id).await {
+            if let Some(imp) = v.implementations.iter().find(|i| i.device == j.device) {
+                image = Self::image_id(imp).0;
+            }
+            if !v.objects.is_empty() {
+                if let Ok(objects) = self.resolve_objects(j.account_id, &v, &j.params).await {
+                    let shas: Vec<String> = objects.into_values().map(|o| o.sha256).collect();
+                    data = shas
+                        .iter()
+                        .find(|s| holding.resident.contains(*s))
+                        .or(shas.first())
+                        .cloned();
+                }
+            }
+        }
+        Candidate {
+            tenant: j.account.clone(),
+            image,
+            data,
+            waited: (now - j.created_at).num_milliseconds().max(0) as f64,
+            capped: false,
         }
     }
 
@@ -434,6 +564,10 @@ impl Platform {
             ),
         };
         let recorded = self.store.finish_job(job, node, outcome, usage).await?;
+        if recorded {
+            // A replica is free: a job its deployment capped may go now.
+            self.job_wakeup.notify_waiters();
+        }
         if !recorded && succeeded {
             // Cancelled or re-leased meanwhile. Drop this attempt's output,
             // unless another attempt has succeeded since with the same key.

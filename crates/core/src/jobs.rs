@@ -24,7 +24,7 @@ impl Platform {
         input_key: &str,
         params: Params,
     ) -> Result<Job> {
-        let (_, version) = self.deployment_of(account, ip).await?;
+        let (deployment, version) = self.deployment_of(account, ip).await?;
         let classes = self.job_device_classes().await?;
         let imp = version
             .implementations
@@ -67,6 +67,7 @@ impl Platform {
                 max_attempts: self.config.job_max_attempts,
             })
             .await?;
+        self.wake_from_zero(&deployment).await?;
         self.job_wakeup.notify_one();
         Ok(job_view(row))
     }
@@ -178,8 +179,12 @@ pub(crate) fn job_view(j: JobRow) -> Job {
 pub struct Agent {
     stop: watch::Sender<bool>,
     keeper: tokio::task::JoinHandle<()>,
+    autoscaler: tokio::task::JoinHandle<()>,
     workers: Option<WorkerPool>,
 }
+
+/// How often the autoscaler looks at every deployment.
+const AUTOSCALE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Agent {
     /// Jobs this node was running when its process died are queued again
@@ -211,6 +216,7 @@ impl Agent {
             None
         };
         let (stop, mut rx) = watch::channel(false);
+        let stop_rx_autoscaler = rx.clone();
         let p = platform.clone();
         let keeper = tokio::spawn(async move {
             let every = p.config.job_lease / 3;
@@ -232,9 +238,23 @@ impl Agent {
                 }
             }
         });
+        let p = platform.clone();
+        let mut rx = stop_rx_autoscaler;
+        let autoscaler = tokio::spawn(async move {
+            loop {
+                if let Err(e) = p.autoscale_round().await {
+                    tracing::error!("autoscaler: {e}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(AUTOSCALE_EVERY) => {}
+                    _ = rx.changed() => return,
+                }
+            }
+        });
         Ok(Agent {
             stop,
             keeper,
+            autoscaler,
             workers,
         })
     }
@@ -246,5 +266,6 @@ impl Agent {
             w.shutdown().await;
         }
         let _ = self.keeper.await;
+        let _ = self.autoscaler.await;
     }
 }

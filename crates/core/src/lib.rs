@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod autoscale;
 pub mod exec;
 pub mod jobs;
 pub mod metrics;
@@ -180,6 +181,8 @@ pub struct Platform {
     pub(crate) agent_tokens: TtlCache<String, accelhub_store::AgentRow>,
     /// Nodes known to be registered by an agent.
     pub(crate) agent_nodes: TtlCache<(i64, String), ()>,
+    /// How jobs are placed on the workers that ask for them.
+    pub(crate) scheduler: accelhub_scheduler::Config,
 }
 
 /// How long a token or deployment lookup is reused. Another process's
@@ -260,6 +263,7 @@ impl Platform {
             metrics: Arc::new(Metrics::new()),
             agent_tokens: TtlCache::new(CACHE_TTL, 10_000),
             agent_nodes: TtlCache::new(CACHE_TTL, 10_000),
+            scheduler: accelhub_scheduler::Config::default(),
             job_wakeup: tokio::sync::Notify::new(),
             finished_versions: TtlCache::new(Duration::MAX, VERSION_CACHE),
             tokens: TtlCache::new(CACHE_TTL, 100_000),
@@ -340,8 +344,12 @@ impl Platform {
         account: &Account,
         ip: &str,
         version: Option<&str>,
+        scaling: Option<accelhub_domain::Scaling>,
     ) -> Result<Deployment> {
         self.require_user(account, "deploy IPs")?;
+        if let Some(sc) = &scaling {
+            sc.validate().map_err(CoreError::BadRequest)?;
+        }
         let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
         let ip = name.to_string();
         let versions = self.store.list_versions(&ip).await?;
@@ -371,10 +379,14 @@ impl Platform {
                     ))
                 })?,
         };
-        let row = self
+        let mut row = self
             .store
             .upsert_deployment(&new_id("dep"), account.id, chosen.id)
             .await?;
+        if let Some(sc) = scaling {
+            self.store.set_scaling(&row.id, &sc).await?;
+            row.scaling = sc;
+        }
         self.deployments.remove(&(account.id, ip.clone()));
         // Warm the image so the first call does not pay for compilation.
         let me = self.clone();
@@ -395,6 +407,22 @@ impl Platform {
             }
         }
         Ok(out)
+    }
+
+    /// One of the caller's deployments, with the autoscaler's latest
+    /// decisions.
+    pub async fn deployment(&self, account: &Account, ip: &str) -> Result<Deployment> {
+        let (d, v) = self.deployment_of(account, ip).await?;
+        // Fresh, not cached: this shows what the autoscaler did.
+        let d = self
+            .store
+            .get_deployment(account.id, &d.ip)
+            .await?
+            .unwrap_or(d);
+        let events = self.store.scaling_events(&d.id, 20).await?;
+        let mut view = deployment_view(d, &v);
+        view.events = events;
+        Ok(view)
     }
 
     pub async fn undeploy(&self, account: &Account, ip: &str) -> Result<()> {
@@ -1001,5 +1029,8 @@ fn deployment_view(d: DeploymentRow, v: &VersionRow) -> Deployment {
         devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
         price_per_call: v.price,
         created_at: d.created_at,
+        scaling: d.scaling,
+        replicas: d.replicas,
+        events: Vec::new(),
     }
 }

@@ -13,6 +13,7 @@ pub struct Metrics {
     image_loads: IntCounterVec,
     jobs: IntCounterVec,
     jobs_running: IntGauge,
+    placements: IntCounterVec,
     verifications: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
@@ -52,6 +53,14 @@ impl Metrics {
             ),
             &["device", "cached"],
         ));
+        let placements = must(IntCounterVec::new(
+            Opts::new(
+                "accelhub_job_placements_total",
+                "Jobs leased to a worker, by what its device held: warm (the image loaded), \
+                 resident (the job's resident data held) or cold (a reconfiguration)",
+            ),
+            &["placement"],
+        ));
         let jobs = must(IntCounterVec::new(
             Opts::new(
                 "accelhub_jobs_finished_total",
@@ -86,6 +95,7 @@ impl Metrics {
             Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(call_seconds.clone()),
             Box::new(image_loads.clone()),
+            Box::new(placements.clone()),
             Box::new(jobs.clone()),
             Box::new(jobs_running.clone()),
             Box::new(verifications.clone()),
@@ -101,6 +111,7 @@ impl Metrics {
             image_loads,
             jobs,
             jobs_running,
+            placements,
             verifications,
             http_requests,
             http_seconds,
@@ -118,6 +129,11 @@ impl Metrics {
         self.image_loads
             .with_label_values(&[device, if cached { "true" } else { "false" }])
             .inc();
+    }
+
+    /// A job leased: `warm`, `resident` or `cold`.
+    pub fn placement(&self, kind: &str) {
+        self.placements.with_label_values(&[kind]).inc();
     }
 
     pub fn job_finished(&self, outcome: &str) {

@@ -8,7 +8,7 @@
 
 use crate::{ExecError, Executor, Metrics, Platform, Result};
 use accelhub_device::{CallControl, CallData, CallInput, ImageId, ObjectArg, Output, OutputSink};
-use accelhub_domain::{JobReport, Renewal, WorkItem};
+use accelhub_domain::{ClaimRequest, JobReport, Renewal, WorkItem};
 use accelhub_objects::ByteStream;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,8 +25,9 @@ use tokio::sync::watch;
 pub trait JobSource: Send + Sync + 'static {
     /// The node the leases are held by.
     fn node(&self) -> &str;
-    /// Lease a queued job of one of `devices`, waiting up to `wait`.
-    async fn claim(&self, devices: &[String], wait: Duration) -> Result<Option<WorkItem>>;
+    /// Lease a queued job of one of `req.devices`, waiting up to
+    /// `req.wait_ms`; `req` says what the device holds.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<WorkItem>>;
     /// Renew the lease with progress. False: stop (cancelled, or the
     /// lease moved on).
     async fn renew(&self, job: &str, r: Renewal) -> Result<bool>;
@@ -66,8 +67,8 @@ impl JobSource for LocalJobs {
     fn node(&self) -> &str {
         &self.node
     }
-    async fn claim(&self, devices: &[String], wait: Duration) -> Result<Option<WorkItem>> {
-        self.platform.claim_work(&self.node, devices, wait).await
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<WorkItem>> {
+        self.platform.claim_work(&self.node, req).await
     }
     async fn renew(&self, job: &str, r: Renewal) -> Result<bool> {
         self.platform.renew_work(&self.node, job, &r).await
@@ -159,8 +160,9 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
+            let req = self.claim_request();
             let claimed = tokio::select! {
-                r = self.source.claim(&self.devices, CLAIM_WAIT) => r,
+                r = self.source.claim(&req) => r,
                 _ = stop.changed() => return,
             };
             match claimed {
@@ -180,6 +182,22 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Ask for work, saying what this worker's device holds.
+    fn claim_request(&self) -> ClaimRequest {
+        let mut req = ClaimRequest {
+            devices: self.devices.clone(),
+            wait_ms: CLAIM_WAIT.as_millis() as u64,
+            ..ClaimRequest::default()
+        };
+        for (_, d) in self.executor.devices() {
+            if self.devices.contains(&d.class) {
+                req.images.extend(d.images.into_iter().map(|i| i.0));
+                req.resident.extend(d.resident);
+            }
+        }
+        req
     }
 
     /// Run one leased job to its end. Returns the metrics label.

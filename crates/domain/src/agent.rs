@@ -44,12 +44,20 @@ pub struct AgentHello {
 }
 
 /// Ask for a job of one of these device classes, waiting up to `wait_ms`
-/// for one to be queued.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// for one to be queued. `images` and `resident` say what the asking
+/// worker's device holds: the scheduler prefers jobs that need no
+/// reconfiguration there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ClaimRequest {
     pub devices: Vec<String>,
     #[serde(default)]
     pub wait_ms: u64,
+    /// Images loaded on the device (`device:artifact-sha256`).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Resident data on the device (SHA-256 of objects).
+    #[serde(default)]
+    pub resident: Vec<String>,
 }
 
 /// A job leased to a node: everything its worker needs to run it. The

@@ -29,7 +29,7 @@ pub use version::{
 };
 pub use views::{
     CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet, FleetDevice,
-    FleetNode, IpDetails, ObjectInfo, SubmitJob,
+    FleetNode, IpDetails, ObjectInfo, Scaling, ScalingEvent, SubmitJob,
 };
 
 /// A device class names a kind of accelerator an implementation runs on.

@@ -18,6 +18,69 @@ pub struct Deployment {
     pub devices: Vec<String>,
     pub price_per_call: Money,
     pub created_at: DateTime<Utc>,
+    pub scaling: Scaling,
+    /// Device slots its jobs may run on at once, as the autoscaler set it.
+    pub replicas: u32,
+    /// The autoscaler's latest decisions, newest first (only when one
+    /// deployment is shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ScalingEvent>,
+}
+
+/// How a deployment scales. Its replicas are the device slots its jobs
+/// may run on at once: the autoscaler keeps them at the jobs queued and
+/// running divided by `target`, within `min..=max`, scaling out at once
+/// and in only after `scale_down_delay_secs` below that (to zero when
+/// `min` is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub min: u32,
+    pub max: u32,
+    /// Jobs, queued and running, per replica.
+    pub target: u32,
+    pub scale_down_delay_secs: u64,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Scaling {
+            min: 0,
+            max: 16,
+            target: 1,
+            scale_down_delay_secs: 60,
+        }
+    }
+}
+
+impl Scaling {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max == 0 || self.max > 1024 {
+            return Err(format!("scaling: max must be 1 to 1024 (got {})", self.max));
+        }
+        if self.min > self.max {
+            return Err(format!(
+                "scaling: min ({}) is above max ({})",
+                self.min, self.max
+            ));
+        }
+        if self.target == 0 {
+            return Err("scaling: target must be at least 1 job per replica".into());
+        }
+        if self.scale_down_delay_secs > 7 * 24 * 3600 {
+            return Err("scaling: scale_down_delay_secs is at most a week".into());
+        }
+        Ok(())
+    }
+}
+
+/// One decision of the autoscaler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScalingEvent {
+    pub at: DateTime<Utc>,
+    pub from: u32,
+    pub to: u32,
+    pub reason: String,
 }
 
 /// An object in an account's private space.
@@ -69,6 +132,10 @@ pub struct DeployRequest {
     pub ip: String,
     /// A verified version; default: the newest verified one.
     pub version: Option<String>,
+    /// Default: the deployment's current scaling, or the platform's
+    /// default for a new one.
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

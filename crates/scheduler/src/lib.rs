@@ -446,3 +446,288 @@ impl Scheduler {
             .map(|(i, _)| i)
     }
 }
+
+/// A queued job, as a worker pulling work sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub tenant: String,
+    /// The image it runs.
+    pub image: String,
+    /// Resident data it needs (e.g. an index's SHA-256).
+    pub data: Option<String>,
+    /// How long it has waited (ms).
+    pub waited: f64,
+    /// Its deployment runs as many jobs as it has replicas: it must wait.
+    pub capped: bool,
+}
+
+/// What the device of a worker asking for work holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Holding {
+    /// Images loaded and ready.
+    pub images: BTreeSet<String>,
+    /// Resident data.
+    pub resident: BTreeSet<String>,
+}
+
+/// Pull-model placement: a worker of an idle slot asks for work, and gets
+/// one of the queued `candidates` (oldest first). With [`Policy::Affinity`]:
+/// work that has waited [`Config::max_wait`] goes first (oldest); then work
+/// whose resident data this device holds, then work whose image it holds
+/// (no reconfiguration); then the rest. Within each group, the tenant
+/// with the fewest running jobs (`running`), then the oldest. With
+/// [`Policy::Fifo`], the oldest. Work whose deployment is at its
+/// replicas (`capped`) is never taken. Returns an index into `candidates`.
+pub fn pick(
+    config: &Config,
+    holding: &Holding,
+    running: &BTreeMap<String, usize>,
+    candidates: &[Candidate],
+) -> Option<usize> {
+    if config.policy == Policy::Fifo {
+        return candidates.iter().position(|c| !c.capped);
+    }
+    if let Some(i) = candidates
+        .iter()
+        .position(|c| !c.capped && c.waited >= config.max_wait)
+    {
+        return Some(i);
+    }
+    let group = |c: &Candidate| -> u8 {
+        if c.data
+            .as_ref()
+            .is_some_and(|d| holding.resident.contains(d))
+        {
+            0
+        } else if holding.images.contains(&c.image) {
+            1
+        } else {
+            2
+        }
+    };
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.capped)
+        .min_by(|(i, a), (j, b)| {
+            let ra = running.get(&a.tenant).copied().unwrap_or(0);
+            let rb = running.get(&b.tenant).copied().unwrap_or(0);
+            (group(a), ra, *i).cmp(&(group(b), rb, *j))
+        })
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod pick_tests {
+    use super::*;
+
+    fn c(tenant: &str, image: &str, data: Option<&str>, waited: f64) -> Candidate {
+        Candidate {
+            tenant: tenant.into(),
+            image: image.into(),
+            data: data.map(str::to_string),
+            waited,
+            capped: false,
+        }
+    }
+
+    fn holding(images: &[&str], resident: &[&str]) -> Holding {
+        Holding {
+            images: images.iter().map(|s| s.to_string()).collect(),
+            resident: resident.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn warm_first_then_resident_data_first_then_oldest() {
+        let cfg = Config::default();
+        let none = BTreeMap::new();
+        let q = [
+            c("t", "a", None, 100.0),
+            c("t", "b", None, 90.0),
+            c("t", "c", Some("idx"), 80.0),
+        ];
+        assert_eq!(pick(&cfg, &holding(&[], &[]), &none, &q), Some(0));
+        assert_eq!(pick(&cfg, &holding(&["b"], &[]), &none, &q), Some(1));
+        assert_eq!(pick(&cfg, &holding(&["b"], &["idx"]), &none, &q), Some(2));
+        assert_eq!(pick(&cfg, &holding(&[], &[]), &none, &[]), None);
+        let fifo = Config {
+            policy: Policy::Fifo,
+            ..Config::default()
+        };
+        assert_eq!(pick(&fifo, &holding(&["b"], &["idx"]), &none, &q), Some(0));
+        // A capped deployment's work waits, however old or warm.
+        let mut capped = q.clone();
+        capped[0].capped = true;
+        capped[1].capped = true;
+        assert_eq!(pick(&cfg, &holding(&["b"], &[]), &none, &capped), Some(2));
+        assert_eq!(pick(&fifo, &holding(&[], &[]), &none, &capped), Some(2));
+        capped[2].capped = true;
+        assert_eq!(pick(&cfg, &holding(&[], &[]), &none, &capped), None);
+    }
+
+    #[test]
+    fn aged_work_goes_first_and_tenants_share() {
+        let cfg = Config::default();
+        let q = [
+            c("busy", "a", None, 6_000.0),
+            c("busy", "b", None, 10.0),
+            c("idle", "b", None, 5.0),
+        ];
+        // Waited past max_wait: taken though cold.
+        assert_eq!(
+            pick(&cfg, &holding(&["b"], &[]), &BTreeMap::new(), &q),
+            Some(0)
+        );
+        let q = &q[1..];
+        let running = BTreeMap::from([("busy".to_string(), 3)]);
+        // Both warm: the tenant running fewer goes first.
+        assert_eq!(pick(&cfg, &holding(&["b"], &[]), &running, q), Some(1));
+        assert_eq!(
+            pick(&cfg, &holding(&["b"], &[]), &BTreeMap::new(), q),
+            Some(0)
+        );
+    }
+}
+
+/// A deployment's scaling bounds and target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaleSpec {
+    pub min: u32,
+    pub max: u32,
+    /// Jobs (queued and running) per replica.
+    pub target: u32,
+    /// How long demand must stay below the replicas before scaling in (ms).
+    pub down_delay: f64,
+}
+
+/// What the autoscaler decided: the replicas, since when demand has been
+/// below them, and why they changed (`None`: they did not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleDecision {
+    pub replicas: u32,
+    pub low_since: Option<f64>,
+    pub reason: Option<String>,
+}
+
+/// The autoscaler, for one deployment: replicas follow demand (jobs
+/// queued and running) divided by `target`, within `min..=max`. Out at
+/// once; in (to zero when `min` is 0) only once demand has stayed below
+/// the replicas for `down_delay`.
+pub fn autoscale(
+    spec: &ScaleSpec,
+    replicas: u32,
+    low_since: Option<f64>,
+    queued: u32,
+    running: u32,
+    now: f64,
+) -> ScaleDecision {
+    let target = spec.target.max(1);
+    let max = spec.max.max(spec.min);
+    let demand = queued.saturating_add(running);
+    let desired = demand.div_ceil(target).clamp(spec.min, max);
+    if desired > replicas {
+        let reason = if replicas < spec.min && demand.div_ceil(target) <= spec.min {
+            format!(
+                "scale out {replicas} → {desired}: the minimum is {}",
+                spec.min
+            )
+        } else {
+            format!(
+                "scale out {replicas} → {desired}: {queued} jobs queued and {running} running, \
+                 target {target} per replica{}",
+                if desired == max && demand.div_ceil(target) > max {
+                    format!(" (capped at max {max})")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        return ScaleDecision {
+            replicas: desired,
+            low_since: None,
+            reason: Some(reason),
+        };
+    }
+    if desired == replicas {
+        return ScaleDecision {
+            replicas,
+            low_since: None,
+            reason: None,
+        };
+    }
+    let since = low_since.unwrap_or(now);
+    if now - since < spec.down_delay {
+        return ScaleDecision {
+            replicas,
+            low_since: Some(since),
+            reason: None,
+        };
+    }
+    let secs = spec.down_delay / 1000.0;
+    let reason = if desired == 0 {
+        format!("scale to zero {replicas} → 0: no jobs for {secs:.0} s")
+    } else {
+        format!(
+            "scale in {replicas} → {desired}: {queued} jobs queued and {running} running \
+             for {secs:.0} s, target {target} per replica"
+        )
+    };
+    ScaleDecision {
+        replicas: desired,
+        low_since: None,
+        reason: Some(reason),
+    }
+}
+
+#[cfg(test)]
+mod autoscale_tests {
+    use super::*;
+
+    const SPEC: ScaleSpec = ScaleSpec {
+        min: 0,
+        max: 4,
+        target: 2,
+        down_delay: 60_000.0,
+    };
+
+    #[test]
+    fn out_at_once_in_after_the_delay_down_to_zero() {
+        // 5 jobs, 2 per replica: 3 replicas at once.
+        let d = autoscale(&SPEC, 0, None, 5, 0, 0.0);
+        assert_eq!(d.replicas, 3);
+        assert!(d.reason.unwrap().starts_with("scale out 0 → 3"));
+        // Beyond max: capped.
+        let d = autoscale(&SPEC, 3, None, 20, 0, 1.0);
+        assert_eq!(d.replicas, 4);
+        assert!(d.reason.unwrap().contains("capped at max 4"));
+        // Demand drops: nothing before the delay.
+        let d = autoscale(&SPEC, 4, None, 0, 1, 10_000.0);
+        assert_eq!(
+            (d.replicas, d.low_since, d.reason),
+            (4, Some(10_000.0), None)
+        );
+        let d = autoscale(&SPEC, 4, Some(10_000.0), 0, 1, 69_999.0);
+        assert_eq!(d.replicas, 4);
+        let d = autoscale(&SPEC, 4, Some(10_000.0), 0, 1, 70_000.0);
+        assert_eq!(d.replicas, 1);
+        assert!(d.reason.unwrap().starts_with("scale in 4 → 1"));
+        // A burst in between resets the delay.
+        let d = autoscale(&SPEC, 4, Some(10_000.0), 8, 0, 20_000.0);
+        assert_eq!((d.replicas, d.low_since), (4, None));
+        // Idle: to zero after the delay.
+        let d = autoscale(&SPEC, 1, Some(0.0), 0, 0, 60_000.0);
+        assert_eq!(d.replicas, 0);
+        assert!(d.reason.unwrap().starts_with("scale to zero"));
+    }
+
+    #[test]
+    fn min_holds() {
+        let spec = ScaleSpec { min: 2, ..SPEC };
+        let d = autoscale(&spec, 0, None, 0, 0, 0.0);
+        assert_eq!(d.replicas, 2);
+        assert!(d.reason.unwrap().contains("the minimum is 2"));
+        let d = autoscale(&spec, 2, Some(0.0), 0, 0, 1e9);
+        assert_eq!((d.replicas, d.reason), (2, None));
+    }
+}

@@ -291,3 +291,92 @@ fn sync_calls_wait_for_a_warm_slot_and_jobs_use_resident_data() {
     let placed = Scheduler::new(Config::default()).assign(NOW, &mut cluster, &mut queue);
     assert_eq!(placed[0].slot, 1, "the node that holds the index");
 }
+
+fn candidate() -> impl Strategy<Value = accelhub_scheduler::Candidate> {
+    (
+        0..3usize,
+        0..4usize,
+        prop::option::of(0..3usize),
+        0.0..8_000.0f64,
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(tenant, image, data, waited, capped)| accelhub_scheduler::Candidate {
+                tenant: format!("t{tenant}"),
+                image: format!("i{image}"),
+                data: data.map(|d| format!("d{d}")),
+                waited,
+                capped,
+            },
+        )
+}
+
+proptest! {
+    /// A pulling worker always gets a queued job when there is one; aged
+    /// work is never passed over; otherwise no job it takes needs a
+    /// reconfiguration when one that does not is queued.
+    #[test]
+    fn pick_serves_aged_work_then_warm_work(
+        mut queue in prop::collection::vec(candidate(), 0..12),
+        images in prop::collection::btree_set(
+            (0..4usize).prop_map(|i| format!("i{i}")), 0..3),
+        resident in prop::collection::btree_set(
+            (0..3usize).prop_map(|d| format!("d{d}")), 0..2),
+        running in prop::collection::btree_map(
+            (0..3usize).prop_map(|t| format!("t{t}")), 0..4usize, 0..3),
+    ) {
+        // Oldest first, as the store lists them.
+        queue.sort_by(|a, b| b.waited.total_cmp(&a.waited));
+        let holding = accelhub_scheduler::Holding { images, resident };
+        let cfg = Config::default();
+        let got = accelhub_scheduler::pick(&cfg, &holding, &running, &queue);
+        let open = |c: &accelhub_scheduler::Candidate| !c.capped;
+        prop_assert_eq!(got.is_some(), queue.iter().any(open));
+        let fifo = Config { policy: Policy::Fifo, ..Config::default() };
+        prop_assert_eq!(
+            accelhub_scheduler::pick(&fifo, &holding, &running, &queue),
+            queue.iter().position(open)
+        );
+        let Some(i) = got else { return Ok(()) };
+        prop_assert!(i < queue.len());
+        prop_assert!(!queue[i].capped, "a capped deployment's work was taken");
+        if let Some(aged) = queue.iter().position(|c| open(c) && c.waited >= cfg.max_wait) {
+            prop_assert_eq!(i, aged);
+        } else {
+            let warm = |c: &accelhub_scheduler::Candidate| {
+                holding.images.contains(&c.image)
+                    || c.data.as_ref().is_some_and(|d| holding.resident.contains(d))
+            };
+            if queue.iter().any(|c| open(c) && warm(c)) {
+                prop_assert!(warm(&queue[i]));
+            }
+        }
+    }
+}
+
+proptest! {
+    /// The autoscaler stays within its bounds, meets demand at once, and
+    /// never scales in before demand has stayed low for the delay.
+    #[test]
+    fn autoscale_bounds_and_delay(
+        min in 0..4u32, extra in 0..6u32, target in 1..4u32,
+        replicas in 0..12u32, queued in 0..30u32, running in 0..10u32,
+        low_for in prop::option::of(0.0..20_000.0f64),
+    ) {
+        let spec = accelhub_scheduler::ScaleSpec { min, max: min + extra.max(1), target, down_delay: 10_000.0 };
+        let now = 100_000.0;
+        let d = accelhub_scheduler::autoscale(&spec, replicas, low_for.map(|l| now - l), queued, running, now);
+        let need = (queued + running).div_ceil(target).clamp(spec.min, spec.max);
+        if d.replicas != replicas {
+            prop_assert!(d.replicas >= spec.min && d.replicas <= spec.max);
+            prop_assert!(d.reason.is_some());
+        }
+        if need > replicas {
+            prop_assert_eq!(d.replicas, need);
+        }
+        if d.replicas < replicas {
+            prop_assert!(low_for.unwrap_or(0.0) >= spec.down_delay || replicas > spec.max);
+        }
+        prop_assert!(d.replicas >= need.min(replicas.max(need)));
+    }
+}

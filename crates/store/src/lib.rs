@@ -13,8 +13,8 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use accelhub_domain::{
-    Account, JobAttempt, JobState, Limits, Money, Params, Role, UsageRecord, VerificationReport,
-    VersionStatus,
+    Account, JobAttempt, JobState, Limits, Money, Params, Role, Scaling, ScalingEvent, UsageRecord,
+    VerificationReport, VersionStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -117,6 +117,19 @@ pub struct DeploymentRow {
     pub version_id: i64,
     pub version: String,
     pub created_at: DateTime<Utc>,
+    pub scaling: Scaling,
+    pub replicas: u32,
+    /// Since when demand has been below `replicas` (for the scale-down
+    /// delay).
+    pub low_since: Option<DateTime<Utc>>,
+}
+
+/// A deployment and its jobs waiting and running.
+#[derive(Debug, Clone)]
+pub struct DeploymentDemand {
+    pub deployment: DeploymentRow,
+    pub queued: u32,
+    pub running: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +286,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>>;
     async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
     async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;
+    async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()>;
+    /// Every deployment with its jobs queued and running.
+    async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>>;
+    /// Set a deployment's replicas to `to` (and `low_since`) if they are
+    /// still `from`, recording `reason` as a scaling event when the
+    /// replicas change. False: another control plane moved first.
+    async fn scale_deployment(
+        &self,
+        deployment_id: &str,
+        from: u32,
+        to: u32,
+        low_since: Option<DateTime<Utc>>,
+        reason: Option<&str>,
+    ) -> Result<bool>;
+    /// Jobs running now, by account and IP.
+    async fn running_counts(&self) -> Result<Vec<(i64, String, u32)>>;
+    /// A deployment's latest scaling events, newest first.
+    async fn scaling_events(&self, deployment_id: &str, limit: u32) -> Result<Vec<ScalingEvent>>;
 
     // Objects owned by accounts.
     async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()>;
@@ -293,6 +324,18 @@ pub trait Store: Send + Sync + 'static {
         devices: &[String],
         lease_until: DateTime<Utc>,
     ) -> Result<Option<JobRow>>;
+    /// Lease this job if it is still queued (a scheduler chose it) and its
+    /// deployment, if it has one, runs fewer jobs than its replicas.
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<JobRow>>;
+    /// The oldest queued jobs of these devices (candidates for a
+    /// scheduler), at most 4 of each account's IP version so that one
+    /// deployment's backlog never hides another's; without their history.
+    async fn queued_jobs(&self, devices: &[String], limit: u32) -> Result<Vec<JobRow>>;
     /// Extend a lease and record progress (a fraction, and items done in
     /// the IP's unit when it counts them). Returns the job's state: a
     /// worker whose job is no longer `running` under its lease must stop.

@@ -1,4 +1,6 @@
-use crate::rows::{DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, VERSION_COLS};
+use crate::rows::{
+    DEPLOYMENT_DEMAND, DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, QUEUED_PER_VERSION, VERSION_COLS,
+};
 use crate::*;
 use accelhub_domain::JobAttempt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -335,6 +337,83 @@ impl Store for PgStore {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()> {
+        sqlx::query("UPDATE deployments SET scaling = $1 WHERE id = $2")
+            .bind(to_json(scaling))
+            .bind(deployment_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>> {
+        let rows = sqlx::query(DEPLOYMENT_DEMAND).fetch_all(&self.pool).await?;
+        rows.iter().map(demand_row).collect()
+    }
+
+    async fn scale_deployment(
+        &self,
+        deployment_id: &str,
+        from: u32,
+        to: u32,
+        low_since: Option<DateTime<Utc>>,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE deployments SET replicas = $1, low_since = $2 WHERE id = $3 AND replicas = $4",
+        )
+        .bind(to as i64)
+        .bind(low_since.map(millis))
+        .bind(deployment_id)
+        .bind(from as i64)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let (Some(reason), true) = (reason, from != to) {
+            sqlx::query(
+                "INSERT INTO scaling_events (deployment_id, at, from_replicas, to_replicas, reason) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(deployment_id)
+            .bind(now_ms())
+            .bind(from as i64)
+            .bind(to as i64)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn running_counts(&self) -> Result<Vec<(i64, String, u32)>> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT j.account_id, i.full_name, COUNT(*) FROM jobs j \
+             JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id \
+             WHERE j.state = 'running' GROUP BY j.account_id, i.full_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, ip, n)| (a, ip, n.max(0) as u32))
+            .collect())
+    }
+
+    async fn scaling_events(&self, deployment_id: &str, limit: u32) -> Result<Vec<ScalingEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, from_replicas, to_replicas, reason FROM scaling_events WHERE deployment_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(deployment_id)
+        .bind(limit.clamp(1, 1000) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(scaling_event_row).collect()
+    }
+
     async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO objects (account_id, key, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -434,44 +513,50 @@ impl Store for PgStore {
         if devices.is_empty() {
             return Ok(None);
         }
-        // Devices are $4, $5, …; SKIP LOCKED lets several control planes
-        // claim at once without taking the same job.
+        // The oldest queued job of these devices; SKIP LOCKED lets several control planes claim at once without taking the same job.
+        let inner = format!("SELECT id FROM jobs WHERE state = 'queued' AND device IN ({}) ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED", (0..devices.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", "));
+        let binds: Vec<&str> = devices.iter().map(String::as_str).collect();
+        self.claim_capped(worker, lease_until, None, &inner, &binds)
+            .await
+    }
+
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<JobRow>> {
+        self.claim_capped(
+            worker,
+            lease_until,
+            Some(id),
+            "SELECT id FROM jobs WHERE id = $4 AND state = 'queued' FOR UPDATE SKIP LOCKED",
+            &[id],
+        )
+        .await
+    }
+
+    async fn queued_jobs(&self, devices: &[String], limit: u32) -> Result<Vec<JobRow>> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
         let placeholders = (0..devices.len())
-            .map(|i| format!("${}", i + 4))
+            .map(|i| format!("${}", i + 1))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut tx = self.pool.begin().await?;
-        let now = now_ms();
         let sql = format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
-             lease_expires = $2, started_at = COALESCE(started_at, $3), progress = 0, \
-             items = NULL, items_unit = NULL \
-             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND device IN ({placeholders}) \
-             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, attempts"
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.id IN (SELECT id FROM (SELECT id, \
+             ROW_NUMBER() OVER (PARTITION BY account_id, version_id ORDER BY created_at, id) AS rn \
+             FROM jobs WHERE state = 'queued' AND device IN ({placeholders})) AS heads \
+             WHERE rn <= {QUEUED_PER_VERSION}) ORDER BY j.created_at, j.id LIMIT {}",
+            limit.clamp(1, 1000)
         );
-        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(millis(lease_until))
-            .bind(now);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for d in devices {
             q = q.bind(d);
         }
-        let Some((id, attempt)) = q.fetch_optional(&mut *tx).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
-             VALUES ($1, $2, $3, $4, 'running')",
-        )
-        .bind(&id)
-        .bind(attempt)
-        .bind(worker)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.get_job(&id).await
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(job_row).collect()
     }
 
     async fn renew_lease(
@@ -863,4 +948,76 @@ where
     q.push(" ON CONFLICT (id) DO NOTHING");
     q.build().execute(exec).await?;
     Ok(())
+}
+
+impl PgStore {
+    /// Lease the job `inner` selects (its parameters from the 4th on are
+    /// `binds`). With `capped`, only if that job's deployment runs fewer
+    /// jobs than it has replicas (checked under a lock on the deployment,
+    /// so concurrent claims never exceed it).
+    async fn claim_capped(
+        &self,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        capped: Option<&str>,
+        inner: &str,
+        binds: &[&str],
+    ) -> Result<Option<JobRow>> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        if let Some(job) = capped {
+            let dep: Option<(String, i64, i64, i64)> = sqlx::query_as(
+                "SELECT d.id, d.replicas, v.ip_id, j.account_id FROM jobs j \
+                 JOIN versions v ON v.id = j.version_id \
+                 JOIN deployments d ON d.account_id = j.account_id AND d.ip_id = v.ip_id \
+                 WHERE j.id = $1 FOR UPDATE OF d",
+            )
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((_, replicas, ip_id, account_id)) = dep {
+                let running: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM jobs j JOIN versions v ON v.id = j.version_id \
+                     WHERE j.account_id = $1 AND v.ip_id = $2 AND j.state = 'running'",
+                )
+                .bind(account_id)
+                .bind(ip_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if running >= replicas {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_expires = $2, started_at = COALESCE(started_at, $3), progress = 0, \
+             items = NULL, items_unit = NULL \
+             WHERE id = ({inner}) RETURNING id, attempts"
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(millis(lease_until))
+            .bind(now);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let Some((id, attempt)) = q.fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
+             VALUES ($1, $2, $3, $4, 'running')",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_job(&id).await
+    }
 }

@@ -16,8 +16,24 @@ pub(crate) const JOB_COLS: &str =
 pub(crate) const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.account_id \
      JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id";
 
-pub(crate) const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
-     d.created_at FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
+pub(crate) const DEPLOYMENT_SELECT: &str =
+    "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
+     d.created_at, d.scaling, d.replicas, d.low_since \
+     FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
+
+/// Queued jobs a scheduler sees of one account's IP version at most, so
+/// that one deployment's backlog never hides another's jobs.
+pub(crate) const QUEUED_PER_VERSION: u32 = 4;
+
+/// Every deployment with its jobs queued and running (columns 9 and 10).
+pub(crate) const DEPLOYMENT_DEMAND: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, \
+     v.version, d.created_at, d.scaling, d.replicas, d.low_since, \
+     (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
+      WHERE j.account_id = d.account_id AND jv.ip_id = d.ip_id AND j.state = 'queued'), \
+     (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
+      WHERE j.account_id = d.account_id AND jv.ip_id = d.ip_id AND j.state = 'running') \
+     FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id \
+     ORDER BY d.id";
 
 /// Defines `version_row`, `job_row`, `account_row`, `agent_row`, `node_row`,
 /// `deployment_row` and `object_row` for one driver's row type, in the module that calls it.
@@ -122,6 +138,26 @@ macro_rules! row_mappers {
                 version_id: r.try_get(3)?,
                 version: r.try_get(4)?,
                 created_at: from_millis(r.try_get(5)?),
+                scaling: from_json("scaling", &r.try_get::<String, _>(6)?)?,
+                replicas: r.try_get::<i64, _>(7)?.clamp(0, u32::MAX as i64) as u32,
+                low_since: r.try_get::<Option<i64>, _>(8)?.map(from_millis),
+            })
+        }
+
+        fn demand_row(r: &$row) -> Result<DeploymentDemand> {
+            Ok(DeploymentDemand {
+                deployment: deployment_row(r)?,
+                queued: r.try_get::<i64, _>(9)?.max(0) as u32,
+                running: r.try_get::<i64, _>(10)?.max(0) as u32,
+            })
+        }
+
+        fn scaling_event_row(r: &$row) -> Result<ScalingEvent> {
+            Ok(ScalingEvent {
+                at: from_millis(r.try_get(0)?),
+                from: r.try_get::<i64, _>(1)?.max(0) as u32,
+                to: r.try_get::<i64, _>(2)?.max(0) as u32,
+                reason: r.try_get(3)?,
             })
         }
 

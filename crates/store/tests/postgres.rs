@@ -178,3 +178,19 @@ async fn agents_and_nodes() {
     };
     common::agents_and_nodes(&s).await;
 }
+
+#[tokio::test]
+async fn a_chosen_job_is_claimed_once() {
+    let Some((_drop, s, _)) = pg("a_chosen_job_is_claimed_once").await else {
+        return;
+    };
+    common::a_chosen_job_is_claimed_once(&s).await;
+}
+
+#[tokio::test]
+async fn deployments_scale_with_recorded_decisions() {
+    let Some((_drop, s, _)) = pg("deployments_scale_with_recorded_decisions").await else {
+        return;
+    };
+    common::deployments_scale_with_recorded_decisions(&s).await;
+}

@@ -139,3 +139,15 @@ async fn agents_and_nodes() {
     let (_d, s) = store().await;
     common::agents_and_nodes(&s).await;
 }
+
+#[tokio::test]
+async fn a_chosen_job_is_claimed_once() {
+    let (_d, s) = store().await;
+    common::a_chosen_job_is_claimed_once(&s).await;
+}
+
+#[tokio::test]
+async fn deployments_scale_with_recorded_decisions() {
+    let (_d, s) = store().await;
+    common::deployments_scale_with_recorded_decisions(&s).await;
+}

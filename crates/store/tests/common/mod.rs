@@ -354,3 +354,144 @@ pub async fn agents_and_nodes(s: &dyn Store) {
     assert_eq!(s.agent_by_token("ha").await.unwrap(), None);
     assert!(s.list_agents().await.unwrap()[0].revoked);
 }
+
+/// A scheduler's view of the queue (oldest first, per device class) and
+/// its claim of the job it chose: once, and only while queued.
+pub async fn a_chosen_job_is_claimed_once(s: &dyn Store) {
+    let (_, user, v) = fixture(s).await;
+    for (id, device) in [
+        ("q1", "wasm"),
+        ("q2", "cpu"),
+        ("q3", "wasm"),
+        ("q4", "wasm"),
+    ] {
+        let mut j = new_job(id, user, v.id);
+        j.device = device.into();
+        s.create_job(j).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let wasm = vec!["wasm".to_string()];
+    let ids = |jobs: Vec<JobRow>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.queued_jobs(&wasm, 10).await.unwrap()),
+        ["q1", "q3", "q4"]
+    );
+    assert_eq!(ids(s.queued_jobs(&wasm, 2).await.unwrap()), ["q1", "q3"]);
+    assert!(s.queued_jobs(&[], 10).await.unwrap().is_empty());
+
+    let lease = Utc::now() + Duration::seconds(60);
+    let j = s.claim_job_id("q3", "n1", lease).await.unwrap().unwrap();
+    assert_eq!((j.state, j.attempts), (JobState::Running, 1));
+    assert_eq!(j.lease_owner.as_deref(), Some("n1"));
+    assert_eq!(j.history.len(), 1);
+    // Taken: nobody else gets it, and the queue no longer lists it.
+    assert!(s.claim_job_id("q3", "n2", lease).await.unwrap().is_none());
+    assert!(s.claim_job_id("nope", "n2", lease).await.unwrap().is_none());
+    assert_eq!(ids(s.queued_jobs(&wasm, 10).await.unwrap()), ["q1", "q4"]);
+    // One version's backlog does not hide the others' jobs.
+    for i in 5..12 {
+        s.create_job(new_job(&format!("q{i}"), user, v.id))
+            .await
+            .unwrap();
+    }
+    let other = s
+        .create_account("other", Role::User, "h-other")
+        .await
+        .unwrap();
+    s.create_job(new_job("o1", other.id, v.id)).await.unwrap();
+    let listed = ids(s.queued_jobs(&wasm, 32).await.unwrap());
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert_eq!(listed[..4], ["q1", "q4", "q5", "q6"]);
+    assert_eq!(listed[4], "o1");
+    // Queue order still works beside it.
+    let oldest = s.claim_job("n2", &wasm, lease).await.unwrap().unwrap();
+    assert_eq!(oldest.id, "q1");
+}
+
+/// A deployment's scaling: its demand, replicas changed only from what
+/// the writer read, and each change recorded with its reason.
+pub async fn deployments_scale_with_recorded_decisions(s: &dyn Store) {
+    let (_, user, v) = fixture(s).await;
+    let d = s.upsert_deployment("d1", user, v.id).await.unwrap();
+    assert_eq!(d.replicas, 0);
+    assert_eq!(d.scaling, accelhub_domain::Scaling::default());
+    let sc = accelhub_domain::Scaling {
+        min: 1,
+        max: 3,
+        target: 2,
+        scale_down_delay_secs: 5,
+    };
+    s.set_scaling("d1", &sc).await.unwrap();
+    for id in ["a", "b", "c"] {
+        s.create_job(new_job(id, user, v.id)).await.unwrap();
+    }
+    s.claim_job(
+        "n",
+        &["wasm".to_string()],
+        Utc::now() + Duration::seconds(60),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let demand = s.deployment_demand().await.unwrap();
+    assert_eq!(demand.len(), 1);
+    assert_eq!(demand[0].deployment.scaling, sc);
+    assert_eq!((demand[0].queued, demand[0].running), (2, 1));
+    assert_eq!(
+        s.running_counts().await.unwrap(),
+        vec![(user, v.ip.clone(), 1)]
+    );
+
+    assert!(s
+        .scale_deployment("d1", 0, 2, None, Some("scale out 0 → 2"))
+        .await
+        .unwrap());
+    // A second writer that read 0 loses.
+    assert!(!s
+        .scale_deployment("d1", 0, 3, None, Some("scale out 0 → 3"))
+        .await
+        .unwrap());
+    let low = Utc::now();
+    assert!(s
+        .scale_deployment("d1", 2, 2, Some(low), None)
+        .await
+        .unwrap());
+    let d = s.get_deployment(user, &v.ip).await.unwrap().unwrap();
+    assert_eq!(d.replicas, 2);
+    assert_eq!(
+        d.low_since.map(|t| t.timestamp_millis()),
+        Some(low.timestamp_millis())
+    );
+    assert!(s
+        .scale_deployment("d1", 2, 1, None, Some("scale in 2 → 1"))
+        .await
+        .unwrap());
+    // One replica, one job running: the next waits, however chosen.
+    let lease = Utc::now() + Duration::seconds(60);
+    let queued = s.queued_jobs(&["wasm".to_string()], 10).await.unwrap();
+    assert!(s
+        .claim_job_id(&queued[0].id, "n", lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.scale_deployment("d1", 1, 2, None, None).await.unwrap());
+    assert!(s
+        .claim_job_id(&queued[0].id, "n", lease)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .claim_job_id(&queued[1].id, "n", lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.scale_deployment("d1", 2, 1, None, None).await.unwrap());
+    let events = s.scaling_events("d1", 10).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.from, e.to, e.reason.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, 1, "scale in 2 → 1"), (0, 2, "scale out 0 → 2")]
+    );
+}
