@@ -287,12 +287,14 @@ impl Platform {
             }
             // Try the scheduler's choices in turn: another worker may take
             // one first.
-            while let Some(i) = accelhub_scheduler::pick(
-                &self.scheduler,
-                holding,
-                &std::collections::BTreeMap::new(),
-                &candidates,
-            ) {
+            // Tenants running fewer jobs go first among equals.
+            let mut by_tenant: std::collections::BTreeMap<String, usize> = Default::default();
+            for ((account, _), n) in &running {
+                *by_tenant.entry(account.to_string()).or_default() += *n as usize;
+            }
+            while let Some(i) =
+                accelhub_scheduler::pick(&self.scheduler, holding, &by_tenant, &candidates)
+            {
                 let lease_until = Utc::now() + self.config.job_lease;
                 if let Some(job) = self
                     .store
@@ -364,7 +366,7 @@ impl Platform {
             }
         }
         Candidate {
-            tenant: j.account.clone(),
+            tenant: j.account_id.to_string(),
             image,
             data,
             waited: (now - j.created_at).num_milliseconds().max(0) as f64,
