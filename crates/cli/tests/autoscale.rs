@@ -130,7 +130,7 @@ async fn replicas_follow_the_jobs_and_scale_to_zero() {
     };
     let reasons: Vec<&str> = d.events.iter().rev().map(|e| e.reason.as_str()).collect();
     assert!(
-        reasons[0].starts_with("scale out 0 → 1: a job was queued"),
+        reasons[0].starts_with("scale out 0 → 1: 1 jobs queued"),
         "{reasons:?}"
     );
     assert!(

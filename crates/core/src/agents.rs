@@ -261,8 +261,9 @@ impl Platform {
                 return Ok(None);
             }
             let now = Utc::now();
-            // A deployment running as many jobs as it has replicas waits
-            // for the autoscaler.
+            // Jobs running now, for fairness among tenants. A deployment
+            // at its replicas is refused by the store's claim itself (under
+            // a lock on the deployment), and its jobs are then skipped.
             let running: HashMap<(i64, String), u32> = self
                 .store
                 .running_counts()
@@ -270,20 +271,9 @@ impl Platform {
                 .into_iter()
                 .map(|(a, ip, n)| ((a, ip), n))
                 .collect();
-            let mut replicas: HashMap<(i64, String), Option<u32>> = HashMap::new();
             let mut candidates = Vec::with_capacity(queued.len());
             for j in &queued {
-                let key = (j.account_id, j.ip.clone());
-                if !replicas.contains_key(&key) {
-                    let r = self.deployment_replicas(j.account_id, &j.ip).await?;
-                    replicas.insert(key.clone(), r);
-                }
-                let mut c = self.candidate(j, holding, now).await;
-                c.capped = match replicas.get(&key).copied().flatten() {
-                    Some(r) => running.get(&key).copied().unwrap_or(0) >= r,
-                    None => false,
-                };
-                candidates.push(c);
+                candidates.push(self.candidate(j, holding, now).await);
             }
             // Try the scheduler's choices in turn: another worker may take
             // one first.
@@ -323,22 +313,6 @@ impl Platform {
             }
         }
         Ok(None)
-    }
-
-    /// A deployment's replicas (2 s cache), `None` if it is gone.
-    async fn deployment_replicas(&self, account_id: i64, ip: &str) -> Result<Option<u32>> {
-        let key = (account_id, ip.to_string());
-        if let Some(d) = self.deployments.get(&key) {
-            return Ok(Some(d.replicas));
-        }
-        Ok(match self.store.get_deployment(account_id, ip).await? {
-            Some(d) => {
-                let r = d.replicas;
-                self.deployments.put(key, d);
-                Some(r)
-            }
-            None => None,
-        })
     }
 
     /// A queued job as the scheduler sees it.

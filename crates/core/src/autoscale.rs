@@ -70,18 +70,33 @@ impl Platform {
         Ok(changed)
     }
 
-    /// A job was queued for a deployment scaled to zero: give it a replica
-    /// now rather than at the autoscaler's next round.
-    pub(crate) async fn wake_from_zero(&self, d: &DeploymentRow) -> Result<()> {
-        if d.replicas > 0 {
+    /// A job was queued: scale out now if demand calls for it (from zero,
+    /// or a burst), rather than at the autoscaler's next round.
+    pub(crate) async fn scale_out_now(&self, deployment_id: &str) -> Result<()> {
+        let Some(row) = self.store.deployment_demand_of(deployment_id).await? else {
             return Ok(());
-        }
-        let to = d.scaling.min.max(1).min(d.scaling.max.max(1));
-        let reason = format!("scale out 0 → {to}: a job was queued");
-        if self
-            .store
-            .scale_deployment(&d.id, 0, to, None, Some(&reason))
-            .await?
+        };
+        let d = &row.deployment;
+        let now = ms(Utc::now());
+        let decision = autoscale(
+            &spec(d),
+            d.replicas,
+            d.low_since.map(ms),
+            row.queued,
+            row.running,
+            now,
+        );
+        if decision.replicas > d.replicas
+            && self
+                .store
+                .scale_deployment(
+                    &d.id,
+                    d.replicas,
+                    decision.replicas,
+                    None,
+                    decision.reason.as_deref(),
+                )
+                .await?
         {
             self.deployments.remove(&(d.account_id, d.ip.clone()));
         }

@@ -67,7 +67,7 @@ impl Platform {
                 max_attempts: self.config.job_max_attempts,
             })
             .await?;
-        self.wake_from_zero(&deployment).await?;
+        self.scale_out_now(&deployment.id).await?;
         self.job_wakeup.notify_one();
         Ok(job_view(row))
     }

@@ -289,6 +289,7 @@ pub trait Store: Send + Sync + 'static {
     async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()>;
     /// Every deployment with its jobs queued and running.
     async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>>;
+    async fn deployment_demand_of(&self, deployment_id: &str) -> Result<Option<DeploymentDemand>>;
     /// Set a deployment's replicas to `to` (and `low_since`) if they are
     /// still `from`, recording `reason` as a scaling event when the
     /// replicas change. False: another control plane moved first.

@@ -347,8 +347,22 @@ impl Store for PgStore {
     }
 
     async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>> {
-        let rows = sqlx::query(DEPLOYMENT_DEMAND).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_DEMAND} ORDER BY d.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(demand_row).collect()
+    }
+
+    async fn deployment_demand_of(&self, deployment_id: &str) -> Result<Option<DeploymentDemand>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEPLOYMENT_DEMAND} WHERE d.id = $1"
+        )))
+        .bind(deployment_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(demand_row).transpose()
     }
 
     async fn scale_deployment(

@@ -32,8 +32,7 @@ pub(crate) const DEPLOYMENT_DEMAND: &str = "SELECT d.id, d.account_id, i.full_na
       WHERE j.account_id = d.account_id AND jv.ip_id = d.ip_id AND j.state = 'queued'), \
      (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
       WHERE j.account_id = d.account_id AND jv.ip_id = d.ip_id AND j.state = 'running') \
-     FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id \
-     ORDER BY d.id";
+     FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
 
 /// Defines `version_row`, `job_row`, `account_row`, `agent_row`, `node_row`,
 /// `deployment_row` and `object_row` for one driver's row type, in the module that calls it.
