@@ -275,13 +275,13 @@ impl Platform {
             for j in &queued {
                 candidates.push(self.candidate(j, holding, now).await);
             }
-            // Try the scheduler's choices in turn: another worker may take
-            // one first.
             // Tenants running fewer jobs go first among equals.
             let mut by_tenant: std::collections::BTreeMap<String, usize> = Default::default();
             for ((account, _), n) in &running {
                 *by_tenant.entry(account.to_string()).or_default() += *n as usize;
             }
+            // Try the scheduler's choices in turn: another worker may take
+            // one first, or its deployment may be at its replicas.
             while let Some(i) =
                 accelhub_scheduler::pick(&self.scheduler, holding, &by_tenant, &candidates)
             {
