@@ -326,9 +326,12 @@ pub fn postgres_schema(test: &str) -> Option<PgSchema> {
         eprintln!("skipping {test}: ACCELHUB_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
         return None;
     };
+    // Tests of one process start at once: a counter keeps names apart.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let schema = format!(
-        "cli{}_{}",
+        "cli{}_{}_{}",
         std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
