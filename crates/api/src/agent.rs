@@ -6,14 +6,13 @@
 
 use crate::routes::{body_stream, read_json, ByteStream};
 use crate::{ApiError, AppState, Caller, Problem};
-use accelhub_core::{AgentRow, CoreError};
+use accelhub_core::AgentRow;
 use accelhub_domain::{
     Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
     Recorded, Renewal, WorkItem,
 };
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,16 +34,7 @@ impl FromRequestParts<AppState> for AgentCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(CoreError::Unauthorized)?;
+        let token = crate::auth::bearer(parts)?;
         let agent = state.platform.authenticate_agent(token).await?;
         let node = parts
             .headers
