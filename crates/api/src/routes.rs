@@ -184,7 +184,13 @@ pub async fn deploy(
     let req: DeployRequest = read_json(body).await?;
     let d = s
         .platform
-        .deploy(&me, &req.ip, req.version.as_deref(), req.scaling)
+        .deploy(
+            &me,
+            &req.ip,
+            req.version.as_deref(),
+            req.scaling,
+            req.devices,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(d)))
 }

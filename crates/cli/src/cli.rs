@@ -68,6 +68,10 @@ pub enum Command {
         target: Option<String>,
         #[command(flatten)]
         scaling: ScalingArgs,
+        /// Device classes calls prefer, in order, e.g. `opencl,wasm`
+        /// (default: keep the current order, or the IP's own).
+        #[arg(long, value_delimiter = ',')]
+        devices: Vec<String>,
         #[command(subcommand)]
         cmd: Option<DeployCmd>,
     },
@@ -294,8 +298,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             conn,
             target,
             scaling,
+            devices,
             cmd,
-        } => deploy(&conn, target, scaling, cmd).await,
+        } => deploy(&conn, target, scaling, devices, cmd).await,
         Command::Invoke {
             conn,
             ip,
@@ -333,6 +338,16 @@ async fn fleet(conn: &Conn) -> anyhow::Result<()> {
                 d.slots,
                 d.utilisation * 100.0
             );
+            for h in &d.hardware {
+                println!(
+                    "         device   {} ({}), {} MiB, {} compute units, {} slots",
+                    h.name,
+                    h.vendor,
+                    h.memory_bytes >> 20,
+                    h.compute_units,
+                    h.slots
+                );
+            }
             for l in &d.loaded {
                 println!("         loaded   {l}");
             }
@@ -584,6 +599,7 @@ async fn deploy(
     conn: &Conn,
     target: Option<String>,
     scaling: ScalingArgs,
+    devices: Vec<String>,
     cmd: Option<DeployCmd>,
 ) -> anyhow::Result<()> {
     let c = client(conn)?;
@@ -611,7 +627,14 @@ async fn deploy(
             } else {
                 None
             };
-            let d = c.deploy_with(&ip, version.as_deref(), spec).await?;
+            let d = c
+                .deploy_request(&accelhub_domain::DeployRequest {
+                    ip: ip.clone(),
+                    version: version.clone(),
+                    scaling: spec,
+                    devices: (!devices.is_empty()).then_some(devices),
+                })
+                .await?;
             if conn.json {
                 return print_json(&d);
             }

@@ -6,6 +6,7 @@ use accelhub_core::{CoreConfig, LocalExecutor, Package, Platform};
 use accelhub_domain::Limits;
 use accelhub_native::{NativeBackend, NativeConfig};
 use accelhub_objects::{LocalDirStore, ObjectStore, Sealer};
+use accelhub_opencl::{OpenClBackend, OpenClConfig};
 use accelhub_s3::S3Store;
 use accelhub_store::{PgStore, SqliteStore, Store};
 use accelhub_wasm::{WasmBackend, WasmConfig};
@@ -78,6 +79,21 @@ pub struct DeviceArgs {
     /// between calls.
     #[arg(long, default_value_t = 2)]
     pub cpu_resident: usize,
+    /// Slots per OpenCL device: regions programmed independently, each
+    /// running one call at a time.
+    #[arg(long, default_value_t = 2)]
+    pub opencl_slots: usize,
+    /// Leave OpenCL devices out even when the node has some.
+    #[arg(long)]
+    pub no_opencl: bool,
+    /// Slots per CUDA device (binaries built with `--features cuda`).
+    #[cfg(feature = "cuda")]
+    #[arg(long, default_value_t = 2)]
+    pub cuda_slots: usize,
+    /// Leave CUDA devices out even when the node has some.
+    #[cfg(feature = "cuda")]
+    #[arg(long)]
+    pub no_cuda: bool,
     /// Most wall-clock time an IP may ask for per call, in ms.
     #[arg(long, default_value_t = Limits::MAX.timeout_ms)]
     pub max_timeout_ms: u64,
@@ -114,10 +130,63 @@ impl DeviceArgs {
             native_config.threads = t.max(1);
         }
         let wasm = WasmBackend::new(wasm_config)?;
-        Ok(LocalExecutor::new()
+        let mut executor = LocalExecutor::new()
             .on_node(node)
             .with_backend(Arc::new(wasm))
-            .with_backend(Arc::new(NativeBackend::new(native_config))))
+            .with_backend(Arc::new(NativeBackend::new(native_config)));
+        if self.no_opencl {
+            tracing::info!("opencl: left out (--no-opencl)");
+        } else {
+            match OpenClBackend::discover(OpenClConfig {
+                slots_per_device: self.opencl_slots.max(1),
+                ..OpenClConfig::default()
+            }) {
+                Ok(b) => {
+                    for h in b.hardware() {
+                        tracing::info!(
+                            "opencl: {} ({}), {} MiB, {} compute units, {} slots, on {}",
+                            h.name,
+                            h.vendor,
+                            h.memory_bytes >> 20,
+                            h.compute_units,
+                            h.slots,
+                            h.runtime
+                        );
+                    }
+                    executor = executor.with_backend(Arc::new(b));
+                }
+                Err(e) => tracing::warn!("{e}; this node runs without the opencl device class"),
+            }
+        }
+        #[cfg(feature = "cuda")]
+        {
+            use accelhub_cuda::{CudaBackend, CudaConfig};
+            if self.no_cuda {
+                tracing::info!("cuda: left out (--no-cuda)");
+            } else {
+                match CudaBackend::discover(CudaConfig {
+                    slots_per_device: self.cuda_slots.max(1),
+                    ..CudaConfig::default()
+                }) {
+                    Ok(b) => {
+                        for h in b.hardware() {
+                            tracing::info!(
+                                "cuda: {} ({}), {} MiB, {} multiprocessors, {} slots, {}",
+                                h.name,
+                                h.vendor,
+                                h.memory_bytes >> 20,
+                                h.compute_units,
+                                h.slots,
+                                h.runtime
+                            );
+                        }
+                        executor = executor.with_backend(Arc::new(b));
+                    }
+                    Err(e) => tracing::warn!("{e}; this node runs without the cuda device class"),
+                }
+            }
+        }
+        Ok(executor)
     }
 }
 

@@ -270,6 +270,7 @@ async fn agent_tokens_and_nodes_are_checked() {
             utilisation: 0.0,
             loaded: vec![],
             resident: vec![],
+            hardware: vec![],
         }],
     };
     let status = |e: accelhub_client::ClientError| e.status().map(|s| s.as_u16());
@@ -420,6 +421,7 @@ async fn a_worker_gets_the_job_its_device_holds_first() {
             utilisation: 0.0,
             loaded: vec![],
             resident: vec![],
+            hardware: vec![],
         }],
     })
     .await

@@ -151,7 +151,7 @@ async fn manifest_and_package_errors_name_the_problem() {
         (
             "device = \"wasm\"",
             "device = \"fpga\"",
-            "device class 'fpga' is not offered",
+            "device class 'fpga' is not a device class of this platform",
         ),
         ("summary =", "sumary =", "sumary"),
         ("tests/lines.out", "tests/missing.out", "test[1].expect"),

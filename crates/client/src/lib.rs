@@ -249,12 +249,18 @@ impl Client {
         version: Option<&str>,
         scaling: Option<accelhub_domain::Scaling>,
     ) -> Result<Deployment> {
-        let body = DeployRequest {
+        self.deploy_request(&DeployRequest {
             ip: ip.into(),
             version: version.map(str::to_string),
             scaling,
-        };
-        self.json(self.req(Method::POST, "/v1/deployments").json(&body))
+            devices: None,
+        })
+        .await
+    }
+
+    /// Deploy as the request says (scaling, device preference).
+    pub async fn deploy_request(&self, body: &DeployRequest) -> Result<Deployment> {
+        self.json(self.req(Method::POST, "/v1/deployments").json(body))
             .await
     }
 

@@ -26,11 +26,9 @@ impl Platform {
     ) -> Result<Job> {
         let (deployment, version) = self.deployment_of(account, ip).await?;
         let classes = self.job_device_classes().await?;
-        let imp = version
-            .implementations
-            .iter()
+        let imp = crate::placement::call_order(&deployment, &version)
+            .into_iter()
             .find(|i| classes.contains(&i.device))
-            .cloned()
             .ok_or_else(|| {
                 CoreError::Unavailable(format!(
                     "no device can run {}@{} right now: no node takes jobs for its device classes ({})",

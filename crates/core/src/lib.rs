@@ -13,6 +13,7 @@ pub mod exec;
 pub mod jobs;
 pub mod metrics;
 mod package;
+mod placement;
 mod publish;
 pub mod worker;
 
@@ -183,6 +184,8 @@ pub struct Platform {
     pub(crate) agent_nodes: TtlCache<(i64, String), ()>,
     /// How jobs are placed on the workers that ask for them.
     pub(crate) scheduler: accelhub_scheduler::Config,
+    /// Images being programmed in the background (see `placement`).
+    pub(crate) programming: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// How long a token or deployment lookup is reused. Another process's
@@ -268,6 +271,7 @@ impl Platform {
             finished_versions: TtlCache::new(Duration::MAX, VERSION_CACHE),
             tokens: TtlCache::new(CACHE_TTL, 100_000),
             deployments: TtlCache::new(CACHE_TTL, 100_000),
+            programming: Default::default(),
         })
     }
 
@@ -345,6 +349,7 @@ impl Platform {
         ip: &str,
         version: Option<&str>,
         scaling: Option<accelhub_domain::Scaling>,
+        devices: Option<Vec<String>>,
     ) -> Result<Deployment> {
         self.require_user(account, "deploy IPs")?;
         if let Some(sc) = &scaling {
@@ -379,6 +384,9 @@ impl Platform {
                     ))
                 })?,
         };
+        if let Some(devices) = &devices {
+            placement::check_preference(devices, chosen)?;
+        }
         let mut row = self
             .store
             .upsert_deployment(&new_id("dep"), account.id, chosen.id)
@@ -387,15 +395,19 @@ impl Platform {
             self.store.set_scaling(&row.id, &sc).await?;
             row.scaling = sc;
         }
+        if let Some(devices) = devices {
+            self.store.set_device_preference(&row.id, &devices).await?;
+            row.devices = devices;
+        }
         self.deployments.remove(&(account.id, ip.clone()));
-        // Warm the image so the first call does not pay for compilation.
-        let me = self.clone();
-        let warm = chosen.clone();
-        tokio::spawn(async move {
-            if let Some(imp) = me.pick_implementation(&warm) {
-                let _ = me.load_image(&warm, &imp).await;
-            }
-        });
+        // Program the first choice so the first call does not pay for it.
+        let classes = self.executor.device_classes();
+        if let Some(imp) = placement::call_order(&row, chosen)
+            .into_iter()
+            .find(|i| classes.contains(&i.device))
+        {
+            self.program_in_background(Arc::new(chosen.clone()), imp);
+        }
         Ok(deployment_view(row, chosen))
     }
 
@@ -481,16 +493,6 @@ impl Platform {
         Ok(v)
     }
 
-    /// The first implementation, in manifest order, whose device class this
-    /// platform can run.
-    pub(crate) fn pick_implementation(&self, v: &VersionRow) -> Option<StoredImplementation> {
-        let classes = self.executor.device_classes();
-        v.implementations
-            .iter()
-            .find(|i| classes.contains(&i.device))
-            .cloned()
-    }
-
     pub(crate) fn image_id(imp: &StoredImplementation) -> ImageId {
         ImageId(format!("{}:{}", imp.device, imp.artifact_sha256))
     }
@@ -524,7 +526,7 @@ impl Platform {
             )
             .await;
         if let Ok(r) = &report {
-            self.metrics.image_load(&imp.device, r.cached);
+            self.metrics.image_load(&imp.device, r);
             if !r.cached {
                 tracing::info!(ip = %version.ip, version = %version.version, device = %imp.device,
                     ms = r.duration.as_secs_f64() * 1e3, "image loaded");
@@ -646,7 +648,7 @@ impl Platform {
 
     /// Call the caller's deployment of `ip` synchronously.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         account: &Account,
         ip: &str,
         params: Params,
@@ -659,13 +661,8 @@ impl Platform {
                 self.config.max_sync_bytes
             )));
         }
-        let (_, version) = self.deployment_of(account, ip).await?;
-        let imp = self.pick_implementation(&version).ok_or_else(|| {
-            CoreError::Unavailable(format!(
-                "no device can run {}@{} right now",
-                version.ip, version.version
-            ))
-        })?;
+        let (deployment, version) = self.deployment_of(account, ip).await?;
+        let imp = self.choose_for_call(&deployment, &version)?;
         let objects = self.resolve_objects(account.id, &version, &params).await?;
         let call_id = new_id("call");
         let bytes_in = input.len() as u64;
@@ -706,7 +703,7 @@ impl Platform {
         .await?;
         match result {
             Ok((load, out)) => {
-                self.metrics.image_load(&imp.device, load.cached);
+                self.metrics.image_load(&imp.device, &load);
                 Ok(CallResult {
                     call_id,
                     ip: version.ip.clone(),
@@ -893,6 +890,7 @@ impl Platform {
                     .map(|i| names.get(&i.0).cloned().unwrap_or_else(|| i.0.clone()))
                     .collect(),
                 resident: d.resident,
+                hardware: d.hardware,
             });
         }
         // Remote agents' nodes, as their last heartbeat described them.
@@ -1022,11 +1020,15 @@ pub(crate) fn version_for(caller: &Account, v: &VersionRow) -> IpVersion {
 }
 
 fn deployment_view(d: DeploymentRow, v: &VersionRow) -> Deployment {
+    let devices = placement::call_order(&d, v)
+        .into_iter()
+        .map(|i| i.device)
+        .collect();
     Deployment {
         id: d.id,
         ip: d.ip,
         version: d.version,
-        devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
+        devices,
         price_per_call: v.price,
         created_at: d.created_at,
         scaling: d.scaling,

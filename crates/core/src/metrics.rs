@@ -11,6 +11,7 @@ pub struct Metrics {
     calls: IntCounterVec,
     call_seconds: HistogramVec,
     image_loads: IntCounterVec,
+    load_seconds: HistogramVec,
     jobs: IntCounterVec,
     jobs_running: IntGauge,
     placements: IntCounterVec,
@@ -52,6 +53,15 @@ impl Metrics {
                 "Image loads by device; cached=false counts cold starts (compile, program)",
             ),
             &["device", "cached"],
+        ));
+        let load_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "accelhub_image_load_seconds",
+                "Time to load an image that was not loaded (compile a module, program a \
+                 device slot): the reconfiguration cost, by device class",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.5, 14).unwrap_or_default()),
+            &["device"],
         ));
         let placements = must(IntCounterVec::new(
             Opts::new(
@@ -95,6 +105,7 @@ impl Metrics {
             Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(call_seconds.clone()),
             Box::new(image_loads.clone()),
+            Box::new(load_seconds.clone()),
             Box::new(placements.clone()),
             Box::new(jobs.clone()),
             Box::new(jobs_running.clone()),
@@ -109,6 +120,7 @@ impl Metrics {
             calls,
             call_seconds,
             image_loads,
+            load_seconds,
             jobs,
             jobs_running,
             placements,
@@ -125,10 +137,15 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn image_load(&self, device: &str, cached: bool) {
+    pub fn image_load(&self, device: &str, load: &accelhub_device::LoadReport) {
         self.image_loads
-            .with_label_values(&[device, if cached { "true" } else { "false" }])
+            .with_label_values(&[device, if load.cached { "true" } else { "false" }])
             .inc();
+        if !load.cached {
+            self.load_seconds
+                .with_label_values(&[device])
+                .observe(load.duration.as_secs_f64());
+        }
     }
 
     /// A job leased: `warm`, `resident` or `cold`.

@@ -2,6 +2,7 @@
 
 use crate::{new_id, version_view, CoreError, Package, Platform, Result};
 use accelhub_device::CallInput;
+use accelhub_domain::kernel::{KernelBundle, DEVICE_CUDA, DEVICE_OPENCL};
 use accelhub_domain::{
     Account, ImplementationReport, IpVersion, Role, TestOutcome, VerificationReport, VersionStatus,
     DEVICE_NATIVE,
@@ -13,6 +14,10 @@ use bytes::Bytes;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+
+/// Device classes a version may declare even when no device of the class
+/// is up now (agents may bring one).
+const KNOWN_CLASSES: &[&str] = &[accelhub_domain::DEVICE_WASM, DEVICE_OPENCL, DEVICE_CUDA];
 
 /// Largest description kept in the catalog.
 const MAX_DESCRIPTION: usize = 256 * 1024;
@@ -102,12 +107,16 @@ impl Platform {
                      publishes it (vendors ship 'wasm' implementations)"
                 )));
             }
-            if !classes.contains(&imp.device) {
+            if !classes.contains(&imp.device) && !KNOWN_CLASSES.contains(&imp.device.as_str()) {
+                let mut known: Vec<String> = classes.clone();
+                known.extend(KNOWN_CLASSES.iter().map(|c| c.to_string()));
+                known.sort();
+                known.dedup();
                 return Err(CoreError::BadRequest(format!(
                     "ip.toml field `implementation[{i}].device`: device class '{}' is not \
-                     offered by this platform (available: {})",
+                     a device class of this platform (known: {})",
                     imp.device,
-                    classes.join(", ")
+                    known.join(", ")
                 )));
             }
         }
@@ -146,7 +155,22 @@ impl Platform {
         let prefix = format!("packages/{}", new_id("pkg"));
         let mut implementations = Vec::new();
         for imp in &m.implementations {
-            let bytes = &package.files[&imp.artifact];
+            let file = &package.files[&imp.artifact];
+            // A kernel implementation's artifact carries its declaration
+            // (kernels, arguments, work sizes) with the program, so that
+            // any agent can run it from the artifact alone.
+            let bundled;
+            let bytes: &[u8] = match &imp.kernel {
+                Some(spec) => {
+                    bundled = KernelBundle {
+                        spec: spec.clone(),
+                        program: file.to_vec(),
+                    }
+                    .encode();
+                    &bundled
+                }
+                None => file,
+            };
             let key = format!("{prefix}/{}", imp.artifact);
             self.objects
                 .put(&key, Bytes::from(self.sealer.seal(bytes)))
@@ -189,6 +213,7 @@ impl Platform {
                 expect_key: keys[1].clone(),
                 params: t.params.clone(),
                 objects,
+                compare: t.compare,
             });
         }
         let row = self
@@ -228,14 +253,36 @@ impl Platform {
         Ok(n)
     }
 
-    /// Run every test vector on every implementation with production
-    /// limits; the version becomes `verified` only if all outputs match.
+    /// Run every test vector on every implementation whose device class
+    /// this platform has, with production limits. The version becomes
+    /// `verified` when at least one implementation passes and none fails;
+    /// calls then go only to the classes that passed. An implementation
+    /// for a class no device here offers is recorded as not verified.
     pub async fn verify(self: &Arc<Self>, version: VersionRow) {
+        let classes = self.executor.device_classes();
         let mut implementations = Vec::new();
         for imp in &version.implementations {
+            if !classes.contains(&imp.device) {
+                implementations.push(ImplementationReport {
+                    device: imp.device.clone(),
+                    passed: false,
+                    skipped: Some(format!(
+                        "no '{}' device on this platform's verification node: not verified, \
+                         so calls do not go to it",
+                        imp.device
+                    )),
+                    load_error: None,
+                    load_ms: 0.0,
+                    tests: Vec::new(),
+                });
+                continue;
+            }
             implementations.push(self.verify_implementation(&version, imp).await);
         }
-        let passed = !implementations.is_empty() && implementations.iter().all(|r| r.passed);
+        let passed = implementations.iter().any(|r| r.passed)
+            && implementations
+                .iter()
+                .all(|r| r.passed || r.skipped.is_some());
         let report = VerificationReport {
             passed,
             implementations,
@@ -265,6 +312,7 @@ impl Platform {
         let mut report = ImplementationReport {
             device: imp.device.clone(),
             passed: false,
+            skipped: None,
             load_error: None,
             load_ms: 0.0,
             tests: Vec::new(),
@@ -332,7 +380,7 @@ impl Platform {
                 let output = out.output.bytes();
                 outcome.actual_size = Some(output.len() as u64);
                 outcome.stderr_tail = accelhub_domain::version::tail(&out.log, 2048);
-                let (passed, first) = TestOutcome::compare(&expect, &output);
+                let (passed, first) = TestOutcome::compare_as(t.compare, &expect, &output);
                 outcome.passed = passed;
                 outcome.first_difference = first;
                 if !passed {

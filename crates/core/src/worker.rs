@@ -341,7 +341,7 @@ impl Worker {
                 ),
                 other => (other.to_string(), None),
             })?;
-        self.metrics.image_load(&item.device, load.cached);
+        self.metrics.image_load(&item.device, &load);
         Ok(out)
     }
 }
@@ -413,6 +413,7 @@ pub fn node_report(executor: &dyn Executor) -> accelhub_domain::NodeReport {
                 busy: d.busy,
                 loaded: d.images.into_iter().map(|i| i.0).collect(),
                 resident: d.resident,
+                hardware: d.hardware,
             })
             .collect(),
     }

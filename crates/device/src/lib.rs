@@ -200,13 +200,17 @@ pub enum CallError {
     NotLoaded(String),
     #[error("cannot read the input: {0}")]
     Input(String),
+    /// The input or parameters do not fit the IP's declared signature
+    /// (checked before anything runs on the device).
+    #[error("the input or parameters do not fit this IP: {0}")]
+    Invalid(String),
     #[error("device error: {0}")]
     Device(String),
 }
 
 impl CallError {
     /// A short machine-readable kind: `exit`, `trap`, `deadline`, `memory`,
-    /// `output`, `cancelled`, `not_loaded`, `device`.
+    /// `output`, `cancelled`, `not_loaded`, `input`, `invalid`, `device`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Exit { .. } => "exit",
@@ -217,6 +221,7 @@ impl CallError {
             CallError::Cancelled { .. } => "cancelled",
             CallError::NotLoaded(_) => "not_loaded",
             CallError::Input(_) => "input",
+            CallError::Invalid(_) => "invalid",
             CallError::Device(_) => "device",
         }
     }
@@ -229,7 +234,10 @@ impl CallError {
             | CallError::Memory { log, .. }
             | CallError::OutputTooLarge { log, .. }
             | CallError::Cancelled { log } => log,
-            CallError::NotLoaded(_) | CallError::Input(_) | CallError::Device(_) => &[],
+            CallError::NotLoaded(_)
+            | CallError::Input(_)
+            | CallError::Invalid(_)
+            | CallError::Device(_) => &[],
         }
     }
 
@@ -252,6 +260,8 @@ pub struct DeviceStatus {
     pub images: Vec<ImageId>,
     /// Resident data (SHA-256 of objects kept between calls).
     pub resident: Vec<String>,
+    /// The physical devices behind this backend (accelerators).
+    pub hardware: Vec<accelhub_domain::DeviceHardware>,
 }
 
 /// A device backend: one per device class on a node.
@@ -275,4 +285,62 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What it holds and does now (for the operator's fleet view).
     fn status(&self) -> DeviceStatus;
+}
+
+/// Keeps the process's signal handlers as they were across a call into
+/// a device runtime (discovery, program builds). Runtimes that compile with LLVM (PoCL, most GPU and
+/// FPGA stacks) install LLVM's handlers for SIGTERM, SIGINT and the crash
+/// signals the first time they compile; those end the process on SIGTERM
+/// instead of letting it shut down gracefully, and hide Rust's
+/// stack-overflow report. Calls that may install handlers run one at a
+/// time under this guard, which puts back every handler they replaced.
+pub struct SignalGuard {
+    saved: Vec<(libc::c_int, libc::sigaction)>,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Default for SignalGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SignalGuard {
+    pub fn new() -> SignalGuard {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut saved = Vec::new();
+        for sig in 1..32 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: reading a signal's disposition into zeroed storage.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 {
+                    saved.push((sig, old));
+                }
+            }
+        }
+        SignalGuard {
+            saved,
+            _one_at_a_time: one,
+        }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for (sig, old) in &self.saved {
+            // SAFETY: reinstalling a disposition read from this process.
+            unsafe {
+                let mut now: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(*sig, std::ptr::null(), &mut now) == 0
+                    && now.sa_sigaction != old.sa_sigaction
+                {
+                    libc::sigaction(*sig, old, std::ptr::null_mut());
+                }
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod agent;
 pub mod job;
+pub mod kernel;
 pub mod limits;
 pub mod manifest;
 pub mod money;
@@ -25,11 +26,11 @@ pub use manifest::{IpName, Manifest, ManifestError, ObjectParam};
 pub use money::Money;
 pub use usage::{UsageRecord, UsageReport, UsageTotals};
 pub use version::{
-    ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus,
+    Compare, ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus,
 };
 pub use views::{
-    CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet, FleetDevice,
-    FleetNode, IpDetails, ObjectInfo, Scaling, ScalingEvent, SubmitJob,
+    CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, DeviceHardware, Fleet,
+    FleetDevice, FleetNode, IpDetails, ObjectInfo, Scaling, ScalingEvent, SubmitJob,
 };
 
 /// A device class names a kind of accelerator an implementation runs on.

@@ -74,6 +74,11 @@ pub struct Implementation {
     pub device: String,
     /// Path of the artifact inside the package.
     pub artifact: String,
+    /// For kernel device classes (`opencl`, `cuda`): the kernels, their
+    /// arguments and work sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub kernel: Option<crate::kernel::KernelSpec>,
 }
 
 /// A test vector: the IP's output for `input` must equal `expect` byte for byte.
@@ -88,6 +93,9 @@ pub struct TestVector {
     /// caller's object.
     #[serde(default)]
     pub objects: std::collections::BTreeMap<String, String>,
+    /// How the output is compared with `expect`.
+    #[serde(default)]
+    pub compare: crate::version::Compare,
 }
 
 /// An object input: a parameter whose value is the key of one of the
@@ -147,6 +155,18 @@ struct RawManifest {
 struct RawImplementation {
     device: String,
     artifact: String,
+    /// `source` or `binary`; by default from the artifact's extension.
+    format: Option<crate::kernel::ProgramFormat>,
+    build_options: Option<String>,
+    input_multiple: Option<u64>,
+    input_size: Option<crate::kernel::Expr>,
+    #[serde(default)]
+    require: Vec<crate::kernel::Requirement>,
+    output: Option<crate::kernel::Expr>,
+    #[serde(default)]
+    buffers: std::collections::BTreeMap<String, crate::kernel::Expr>,
+    #[serde(default, rename = "kernel")]
+    kernels: Vec<crate::kernel::KernelStep>,
 }
 
 #[derive(Deserialize)]
@@ -172,12 +192,71 @@ struct RawTest {
     params: Option<toml::Value>,
     #[serde(default)]
     objects: std::collections::BTreeMap<String, String>,
+    /// `bytes` (the default), `f32` or `f64`.
+    compare: Option<String>,
+    /// For `f32` and `f64`: the relative tolerance.
+    tolerance: Option<f64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPricing {
     per_call: toml::Value,
+}
+
+/// The kernel declaration of implementation `i`: required for kernel
+/// device classes, refused for the others.
+fn kernel_spec(
+    i: usize,
+    imp: &RawImplementation,
+    objects: &[RawObject],
+) -> Result<Option<crate::kernel::KernelSpec>, ManifestError> {
+    use crate::kernel::{KernelSpec, ProgramFormat, KERNEL_CLASSES};
+    let field = |f: &str| format!("implementation[{i}].{f}");
+    let is_kernel = KERNEL_CLASSES.contains(&imp.device.as_str());
+    let declared = imp.format.is_some()
+        || imp.build_options.is_some()
+        || imp.input_multiple.is_some()
+        || imp.input_size.is_some()
+        || !imp.require.is_empty()
+        || imp.output.is_some()
+        || !imp.buffers.is_empty()
+        || !imp.kernels.is_empty();
+    if !is_kernel {
+        if declared {
+            return Err(ManifestError::field(
+                field("kernel"),
+                format!(
+                    "kernels, buffers and work sizes apply to kernel device classes ({}), not '{}'",
+                    KERNEL_CLASSES.join(", "),
+                    imp.device
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let output = imp.output.clone().ok_or_else(|| {
+        ManifestError::field(
+            field("output"),
+            "kernel implementations give their output size in bytes, e.g. output = \"input\"",
+        )
+    })?;
+    let spec = KernelSpec {
+        format: imp
+            .format
+            .unwrap_or_else(|| ProgramFormat::from_path(&imp.artifact)),
+        build_options: imp.build_options.clone().unwrap_or_default(),
+        input_multiple: imp.input_multiple.unwrap_or(1),
+        input_size: imp.input_size.clone(),
+        require: imp.require.clone(),
+        output,
+        buffers: imp.buffers.clone(),
+        kernels: imp.kernels.clone(),
+    };
+    let names: Vec<String> = objects.iter().map(|o| o.name.clone()).collect();
+    spec.validate(&names)
+        .map_err(|(f, m)| ManifestError::field(field(&f), m))?;
+    Ok(Some(spec))
 }
 
 /// A path inside a package: relative, no `..`, no empty components.
@@ -274,9 +353,11 @@ impl Manifest {
                 ));
             }
             validate_package_path(&format!("implementation[{i}].artifact"), &imp.artifact)?;
+            let kernel = kernel_spec(i, &imp, &raw.objects)?;
             implementations.push(Implementation {
                 device: imp.device,
                 artifact: imp.artifact,
+                kernel,
             });
         }
 
@@ -344,7 +425,37 @@ impl Manifest {
                     format!("the required object input '{}' is missing", o.name),
                 ));
             }
+            let compare = match (t.compare.as_deref(), t.tolerance) {
+                (None | Some("bytes"), None) => crate::version::Compare::Bytes,
+                (None | Some("bytes"), Some(_)) => {
+                    return Err(ManifestError::field(
+                        format!("test[{i}].tolerance"),
+                        "applies to compare = \"f32\" or \"f64\"",
+                    ))
+                }
+                (Some(kind @ ("f32" | "f64")), tol) => {
+                    let tolerance = tol.unwrap_or(if kind == "f32" { 1e-5 } else { 1e-12 });
+                    if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+                        return Err(ManifestError::field(
+                            format!("test[{i}].tolerance"),
+                            "must be a relative tolerance in [0, 1), e.g. 1e-5",
+                        ));
+                    }
+                    if kind == "f32" {
+                        crate::version::Compare::F32 { tolerance }
+                    } else {
+                        crate::version::Compare::F64 { tolerance }
+                    }
+                }
+                (Some(other), _) => {
+                    return Err(ManifestError::field(
+                        format!("test[{i}].compare"),
+                        format!("'{other}' is not a comparison: use bytes, f32 or f64"),
+                    ))
+                }
+            };
             tests.push(TestVector {
+                compare,
                 name: t.name.unwrap_or_else(|| t.input.clone()),
                 input: t.input,
                 expect: t.expect,
@@ -499,6 +610,84 @@ per_call = 0.002
         assert_eq!(
             err_field(&with_objects.replace("\"mate\"", "\"index\"")),
             "object[1].name"
+        );
+    }
+
+    #[test]
+    fn kernel_implementations_declare_their_signature() {
+        let opencl = GOOD.replace(
+            "[[test]]",
+            r#"[[implementation]]
+device = "opencl"
+artifact = "revcomp.cl"
+input_multiple = 4
+output = "input"
+require = ["width < 100"]
+[[implementation.kernel]]
+name = "revcomp"
+global = ["input / 4"]
+local = [64]
+args = ["input", "output", "u32 (input / 4)", "u32 width = 60"]
+[[test]]"#,
+        );
+        let m = Manifest::parse(&opencl).unwrap();
+        assert!(m.implementations[0].kernel.is_none());
+        let k = m.implementations[1].kernel.as_ref().unwrap();
+        assert_eq!(k.format, crate::kernel::ProgramFormat::Source);
+        assert_eq!(k.kernels[0].args.len(), 4);
+        assert_eq!(k.input_multiple, 4);
+        // Kernel keys on a wasm implementation, a kernel class without
+        // an output size, a bad argument, an undeclared buffer.
+        assert_eq!(
+            err_field(&GOOD.replace(
+                "artifact = \"revcomp.wasm\"",
+                "artifact = \"revcomp.wasm\"\noutput = \"input\""
+            )),
+            "implementation[0].kernel"
+        );
+        assert_eq!(
+            err_field(&opencl.replace("output = \"input\"\n", "")),
+            "implementation[1].output"
+        );
+        let s = err_field(&opencl.replace("\"u32 (input / 4)\"", "\"u8 n\""));
+        assert!(s.contains("u8 n"), "{s}");
+        assert_eq!(
+            err_field(&opencl.replace("\"output\", \"u32", "\"buffer tmp\", \"u32")),
+            "implementation[1].kernel[0].args"
+        );
+        // A vendor binary by its extension.
+        let m = Manifest::parse(&opencl.replace("revcomp.cl", "revcomp.xclbin")).unwrap();
+        assert_eq!(
+            m.implementations[1].kernel.as_ref().unwrap().format,
+            crate::kernel::ProgramFormat::Binary
+        );
+    }
+
+    #[test]
+    fn tests_may_compare_floats_within_a_tolerance() {
+        let m = Manifest::parse(&GOOD.replace(
+            "params = {}",
+            "params = {}\ncompare = \"f32\"\ntolerance = 1e-4",
+        ))
+        .unwrap();
+        assert_eq!(
+            m.tests[0].compare,
+            crate::version::Compare::F32 { tolerance: 1e-4 }
+        );
+        assert_eq!(
+            err_field(&GOOD.replace("params = {}", "params = {}\ncompare = \"f16\"")),
+            "test[0].compare"
+        );
+        assert_eq!(
+            err_field(&GOOD.replace("params = {}", "params = {}\ntolerance = 0.1")),
+            "test[0].tolerance"
+        );
+        assert_eq!(
+            err_field(&GOOD.replace(
+                "params = {}",
+                "params = {}\ncompare = \"f64\"\ntolerance = 2.0"
+            )),
+            "test[0].tolerance"
         );
     }
 

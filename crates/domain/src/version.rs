@@ -81,6 +81,10 @@ pub struct VerificationReport {
 pub struct ImplementationReport {
     pub device: String,
     pub passed: bool,
+    /// Why this implementation was not verified (no device of its class
+    /// where verification ran); it takes no calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// Why the artifact could not be loaded (not valid WebAssembly, missing
     /// imports, no device of this class…).
     pub load_error: Option<String>,
@@ -106,9 +110,62 @@ pub struct TestOutcome {
     pub device_time_ms: f64,
 }
 
+/// How a test vector's output is compared with its expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "as", rename_all = "lowercase")]
+pub enum Compare {
+    /// Byte for byte.
+    #[default]
+    Bytes,
+    /// As little-endian `f32` values, each within `tolerance` relative to
+    /// its expected magnitude (absolute below 1): devices round
+    /// differently.
+    F32 { tolerance: f64 },
+    /// As little-endian `f64` values, likewise.
+    F64 { tolerance: f64 },
+}
+
+impl Compare {
+    /// Whether this is the default byte comparison (not worth storing).
+    pub fn is_bytes(&self) -> bool {
+        matches!(self, Compare::Bytes)
+    }
+}
+
 impl TestOutcome {
-    /// Compare an actual output with the expectation.
+    /// Compare an actual output with the expectation, byte for byte.
     pub fn compare(expected: &[u8], actual: &[u8]) -> (bool, Option<u64>) {
+        Self::compare_as(Compare::Bytes, expected, actual)
+    }
+
+    /// Compare as the test vector says; the second value is the byte
+    /// offset of the first difference.
+    pub fn compare_as(how: Compare, expected: &[u8], actual: &[u8]) -> (bool, Option<u64>) {
+        let (width, tolerance) = match how {
+            Compare::Bytes => (0, 0.0),
+            Compare::F32 { tolerance } => (4, tolerance),
+            Compare::F64 { tolerance } => (8, tolerance),
+        };
+        if width > 0 && expected.len() == actual.len() && expected.len().is_multiple_of(width) {
+            let value = |b: &[u8]| -> f64 {
+                if width == 4 {
+                    f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64
+                } else {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                }
+            };
+            let bad = expected
+                .chunks_exact(width)
+                .zip(actual.chunks_exact(width))
+                .position(|(e, a)| {
+                    let (e, a) = (value(e), value(a));
+                    !((e - a).abs() <= tolerance * e.abs().max(1.0) || (e.is_nan() && a.is_nan()))
+                });
+            return match bad {
+                None => (true, None),
+                Some(i) => (false, Some((i * width) as u64)),
+            };
+        }
         if expected == actual {
             return (true, None);
         }
@@ -138,6 +195,28 @@ mod tests {
         assert_eq!(TestOutcome::compare(b"abc", b"abd"), (false, Some(2)));
         assert_eq!(TestOutcome::compare(b"abc", b"ab"), (false, Some(2)));
         assert_eq!(TestOutcome::compare(b"", b"x"), (false, Some(0)));
+    }
+
+    #[test]
+    fn floats_compare_within_their_tolerance() {
+        let enc = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let how = Compare::F32 { tolerance: 1e-5 };
+        let e = enc(&[8.021352, 0.5, 1000.0]);
+        assert_eq!(
+            TestOutcome::compare_as(how, &e, &enc(&[8.021353, 0.500001, 1000.004])),
+            (true, None)
+        );
+        assert_eq!(
+            TestOutcome::compare_as(how, &e, &enc(&[8.021352, 0.5, 1000.1])),
+            (false, Some(8))
+        );
+        assert_eq!(
+            TestOutcome::compare_as(how, &e, &enc(&[8.021352, f32::NAN, 1000.0])),
+            (false, Some(4))
+        );
+        // A different length is a difference however the values compare.
+        assert_eq!(TestOutcome::compare_as(how, &e, &e[..8]), (false, Some(8)));
+        assert!(!TestOutcome::compare_as(Compare::Bytes, &e, &enc(&[8.021353, 0.5, 1000.0])).0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub struct Deployment {
     pub id: String,
     pub ip: String,
     pub version: String,
+    /// The verified device classes calls go to, in preference order.
     pub devices: Vec<String>,
     pub price_per_call: Money,
     pub created_at: DateTime<Utc>,
@@ -136,6 +137,11 @@ pub struct DeployRequest {
     /// default for a new one.
     #[serde(default)]
     pub scaling: Option<Scaling>,
+    /// Device classes calls prefer, in order (each must have passed
+    /// verification); default: the deployment's current order, or the
+    /// version's verified classes in `ip.toml` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -178,4 +184,20 @@ pub struct FleetDevice {
     pub loaded: Vec<String>,
     /// Resident data (SHA-256 of objects kept between calls).
     pub resident: Vec<String>,
+    /// The physical devices behind the class (accelerators), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hardware: Vec<DeviceHardware>,
+}
+
+/// One physical accelerator as its runtime reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceHardware {
+    pub name: String,
+    pub vendor: String,
+    /// The runtime: `OpenCL 3.0 PoCL …`, `CUDA 12.8`…
+    pub runtime: String,
+    pub memory_bytes: u64,
+    pub compute_units: u32,
+    /// Slots (concurrent calls) this device offers.
+    pub slots: usize,
 }

@@ -199,6 +199,7 @@ impl Backend for NativeBackend {
                 .saturating_sub(self.slots.available_permits()),
             images,
             resident: self.resident.resident(),
+            hardware: Vec::new(),
         }
     }
 

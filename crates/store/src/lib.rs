@@ -63,6 +63,9 @@ pub struct StoredTest {
     /// Object inputs by parameter name: sealed package files.
     #[serde(default)]
     pub objects: std::collections::BTreeMap<String, StoredObject>,
+    /// How outputs compare with the expectation.
+    #[serde(default, skip_serializing_if = "accelhub_domain::Compare::is_bytes")]
+    pub compare: accelhub_domain::Compare,
 }
 
 /// A sealed package file standing for an object input in a test vector.
@@ -122,6 +125,9 @@ pub struct DeploymentRow {
     /// Since when demand has been below `replicas` (for the scale-down
     /// delay).
     pub low_since: Option<DateTime<Utc>>,
+    /// Device classes in the order calls prefer them; empty: the
+    /// version's own order.
+    pub devices: Vec<String>,
 }
 
 /// A deployment and its jobs waiting and running.
@@ -287,6 +293,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
     async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;
     async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()>;
+    /// Set the device classes a deployment's calls prefer, in order.
+    async fn set_device_preference(&self, deployment_id: &str, devices: &[String]) -> Result<()>;
     /// Every deployment with its jobs queued and running.
     async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>>;
     async fn deployment_demand_of(&self, deployment_id: &str) -> Result<Option<DeploymentDemand>>;

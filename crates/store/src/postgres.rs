@@ -346,6 +346,15 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn set_device_preference(&self, deployment_id: &str, devices: &[String]) -> Result<()> {
+        sqlx::query("UPDATE deployments SET devices = $1 WHERE id = $2")
+            .bind(to_json(&devices))
+            .bind(deployment_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{DEPLOYMENT_DEMAND} ORDER BY d.id"

@@ -18,16 +18,16 @@ pub(crate) const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.accou
 
 pub(crate) const DEPLOYMENT_SELECT: &str =
     "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
-     d.created_at, d.scaling, d.replicas, d.low_since \
+     d.created_at, d.scaling, d.replicas, d.low_since, d.devices \
      FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
 
 /// Queued jobs a scheduler sees of one account's IP version at most, so
 /// that one deployment's backlog never hides another's jobs.
 pub(crate) const QUEUED_PER_VERSION: u32 = 4;
 
-/// Every deployment with its jobs queued and running (columns 9 and 10).
+/// Every deployment with its jobs queued and running (columns 10 and 11).
 pub(crate) const DEPLOYMENT_DEMAND: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, \
-     v.version, d.created_at, d.scaling, d.replicas, d.low_since, \
+     v.version, d.created_at, d.scaling, d.replicas, d.low_since, d.devices, \
      (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
       WHERE j.account_id = d.account_id AND jv.ip_id = d.ip_id AND j.state = 'queued'), \
      (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
@@ -140,14 +140,15 @@ macro_rules! row_mappers {
                 scaling: from_json("scaling", &r.try_get::<String, _>(6)?)?,
                 replicas: r.try_get::<i64, _>(7)?.clamp(0, u32::MAX as i64) as u32,
                 low_since: r.try_get::<Option<i64>, _>(8)?.map(from_millis),
+                devices: from_json("devices", &r.try_get::<String, _>(9)?)?,
             })
         }
 
         fn demand_row(r: &$row) -> Result<DeploymentDemand> {
             Ok(DeploymentDemand {
                 deployment: deployment_row(r)?,
-                queued: r.try_get::<i64, _>(9)?.max(0) as u32,
-                running: r.try_get::<i64, _>(10)?.max(0) as u32,
+                queued: r.try_get::<i64, _>(10)?.max(0) as u32,
+                running: r.try_get::<i64, _>(11)?.max(0) as u32,
             })
         }
 

@@ -367,6 +367,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_device_preference(&self, deployment_id: &str, devices: &[String]) -> Result<()> {
+        sqlx::query("UPDATE deployments SET devices = ? WHERE id = ?")
+            .bind(to_json(&devices))
+            .bind(deployment_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{DEPLOYMENT_DEMAND} ORDER BY d.id"

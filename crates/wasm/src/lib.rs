@@ -280,6 +280,7 @@ impl Backend for WasmBackend {
                 .saturating_sub(self.slots.available_permits()),
             images,
             resident: Vec::new(),
+            hardware: Vec::new(),
         }
     }
 
