@@ -389,3 +389,64 @@ async fn broken_kernels_are_rejected_with_their_build_log_and_bad_calls_fail_cle
     let status = server.stop();
     assert!(status.success(), "SIGTERM: {status:?}\n{}", server.log());
 }
+
+#[tokio::test]
+async fn a_node_without_opencl_starts_says_so_and_serves_the_classes_it_has() {
+    // No OpenCL platform: the ICD loader is pointed at an empty directory
+    // (and, where there is no libOpenCL at all, the same message path).
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let empty_path = empty.path().to_string_lossy().to_string();
+    let server = Server::start_in_env(dir.path(), &[], &[("OCL_ICD_VENDORS", empty_path.as_str())]);
+    let log = server.log();
+    assert!(
+        log.contains("this node runs without the opencl device class"),
+        "{log}"
+    );
+    let fleet = server.admin().fleet().await.unwrap();
+    assert!(fleet.nodes[0].devices.iter().all(|d| d.class != "opencl"));
+
+    // A version shipping wasm and opencl is verified on wasm; opencl is
+    // reported as not verified here and takes no calls.
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user = server.account("bob", Role::User).await;
+    let v = publish(&vendor, &ips_dir().join("blackscholes")).await;
+    assert_eq!(v.status, VersionStatus::Verified, "{:#?}", v.report);
+    let report = v.report.unwrap();
+    let opencl = report
+        .implementations
+        .iter()
+        .find(|i| i.device == "opencl")
+        .unwrap();
+    assert!(!opencl.passed && opencl.tests.is_empty());
+    assert!(
+        opencl
+            .skipped
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not verified"),
+        "{opencl:?}"
+    );
+    let d = user.deploy("acme/blackscholes", None).await.unwrap();
+    assert_eq!(d.devices, ["wasm"]);
+    let e = user
+        .deploy_request(&DeployRequest {
+            ip: "acme/blackscholes".into(),
+            version: None,
+            scaling: None,
+            devices: Some(vec!["opencl".into()]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(409), "{e}");
+    let (info, out) = user
+        .invoke(
+            "acme/blackscholes",
+            &Default::default(),
+            Bytes::from(option(100.0, 105.0, 0.05, 0.2, 1.0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.device, "wasm");
+    assert!((f32s(&out)[0] - 8.021352).abs() < 1e-4);
+}

@@ -94,6 +94,11 @@ impl Server {
 
     /// Start on an existing data directory (a restart).
     pub fn start_in(data: &Path, args: &[&str]) -> Server {
+        Server::start_in_env(data, args, &[])
+    }
+
+    /// Start with these environment variables set for the server.
+    pub fn start_in_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         // The whole suite on PostgreSQL: with ACCELHUB_TEST_SUITE_POSTGRES
         // set, every data directory gets a schema of its own (kept across
         // restarts of that directory).
@@ -130,6 +135,7 @@ impl Server {
             .args(args)
             .args(&db_args)
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
