@@ -40,6 +40,9 @@ pub struct AppState {
         routes::catalog,
         routes::show_ip,
         routes::show_version,
+        routes::put_review,
+        routes::list_reviews,
+        routes::reply_review,
         routes::deploy,
         routes::list_deployments,
         routes::undeploy,
@@ -122,6 +125,15 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route(
             "/ips/{namespace}/{name}/versions/{version}",
             get(routes::show_version),
+        )
+        .route(
+            "/ips/{namespace}/{name}/review",
+            axum::routing::put(routes::put_review),
+        )
+        .route("/ips/{namespace}/{name}/reviews", get(routes::list_reviews))
+        .route(
+            "/ips/{namespace}/{name}/reviews/{id}/reply",
+            post(routes::reply_review),
         )
         .route(
             "/deployments",

@@ -116,8 +116,16 @@ pub async fn publish(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CatalogQuery {
-    /// Words to look for in names, summaries and tags.
+    /// Words to look for in names, summaries and tags (all must match).
     pub q: Option<String>,
+    /// Only IPs with this tag.
+    pub tag: Option<String>,
+    /// Only IPs whose newest version targets this device class.
+    pub device: Option<String>,
+    /// Only this vendor's IPs.
+    pub vendor: Option<String>,
+    /// `newest` (default), `rating`, `usage` or `name`.
+    pub sort: Option<String>,
 }
 
 /// The catalog: every IP with its newest version.
@@ -129,10 +137,21 @@ pub async fn catalog(
     Caller(me): Caller,
     Query(q): Query<CatalogQuery>,
 ) -> ApiResult<Json<Vec<CatalogEntry>>> {
-    Ok(Json(s.platform.catalog(&me, q.q.as_deref()).await?))
+    let sort = match q.sort.as_deref() {
+        None | Some("") => accelhub_domain::CatalogSort::default(),
+        Some(s) => s.parse().map_err(ApiError::bad_request)?,
+    };
+    let filter = accelhub_domain::CatalogFilter::new(
+        q.q.as_deref(),
+        q.tag.as_deref(),
+        q.device.as_deref(),
+        q.vendor.as_deref(),
+    );
+    Ok(Json(s.platform.catalog(&me, &filter, sort).await?))
 }
 
-/// One IP: its versions, their status and verification reports.
+/// One IP: its versions, their status and verification reports, its
+/// ratings, use and reviews.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}", tag = "catalog",
     params(("namespace" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = IpDetails), (status = 404, body = Problem)),
@@ -142,9 +161,63 @@ pub async fn show_ip(
     Caller(me): Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult<Json<IpDetails>> {
-    let ip = format!("{ns}/{name}");
-    let versions = s.platform.ip_versions(&me, &ip).await?;
-    Ok(Json(IpDetails { ip, versions }))
+    Ok(Json(s.platform.ip_details(&me, &format!("{ns}/{name}")).await?))
+}
+
+/// Rate and review an IP (a user who has run it); writing again replaces
+/// the caller's review.
+#[utoipa::path(put, path = "/v1/ips/{namespace}/{name}/review", tag = "catalog",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    request_body = accelhub_domain::SubmitReview,
+    responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn put_review(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((ns, name)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Json<accelhub_domain::Review>> {
+    let req: accelhub_domain::SubmitReview = read_json(body).await?;
+    Ok(Json(
+        s.platform
+            .review(&me, &format!("{ns}/{name}"), &req)
+            .await?,
+    ))
+}
+
+/// An IP's reviews, newest first, with its vendor's replies.
+#[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/reviews", tag = "catalog",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn list_reviews(
+    State(s): State<AppState>,
+    Caller(_me): Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<accelhub_domain::Review>>> {
+    Ok(Json(s.platform.reviews(&format!("{ns}/{name}")).await?))
+}
+
+/// The IP's vendor answers a review (writing again replaces the reply).
+#[utoipa::path(post, path = "/v1/ips/{namespace}/{name}/reviews/{id}/reply", tag = "catalog",
+    params(("namespace" = String, Path), ("name" = String, Path), ("id" = i64, Path)),
+    request_body = accelhub_domain::SubmitReply,
+    responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn reply_review(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((ns, name, id)): Path<(String, String, i64)>,
+    body: Body,
+) -> ApiResult<Json<accelhub_domain::Review>> {
+    let req: accelhub_domain::SubmitReply = read_json(body).await?;
+    Ok(Json(
+        s.platform
+            .reply_to_review(&me, &format!("{ns}/{name}"), id, &req)
+            .await?,
+    ))
 }
 
 /// One version of an IP.

@@ -169,11 +169,40 @@ pub enum IpCmd {
     },
     /// List the catalog.
     List {
-        /// Search names, summaries and tags.
+        /// Search names, summaries and tags (every word must match).
         query: Option<String>,
+        /// Only IPs with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only IPs whose newest version targets this device class.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only this vendor's IPs.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// newest, rating, usage or name.
+        #[arg(long)]
+        sort: Option<String>,
     },
-    /// Show an IP's versions, status and verification reports.
+    /// Show an IP's versions, status and verification reports, ratings
+    /// and reviews.
     Show { name: String },
+    /// Rate (1-5) and review an IP you have used; again to change it.
+    Review {
+        name: String,
+        #[arg(long)]
+        stars: u8,
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// Reply to a review of one of your IPs (vendor).
+    Reply {
+        name: String,
+        /// The review's id (`accelhub ip show NAME` lists them).
+        id: i64,
+        #[arg(long)]
+        text: String,
+    },
 }
 
 /// Autoscaling of a deployment: replicas (device slots its jobs may run on
@@ -549,26 +578,56 @@ async fn ip(conn: &Conn, cmd: IpCmd) -> anyhow::Result<()> {
                 eprintln!("verification runs now; see `accelhub ip show {}`", v.ip);
             }
         }
-        IpCmd::List { query } => {
-            let entries = c.catalog(query.as_deref()).await?;
+        IpCmd::List {
+            query,
+            tag,
+            device,
+            vendor,
+            sort,
+        } => {
+            let entries = c
+                .search(
+                    query.as_deref(),
+                    tag.as_deref(),
+                    device.as_deref(),
+                    vendor.as_deref(),
+                    sort.as_deref(),
+                )
+                .await?;
             if conn.json {
                 return print_json(&entries);
             }
             println!(
-                "{:<28} {:<10} {:<9} {:<10} {:<8} SUMMARY",
-                "IP", "LATEST", "STATUS", "PRICE", "DEVICES"
+                "{:<28} {:<10} {:<9} {:<10} {:<12} {:<10} {:<6} SUMMARY",
+                "IP", "LATEST", "STATUS", "PRICE", "DEVICES", "RATING", "USES"
             );
             for e in entries {
                 println!(
-                    "{:<28} {:<10} {:<9} {:<10} {:<8} {}",
+                    "{:<28} {:<10} {:<9} {:<10} {:<12} {:<10} {:<6} {}",
                     e.ip,
                     e.latest.version,
                     status_mark(e.latest.status),
                     e.latest.price_per_call,
                     e.latest.devices.join(","),
+                    rating_text(&e.stats.rating),
+                    e.stats.uses,
                     e.latest.summary
                 );
             }
+        }
+        IpCmd::Review { name, stars, text } => {
+            let r = c.review(&name, stars, &text).await?;
+            if conn.json {
+                return print_json(&r);
+            }
+            println!("review {} of {}: {} stars", r.id, r.ip, r.stars);
+        }
+        IpCmd::Reply { name, id, text } => {
+            let r = c.reply(&name, id, &text).await?;
+            if conn.json {
+                return print_json(&r);
+            }
+            println!("replied to review {} of {}", r.id, r.ip);
         }
         IpCmd::Show { name } => {
             let d = c.ip(&name).await?;
@@ -579,6 +638,12 @@ async fn ip(conn: &Conn, cmd: IpCmd) -> anyhow::Result<()> {
             if let Some(latest) = d.versions.first() {
                 println!("  {}", latest.summary);
             }
+            println!(
+                "  rated {}; {} uses by {} users",
+                rating_text(&d.stats.rating),
+                d.stats.uses,
+                d.stats.users
+            );
             for v in &d.versions {
                 println!(
                     "  {} {} price/call {} devices {} published {}",
@@ -590,9 +655,32 @@ async fn ip(conn: &Conn, cmd: IpCmd) -> anyhow::Result<()> {
                 );
                 print_report(v);
             }
+            if !d.reviews.is_empty() {
+                println!("  reviews:");
+            }
+            for r in &d.reviews {
+                println!(
+                    "    #{} {} {} ({}): {}",
+                    r.id,
+                    "*".repeat(r.stars as usize),
+                    r.author,
+                    r.updated_at.format("%Y-%m-%d"),
+                    r.text
+                );
+                if let Some(reply) = &r.reply {
+                    println!("      vendor reply: {}", reply.text);
+                }
+            }
         }
     }
     Ok(())
+}
+
+fn rating_text(r: &accelhub_domain::RatingSummary) -> String {
+    match r.average {
+        Some(a) => format!("{a:.1} ({})", r.count),
+        None => "-".into(),
+    }
 }
 
 async fn deploy(

@@ -231,6 +231,67 @@ impl Client {
         self.json(r).await
     }
 
+    /// Search the catalog: words, tag, device class, vendor, and the
+    /// order (`newest`, `rating`, `usage`, `name`).
+    pub async fn search(
+        &self,
+        query: Option<&str>,
+        tag: Option<&str>,
+        device: Option<&str>,
+        vendor: Option<&str>,
+        sort: Option<&str>,
+    ) -> Result<Vec<CatalogEntry>> {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in [
+            ("q", query),
+            ("tag", tag),
+            ("device", device),
+            ("vendor", vendor),
+            ("sort", sort),
+        ] {
+            if let Some(v) = v {
+                q.push((k, v));
+            }
+        }
+        self.json(self.req(Method::GET, "/v1/ips").query(&q)).await
+    }
+
+    /// Rate (1-5) and review an IP the caller has used.
+    pub async fn review(
+        &self,
+        ip: &str,
+        stars: u8,
+        text: &str,
+    ) -> Result<accelhub_domain::Review> {
+        let body = accelhub_domain::SubmitReview {
+            stars,
+            text: text.into(),
+        };
+        self.json(
+            self.req(Method::PUT, &format!("/v1/ips/{}/review", check_ip(ip)?))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>> {
+        self.json(self.req(Method::GET, &format!("/v1/ips/{}/reviews", check_ip(ip)?)))
+            .await
+    }
+
+    /// The vendor's reply to review `id`.
+    pub async fn reply(&self, ip: &str, id: i64, text: &str) -> Result<accelhub_domain::Review> {
+        let body = accelhub_domain::SubmitReply { text: text.into() };
+        self.json(
+            self.req(
+                Method::POST,
+                &format!("/v1/ips/{}/reviews/{id}/reply", check_ip(ip)?),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
     pub async fn ip(&self, name: &str) -> Result<IpDetails> {
         self.json(self.req(Method::GET, &format!("/v1/ips/{}", check_ip(name)?)))
             .await

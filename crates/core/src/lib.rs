@@ -289,32 +289,138 @@ impl Platform {
 
     // ---- Catalog ---------------------------------------------------------
 
+    /// The catalog: every IP with its newest version, its ratings and use,
+    /// filtered and sorted.
     pub async fn catalog(
         &self,
         caller: &Account,
-        query: Option<&str>,
+        filter: &accelhub_domain::CatalogFilter,
+        sort: accelhub_domain::CatalogSort,
     ) -> Result<Vec<CatalogEntry>> {
-        let q = query.map(|q| q.to_lowercase());
+        use accelhub_domain::CatalogSort;
+        let stats = self.store.ip_stats().await?;
         let mut out = Vec::new();
         for v in self.store.list_latest_versions().await? {
-            if let Some(q) = &q {
-                let hay = format!("{} {} {}", v.ip, v.summary, v.tags.join(" ")).to_lowercase();
-                if !hay.contains(q.as_str()) {
-                    continue;
-                }
-            }
             let vendor =
                 v.ip.split_once('/')
                     .map(|(ns, _)| ns)
                     .unwrap_or_default()
                     .to_string();
+            let devices: Vec<String> = v.implementations.iter().map(|i| i.device.clone()).collect();
+            if !filter.matches(&v.ip, &v.summary, &v.tags, &devices, &vendor) {
+                continue;
+            }
             out.push(CatalogEntry {
                 ip: v.ip.clone(),
                 vendor,
                 latest: version_for(caller, &v),
+                stats: stats.get(&v.ip).copied().unwrap_or_default(),
             });
         }
+        match sort {
+            CatalogSort::Newest => {
+                out.sort_by(|a, b| b.latest.published_at.cmp(&a.latest.published_at))
+            }
+            CatalogSort::Name => out.sort_by(|a, b| a.ip.cmp(&b.ip)),
+            CatalogSort::Usage => out.sort_by(|a, b| {
+                (b.stats.uses, b.stats.users)
+                    .cmp(&(a.stats.uses, a.stats.users))
+                    .then_with(|| a.ip.cmp(&b.ip))
+            }),
+            CatalogSort::Rating => out.sort_by(|a, b| {
+                let key = |e: &CatalogEntry| e.stats.rating.average.unwrap_or(-1.0);
+                key(b)
+                    .total_cmp(&key(a))
+                    .then_with(|| b.stats.rating.count.cmp(&a.stats.rating.count))
+                    .then_with(|| a.ip.cmp(&b.ip))
+            }),
+        }
         Ok(out)
+    }
+
+    /// One IP: its versions, ratings, use and reviews.
+    pub async fn ip_details(&self, caller: &Account, ip: &str) -> Result<IpDetails> {
+        let versions = self.ip_versions(caller, ip).await?;
+        let ip = versions
+            .first()
+            .map(|v| v.ip.clone())
+            .unwrap_or_else(|| ip.to_string());
+        let stats = self
+            .store
+            .ip_stats()
+            .await?
+            .get(&ip)
+            .copied()
+            .unwrap_or_default();
+        let reviews = self.store.list_reviews(&ip).await?;
+        Ok(IpDetails {
+            ip,
+            versions,
+            stats,
+            reviews,
+        })
+    }
+
+    /// Rate and review an IP (users who have run it; writing again
+    /// replaces the caller's earlier review).
+    pub async fn review(
+        &self,
+        caller: &Account,
+        ip: &str,
+        review: &accelhub_domain::SubmitReview,
+    ) -> Result<accelhub_domain::Review> {
+        self.require_user(caller, "rate and review IPs")?;
+        let review = review.validate().map_err(CoreError::BadRequest)?;
+        let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
+        let ip = name.to_string();
+        if self.store.ip_vendor(&ip).await?.is_none() {
+            return Err(CoreError::NotFound(format!("no IP named '{ip}'")));
+        }
+        if !self.store.has_used(caller.id, &ip).await? {
+            return Err(CoreError::Forbidden(format!(
+                "only users who have run {ip} may rate it: deploy it and call it first"
+            )));
+        }
+        Ok(self
+            .store
+            .put_review(&ip, caller.id, review.stars, &review.text, Utc::now())
+            .await?)
+    }
+
+    /// An IP's reviews, newest first.
+    pub async fn reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>> {
+        let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
+        let ip = name.to_string();
+        if self.store.ip_vendor(&ip).await?.is_none() {
+            return Err(CoreError::NotFound(format!("no IP named '{ip}'")));
+        }
+        Ok(self.store.list_reviews(&ip).await?)
+    }
+
+    /// The IP's vendor answers a review (writing again replaces the reply).
+    pub async fn reply_to_review(
+        &self,
+        caller: &Account,
+        ip: &str,
+        review_id: i64,
+        reply: &accelhub_domain::SubmitReply,
+    ) -> Result<accelhub_domain::Review> {
+        let text = reply.validate().map_err(CoreError::BadRequest)?;
+        let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
+        let ip = name.to_string();
+        match self.store.ip_vendor(&ip).await? {
+            None => return Err(CoreError::NotFound(format!("no IP named '{ip}'"))),
+            Some(vendor) if vendor != caller.id => {
+                return Err(CoreError::Forbidden(format!(
+                    "only {ip}'s vendor replies to its reviews"
+                )))
+            }
+            Some(_) => {}
+        }
+        self.store
+            .reply_review(&ip, review_id, &text, Utc::now())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("{ip} has no review {review_id}")))
     }
 
     /// All versions of an IP, newest first. Verification reports keep the

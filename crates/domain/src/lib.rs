@@ -10,6 +10,7 @@ pub mod job;
 pub mod kernel;
 pub mod limits;
 pub mod manifest;
+pub mod market;
 pub mod money;
 pub mod usage;
 pub mod version;
@@ -23,6 +24,9 @@ pub use agent::{
 pub use job::{Job, JobAttempt, JobState};
 pub use limits::{Limits, LimitsRequest};
 pub use manifest::{IpName, Manifest, ManifestError, ObjectParam};
+pub use market::{
+    CatalogFilter, CatalogSort, IpStats, RatingSummary, Reply, Review, SubmitReply, SubmitReview,
+};
 pub use money::Money;
 pub use usage::{UsageRecord, UsageReport, UsageTotals};
 pub use version::{

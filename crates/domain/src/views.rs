@@ -100,6 +100,9 @@ pub struct CatalogEntry {
     pub ip: String,
     pub vendor: String,
     pub latest: IpVersion,
+    /// Ratings and use, all versions.
+    #[serde(default)]
+    pub stats: crate::IpStats,
 }
 
 /// One IP with all its versions.
@@ -108,6 +111,12 @@ pub struct IpDetails {
     pub ip: String,
     /// Newest first, each with its status and verification report.
     pub versions: Vec<IpVersion>,
+    /// Ratings and use, all versions.
+    #[serde(default)]
+    pub stats: crate::IpStats,
+    /// Newest first.
+    #[serde(default)]
+    pub reviews: Vec<crate::Review>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

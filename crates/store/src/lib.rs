@@ -399,6 +399,35 @@ pub trait Store: Send + Sync + 'static {
     /// survives a crash of the process. A record whose id is already
     /// recorded is never written twice.
     async fn record_usage(&self, usage: NewUsage) -> Result<()>;
+
+    // ---- Marketplace ----
+
+    /// Write `account_id`'s review of `ip` (replacing an earlier one).
+    async fn put_review(
+        &self,
+        ip: &str,
+        account_id: i64,
+        stars: u8,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<accelhub_domain::Review>;
+    /// Reviews of an IP, newest first.
+    async fn list_reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>>;
+    /// Set the vendor's reply to review `id` of `ip`; `None` if there is
+    /// no such review of that IP.
+    async fn reply_review(
+        &self,
+        ip: &str,
+        id: i64,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<accelhub_domain::Review>>;
+    /// Ratings and use of every IP that has any.
+    async fn ip_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>>;
+    /// Whether the account has run any version of `ip` successfully.
+    async fn has_used(&self, account_id: i64, ip: &str) -> Result<bool>;
     async fn list_usage(
         &self,
         scope: UsageScope,

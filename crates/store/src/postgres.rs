@@ -1,5 +1,6 @@
 use crate::rows::{
-    DEPLOYMENT_DEMAND, DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, QUEUED_PER_VERSION, VERSION_COLS,
+    DEPLOYMENT_DEMAND, DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, QUEUED_PER_VERSION, RATING_STATS,
+    REVIEW_SELECT, USE_STATS, VERSION_COLS,
 };
 use crate::*;
 use accelhub_domain::JobAttempt;
@@ -865,6 +866,96 @@ impl Store for PgStore {
 
     async fn record_usage(&self, usage: NewUsage) -> Result<()> {
         insert_usage(&self.pool, [(&usage, now_ms())]).await
+    }
+
+    async fn put_review(
+        &self,
+        ip: &str,
+        account_id: i64,
+        stars: u8,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<accelhub_domain::Review> {
+        let row = sqlx::query(
+            "INSERT INTO reviews (ip_id, account_id, stars, body, created_at, updated_at) \
+             SELECT id, $1, $2, $3, $4, $4 FROM ips WHERE full_name = $5 \
+             ON CONFLICT (ip_id, account_id) DO UPDATE SET stars = excluded.stars, \
+             body = excluded.body, updated_at = excluded.updated_at RETURNING id",
+        )
+        .bind(account_id)
+        .bind(stars as i64)
+        .bind(text)
+        .bind(millis(now))
+        .bind(ip)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no IP named '{ip}'")))?;
+        let id: i64 = row.try_get(0)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = $1")))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        review_row(&row)
+    }
+
+    async fn list_reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW_SELECT} WHERE i.full_name = $1 ORDER BY r.updated_at DESC, r.id DESC"
+        )))
+        .bind(ip)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(review_row).collect()
+    }
+
+    async fn reply_review(
+        &self,
+        ip: &str,
+        id: i64,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<accelhub_domain::Review>> {
+        let done = sqlx::query(
+            "UPDATE reviews SET reply = $1, reply_at = $2 WHERE id = $3 \
+             AND ip_id = (SELECT id FROM ips WHERE full_name = $4)",
+        )
+        .bind(text)
+        .bind(millis(now))
+        .bind(id)
+        .bind(ip)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = $1")))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        review_row(&row).map(Some)
+    }
+
+    async fn ip_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>> {
+        let ratings = sqlx::query(sqlx::AssertSqlSafe(RATING_STATS.replace("SUM(r.stars)", "SUM(r.stars)::BIGINT")))
+            .fetch_all(&self.pool)
+            .await?;
+        let uses = sqlx::query(USE_STATS).fetch_all(&self.pool).await?;
+        ip_stats_of(&ratings, &uses)
+    }
+
+    async fn has_used(&self, account_id: i64, ip: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM usage u JOIN versions v ON v.id = u.version_id \
+             JOIN ips i ON i.id = v.ip_id \
+             WHERE u.account_id = $1 AND i.full_name = $2 AND u.billed = 1 LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(ip)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     async fn list_usage(

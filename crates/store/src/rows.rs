@@ -21,6 +21,21 @@ pub(crate) const DEPLOYMENT_SELECT: &str =
      d.created_at, d.scaling, d.replicas, d.low_since, d.devices \
      FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
 
+pub(crate) const REVIEW_SELECT: &str =
+    "SELECT r.id, i.full_name, a.name, r.stars, r.body, r.created_at, r.updated_at, \
+     r.reply, r.reply_at \
+     FROM reviews r JOIN ips i ON i.id = r.ip_id JOIN accounts a ON a.id = r.account_id";
+
+/// Ratings per IP: name, sum of stars, count.
+pub(crate) const RATING_STATS: &str = "SELECT i.full_name, SUM(r.stars), COUNT(*) \
+     FROM reviews r JOIN ips i ON i.id = r.ip_id GROUP BY i.full_name";
+
+/// Successful use per IP: name, uses, distinct users.
+pub(crate) const USE_STATS: &str =
+    "SELECT i.full_name, COUNT(*), COUNT(DISTINCT u.account_id) \
+     FROM usage u JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
+     WHERE u.billed = 1 GROUP BY i.full_name";
+
 /// Queued jobs a scheduler sees of one account's IP version at most, so
 /// that one deployment's backlog never hides another's jobs.
 pub(crate) const QUEUED_PER_VERSION: u32 = 4;
@@ -142,6 +157,48 @@ macro_rules! row_mappers {
                 low_since: r.try_get::<Option<i64>, _>(8)?.map(from_millis),
                 devices: from_json("devices", &r.try_get::<String, _>(9)?)?,
             })
+        }
+
+        fn review_row(r: &$row) -> Result<accelhub_domain::Review> {
+            let reply: Option<String> = r.try_get(7)?;
+            let reply_at: Option<i64> = r.try_get(8)?;
+            Ok(accelhub_domain::Review {
+                id: r.try_get(0)?,
+                ip: r.try_get(1)?,
+                author: r.try_get(2)?,
+                stars: r.try_get::<i64, _>(3)?.clamp(1, 5) as u8,
+                text: r.try_get(4)?,
+                created_at: from_millis(r.try_get(5)?),
+                updated_at: from_millis(r.try_get(6)?),
+                reply: match (reply, reply_at) {
+                    (Some(text), Some(at)) => Some(accelhub_domain::Reply {
+                        text,
+                        at: from_millis(at),
+                    }),
+                    _ => None,
+                },
+            })
+        }
+
+        /// Ratings and use, from `RATING_STATS` and `USE_STATS` rows.
+        fn ip_stats_of(
+            ratings: &[$row],
+            uses: &[$row],
+        ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>> {
+            let mut out: std::collections::BTreeMap<String, accelhub_domain::IpStats> =
+                Default::default();
+            for r in ratings {
+                let sum: i64 = r.try_get(1)?;
+                let n: i64 = r.try_get(2)?;
+                out.entry(r.try_get(0)?).or_default().rating =
+                    accelhub_domain::RatingSummary::from_sum(sum.max(0) as u64, n.max(0) as u64);
+            }
+            for r in uses {
+                let e = out.entry(r.try_get(0)?).or_default();
+                e.uses = r.try_get::<i64, _>(1)?.max(0) as u64;
+                e.users = r.try_get::<i64, _>(2)?.max(0) as u64;
+            }
+            Ok(out)
         }
 
         fn demand_row(r: &$row) -> Result<DeploymentDemand> {

@@ -1,6 +1,7 @@
 use crate::journal::Journal;
 use crate::rows::{
-    DEPLOYMENT_DEMAND, DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, QUEUED_PER_VERSION, VERSION_COLS,
+    DEPLOYMENT_DEMAND, DEPLOYMENT_SELECT, JOB_COLS, JOB_FROM, QUEUED_PER_VERSION, RATING_STATS,
+    REVIEW_SELECT, USE_STATS, VERSION_COLS,
 };
 use crate::*;
 use accelhub_domain::JobAttempt;
@@ -878,6 +879,98 @@ impl Store for SqliteStore {
 
     async fn record_usage(&self, usage: NewUsage) -> Result<()> {
         self.journal.append(usage)
+    }
+
+    async fn put_review(
+        &self,
+        ip: &str,
+        account_id: i64,
+        stars: u8,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<accelhub_domain::Review> {
+        let row = sqlx::query(
+            "INSERT INTO reviews (ip_id, account_id, stars, body, created_at, updated_at) \
+             SELECT id, ?, ?, ?, ?, ? FROM ips WHERE full_name = ? \
+             ON CONFLICT (ip_id, account_id) DO UPDATE SET stars = excluded.stars, \
+             body = excluded.body, updated_at = excluded.updated_at RETURNING id",
+        )
+        .bind(account_id)
+        .bind(stars as i64)
+        .bind(text)
+        .bind(millis(now))
+        .bind(ip)
+        .fetch_optional(&self.writer)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no IP named '{ip}'")))?;
+        let id: i64 = row.try_get(0)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = ?")))
+            .bind(id)
+            .fetch_one(&self.writer)
+            .await?;
+        review_row(&row)
+    }
+
+    async fn list_reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW_SELECT} WHERE i.full_name = ? ORDER BY r.updated_at DESC, r.id DESC"
+        )))
+        .bind(ip)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(review_row).collect()
+    }
+
+    async fn reply_review(
+        &self,
+        ip: &str,
+        id: i64,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<accelhub_domain::Review>> {
+        let done = sqlx::query(
+            "UPDATE reviews SET reply = ?, reply_at = ? WHERE id = ? \
+             AND ip_id = (SELECT id FROM ips WHERE full_name = ?)",
+        )
+        .bind(text)
+        .bind(millis(now))
+        .bind(id)
+        .bind(ip)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = ?")))
+            .bind(id)
+            .fetch_one(&self.writer)
+            .await?;
+        review_row(&row).map(Some)
+    }
+
+    async fn ip_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>> {
+        self.journal.flush().await?;
+        let ratings = sqlx::query(sqlx::AssertSqlSafe(RATING_STATS))
+            .fetch_all(&self.pool)
+            .await?;
+        let uses = sqlx::query(USE_STATS).fetch_all(&self.pool).await?;
+        ip_stats_of(&ratings, &uses)
+    }
+
+    async fn has_used(&self, account_id: i64, ip: &str) -> Result<bool> {
+        self.journal.flush().await?;
+        let row = sqlx::query(
+            "SELECT 1 FROM usage u JOIN versions v ON v.id = u.version_id \
+             JOIN ips i ON i.id = v.ip_id \
+             WHERE u.account_id = ? AND i.full_name = ? AND u.billed = 1 LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(ip)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     async fn list_usage(

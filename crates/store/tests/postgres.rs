@@ -194,3 +194,11 @@ async fn deployments_scale_with_recorded_decisions() {
     };
     common::deployments_scale_with_recorded_decisions(&s).await;
 }
+
+#[tokio::test]
+async fn reviews_replies_and_stats() {
+    let Some((_drop, s, _)) = pg("reviews_replies_and_stats").await else {
+        return;
+    };
+    common::reviews_replies_and_stats(&s).await;
+}

@@ -151,3 +151,9 @@ async fn deployments_scale_with_recorded_decisions() {
     let (_d, s) = store().await;
     common::deployments_scale_with_recorded_decisions(&s).await;
 }
+
+#[tokio::test]
+async fn reviews_replies_and_stats() {
+    let (_d, s) = store().await;
+    common::reviews_replies_and_stats(&s).await;
+}

@@ -507,3 +507,56 @@ pub async fn deployments_scale_with_recorded_decisions(s: &dyn Store) {
         vec![(2, 1, "scale in 2 → 1"), (0, 2, "scale out 0 → 2")]
     );
 }
+
+/// Reviews: one per user and IP, replies, and the ratings and use the
+/// catalog shows.
+pub async fn reviews_replies_and_stats(s: &dyn Store) {
+    let (_, user, v) = fixture(s).await;
+    let other = s.create_account("w", Role::User, "h3").await.unwrap();
+    let now = Utc::now();
+    assert!(!s.has_used(user, "acme/x").await.unwrap());
+    let mut failed = usage("call-0", user, v.id);
+    failed.billed = false;
+    s.record_usage(failed).await.unwrap();
+    assert!(!s.has_used(user, "acme/x").await.unwrap(), "a failed call is no use");
+    s.record_usage(usage("call-1", user, v.id)).await.unwrap();
+    s.record_usage(usage("call-2", user, v.id)).await.unwrap();
+    s.record_usage(usage("call-3", other.id, v.id)).await.unwrap();
+    assert!(s.has_used(user, "acme/x").await.unwrap());
+    assert!(!s.has_used(user, "acme/y").await.unwrap());
+
+    let r1 = s.put_review("acme/x", user, 2, "meh", now).await.unwrap();
+    let r1b = s
+        .put_review("acme/x", user, 4, "better now", now + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(r1b.id, r1.id);
+    assert_eq!((r1b.stars, r1b.text.as_str(), r1b.author.as_str()), (4, "better now", "u"));
+    assert_eq!(r1b.created_at.timestamp_millis(), now.timestamp_millis());
+    let r2 = s
+        .put_review("acme/x", other.id, 5, "", now + Duration::seconds(2))
+        .await
+        .unwrap();
+    assert!(s.put_review("acme/none", user, 5, "", now).await.is_err());
+
+    assert!(s.reply_review("acme/x", 9999, "?", now).await.unwrap().is_none());
+    assert!(s.reply_review("acme/none", r2.id, "?", now).await.unwrap().is_none());
+    let replied = s
+        .reply_review("acme/x", r2.id, "thanks", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replied.reply.unwrap().text, "thanks");
+
+    let listed = s.list_reviews("acme/x").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [r2.id, r1.id],
+        "newest first"
+    );
+    let stats = s.ip_stats().await.unwrap();
+    let x = stats["acme/x"];
+    assert_eq!(x.rating.count, 2);
+    assert_eq!(x.rating.average, Some(4.5));
+    assert_eq!((x.uses, x.users), (3, 2));
+}
