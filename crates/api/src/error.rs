@@ -79,6 +79,12 @@ impl From<CoreError> for ApiError {
             CoreError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             }
+            CoreError::PaymentRequired(_) => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "spending-limit", detail)
+            }
+            CoreError::QuotaExceeded(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", detail)
+            }
             CoreError::CallFailed {
                 call_id,
                 kind,

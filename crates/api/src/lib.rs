@@ -60,6 +60,11 @@ pub struct AppState {
         routes::job_output,
         routes::delete_job,
         routes::usage,
+        routes::subscribe,
+        routes::list_subscriptions,
+        routes::put_spending_limit,
+        routes::get_spending_limit,
+        routes::invoice,
         routes::fleet,
         agent::create_agent,
         agent::list_agents,
@@ -162,6 +167,15 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/jobs/{id}/output", get(routes::job_output))
         .route("/usage", get(routes::usage))
+        .route(
+            "/subscriptions",
+            post(routes::subscribe).get(routes::list_subscriptions),
+        )
+        .route(
+            "/account/spending-limit",
+            axum::routing::put(routes::put_spending_limit).get(routes::get_spending_limit),
+        )
+        .route("/invoices", get(routes::invoice))
         .route("/fleet", get(routes::fleet))
         .route("/agents", post(agent::create_agent).get(agent::list_agents))
         .route("/agents/{name}", axum::routing::delete(agent::revoke_agent))

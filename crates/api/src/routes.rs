@@ -161,7 +161,9 @@ pub async fn show_ip(
     Caller(me): Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult<Json<IpDetails>> {
-    Ok(Json(s.platform.ip_details(&me, &format!("{ns}/{name}")).await?))
+    Ok(Json(
+        s.platform.ip_details(&me, &format!("{ns}/{name}")).await?,
+    ))
 }
 
 /// Rate and review an IP (a user who has run it); writing again replaces
@@ -632,4 +634,87 @@ pub async fn usage(
     security(("token" = [])))]
 pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<Json<Fleet>> {
     Ok(Json(s.platform.fleet(&me).await?))
+}
+
+// ---- Billing ------------------------------------------------------------
+
+/// Subscribe to a plan of an IP (user), from now on.
+#[utoipa::path(post, path = "/v1/subscriptions", tag = "billing",
+    request_body = accelhub_domain::billing::Subscribe,
+    responses((status = 201, body = accelhub_domain::billing::Subscription),
+        (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)),
+    security(("token" = [])))]
+pub async fn subscribe(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<accelhub_domain::billing::Subscription>)> {
+    let req: accelhub_domain::billing::Subscribe = read_json(body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.platform.subscribe(&me, &req).await?),
+    ))
+}
+
+/// The caller's subscriptions, oldest first (a plan is in force from its
+/// `since` until the next).
+#[utoipa::path(get, path = "/v1/subscriptions", tag = "billing",
+    responses((status = 200, body = [accelhub_domain::billing::Subscription])),
+    security(("token" = [])))]
+pub async fn list_subscriptions(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> ApiResult<Json<Vec<accelhub_domain::billing::Subscription>>> {
+    Ok(Json(s.platform.subscriptions(&me).await?))
+}
+
+/// Set or remove (`{"monthly": null}`) the caller's monthly spending limit.
+#[utoipa::path(put, path = "/v1/account/spending-limit", tag = "billing",
+    request_body = accelhub_domain::billing::SpendingLimit,
+    responses((status = 200, body = accelhub_domain::billing::SpendingLimit),
+        (status = 403, body = Problem)),
+    security(("token" = [])))]
+pub async fn put_spending_limit(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    body: Body,
+) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
+    let req: accelhub_domain::billing::SpendingLimit = read_json(body).await?;
+    s.platform.set_spending_limit(&me, &req).await?;
+    Ok(Json(req))
+}
+
+/// The caller's monthly spending limit.
+#[utoipa::path(get, path = "/v1/account/spending-limit", tag = "billing",
+    responses((status = 200, body = accelhub_domain::billing::SpendingLimit)),
+    security(("token" = [])))]
+pub async fn get_spending_limit(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
+    Ok(Json(accelhub_domain::billing::SpendingLimit {
+        monthly: s.platform.spending_limit(&me).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InvoiceQuery {
+    /// `YYYY-MM` (UTC); default: this month to date.
+    pub month: Option<String>,
+}
+
+/// A month's invoice (user), statement of the caller's IPs after the
+/// platform's share (vendor), or the platform's totals (operator), rated
+/// from the usage records.
+#[utoipa::path(get, path = "/v1/invoices", tag = "billing", params(InvoiceQuery),
+    responses((status = 200, body = accelhub_domain::billing::Invoice),
+        (status = 400, body = Problem)),
+    security(("token" = [])))]
+pub async fn invoice(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<InvoiceQuery>,
+) -> ApiResult<Json<accelhub_domain::billing::Invoice>> {
+    Ok(Json(s.platform.invoice(&me, q.month.as_deref()).await?))
 }

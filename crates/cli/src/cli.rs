@@ -118,6 +118,21 @@ pub enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Subscribe to a plan of an IP (`per-call` or one its vendor offers).
+    Subscribe {
+        #[command(flatten)]
+        conn: Conn,
+        ip: String,
+        plan: String,
+    },
+    /// A month's invoice (user), statement (vendor) or totals (operator).
+    Invoice {
+        #[command(flatten)]
+        conn: Conn,
+        /// YYYY-MM (default: this month to date).
+        #[arg(long)]
+        month: Option<String>,
+    },
     /// Nodes, devices and slots: what each holds, how busy (operator).
     Fleet {
         #[command(flatten)]
@@ -156,6 +171,9 @@ pub enum AccountCmd {
     List,
     /// Show the account of the current token.
     Whoami,
+    /// Set your monthly spending limit (an amount such as 25.00), or
+    /// remove it (`none`).
+    Limit { amount: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,6 +358,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job { conn, cmd } => job(&conn, cmd).await,
         Command::Object { conn, cmd } => object(&conn, cmd).await,
         Command::Usage { conn, since } => usage(&conn, since.as_deref()).await,
+        Command::Subscribe { conn, ip, plan } => {
+            let sub = client(&conn)?.subscribe(&ip, &plan).await?;
+            if conn.json {
+                return print_json(&sub);
+            }
+            println!(
+                "subscribed to {} of {} from {}",
+                sub.plan,
+                sub.ip,
+                sub.since.format("%Y-%m-%d %H:%M:%S")
+            );
+            Ok(())
+        }
+        Command::Invoice { conn, month } => invoice(&conn, month.as_deref()).await,
         Command::Fleet { conn } => fleet(&conn).await,
         Command::Agent(args) => {
             init_tracing();
@@ -470,6 +502,23 @@ async fn account(conn: &Conn, cmd: AccountCmd) -> anyhow::Result<()> {
                 return print_json(&a);
             }
             println!("{} ({})", a.name, a.role);
+        }
+        AccountCmd::Limit { amount } => {
+            let monthly = match amount.as_str() {
+                "none" => None,
+                a => Some(
+                    a.parse::<accelhub_domain::Money>()
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                ),
+            };
+            let l = c.set_spending_limit(monthly).await?;
+            if conn.json {
+                return print_json(&l);
+            }
+            match l.monthly {
+                Some(m) => println!("monthly spending limit: {m}"),
+                None => println!("no monthly spending limit"),
+            }
         }
     }
     Ok(())
@@ -1120,5 +1169,33 @@ async fn usage(conn: &Conn, since: Option<&str>) -> anyhow::Result<()> {
         report.view, t.records, t.billed, t.failed, t.bytes_in, t.bytes_out,
         t.device_time_us as f64 / 1e3, t.amount
     )?;
+    Ok(())
+}
+
+async fn invoice(conn: &Conn, month: Option<&str>) -> anyhow::Result<()> {
+    let inv = client(conn)?.invoice(month).await?;
+    if conn.json {
+        return print_json(&inv);
+    }
+    println!("{} {} for {}", inv.view, inv.month, inv.account);
+    println!(
+        "  {:<28} {:<12} {:<16} {:>12} {:>14}",
+        "IP", "PLAN", "ITEM", "QUANTITY", "AMOUNT"
+    );
+    for l in &inv.lines {
+        println!(
+            "  {:<28} {:<12} {:<16} {:>12} {:>14}",
+            l.ip, l.plan, l.item, l.quantity, l.amount
+        );
+    }
+    println!("  total {}", inv.total);
+    if inv.view != "user" {
+        println!(
+            "  platform share {:.2}%: {}; vendors' net: {}",
+            inv.platform_share_bps as f64 / 100.0,
+            inv.platform_cut,
+            inv.vendor_net
+        );
+    }
     Ok(())
 }

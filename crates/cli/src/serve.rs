@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// This node's name in job leases.
     #[arg(long, env = "ACCELHUB_NODE", default_value = "local")]
     pub node: String,
+    /// The platform's share of vendors' revenue, in basis points (2000 =
+    /// 20%).
+    #[arg(long, env = "ACCELHUB_PLATFORM_SHARE_BPS", default_value_t = 2000)]
+    pub platform_share_bps: u32,
     /// Leave every job to remote agents (`accelhub agent`): this process
     /// still serves the API, sync calls and verification.
     #[arg(long)]
@@ -243,6 +247,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node: args.node.clone(),
         local_jobs: !args.no_local_jobs,
         scratch_dir: args.data.join("scratch"),
+        platform_share_bps: args.platform_share_bps.min(10_000),
         ..CoreConfig::default()
     };
     let platform = Platform::new(store, objects, sealer, Arc::new(executor), config);

@@ -27,7 +27,10 @@ async fn users_who_ran_an_ip_rate_it_and_its_vendor_replies() {
     let e = bob.review("acme/echo", 5, "great").await.unwrap_err();
     assert_eq!(status(&e), Some(403), "{e}");
     assert!(e.to_string().contains("deploy it and call it first"), "{e}");
-    let e = acme.review("acme/echo", 5, "mine is great").await.unwrap_err();
+    let e = acme
+        .review("acme/echo", 5, "mine is great")
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), Some(403), "{e}");
     let e = bob.review("acme/nothing", 5, "").await.unwrap_err();
     assert_eq!(status(&e), Some(404), "{e}");
@@ -42,18 +45,33 @@ async fn users_who_ran_an_ip_rate_it_and_its_vendor_replies() {
     let e = bob.review("acme/echo", 6, "").await.unwrap_err();
     assert_eq!(status(&e), Some(400), "{e}");
     let first = bob.review("acme/echo", 3, "ok").await.unwrap();
-    let again = bob.review("acme/echo", 5, "  fast and cheap ").await.unwrap();
+    let again = bob
+        .review("acme/echo", 5, "  fast and cheap ")
+        .await
+        .unwrap();
     assert_eq!(again.id, first.id, "a second review replaces the first");
     assert_eq!((again.stars, again.text.as_str()), (5, "fast and cheap"));
-    let carols = carol.review("acme/echo", 4, "does what it says").await.unwrap();
+    let carols = carol
+        .review("acme/echo", 4, "does what it says")
+        .await
+        .unwrap();
     assert_eq!(carols.author, "carol");
 
     // The vendor replies; nobody else may, and only to its IP's reviews.
-    let e = globex.reply("acme/echo", carols.id, "try ours").await.unwrap_err();
+    let e = globex
+        .reply("acme/echo", carols.id, "try ours")
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), Some(403), "{e}");
-    let e = bob.reply("acme/echo", carols.id, "agreed").await.unwrap_err();
+    let e = bob
+        .reply("acme/echo", carols.id, "agreed")
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), Some(403), "{e}");
-    let e = acme.reply("acme/revcomp", carols.id, "thanks").await.unwrap_err();
+    let e = acme
+        .reply("acme/revcomp", carols.id, "thanks")
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), Some(404), "a review of another IP: {e}");
     let e = acme.reply("acme/echo", carols.id, "  ").await.unwrap_err();
     assert_eq!(status(&e), Some(400), "{e}");
@@ -70,7 +88,14 @@ async fn users_who_ran_an_ip_rate_it_and_its_vendor_replies() {
     assert_eq!(d.stats.rating.average, Some(4.5));
     assert_eq!((d.stats.uses, d.stats.users), (2, 2));
     assert_eq!(
-        d.reviews.iter().find(|r| r.author == "carol").unwrap().reply.as_ref().unwrap().text,
+        d.reviews
+            .iter()
+            .find(|r| r.author == "carol")
+            .unwrap()
+            .reply
+            .as_ref()
+            .unwrap()
+            .text,
         "thanks, Carol"
     );
     let out = server.cli(&server.admin_token, &["ip", "show", "acme/echo"]);
@@ -88,14 +113,25 @@ async fn users_who_ran_an_ip_rate_it_and_its_vendor_replies() {
         .unwrap();
     assert_eq!(by_rating[0].stats.rating.average, Some(4.5));
     assert_eq!(names(by_rating), ["acme/echo", "acme/revcomp"]);
-    let by_usage = bob.search(None, None, None, None, Some("usage")).await.unwrap();
+    let by_usage = bob
+        .search(None, None, None, None, Some("usage"))
+        .await
+        .unwrap();
     assert_eq!(by_usage[0].ip, "acme/echo", "the only IP used");
     assert_eq!(
-        names(bob.search(None, Some("genomics"), Some("wasm"), None, None).await.unwrap()),
+        names(
+            bob.search(None, Some("genomics"), Some("wasm"), None, None)
+                .await
+                .unwrap()
+        ),
         ["acme/revcomp"]
     );
     assert_eq!(
-        names(bob.search(Some("reverse DNA"), None, None, None, None).await.unwrap()),
+        names(
+            bob.search(Some("reverse DNA"), None, None, None, None)
+                .await
+                .unwrap()
+        ),
         ["acme/revcomp"]
     );
     assert!(bob

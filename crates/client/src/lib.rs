@@ -256,13 +256,47 @@ impl Client {
         self.json(self.req(Method::GET, "/v1/ips").query(&q)).await
     }
 
-    /// Rate (1-5) and review an IP the caller has used.
-    pub async fn review(
+    pub async fn subscribe(
         &self,
         ip: &str,
-        stars: u8,
-        text: &str,
-    ) -> Result<accelhub_domain::Review> {
+        plan: &str,
+    ) -> Result<accelhub_domain::billing::Subscription> {
+        let body = accelhub_domain::billing::Subscribe {
+            ip: ip.into(),
+            plan: plan.into(),
+        };
+        self.json(self.req(Method::POST, "/v1/subscriptions").json(&body))
+            .await
+    }
+
+    pub async fn subscriptions(&self) -> Result<Vec<accelhub_domain::billing::Subscription>> {
+        self.json(self.req(Method::GET, "/v1/subscriptions")).await
+    }
+
+    /// Set (or with `None` remove) the monthly spending limit.
+    pub async fn set_spending_limit(
+        &self,
+        monthly: Option<accelhub_domain::Money>,
+    ) -> Result<accelhub_domain::billing::SpendingLimit> {
+        let body = accelhub_domain::billing::SpendingLimit { monthly };
+        self.json(
+            self.req(Method::PUT, "/v1/account/spending-limit")
+                .json(&body),
+        )
+        .await
+    }
+
+    /// The month's invoice, statement or totals (`YYYY-MM`; default now).
+    pub async fn invoice(&self, month: Option<&str>) -> Result<accelhub_domain::billing::Invoice> {
+        let mut r = self.req(Method::GET, "/v1/invoices");
+        if let Some(m) = month {
+            r = r.query(&[("month", m)]);
+        }
+        self.json(r).await
+    }
+
+    /// Rate (1-5) and review an IP the caller has used.
+    pub async fn review(&self, ip: &str, stars: u8, text: &str) -> Result<accelhub_domain::Review> {
         let body = accelhub_domain::SubmitReview {
             stars,
             text: text.into(),

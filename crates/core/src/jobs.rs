@@ -43,6 +43,7 @@ impl Platform {
                 ))
             })?;
         let object = self.object_info(account, input_key).await?;
+        self.check_allowance(account, &version, object.size).await?;
         // Object inputs are checked now, so a bad key fails the request
         // rather than the job; the job resolves them again when it runs.
         self.resolve_objects(account.id, &version, &params).await?;

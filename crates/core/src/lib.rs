@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod auth;
 pub mod autoscale;
+pub mod billing;
 pub mod exec;
 pub mod jobs;
 pub mod metrics;
@@ -55,6 +56,12 @@ pub enum CoreError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The call would pass the account's spending limit.
+    #[error("{0}")]
+    PaymentRequired(String),
+    /// The plan's quota of calls is used up.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The IP itself failed the call.
     #[error("{message}")]
     CallFailed {
@@ -122,6 +129,8 @@ pub struct CoreConfig {
     pub local_jobs: bool,
     /// Where running jobs write their output before it is stored.
     pub scratch_dir: std::path::PathBuf,
+    /// The platform's share of vendors' revenue, in basis points.
+    pub platform_share_bps: u32,
 }
 
 impl Default for CoreConfig {
@@ -138,6 +147,7 @@ impl Default for CoreConfig {
             node: "local".into(),
             local_jobs: true,
             scratch_dir: std::env::temp_dir().join("accelhub-scratch"),
+            platform_share_bps: 2000,
         }
     }
 }
@@ -184,6 +194,9 @@ pub struct Platform {
     pub(crate) agent_nodes: TtlCache<(i64, String), ()>,
     /// How jobs are placed on the workers that ask for them.
     pub(crate) scheduler: accelhub_scheduler::Config,
+    /// Spending limits and current plans, for the call path (see `billing`).
+    pub(crate) spending_limits: TtlCache<i64, Option<accelhub_domain::Money>>,
+    pub(crate) current_plans: TtlCache<(i64, String), Option<String>>,
     /// Images being programmed in the background (see `placement`).
     pub(crate) programming: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -272,6 +285,8 @@ impl Platform {
             tokens: TtlCache::new(CACHE_TTL, 100_000),
             deployments: TtlCache::new(CACHE_TTL, 100_000),
             programming: Default::default(),
+            spending_limits: TtlCache::new(CACHE_TTL, 100_000),
+            current_plans: TtlCache::new(CACHE_TTL, 100_000),
         })
     }
 
@@ -318,9 +333,7 @@ impl Platform {
             });
         }
         match sort {
-            CatalogSort::Newest => {
-                out.sort_by(|a, b| b.latest.published_at.cmp(&a.latest.published_at))
-            }
+            CatalogSort::Newest => out.sort_by_key(|e| std::cmp::Reverse(e.latest.published_at)),
             CatalogSort::Name => out.sort_by(|a, b| a.ip.cmp(&b.ip)),
             CatalogSort::Usage => out.sort_by(|a, b| {
                 (b.stats.uses, b.stats.users)
@@ -339,7 +352,11 @@ impl Platform {
     }
 
     /// One IP: its versions, ratings, use and reviews.
-    pub async fn ip_details(&self, caller: &Account, ip: &str) -> Result<IpDetails> {
+    pub async fn ip_details(
+        &self,
+        caller: &Account,
+        ip: &str,
+    ) -> Result<accelhub_domain::IpDetails> {
         let versions = self.ip_versions(caller, ip).await?;
         let ip = versions
             .first()
@@ -353,7 +370,7 @@ impl Platform {
             .copied()
             .unwrap_or_default();
         let reviews = self.store.list_reviews(&ip).await?;
-        Ok(IpDetails {
+        Ok(accelhub_domain::IpDetails {
             ip,
             versions,
             stats,
@@ -768,6 +785,8 @@ impl Platform {
             )));
         }
         let (deployment, version) = self.deployment_of(account, ip).await?;
+        self.check_allowance(account, &version, input.len() as u64)
+            .await?;
         let imp = self.choose_for_call(&deployment, &version)?;
         let objects = self.resolve_objects(account.id, &version, &params).await?;
         let call_id = new_id("call");

@@ -230,6 +230,7 @@ impl Platform {
                 implementations,
                 objects: m.objects.clone(),
                 tests,
+                pricing: m.pricing.terms.clone(),
             })
             .await
             .map_err(|e| match e {

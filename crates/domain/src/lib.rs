@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod agent;
+pub mod billing;
 pub mod job;
 pub mod kernel;
 pub mod limits;

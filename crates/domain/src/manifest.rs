@@ -112,6 +112,9 @@ pub struct ObjectParam {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Pricing {
     pub per_call: Money,
+    /// Input by the gigabyte, the free trial, further plans.
+    #[serde(default)]
+    pub terms: crate::billing::PricingTerms,
 }
 
 /// A validated manifest.
@@ -202,6 +205,37 @@ struct RawTest {
 #[serde(deny_unknown_fields)]
 struct RawPricing {
     per_call: toml::Value,
+    per_gb: Option<toml::Value>,
+    trial_calls: Option<u64>,
+    #[serde(default, rename = "plan")]
+    plans: Vec<RawPlan>,
+}
+
+/// `[[pricing.plan]]`: a monthly plan.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: String,
+    monthly: toml::Value,
+    included_calls: u64,
+    overage: Option<toml::Value>,
+}
+
+/// An amount in ip.toml: a decimal number or string, never negative.
+fn money(field: &str, v: &toml::Value) -> Result<Money, ManifestError> {
+    match v {
+        toml::Value::String(s) => s.parse::<Money>(),
+        toml::Value::Integer(i) => i.to_string().parse::<Money>(),
+        // Floats in TOML are decimal text; format with enough digits and
+        // parse as a decimal so 0.002 is exactly 2000 micro-units.
+        toml::Value::Float(f) if f.is_finite() && *f >= 0.0 => {
+            let text = format!("{f:.7}");
+            let trimmed = text.trim_end_matches('0');
+            trimmed.parse::<Money>()
+        }
+        _ => Err("must be a non-negative number such as 0.002".to_string()),
+    }
+    .map_err(|e| ManifestError::field(field, e))
 }
 
 /// The kernel declaration of implementation `i`: required for kernel
@@ -464,19 +498,38 @@ impl Manifest {
             });
         }
 
-        let per_call = match &raw.pricing.per_call {
-            toml::Value::String(s) => s.parse::<Money>(),
-            toml::Value::Integer(i) => i.to_string().parse::<Money>(),
-            // Floats in TOML are decimal text; format with enough digits and
-            // parse as a decimal so 0.002 is exactly 2000 micro-units.
-            toml::Value::Float(f) if f.is_finite() && *f >= 0.0 => {
-                let text = format!("{f:.7}");
-                let trimmed = text.trim_end_matches('0');
-                trimmed.parse::<Money>()
+        let per_call = money("pricing.per_call", &raw.pricing.per_call)?;
+        let per_gb = match &raw.pricing.per_gb {
+            Some(v) => money("pricing.per_gb", v)?,
+            None => Money::ZERO,
+        };
+        let mut plans: Vec<crate::billing::Plan> = Vec::new();
+        for (i, p) in raw.pricing.plans.iter().enumerate() {
+            let field = |f: &str| format!("pricing.plan[{i}].{f}");
+            validate_slug("plan name", &p.name)
+                .map_err(|e| ManifestError::field(field("name"), e))?;
+            if p.name == crate::billing::DEFAULT_PLAN || plans.iter().any(|x| x.name == p.name) {
+                return Err(ManifestError::field(
+                    field("name"),
+                    format!(
+                        "plan '{}' is declared twice ('{}' is the per-call plan)",
+                        p.name,
+                        crate::billing::DEFAULT_PLAN
+                    ),
+                ));
             }
-            _ => Err("must be a non-negative number such as 0.002".to_string()),
+            plans.push(crate::billing::Plan {
+                name: p.name.clone(),
+                kind: crate::billing::PlanKind::Monthly {
+                    fee: money(&field("monthly"), &p.monthly)?,
+                    included_calls: p.included_calls,
+                    overage: match &p.overage {
+                        Some(v) => Some(money(&field("overage"), v)?),
+                        None => None,
+                    },
+                },
+            });
         }
-        .map_err(|e| ManifestError::field("pricing.per_call", e))?;
 
         Ok(Manifest {
             name,
@@ -487,7 +540,14 @@ impl Manifest {
             implementations,
             objects,
             tests,
-            pricing: Pricing { per_call },
+            pricing: Pricing {
+                per_call,
+                terms: crate::billing::PricingTerms {
+                    per_gb,
+                    trial_calls: raw.pricing.trial_calls.unwrap_or(0),
+                    plans,
+                },
+            },
             limits: raw.limits,
         })
     }
@@ -689,6 +749,38 @@ args = ["input", "output", "u32 (input / 4)", "u32 width = 60"]
             )),
             "test[0].tolerance"
         );
+    }
+
+    #[test]
+    fn plans_trials_and_input_pricing() {
+        let m = Manifest::parse(&GOOD.replace(
+            "per_call = 0.002",
+            "per_call = 0.002\nper_gb = 0.05\ntrial_calls = 10\n[[pricing.plan]]\nname = \"pro\"\nmonthly = 49\nincluded_calls = 100000\noverage = 0.0005\n[[pricing.plan]]\nname = \"capped\"\nmonthly = \"5\"\nincluded_calls = 100",
+        ))
+        .unwrap();
+        let t = &m.pricing.terms;
+        assert_eq!((t.per_gb, t.trial_calls), (Money(50_000), 10));
+        let plans = t.all_plans(m.pricing.per_call);
+        assert_eq!(plans.len(), 3);
+        assert_eq!(plans[0].name, "per-call");
+        assert_eq!(
+            plans[2].kind,
+            crate::billing::PlanKind::Monthly {
+                fee: Money(5_000_000),
+                included_calls: 100,
+                overage: None
+            }
+        );
+        let dup = GOOD.replace(
+            "per_call = 0.002",
+            "per_call = 0.002\n[[pricing.plan]]\nname = \"per-call\"\nmonthly = 1\nincluded_calls = 1",
+        );
+        assert_eq!(err_field(&dup), "pricing.plan[0].name");
+        let neg = GOOD.replace(
+            "per_call = 0.002",
+            "per_call = 0.002\n[[pricing.plan]]\nname = \"x\"\nmonthly = -1.0\nincluded_calls = 1",
+        );
+        assert_eq!(err_field(&neg), "pricing.plan[0].monthly");
     }
 
     #[test]

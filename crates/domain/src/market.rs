@@ -44,10 +44,7 @@ impl SubmitReview {
     /// The review, trimmed, or what is wrong with it.
     pub fn validate(&self) -> Result<SubmitReview, String> {
         if !(1..=5).contains(&self.stars) {
-            return Err(format!(
-                "stars must be 1 to 5, got {}",
-                self.stars
-            ));
+            return Err(format!("stars must be 1 to 5, got {}", self.stars));
         }
         let text = self.text.trim().to_string();
         check_text("a review", &text)?;
@@ -83,7 +80,10 @@ fn check_text(what: &str, text: &str) -> Result<(), String> {
             "{what} is at most {MAX_REVIEW_CHARS} characters; this one has {n}"
         ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(format!("{what} may not contain control characters"));
     }
     Ok(())
@@ -167,10 +167,7 @@ impl CatalogFilter {
         device: Option<&str>,
         vendor: Option<&str>,
     ) -> CatalogFilter {
-        let norm = |s: Option<&str>| {
-            s.map(|s| s.trim().to_lowercase())
-                .filter(|s| !s.is_empty())
-        };
+        let norm = |s: Option<&str>| s.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
         CatalogFilter {
             words: q
                 .unwrap_or_default()
@@ -245,8 +242,22 @@ mod tests {
         let f = CatalogFilter::new(Some("Black scholes"), None, Some("OpenCL"), None);
         let tags = vec!["finance".to_string()];
         let devices = vec!["wasm".to_string(), "opencl".to_string()];
-        assert!(f.matches("acme/blackscholes", "Black-Scholes prices", &tags, &devices, "acme"));
-        assert!(!f.matches("acme/blackscholes", "prices", &tags, &devices, "acme"));
+        assert!(f.matches(
+            "acme/blackscholes",
+            "Black-Scholes prices",
+            &tags,
+            &devices,
+            "acme"
+        ));
+        let none = CatalogFilter::new(Some("black swaption"), None, None, None);
+        assert!(!none.matches("acme/blackscholes", "prices", &tags, &devices, "acme"));
+        assert!(!f.matches(
+            "acme/blackscholes",
+            "prices",
+            &tags,
+            &["wasm".into()],
+            "acme"
+        ));
         let f = CatalogFilter::new(None, Some("finance"), None, Some("other"));
         assert!(!f.matches("acme/x", "", &tags, &devices, "acme"));
         let f = CatalogFilter::new(Some("  "), Some(""), None, Some("ACME"));

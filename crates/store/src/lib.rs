@@ -90,6 +90,7 @@ pub struct NewVersion {
     pub implementations: Vec<StoredImplementation>,
     pub objects: Vec<accelhub_domain::ObjectParam>,
     pub tests: Vec<StoredTest>,
+    pub pricing: accelhub_domain::billing::PricingTerms,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +111,15 @@ pub struct VersionRow {
     pub tests: Vec<StoredTest>,
     pub report: Option<VerificationReport>,
     pub published_at: DateTime<Utc>,
+    /// Input per GB, free trial and plans beyond the per-call price.
+    pub pricing: accelhub_domain::billing::PricingTerms,
+}
+
+impl VersionRow {
+    /// Every plan of this version, the default `per-call` plan first.
+    pub fn plans(&self) -> Vec<accelhub_domain::billing::Plan> {
+        self.pricing.all_plans(self.price)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +438,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>>;
     /// Whether the account has run any version of `ip` successfully.
     async fn has_used(&self, account_id: i64, ip: &str) -> Result<bool>;
+
+    // ---- Billing ----
+
+    /// Subscribe `account_id` to `plan` of `ip` from `since` (a new entry
+    /// of its history).
+    async fn subscribe(
+        &self,
+        account_id: i64,
+        ip: &str,
+        plan: &str,
+        since: DateTime<Utc>,
+    ) -> Result<accelhub_domain::billing::Subscription>;
+    /// An account's subscription history, oldest first (all IPs, or one).
+    async fn subscriptions(
+        &self,
+        account_id: Option<i64>,
+        ip: Option<&str>,
+    ) -> Result<Vec<(i64, accelhub_domain::billing::Subscription)>>;
+    async fn set_spending_limit(&self, account_id: i64, monthly: Option<Money>) -> Result<()>;
+    async fn spending_limit(&self, account_id: i64) -> Result<Option<Money>>;
     async fn list_usage(
         &self,
         scope: UsageScope,

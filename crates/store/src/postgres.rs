@@ -193,6 +193,11 @@ impl Store for PgStore {
             }
             other => other,
         })?;
+        sqlx::query("UPDATE versions SET pricing = $1 WHERE id = $2")
+            .bind(to_json(&v.pricing))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.get_version_by_id(id)
             .await?
@@ -891,10 +896,12 @@ impl Store for PgStore {
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("no IP named '{ip}'")))?;
         let id: i64 = row.try_get(0)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = $1")))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW_SELECT} WHERE r.id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
         review_row(&row)
     }
 
@@ -928,19 +935,23 @@ impl Store for PgStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = $1")))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW_SELECT} WHERE r.id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
         review_row(&row).map(Some)
     }
 
     async fn ip_stats(
         &self,
     ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>> {
-        let ratings = sqlx::query(sqlx::AssertSqlSafe(RATING_STATS.replace("SUM(r.stars)", "SUM(r.stars)::BIGINT")))
-            .fetch_all(&self.pool)
-            .await?;
+        let ratings = sqlx::query(sqlx::AssertSqlSafe(
+            RATING_STATS.replace("SUM(r.stars)", "SUM(r.stars)::BIGINT"),
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         let uses = sqlx::query(USE_STATS).fetch_all(&self.pool).await?;
         ip_stats_of(&ratings, &uses)
     }
@@ -956,6 +967,97 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+
+    async fn subscribe(
+        &self,
+        account_id: i64,
+        ip: &str,
+        plan: &str,
+        since: DateTime<Utc>,
+    ) -> Result<accelhub_domain::billing::Subscription> {
+        let done = sqlx::query(
+            "INSERT INTO subscriptions (account_id, ip_id, plan, since) \
+             SELECT $1, id, $2, $3 FROM ips WHERE full_name = $4",
+        )
+        .bind(account_id)
+        .bind(plan)
+        .bind(millis(since))
+        .bind(ip)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no IP named '{ip}'")));
+        }
+        Ok(accelhub_domain::billing::Subscription {
+            ip: ip.to_string(),
+            plan: plan.to_string(),
+            since: from_millis(millis(since)),
+        })
+    }
+
+    async fn subscriptions(
+        &self,
+        account_id: Option<i64>,
+        ip: Option<&str>,
+    ) -> Result<Vec<(i64, accelhub_domain::billing::Subscription)>> {
+        let rows = sqlx::query(
+            "SELECT s.account_id, i.full_name, s.plan, s.since FROM subscriptions s \
+             JOIN ips i ON i.id = s.ip_id \
+             WHERE ($1 < 0 OR s.account_id = $2) AND ($3 = '' OR i.full_name = $4) \
+             ORDER BY s.since, s.id",
+        )
+        .bind(account_id.unwrap_or(-1))
+        .bind(account_id.unwrap_or(-1))
+        .bind(ip.unwrap_or(""))
+        .bind(ip.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    accelhub_domain::billing::Subscription {
+                        ip: r.try_get(1)?,
+                        plan: r.try_get(2)?,
+                        since: from_millis(r.try_get(3)?),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn set_spending_limit(&self, account_id: i64, monthly: Option<Money>) -> Result<()> {
+        match monthly {
+            Some(m) => {
+                sqlx::query(
+                    "INSERT INTO spending_limits (account_id, monthly_micros) VALUES ($1, $2) \
+                     ON CONFLICT (account_id) DO UPDATE SET monthly_micros = excluded.monthly_micros",
+                )
+                .bind(account_id)
+                .bind(m.micros())
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM spending_limits WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn spending_limit(&self, account_id: i64) -> Result<Option<Money>> {
+        let row = sqlx::query("SELECT monthly_micros FROM spending_limits WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Money(r.try_get(0)?)),
+            None => None,
+        })
     }
 
     async fn list_usage(

@@ -5,7 +5,7 @@
 pub(crate) const VERSION_COLS: &str =
     "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
      v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
-     v.published_at, v.object_params";
+     v.published_at, v.object_params, v.pricing";
 
 pub(crate) const JOB_COLS: &str =
     "j.id, j.account_id, a.name AS account_name, j.version_id, i.full_name, \
@@ -31,8 +31,7 @@ pub(crate) const RATING_STATS: &str = "SELECT i.full_name, SUM(r.stars), COUNT(*
      FROM reviews r JOIN ips i ON i.id = r.ip_id GROUP BY i.full_name";
 
 /// Successful use per IP: name, uses, distinct users.
-pub(crate) const USE_STATS: &str =
-    "SELECT i.full_name, COUNT(*), COUNT(DISTINCT u.account_id) \
+pub(crate) const USE_STATS: &str = "SELECT i.full_name, COUNT(*), COUNT(DISTINCT u.account_id) \
      FROM usage u JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
      WHERE u.billed = 1 GROUP BY i.full_name";
 
@@ -75,6 +74,7 @@ macro_rules! row_mappers {
                 },
                 published_at: from_millis(r.try_get(14)?),
                 objects: from_json("object_params", &r.try_get::<String, _>(15)?)?,
+                pricing: from_json("pricing", &r.try_get::<String, _>(16)?)?,
             })
         }
 

@@ -214,6 +214,11 @@ impl Store for SqliteStore {
             }
             other => other,
         })?;
+        sqlx::query("UPDATE versions SET pricing = ? WHERE id = ?")
+            .bind(to_json(&v.pricing))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.get_version_by_id(id)
             .await?
@@ -891,7 +896,7 @@ impl Store for SqliteStore {
     ) -> Result<accelhub_domain::Review> {
         let row = sqlx::query(
             "INSERT INTO reviews (ip_id, account_id, stars, body, created_at, updated_at) \
-             SELECT id, ?, ?, ?, ?, ? FROM ips WHERE full_name = ? \
+             SELECT id, ?1, ?2, ?3, ?4, ?4 FROM ips WHERE full_name = ?5 \
              ON CONFLICT (ip_id, account_id) DO UPDATE SET stars = excluded.stars, \
              body = excluded.body, updated_at = excluded.updated_at RETURNING id",
         )
@@ -904,10 +909,12 @@ impl Store for SqliteStore {
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("no IP named '{ip}'")))?;
         let id: i64 = row.try_get(0)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = ?")))
-            .bind(id)
-            .fetch_one(&self.writer)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW_SELECT} WHERE r.id = ?"
+        )))
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await?;
         review_row(&row)
     }
 
@@ -941,10 +948,12 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW_SELECT} WHERE r.id = ?")))
-            .bind(id)
-            .fetch_one(&self.writer)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW_SELECT} WHERE r.id = ?"
+        )))
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await?;
         review_row(&row).map(Some)
     }
 
@@ -971,6 +980,97 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+
+    async fn subscribe(
+        &self,
+        account_id: i64,
+        ip: &str,
+        plan: &str,
+        since: DateTime<Utc>,
+    ) -> Result<accelhub_domain::billing::Subscription> {
+        let done = sqlx::query(
+            "INSERT INTO subscriptions (account_id, ip_id, plan, since) \
+             SELECT ?, id, ?, ? FROM ips WHERE full_name = ?",
+        )
+        .bind(account_id)
+        .bind(plan)
+        .bind(millis(since))
+        .bind(ip)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no IP named '{ip}'")));
+        }
+        Ok(accelhub_domain::billing::Subscription {
+            ip: ip.to_string(),
+            plan: plan.to_string(),
+            since: from_millis(millis(since)),
+        })
+    }
+
+    async fn subscriptions(
+        &self,
+        account_id: Option<i64>,
+        ip: Option<&str>,
+    ) -> Result<Vec<(i64, accelhub_domain::billing::Subscription)>> {
+        let rows = sqlx::query(
+            "SELECT s.account_id, i.full_name, s.plan, s.since FROM subscriptions s \
+             JOIN ips i ON i.id = s.ip_id \
+             WHERE (? < 0 OR s.account_id = ?) AND (? = '' OR i.full_name = ?) \
+             ORDER BY s.since, s.id",
+        )
+        .bind(account_id.unwrap_or(-1))
+        .bind(account_id.unwrap_or(-1))
+        .bind(ip.unwrap_or(""))
+        .bind(ip.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    accelhub_domain::billing::Subscription {
+                        ip: r.try_get(1)?,
+                        plan: r.try_get(2)?,
+                        since: from_millis(r.try_get(3)?),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn set_spending_limit(&self, account_id: i64, monthly: Option<Money>) -> Result<()> {
+        match monthly {
+            Some(m) => {
+                sqlx::query(
+                    "INSERT INTO spending_limits (account_id, monthly_micros) VALUES (?, ?) \
+                     ON CONFLICT (account_id) DO UPDATE SET monthly_micros = excluded.monthly_micros",
+                )
+                .bind(account_id)
+                .bind(m.micros())
+                .execute(&self.writer)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM spending_limits WHERE account_id = ?")
+                    .bind(account_id)
+                    .execute(&self.writer)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn spending_limit(&self, account_id: i64) -> Result<Option<Money>> {
+        let row = sqlx::query("SELECT monthly_micros FROM spending_limits WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Money(r.try_get(0)?)),
+            None => None,
+        })
     }
 
     async fn list_usage(

@@ -202,3 +202,11 @@ async fn reviews_replies_and_stats() {
     };
     common::reviews_replies_and_stats(&s).await;
 }
+
+#[tokio::test]
+async fn pricing_subscriptions_and_limits() {
+    let Some((_drop, s, _)) = pg("pricing_subscriptions_and_limits").await else {
+        return;
+    };
+    common::pricing_subscriptions_and_limits(&s).await;
+}

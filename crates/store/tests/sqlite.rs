@@ -157,3 +157,9 @@ async fn reviews_replies_and_stats() {
     let (_d, s) = store().await;
     common::reviews_replies_and_stats(&s).await;
 }
+
+#[tokio::test]
+async fn pricing_subscriptions_and_limits() {
+    let (_d, s) = store().await;
+    common::pricing_subscriptions_and_limits(&s).await;
+}

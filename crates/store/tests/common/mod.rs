@@ -27,6 +27,7 @@ pub async fn fixture(s: &dyn Store) -> (i64, i64, VersionRow) {
                 summary: "an index".into(),
             }],
             tests: vec![],
+            pricing: Default::default(),
         })
         .await
         .unwrap();
@@ -89,6 +90,7 @@ pub async fn accounts_tokens_and_versions(s: &dyn Store) {
         implementations: vec![],
         objects: vec![],
         tests: vec![],
+        pricing: Default::default(),
     };
     assert!(matches!(
         s.create_version(again.clone()).await,
@@ -518,10 +520,15 @@ pub async fn reviews_replies_and_stats(s: &dyn Store) {
     let mut failed = usage("call-0", user, v.id);
     failed.billed = false;
     s.record_usage(failed).await.unwrap();
-    assert!(!s.has_used(user, "acme/x").await.unwrap(), "a failed call is no use");
+    assert!(
+        !s.has_used(user, "acme/x").await.unwrap(),
+        "a failed call is no use"
+    );
     s.record_usage(usage("call-1", user, v.id)).await.unwrap();
     s.record_usage(usage("call-2", user, v.id)).await.unwrap();
-    s.record_usage(usage("call-3", other.id, v.id)).await.unwrap();
+    s.record_usage(usage("call-3", other.id, v.id))
+        .await
+        .unwrap();
     assert!(s.has_used(user, "acme/x").await.unwrap());
     assert!(!s.has_used(user, "acme/y").await.unwrap());
 
@@ -531,7 +538,10 @@ pub async fn reviews_replies_and_stats(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(r1b.id, r1.id);
-    assert_eq!((r1b.stars, r1b.text.as_str(), r1b.author.as_str()), (4, "better now", "u"));
+    assert_eq!(
+        (r1b.stars, r1b.text.as_str(), r1b.author.as_str()),
+        (4, "better now", "u")
+    );
     assert_eq!(r1b.created_at.timestamp_millis(), now.timestamp_millis());
     let r2 = s
         .put_review("acme/x", other.id, 5, "", now + Duration::seconds(2))
@@ -539,8 +549,16 @@ pub async fn reviews_replies_and_stats(s: &dyn Store) {
         .unwrap();
     assert!(s.put_review("acme/none", user, 5, "", now).await.is_err());
 
-    assert!(s.reply_review("acme/x", 9999, "?", now).await.unwrap().is_none());
-    assert!(s.reply_review("acme/none", r2.id, "?", now).await.unwrap().is_none());
+    assert!(s
+        .reply_review("acme/x", 9999, "?", now)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .reply_review("acme/none", r2.id, "?", now)
+        .await
+        .unwrap()
+        .is_none());
     let replied = s
         .reply_review("acme/x", r2.id, "thanks", now)
         .await
@@ -559,4 +577,86 @@ pub async fn reviews_replies_and_stats(s: &dyn Store) {
     assert_eq!(x.rating.count, 2);
     assert_eq!(x.rating.average, Some(4.5));
     assert_eq!((x.uses, x.users), (3, 2));
+}
+
+/// Pricing terms stay with their version; subscriptions are a history;
+/// spending limits are set and removed.
+pub async fn pricing_subscriptions_and_limits(s: &dyn Store) {
+    use accelhub_domain::billing::{Plan, PlanKind, PricingTerms};
+    let (vendor, user, _) = fixture(s).await;
+    let terms = PricingTerms {
+        per_gb: Money(10_000),
+        trial_calls: 5,
+        plans: vec![Plan {
+            name: "pro".into(),
+            kind: PlanKind::Monthly {
+                fee: Money(49_000_000),
+                included_calls: 1000,
+                overage: None,
+            },
+        }],
+    };
+    let v = s
+        .create_version(NewVersion {
+            ip: "acme/x".into(),
+            vendor_id: vendor,
+            version: semver::Version::new(2, 0, 0),
+            summary: "x".into(),
+            description: None,
+            tags: vec![],
+            price: Money(2000),
+            limits: Limits::DEFAULT,
+            implementations: vec![],
+            objects: vec![],
+            tests: vec![],
+            pricing: terms.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.pricing, terms);
+    assert_eq!(v.plans().len(), 2);
+    let again = s.get_version("acme/x", "2.0.0").await.unwrap().unwrap();
+    assert_eq!(again.pricing, terms);
+
+    let t0 = Utc::now();
+    assert!(s.subscriptions(Some(user), None).await.unwrap().is_empty());
+    s.subscribe(user, "acme/x", "pro", t0).await.unwrap();
+    s.subscribe(user, "acme/x", "per-call", t0 + Duration::seconds(5))
+        .await
+        .unwrap();
+    assert!(s.subscribe(user, "acme/none", "pro", t0).await.is_err());
+    let history = s.subscriptions(Some(user), Some("acme/x")).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|(_, h)| h.plan.as_str())
+            .collect::<Vec<_>>(),
+        ["pro", "per-call"]
+    );
+    assert_eq!(history[0].0, user);
+    assert!(s
+        .subscriptions(Some(vendor), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.subscriptions(None, None).await.unwrap().len(), 2);
+    assert!(s
+        .subscriptions(None, Some("acme/y"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(s.spending_limit(user).await.unwrap(), None);
+    s.set_spending_limit(user, Some(Money(10_000_000)))
+        .await
+        .unwrap();
+    s.set_spending_limit(user, Some(Money(20_000_000)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.spending_limit(user).await.unwrap(),
+        Some(Money(20_000_000))
+    );
+    s.set_spending_limit(user, None).await.unwrap();
+    assert_eq!(s.spending_limit(user).await.unwrap(), None);
 }

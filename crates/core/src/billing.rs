@@ -1,0 +1,528 @@
+//! Plans, subscriptions, spending limits and invoices.
+//!
+//! Invoices are computed from usage records whenever they are asked for
+//! (`accelhub_domain::billing::rate` over the month's successful uses),
+//! so rating is idempotent and re-runs from the records. Each use is rated
+//! under the plan the user was subscribed to when it ran (the default
+//! `per-call` plan otherwise); a monthly plan's fee is due for every month
+//! the user was subscribed to it. Calls check the plan's quota (429) and
+//! the account's monthly spending limit (402) before they run.
+
+use crate::{CoreError, Platform, Result};
+use accelhub_domain::billing::{
+    self, Invoice, Line, Plan, PlanKind, SpendingLimit, Subscribe, Subscription, Use, DEFAULT_PLAN,
+};
+use accelhub_domain::{Account, IpName, Money, Role, UsageRecord};
+use accelhub_store::{UsageScope, VersionRow};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use std::collections::{BTreeMap, HashMap};
+
+/// A calendar month (UTC): its name and bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Month {
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Month {
+    pub fn of(t: DateTime<Utc>) -> Month {
+        Month::new(t.year(), t.month()).unwrap_or_else(|| Month {
+            name: String::new(),
+            start: t,
+            end: t,
+        })
+    }
+
+    fn new(year: i32, month: u32) -> Option<Month> {
+        let start = Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single()?;
+        let (ny, nm) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        let end = Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0).single()?;
+        Some(Month {
+            name: format!("{year:04}-{month:02}"),
+            start,
+            end,
+        })
+    }
+
+    /// `YYYY-MM`.
+    pub fn parse(s: &str) -> std::result::Result<Month, String> {
+        let bad = || format!("'{s}' is not a month: use YYYY-MM, e.g. 2026-12");
+        let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
+        let (y, m) = (
+            y.parse::<i32>().map_err(|_| bad())?,
+            m.parse::<u32>().map_err(|_| bad())?,
+        );
+        if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) {
+            return Err(bad());
+        }
+        Month::new(y, m).ok_or_else(bad)
+    }
+}
+
+/// What rating needs of the versions used: their plans and trials.
+struct Terms {
+    by_version: HashMap<(String, String), VersionRow>,
+    newest: HashMap<String, VersionRow>,
+}
+
+impl Terms {
+    fn plan(&self, ip: &str, version: &str, name: &str) -> Plan {
+        let v = self
+            .by_version
+            .get(&(ip.to_string(), version.to_string()))
+            .or_else(|| self.newest.get(ip));
+        let plans = v.map(|v| v.plans()).unwrap_or_default();
+        plans
+            .iter()
+            .find(|p| p.name == name)
+            .or_else(|| plans.first())
+            .cloned()
+            .unwrap_or(Plan {
+                name: DEFAULT_PLAN.into(),
+                kind: PlanKind::PerCall {
+                    per_call: Money::ZERO,
+                    per_gb: Money::ZERO,
+                },
+            })
+    }
+
+    fn trial_calls(&self, ip: &str) -> u64 {
+        self.newest
+            .get(ip)
+            .map(|v| v.pricing.trial_calls)
+            .unwrap_or(0)
+    }
+}
+
+/// A subscription history: when each plan started, oldest first.
+type History = Vec<(DateTime<Utc>, String)>;
+
+/// The plan in force at `t` from a subscription history (oldest first).
+fn plan_at(history: &[(DateTime<Utc>, String)], t: DateTime<Utc>) -> String {
+    history
+        .iter()
+        .rev()
+        .find(|(since, _)| *since <= t)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| DEFAULT_PLAN.to_string())
+}
+
+/// Rate one account's use of one IP in `month`: `uses` are its successful
+/// uses of all time, oldest first.
+fn rate_account_ip(
+    ip: &str,
+    uses: &[&UsageRecord],
+    history: &[(DateTime<Utc>, String)],
+    terms: &Terms,
+    month: &Month,
+) -> Vec<Line> {
+    let prior = uses.iter().filter(|u| u.created_at < month.start).count() as u64;
+    let mut trial_left = terms.trial_calls(ip).saturating_sub(prior);
+    // Uses of the month grouped by plan, in order of first use.
+    let mut groups: Vec<(String, String, Vec<Use>)> = Vec::new();
+    for u in uses
+        .iter()
+        .filter(|u| u.created_at >= month.start && u.created_at < month.end)
+    {
+        let name = plan_at(history, u.created_at);
+        match groups.iter_mut().find(|g| g.0 == name) {
+            Some(g) => g.2.push(Use {
+                bytes_in: u.bytes_in,
+            }),
+            None => groups.push((
+                name,
+                u.version.clone(),
+                vec![Use {
+                    bytes_in: u.bytes_in,
+                }],
+            )),
+        }
+    }
+    // Plans in force at some time in the month, used or not.
+    let mut in_force: Vec<String> = vec![plan_at(history, month.start)];
+    for (since, p) in history {
+        if *since >= month.start && *since < month.end && !in_force.contains(p) {
+            in_force.push(p.clone());
+        }
+    }
+    let mut lines = Vec::new();
+    for (name, version, group) in &groups {
+        let plan = terms.plan(ip, version, name);
+        let subscribed = in_force.contains(name);
+        let rated = billing::rate(ip, &plan, trial_left, group, subscribed);
+        trial_left = trial_left.saturating_sub(group.len() as u64);
+        lines.extend(rated);
+    }
+    for name in &in_force {
+        if groups.iter().any(|g| &g.0 == name) {
+            continue;
+        }
+        let plan = terms.plan(ip, "", name);
+        if matches!(plan.kind, PlanKind::Monthly { .. }) {
+            lines.extend(billing::rate(ip, &plan, trial_left, &[], true));
+        }
+    }
+    lines
+}
+
+/// Lines with the same IP, plan and item added together (for statements
+/// that must not show who used what).
+fn merge(lines: Vec<Line>) -> Vec<Line> {
+    let mut out: BTreeMap<(String, String, String), Line> = BTreeMap::new();
+    for l in lines {
+        let key = (l.ip.clone(), l.plan.clone(), l.item.clone());
+        match out.get_mut(&key) {
+            Some(x) => {
+                x.quantity = x.quantity.saturating_add(l.quantity);
+                x.amount += l.amount;
+            }
+            None => {
+                out.insert(key, l);
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+impl Platform {
+    /// Subscribe the caller to a plan of an IP, from now on.
+    pub async fn subscribe(&self, caller: &Account, req: &Subscribe) -> Result<Subscription> {
+        self.require_user(caller, "subscribe to plans")?;
+        let name: IpName = req.ip.parse().map_err(CoreError::BadRequest)?;
+        let ip = name.to_string();
+        let version = match self.deployment_of(caller, &ip).await {
+            Ok((_, v)) => (*v).clone(),
+            Err(CoreError::NotFound(_)) => self.newest_verified(&ip).await?,
+            Err(e) => return Err(e),
+        };
+        let plans = version.plans();
+        if !plans.iter().any(|p| p.name == req.plan) {
+            return Err(CoreError::BadRequest(format!(
+                "{ip}@{} has no plan '{}'; its plans: {}",
+                version.version,
+                req.plan,
+                plans
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let s = self
+            .store
+            .subscribe(caller.id, &ip, &req.plan, Utc::now())
+            .await?;
+        self.current_plans.remove(&(caller.id, ip));
+        Ok(s)
+    }
+
+    async fn newest_verified(&self, ip: &str) -> Result<VersionRow> {
+        self.store
+            .list_versions(ip)
+            .await?
+            .into_iter()
+            .find(|v| v.status == accelhub_domain::VersionStatus::Verified)
+            .ok_or_else(|| CoreError::NotFound(format!("no verified IP named '{ip}'")))
+    }
+
+    /// The caller's subscriptions, oldest first.
+    pub async fn subscriptions(&self, caller: &Account) -> Result<Vec<Subscription>> {
+        Ok(self
+            .store
+            .subscriptions(Some(caller.id), None)
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    pub async fn set_spending_limit(&self, caller: &Account, req: &SpendingLimit) -> Result<()> {
+        self.require_user(caller, "set spending limits")?;
+        self.store
+            .set_spending_limit(caller.id, req.monthly)
+            .await?;
+        self.spending_limits.remove(&caller.id);
+        Ok(())
+    }
+
+    pub async fn spending_limit(&self, caller: &Account) -> Result<Option<Money>> {
+        Ok(self.store.spending_limit(caller.id).await?)
+    }
+
+    /// Versions by (ip, version) and each IP's newest, for rating.
+    async fn terms(&self, records: &[UsageRecord], extra_ips: &[String]) -> Result<Terms> {
+        let mut ips: Vec<String> = records.iter().map(|r| r.ip.clone()).collect();
+        ips.extend(extra_ips.iter().cloned());
+        ips.sort();
+        ips.dedup();
+        let mut terms = Terms {
+            by_version: HashMap::new(),
+            newest: HashMap::new(),
+        };
+        for ip in ips {
+            let versions = self.store.list_versions(&ip).await?;
+            if let Some(v) = versions.first() {
+                terms.newest.insert(ip.clone(), v.clone());
+            }
+            for v in versions {
+                terms.by_version.insert((ip.clone(), v.version.clone()), v);
+            }
+        }
+        Ok(terms)
+    }
+
+    /// Rated lines of `month` for every (account, IP) in `records`, keyed
+    /// by account name.
+    async fn rate_month(
+        &self,
+        records: Vec<UsageRecord>,
+        accounts: &[Account],
+        month: &Month,
+    ) -> Result<Vec<(String, Line)>> {
+        let ids: HashMap<i64, String> = accounts.iter().map(|a| (a.id, a.name.clone())).collect();
+        let wanted: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+        let mut history: BTreeMap<(String, String), History> = BTreeMap::new();
+        for (id, s) in self.store.subscriptions(None, None).await? {
+            if !wanted.contains(&id) {
+                continue;
+            }
+            if let Some(name) = ids.get(&id) {
+                history
+                    .entry((name.clone(), s.ip))
+                    .or_default()
+                    .push((s.since, s.plan));
+            }
+        }
+        let mut uses: BTreeMap<(String, String), Vec<UsageRecord>> = BTreeMap::new();
+        for r in records {
+            if !r.billed || r.created_at >= month.end {
+                continue;
+            }
+            if let Some(a) = &r.account {
+                uses.entry((a.clone(), r.ip.clone())).or_default().push(r);
+            }
+        }
+        let mut keys: Vec<(String, String)> = uses.keys().cloned().collect();
+        keys.extend(history.keys().cloned());
+        keys.sort();
+        keys.dedup();
+        let extra: Vec<String> = keys.iter().map(|(_, ip)| ip.clone()).collect();
+        let all: Vec<UsageRecord> = uses.values().flatten().cloned().collect();
+        let terms = self.terms(&all, &extra).await?;
+        let mut out = Vec::new();
+        for key in keys {
+            let mut list: Vec<&UsageRecord> = uses
+                .get(&key)
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
+            list.sort_by_key(|r| r.created_at);
+            let h = history.get(&key).cloned().unwrap_or_default();
+            for line in rate_account_ip(&key.1, &list, &h, &terms, month) {
+                out.push((key.0.clone(), line));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The caller's invoice (user), statement (vendor: its IPs' revenue
+    /// after the platform's share) or the platform's totals (operator) for
+    /// `month` (default: this month, to date).
+    pub async fn invoice(&self, caller: &Account, month: Option<&str>) -> Result<Invoice> {
+        let month = match month {
+            Some(m) => Month::parse(m).map_err(CoreError::BadRequest)?,
+            None => Month::of(Utc::now()),
+        };
+        let share = self.config.platform_share_bps.min(10_000);
+        let accounts = self.store.list_accounts().await?;
+        let (view, scope, who): (&str, UsageScope, Vec<Account>) = match caller.role {
+            Role::User => (
+                "user",
+                UsageScope::Consumer(caller.id),
+                vec![caller.clone()],
+            ),
+            Role::Vendor => ("vendor", UsageScope::All, accounts.clone()),
+            Role::Operator => ("operator", UsageScope::All, accounts.clone()),
+        };
+        let records = self.store.list_usage(scope, None).await?;
+        let mut rated = self.rate_month(records, &who, &month).await?;
+        if caller.role == Role::Vendor {
+            let mut mine = Vec::new();
+            for (a, l) in rated {
+                if self.store.ip_vendor(&l.ip).await? == Some(caller.id) {
+                    mine.push((a, l));
+                }
+            }
+            rated = mine;
+        }
+        let lines: Vec<Line> = rated.into_iter().map(|(_, l)| l).collect();
+        let lines = if caller.role == Role::User {
+            lines
+        } else {
+            merge(lines)
+        };
+        let total = billing::total(&lines);
+        let (platform_share_bps, platform_cut) = if caller.role == Role::User {
+            (0, Money::ZERO)
+        } else {
+            // The cut is taken per IP, as vendors are paid per IP.
+            let mut per_ip: BTreeMap<&str, Money> = BTreeMap::new();
+            for l in &lines {
+                *per_ip.entry(&l.ip).or_default() += l.amount;
+            }
+            let cut = per_ip
+                .values()
+                .fold(Money::ZERO, |a, g| a + billing::platform_cut(*g, share));
+            (share, cut)
+        };
+        Ok(Invoice {
+            view: view.into(),
+            account: caller.name.clone(),
+            month: month.name,
+            vendor_net: Money(total.0 - platform_cut.0),
+            lines,
+            total,
+            platform_share_bps,
+            platform_cut,
+        })
+    }
+
+    /// Before a call or job of `version` with `bytes_in` of input: the
+    /// caller's plan must have calls left (429), and the call must keep
+    /// this month's spending within the account's limit (402). Accounts
+    /// with neither a quota nor a limit pay nothing for the check.
+    pub(crate) async fn check_allowance(
+        &self,
+        account: &Account,
+        version: &VersionRow,
+        bytes_in: u64,
+    ) -> Result<()> {
+        let limit = match self.spending_limits.get(&account.id) {
+            Some(l) => l,
+            None => {
+                let l = self.store.spending_limit(account.id).await?;
+                self.spending_limits.put(account.id, l);
+                l
+            }
+        };
+        let key = (account.id, version.ip.clone());
+        let plan_name = match self.current_plans.get(&key) {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .store
+                    .subscriptions(Some(account.id), Some(&version.ip))
+                    .await?
+                    .pop()
+                    .map(|(_, s)| s.plan);
+                self.current_plans.put(key, p.clone());
+                p
+            }
+        };
+        let plans = version.plans();
+        let plan = plan_name
+            .as_deref()
+            .and_then(|n| plans.iter().find(|p| p.name == n))
+            .or_else(|| plans.first())
+            .cloned();
+        let Some(plan) = plan else { return Ok(()) };
+        let quota = matches!(plan.kind, PlanKind::Monthly { overage: None, .. });
+        if limit.is_none() && !quota {
+            return Ok(());
+        }
+        // This month so far, rated as the invoice would.
+        let now = Utc::now();
+        let month = Month::of(now);
+        let records = self
+            .store
+            .list_usage(UsageScope::Consumer(account.id), None)
+            .await?;
+        let used_ip = records
+            .iter()
+            .filter(|r| r.billed && r.ip == version.ip && r.created_at < month.end)
+            .count() as u64;
+        let trial_left = version.pricing.trial_calls.saturating_sub(used_ip);
+        let lines = self
+            .rate_month(records, std::slice::from_ref(account), &month)
+            .await?;
+        // Paid uses under the plan in force, this month.
+        let used: u64 = lines
+            .iter()
+            .filter(|(_, l)| {
+                l.ip == version.ip
+                    && l.plan == plan.name
+                    && matches!(
+                        l.item.as_str(),
+                        "calls" | "included calls" | "overage calls"
+                    )
+            })
+            .map(|(_, l)| l.quantity)
+            .sum();
+        if quota && trial_left == 0 {
+            billing::within_quota(&plan, used).map_err(CoreError::QuotaExceeded)?;
+        }
+        if let Some(limit) = limit {
+            let spent = lines.iter().fold(Money::ZERO, |a, (_, l)| a + l.amount);
+            // A monthly fee already charged this month is not due again.
+            let fee_charged = lines
+                .iter()
+                .any(|(_, l)| l.ip == version.ip && l.plan == plan.name && l.item == "monthly fee");
+            let next = match plan.kind {
+                _ if trial_left > 0 => Money::ZERO,
+                PlanKind::PerCall { .. } => billing::marginal(&plan, used, 0, bytes_in),
+                PlanKind::Monthly {
+                    fee,
+                    included_calls,
+                    overage,
+                } => {
+                    let fee = if fee_charged { Money::ZERO } else { fee };
+                    if used < included_calls {
+                        fee
+                    } else {
+                        fee + overage.unwrap_or(Money::ZERO)
+                    }
+                }
+            };
+            if spent + next > limit {
+                return Err(CoreError::PaymentRequired(format!(
+                    "this call would bring your spending this month to {} (now {}), over your \
+                     monthly limit of {}: raise it with `accelhub account limit AMOUNT` or wait \
+                     for the 1st",
+                    spent + next,
+                    spent,
+                    limit
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_parse_and_bound() {
+        let m = Month::parse("2026-12").unwrap();
+        assert_eq!(m.start.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(m.end.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert_eq!(Month::of(m.start).name, "2026-12");
+        for bad in ["2026", "2026-13", "26-1x", "2026-00"] {
+            assert!(Month::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_plan_in_force_is_the_latest_started() {
+        let t = |s: i64| Utc.timestamp_opt(s, 0).single().unwrap();
+        let h = vec![(t(10), "pro".to_string()), (t(20), "per-call".to_string())];
+        assert_eq!(plan_at(&h, t(5)), "per-call");
+        assert_eq!(plan_at(&h, t(15)), "pro");
+        assert_eq!(plan_at(&h, t(25)), "per-call");
+    }
+}
