@@ -3,6 +3,7 @@
 
 use accelhub_core::jobs::Agent;
 use accelhub_core::{CoreConfig, LocalExecutor, Package, Platform};
+use accelhub_device::Backend;
 use accelhub_domain::Limits;
 use accelhub_native::{NativeBackend, NativeConfig};
 use accelhub_objects::{LocalDirStore, ObjectStore, Sealer};
@@ -141,26 +142,12 @@ impl DeviceArgs {
         if self.no_opencl {
             tracing::info!("opencl: left out (--no-opencl)");
         } else {
-            match OpenClBackend::discover(OpenClConfig {
+            let found = OpenClBackend::discover(OpenClConfig {
                 slots_per_device: self.opencl_slots.max(1),
                 ..OpenClConfig::default()
-            }) {
-                Ok(b) => {
-                    for h in b.hardware() {
-                        tracing::info!(
-                            "opencl: {} ({}), {} MiB, {} compute units, {} slots, on {}",
-                            h.name,
-                            h.vendor,
-                            h.memory_bytes >> 20,
-                            h.compute_units,
-                            h.slots,
-                            h.runtime
-                        );
-                    }
-                    executor = executor.with_backend(Arc::new(b));
-                }
-                Err(e) => tracing::warn!("{e}; this node runs without the opencl device class"),
-            }
+            })
+            .map(|b| (b.hardware().to_vec(), Arc::new(b) as Arc<dyn Backend>));
+            executor = with_accelerator(executor, "opencl", found);
         }
         #[cfg(feature = "cuda")]
         {
@@ -168,29 +155,44 @@ impl DeviceArgs {
             if self.no_cuda {
                 tracing::info!("cuda: left out (--no-cuda)");
             } else {
-                match CudaBackend::discover(CudaConfig {
+                let found = CudaBackend::discover(CudaConfig {
                     slots_per_device: self.cuda_slots.max(1),
                     ..CudaConfig::default()
-                }) {
-                    Ok(b) => {
-                        for h in b.hardware() {
-                            tracing::info!(
-                                "cuda: {} ({}), {} MiB, {} multiprocessors, {} slots, {}",
-                                h.name,
-                                h.vendor,
-                                h.memory_bytes >> 20,
-                                h.compute_units,
-                                h.slots,
-                                h.runtime
-                            );
-                        }
-                        executor = executor.with_backend(Arc::new(b));
-                    }
-                    Err(e) => tracing::warn!("{e}; this node runs without the cuda device class"),
-                }
+                })
+                .map(|b| (b.hardware().to_vec(), Arc::new(b) as Arc<dyn Backend>));
+                executor = with_accelerator(executor, "cuda", found);
             }
         }
         Ok(executor)
+    }
+}
+
+/// Add an accelerator class the node found, saying what it found, or say
+/// why the node runs without it.
+fn with_accelerator<E: std::fmt::Display>(
+    executor: LocalExecutor,
+    class: &str,
+    found: Result<(Vec<accelhub_domain::DeviceHardware>, Arc<dyn Backend>), E>,
+) -> LocalExecutor {
+    match found {
+        Ok((hardware, backend)) => {
+            for h in hardware {
+                tracing::info!(
+                    "{class}: {} ({}), {} MiB, {} compute units, {} slots, {}",
+                    h.name,
+                    h.vendor,
+                    h.memory_bytes >> 20,
+                    h.compute_units,
+                    h.slots,
+                    h.runtime
+                );
+            }
+            executor.with_backend(backend)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; this node runs without the {class} device class");
+            executor
+        }
     }
 }
 

@@ -125,8 +125,8 @@
 //!   events.
 
 use accelhub_device::{
-    Backend, CallControl, CallData, CallError, CallInput, CallOutput, DeviceStatus, ImageId,
-    LoadError, LoadReport, Output, OutputSink,
+    Backend, CallControl, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
+    LoadReport, Output, OutputSink,
 };
 use accelhub_domain::kernel::{Arg, CallPlan, KernelBundle, PlannedArg, ProgramFormat};
 use accelhub_domain::DeviceHardware;
@@ -135,7 +135,6 @@ use bytes::Bytes;
 use cudarc::driver::result::DriverError;
 use cudarc::driver::{result as cu, sys};
 use cudarc::nvrtc;
-use futures::StreamExt;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{c_void, CStr, CString};
@@ -239,9 +238,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn canary(i: usize) -> u8 {
-    ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8 ^ 0x5a
-}
+use accelhub_device::guard_byte as canary;
 
 /// The guard pattern, uploaded after every buffer. Static: copies from it
 /// may complete after the call that queued them returns.
@@ -1585,29 +1582,6 @@ fn run_in(inner: &Inner, index: usize, slot: &mut Slot, job: &Job<'_>) -> Result
     })
 }
 
-async fn read_all(data: CallData, cap: u64, control: &CallControl) -> Result<Bytes, CallError> {
-    match data {
-        CallData::Bytes(b) => Ok(b),
-        CallData::Stream(mut s) => {
-            let mut out = Vec::new();
-            while let Some(chunk) = s.next().await {
-                let chunk = chunk.map_err(|e| CallError::Input(e.to_string()))?;
-                out.extend_from_slice(&chunk);
-                control
-                    .consumed
-                    .store(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                if out.len() as u64 > cap {
-                    return Err(CallError::Memory {
-                        limit_bytes: cap,
-                        log: Bytes::new(),
-                    });
-                }
-            }
-            Ok(Bytes::from(out))
-        }
-    }
-}
-
 #[async_trait]
 impl Backend for CudaBackend {
     fn class(&self) -> &str {
@@ -1671,7 +1645,7 @@ impl Backend for CudaBackend {
             .ok_or_else(|| CallError::NotLoaded(image.0.clone()))?;
         let limits = call.limits;
         let control = call.control.clone();
-        let input = read_all(call.input, limits.memory_bytes, &control).await?;
+        let input = call.input.read_all(limits.memory_bytes, &control).await?;
         control
             .consumed
             .store(input.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -1730,10 +1704,7 @@ impl Backend for CudaBackend {
             let bytes = if resident.contains(&o.sha256) {
                 None
             } else {
-                let stream = (o.open)()
-                    .await
-                    .map_err(|e| CallError::Input(format!("object '{}': {e}", o.key)))?;
-                Some(read_all(CallData::Stream(stream), limits.memory_bytes, &control).await?)
+                Some(o.read_verified(limits.memory_bytes).await?)
             };
             objects.push((name, o.sha256.clone(), bytes));
         }

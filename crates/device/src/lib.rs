@@ -96,6 +96,68 @@ impl std::fmt::Debug for CallData {
     }
 }
 
+impl CallData {
+    /// All of the input in memory (devices that need it whole, such as
+    /// kernels copying it to device memory): a `Memory` error past `cap`
+    /// bytes. What was read is counted in `control.consumed`.
+    pub async fn read_all(self, cap: u64, control: &CallControl) -> Result<Bytes, CallError> {
+        use futures::StreamExt;
+        match self {
+            CallData::Bytes(b) if b.len() as u64 > cap => Err(CallError::Memory {
+                limit_bytes: cap,
+                log: Bytes::new(),
+            }),
+            CallData::Bytes(b) => Ok(b),
+            CallData::Stream(mut s) => {
+                let mut out = Vec::new();
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk.map_err(|e| CallError::Input(e.to_string()))?;
+                    out.extend_from_slice(&chunk);
+                    control
+                        .consumed
+                        .store(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if out.len() as u64 > cap {
+                        return Err(CallError::Memory {
+                            limit_bytes: cap,
+                            log: Bytes::new(),
+                        });
+                    }
+                }
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+}
+
+impl ObjectArg {
+    /// The object's bytes, at most `cap`, checked against its SHA-256:
+    /// resident data is keyed by content, so bytes that do not match their
+    /// key never stay on a device.
+    pub async fn read_verified(&self, cap: u64) -> Result<Bytes, CallError> {
+        use sha2::Digest;
+        let stream = (self.open)()
+            .await
+            .map_err(|e| CallError::Input(format!("object '{}': {e}", self.key)))?;
+        let bytes = CallData::Stream(stream)
+            .read_all(cap, &CallControl::default())
+            .await?;
+        if hex::encode(sha2::Sha256::digest(&bytes)) != self.sha256 {
+            return Err(CallError::Input(format!(
+                "object '{}' changed while it was read (its content no longer matches its SHA-256)",
+                self.key
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+/// The byte at offset `i` of the guard region devices place after the end
+/// of a buffer and check after a kernel ran: a kernel that wrote past the
+/// buffer changed it.
+pub fn guard_byte(i: usize) -> u8 {
+    ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8 ^ 0x5a
+}
+
 /// Where a call's output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSink {

@@ -20,14 +20,13 @@
 //! keeps serving.
 
 use accelhub_device::{
-    Backend, CallData, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
-    LoadReport, Output, OutputSink,
+    Backend, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError, LoadReport,
+    Output, OutputSink,
 };
 use accelhub_domain::kernel::{KernelBundle, PlannedArg, ProgramFormat};
 use accelhub_domain::DeviceHardware;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use opencl3::command_queue::CommandQueue;
 use opencl3::context::Context;
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL};
@@ -35,7 +34,6 @@ use opencl3::kernel::Kernel;
 use opencl3::memory::{Buffer, ClMem, CL_MEM_COPY_HOST_PTR, CL_MEM_READ_ONLY, CL_MEM_READ_WRITE};
 use opencl3::program::Program;
 use opencl3::types::{cl_mem, CL_BLOCKING};
-use sha2::Digest;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -131,9 +129,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn canary(i: usize) -> u8 {
-    ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8 ^ 0x5a
-}
+use accelhub_device::guard_byte as canary;
 
 impl OpenClBackend {
     /// Open libOpenCL and take every device it reports; an error says why
@@ -636,33 +632,6 @@ fn guarded_buffer(slot: &Slot, len: usize) -> Result<Buffer<u8>, opencl3::error_
     }
 }
 
-async fn read_all(
-    data: CallData,
-    cap: u64,
-    control: &accelhub_device::CallControl,
-) -> Result<Bytes, CallError> {
-    match data {
-        CallData::Bytes(b) => Ok(b),
-        CallData::Stream(mut s) => {
-            let mut out = Vec::new();
-            while let Some(chunk) = s.next().await {
-                let chunk = chunk.map_err(|e| CallError::Input(e.to_string()))?;
-                out.extend_from_slice(&chunk);
-                control
-                    .consumed
-                    .store(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                if out.len() as u64 > cap {
-                    return Err(CallError::Memory {
-                        limit_bytes: cap,
-                        log: Bytes::new(),
-                    });
-                }
-            }
-            Ok(Bytes::from(out))
-        }
-    }
-}
-
 #[async_trait]
 impl Backend for OpenClBackend {
     fn class(&self) -> &str {
@@ -719,7 +688,7 @@ impl Backend for OpenClBackend {
             .ok_or_else(|| CallError::NotLoaded(image.0.clone()))?;
         let limits = call.limits;
         let control = call.control.clone();
-        let input = read_all(call.input, limits.memory_bytes, &control).await?;
+        let input = call.input.read_all(limits.memory_bytes, &control).await?;
         control
             .consumed
             .store(input.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -768,22 +737,7 @@ impl Backend for OpenClBackend {
             let bytes = if resident.contains(&o.sha256) {
                 None
             } else {
-                let stream = (o.open)()
-                    .await
-                    .map_err(|e| CallError::Input(format!("object '{}': {e}", o.key)))?;
-                let bytes =
-                    read_all(CallData::Stream(stream), limits.memory_bytes, &control).await?;
-                // Resident data is keyed by content: check the bytes are
-                // what the key says before they stay on the device.
-                let sha = hex::encode(sha2::Sha256::digest(&bytes));
-                if sha != o.sha256 {
-                    return Err(CallError::Input(format!(
-                        "object '{}' changed while it was read (its content no longer \
-                         matches its SHA-256)",
-                        o.key
-                    )));
-                }
-                Some(bytes)
+                Some(o.read_verified(limits.memory_bytes).await?)
             };
             objects.push((name, o.sha256.clone(), bytes));
         }
