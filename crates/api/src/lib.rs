@@ -3,6 +3,7 @@
 
 mod agent;
 mod auth;
+mod console;
 mod error;
 mod routes;
 
@@ -198,6 +199,9 @@ pub fn router(platform: Arc<Platform>) -> Router {
             utoipa_swagger_ui::SwaggerUi::new("/v1/docs")
                 .url("/v1/docs/openapi.json", ApiDoc::openapi()),
         )
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/app.css", get(console::app_css))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(not_found)

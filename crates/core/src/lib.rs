@@ -1120,6 +1120,8 @@ pub(crate) fn version_view(v: &VersionRow) -> IpVersion {
         devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
         objects: v.objects.clone(),
         price_per_call: v.price,
+        plans: v.plans(),
+        trial_calls: v.pricing.trial_calls,
         limits: v.limits,
         report: v.report.clone(),
         published_at: v.published_at,

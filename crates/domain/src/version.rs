@@ -64,6 +64,12 @@ pub struct IpVersion {
     #[serde(default)]
     pub objects: Vec<crate::ObjectParam>,
     pub price_per_call: Money,
+    /// Every plan, the default `per-call` one first.
+    #[serde(default)]
+    pub plans: Vec<crate::billing::Plan>,
+    /// Free successful calls per user.
+    #[serde(default)]
+    pub trial_calls: u64,
     pub limits: Limits,
     pub report: Option<VerificationReport>,
     pub published_at: DateTime<Utc>,

@@ -1,0 +1,145 @@
+//! The web console at `/`: served with a strict content security policy,
+//! and driven end to end in headless Chromium (`e2e/console.mjs`, Debian's
+//! chromium through playwright-core). Without a browser, Node.js or the
+//! e2e packages the browser test skips, saying so, unless
+//! `ACCELHUB_TEST_BROWSER` is set (CI sets it): then it fails.
+
+mod common;
+
+use accelhub_domain::{Role, VersionStatus};
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+#[tokio::test]
+async fn the_console_is_served_with_a_strict_content_security_policy() {
+    let server = Server::start();
+    let http = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let r = http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    let page = http
+        .get(&server.url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/console/app.js"));
+    // The page itself needs no token; the API behind it does.
+    let r = http
+        .get(format!("{}/v1/account", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// What the browser test needs, or why it cannot run here.
+fn browser() -> Result<(PathBuf, PathBuf), String> {
+    let chromium =
+        std::env::var("ACCELHUB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = PathBuf::from(chromium);
+    if !chromium.exists() {
+        return Err(format!(
+            "no Chromium at {} (Debian: apt-get install chromium)",
+            chromium.display()
+        ));
+    }
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !node_ok {
+        return Err("no Node.js on the PATH".into());
+    }
+    let e2e = repo_root().join("e2e");
+    if !e2e.join("node_modules/playwright-core").exists() {
+        return Err(format!(
+            "playwright-core is not installed (npm ci --prefix {})",
+            e2e.display()
+        ));
+    }
+    Ok((chromium, e2e))
+}
+
+#[tokio::test]
+async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_browser() {
+    let (chromium, e2e) = match browser() {
+        Ok(b) => b,
+        Err(why) if std::env::var_os("ACCELHUB_TEST_BROWSER").is_some() => {
+            panic!("ACCELHUB_TEST_BROWSER is set but {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let server = Server::start();
+    let vendor_token = server
+        .admin()
+        .create_account("acme", Role::Vendor)
+        .await
+        .unwrap()
+        .token;
+    let user_token = server
+        .admin()
+        .create_account("bob", Role::User)
+        .await
+        .unwrap()
+        .token;
+    let vendor = server.client(&vendor_token);
+    for ip in ["revcomp", "echo"] {
+        let v = publish(&vendor, &ips_dir().join(ip)).await;
+        assert_eq!(v.status, VersionStatus::Verified);
+    }
+
+    // Screenshots are test artifacts, under target/ (never committed).
+    let shots = repo_root().join("target/e2e-screenshots");
+    let out = Command::new("node")
+        .arg(e2e.join("console.mjs"))
+        .env("ACCELHUB_URL", &server.url)
+        .env("USER_TOKEN", &user_token)
+        .env("VENDOR_TOKEN", &vendor_token)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{said}\nserver log:\n{}",
+        server.log()
+    );
+    assert!(said.contains("console e2e: ok"), "{said}");
+    assert!(shots.join("2-try-it.png").exists());
+
+    // What the browser showed is what the platform recorded.
+    let user = server.client(&user_token);
+    let usage = user.usage(None).await.unwrap();
+    assert_eq!(usage.totals.billed, 1, "{:?}", usage.totals);
+    assert_eq!(usage.records[0].ip, "acme/revcomp");
+}

@@ -1,0 +1,90 @@
+// The web console end to end in headless Chromium: a user signs in, finds
+// an IP by search, tries it, sees the result and the charge, and finds the
+// call on their invoice; its vendor then sees the new use and revenue.
+//
+// Run by crates/cli/tests/console.rs against a real `accelhub serve`:
+//   ACCELHUB_URL, USER_TOKEN, VENDOR_TOKEN, CHROMIUM (the browser binary),
+//   SCREENSHOTS (a directory for the screenshots, kept as test artifacts).
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const url = process.env.ACCELHUB_URL;
+const shots = process.env.SCREENSHOTS || "screenshots";
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const problems = [];
+let step = "start";
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page.setDefaultTimeout(15000);
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+
+  const signIn = async (token) => {
+    await page.goto(url);
+    await page.fill("#token", token);
+    await page.click("#signin button");
+    await page.waitForSelector("#nav:not([hidden])");
+  };
+  const expectText = async (selector, text) => {
+    const got = await page.textContent(selector);
+    if (!got || !got.includes(text)) throw new Error(`${selector}: expected "${text}" in "${got}"`);
+  };
+
+  step = "the user signs in";
+  await signIn(process.env.USER_TOKEN);
+  await page.screenshot({ path: join(shots, "1-market.png"), fullPage: true });
+
+  step = "finds the IP by search";
+  await page.fill("#search", "reverse complement");
+  await page.click("form button[type=submit]");
+  await page.waitForSelector(".ip-card a:text('acme/revcomp')");
+  const cards = await page.$$eval(".ip-card h2", (hs) => hs.map((h) => h.textContent));
+  if (cards.length !== 1) throw new Error(`the search found ${JSON.stringify(cards)}`);
+  await page.click(".ip-card a:text('acme/revcomp')");
+  await page.waitForSelector("#try");
+  await expectText("main", "Reverse complement");
+
+  step = "tries it";
+  await page.fill("#try-input", ">read1\nAACGTTTG\n");
+  await page.fill("#try-params", '{"width": 4}');
+  await page.click("#try-run");
+  await page.waitForSelector("#try-charge");
+  await expectText("#try-charge", "charged 0.002000");
+  await expectText("#try-output", "CAAA\nCGTT");
+  await page.screenshot({ path: join(shots, "2-try-it.png"), fullPage: true });
+
+  step = "sees the charge on the dashboard";
+  await page.goto(`${url}/#/dashboard`);
+  await page.waitForSelector("#invoice .invoice-total");
+  await expectText("#invoice", "acme/revcomp");
+  await expectText("#invoice .invoice-total", "Total 0.002000");
+  await page.screenshot({ path: join(shots, "3-dashboard.png"), fullPage: true });
+
+  step = "the vendor sees the use and the revenue";
+  await page.click("#signout");
+  await signIn(process.env.VENDOR_TOKEN);
+  await page.goto(`${url}/#/vendor`);
+  await page.waitForSelector("#my-ips td.uses");
+  const uses = await page.$eval("#my-ips tr:has(a:text('acme/revcomp')) td.uses", (td) => td.textContent);
+  if (uses !== "1") throw new Error(`the vendor portal shows ${uses} uses of acme/revcomp`);
+  await expectText("#statement .invoice-total", "Total 0.002000");
+  await expectText("#statement", "platform share 20.00%: 0.000400");
+  await page.screenshot({ path: join(shots, "4-vendor.png"), fullPage: true });
+
+  if (problems.length) throw new Error(problems.join("\n"));
+  console.log("console e2e: ok");
+} catch (e) {
+  console.error(`console e2e failed while ${step}: ${e.message}`);
+  if (problems.length) console.error(problems.join("\n"));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
