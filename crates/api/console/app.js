@@ -260,7 +260,9 @@ async function ipPage(ip) {
       (v.plans || []).map(p => el("tr", {}, el("td", { text: p.name }), el("td", {
         text: p.kind === "per_call"
           ? `${p.per_call} per call${p.per_gb !== "0.000000" ? ` + ${p.per_gb} per GB of input` : ""}`
-          : `${p.fee} a month, ${p.included_calls} calls included${p.overage ? `, then ${p.overage} per call` : ", then none until the 1st"}`,
+          : p.kind === "device_hour"
+            ? `${p.per_hour} per device-hour of the device time your calls use`
+            : `${p.fee} a month, ${p.included_calls} calls included${p.overage ? `, then ${p.overage} per call` : ", then none until the 1st"}`,
       })))),
     v.trial_calls ? el("p", { class: "muted", text: `${v.trial_calls} free trial calls per user.` }) : null));
   // Try it.

@@ -22,6 +22,9 @@ name = "pro"
 monthly = 5
 included_calls = 1
 overage = 0.5
+[[pricing.plan]]
+name = "dedicated"
+per_device_hour = 3600
 "#;
 
 fn status(e: &accelhub_client::ClientError) -> Option<u16> {
@@ -90,6 +93,25 @@ async fn plans_quotas_limits_and_invoices() {
     assert_eq!(bob.invoice(None).await.unwrap().total, Money(1_000_330));
     assert_eq!(bob.subscriptions().await.unwrap().len(), 2);
 
+    // By the device-hour: what the call's metered device time cost.
+    let dave = server.account("dave", Role::User).await;
+    dave.deploy("acme/echo", None).await.unwrap();
+    dave.subscribe("acme/echo", "dedicated").await.unwrap();
+    for _ in 0..3 {
+        call(&dave).await.unwrap(); // two free
+    }
+    let records = dave.usage(None).await.unwrap().records;
+    let inv = dave.invoice(None).await.unwrap();
+    // 3600 an hour is 0.000001 a microsecond: the amount is the time, that
+    // of the one paid call.
+    let (us, amount) = item(&inv, "dedicated", "device microseconds");
+    assert!(
+        us > 0 && records.iter().any(|r| r.device_time_us == us),
+        "{inv:?}"
+    );
+    assert_eq!(amount, Money(us as i64));
+    let dave_total = inv.total;
+
     // A spending limit: the call that would pass it is refused with 402.
     carol.set_spending_limit(Some(Money(150))).await.unwrap();
     carol.deploy("acme/echo", None).await.unwrap();
@@ -111,18 +133,17 @@ async fn plans_quotas_limits_and_invoices() {
     // platform's 20% (rounded down), the net.
     let st = acme.invoice(None).await.unwrap();
     assert_eq!(st.view, "vendor");
-    assert_eq!(st.total, Money(1_000_550));
+    let gross = Money(1_000_550 + dave_total.0);
+    assert_eq!(st.total, gross);
     assert_eq!(st.platform_share_bps, 2000);
-    assert_eq!(st.platform_cut, Money(200_110));
-    assert_eq!(st.vendor_net, Money(800_440));
+    assert_eq!(st.platform_cut, Money(gross.0 / 5));
+    assert_eq!(st.vendor_net, Money(gross.0 - gross.0 / 5));
     assert_eq!(item(&st, "per-call", "trial calls").0, 4);
+    assert_eq!(item(&st, "dedicated", "trial calls").0, 2);
     let admin = server.admin();
     let ops = admin.invoice(None).await.unwrap();
-    assert_eq!(
-        (ops.view.as_str(), ops.total),
-        ("operator", Money(1_000_550))
-    );
-    assert_eq!(ops.platform_cut, Money(200_110));
+    assert_eq!((ops.view.as_str(), ops.total), ("operator", gross));
+    assert_eq!(ops.platform_cut, st.platform_cut);
 
     // Rating is a function of the records: asking again changes nothing;
     // another month has nothing; a bad month is a clear error.
@@ -133,5 +154,8 @@ async fn plans_quotas_limits_and_invoices() {
 
     let out = server.cli(&server.admin_token, &["invoice"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("platform share 20.00%: 0.200110"), "{text}");
+    assert!(
+        text.contains(&format!("platform share 20.00%: {}", st.platform_cut)),
+        "{text}"
+    );
 }

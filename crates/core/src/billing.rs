@@ -133,12 +133,14 @@ fn rate_account_ip(
         match groups.iter_mut().find(|g| g.0 == name) {
             Some(g) => g.2.push(Use {
                 bytes_in: u.bytes_in,
+                device_time_us: u.device_time_us,
             }),
             None => groups.push((
                 name,
                 u.version.clone(),
                 vec![Use {
                     bytes_in: u.bytes_in,
+                    device_time_us: u.device_time_us,
                 }],
             )),
         }
@@ -473,7 +475,9 @@ impl Platform {
                 .any(|(_, l)| l.ip == version.ip && l.plan == plan.name && l.item == "monthly fee");
             let next = match plan.kind {
                 _ if trial_left > 0 => Money::ZERO,
-                PlanKind::PerCall { .. } => billing::marginal(&plan, used, 0, bytes_in),
+                PlanKind::PerCall { .. } | PlanKind::DeviceHour { .. } => {
+                    billing::marginal(&plan, used, 0, bytes_in)
+                }
                 PlanKind::Monthly {
                     fee,
                     included_calls,
@@ -487,7 +491,10 @@ impl Platform {
                     }
                 }
             };
-            if spent + next > limit {
+            // A call priced by its device time costs what it runs: once the
+            // limit is reached, no more.
+            let by_time = matches!(plan.kind, PlanKind::DeviceHour { .. }) && trial_left == 0;
+            if spent + next > limit || (by_time && spent >= limit) {
                 return Err(CoreError::PaymentRequired(format!(
                     "this call would bring your spending this month to {} (now {}), over your \
                      monthly limit of {}: raise it with `accelhub account limit AMOUNT` or wait \

@@ -11,6 +11,9 @@ use utoipa::ToSchema;
 /// Bytes in the gigabyte that `per_gb` prices (10^9, as clouds bill).
 pub const GB: u64 = 1_000_000_000;
 
+/// Microseconds in the hour that `per_hour` prices.
+pub const HOUR_US: u64 = 3_600_000_000;
+
 /// How a plan charges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -24,6 +27,9 @@ pub enum PlanKind {
         included_calls: u64,
         overage: Option<Money>,
     },
+    /// By the device-hour: the device time the user's calls and jobs held
+    /// (a dedicated accelerator's way of pricing), metered per call.
+    DeviceHour { per_hour: Money },
 }
 
 /// A named plan of an IP version.
@@ -42,6 +48,8 @@ pub const DEFAULT_PLAN: &str = "per-call";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Use {
     pub bytes_in: u64,
+    /// Device time the use held, in microseconds.
+    pub device_time_us: u64,
 }
 
 /// A line of an invoice.
@@ -98,6 +106,19 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
                 lines.push(line("input bytes", bytes, mul_div(per_gb, bytes, GB)));
             }
         }
+        PlanKind::DeviceHour { per_hour } => {
+            let us: u64 = paid
+                .iter()
+                .map(|u| u.device_time_us)
+                .fold(0, u64::saturating_add);
+            if !paid.is_empty() {
+                lines.push(line(
+                    "device microseconds",
+                    us,
+                    mul_div(per_hour, us, HOUR_US),
+                ));
+            }
+        }
         PlanKind::Monthly {
             fee,
             included_calls,
@@ -143,13 +164,15 @@ pub fn within_quota(plan: &Plan, used: u64) -> Result<(), String> {
 }
 
 /// What one more call would add to the bill under `plan`, after `used`
-/// paid calls this month and with `trial_left` free calls left.
+/// paid calls this month and with `trial_left` free calls left. A call
+/// priced by device time costs what it runs, known only after: zero here.
 pub fn marginal(plan: &Plan, used: u64, trial_left: u64, bytes_in: u64) -> Money {
     if trial_left > 0 {
         return Money::ZERO;
     }
     match plan.kind {
         PlanKind::PerCall { per_call, per_gb } => per_call + mul_div(per_gb, bytes_in, GB),
+        PlanKind::DeviceHour { .. } => Money::ZERO,
         PlanKind::Monthly {
             included_calls,
             overage,
@@ -203,7 +226,35 @@ mod tests {
     }
 
     fn uses(n: usize, bytes: u64) -> Vec<Use> {
-        vec![Use { bytes_in: bytes }; n]
+        vec![
+            Use {
+                bytes_in: bytes,
+                device_time_us: 0,
+            };
+            n
+        ]
+    }
+
+    #[test]
+    fn device_hours_are_metered_device_time() {
+        let plan = Plan {
+            name: "dedicated".into(),
+            kind: PlanKind::DeviceHour {
+                per_hour: Money(3_600_000),
+            },
+        };
+        let u = |us| Use {
+            bytes_in: 0,
+            device_time_us: us,
+        };
+        // 1.5 s of device time at 3.6 an hour: 0.0015.
+        let lines = rate("acme/x", &plan, 1, &[u(7), u(1_000_000), u(500_000)], false);
+        assert_eq!(lines[0].item, "trial calls");
+        assert_eq!(
+            (lines[1].quantity, lines[1].amount),
+            (1_500_000, Money(1500))
+        );
+        assert_eq!(marginal(&plan, 3, 0, 10), Money::ZERO);
     }
 
     #[test]
@@ -277,9 +328,12 @@ mod tests {
         fn rating_is_deterministic_additive_and_monotone(
             plan in plan_strategy(),
             trial in 0u64..20,
-            bytes in proptest::collection::vec(0u64..3 * GB, 0..60),
+            bytes in proptest::collection::vec((0u64..3 * GB, 0u64..HOUR_US), 0..60),
         ) {
-            let all: Vec<Use> = bytes.iter().map(|b| Use { bytes_in: *b }).collect();
+            let all: Vec<Use> = bytes
+                .iter()
+                .map(|(b, t)| Use { bytes_in: *b, device_time_us: *t })
+                .collect();
             let a = rate("acme/x", &plan, trial, &all, false);
             prop_assert_eq!(&a, &rate("acme/x", &plan, trial, &all, false));
             prop_assert!(a.iter().all(|l| l.amount >= Money::ZERO));
@@ -293,6 +347,7 @@ mod tests {
             let exact = match plan.kind {
                 PlanKind::PerCall { per_gb, .. } => per_gb == Money::ZERO,
                 PlanKind::Monthly { .. } => true,
+                PlanKind::DeviceHour { .. } => false,
             };
             if exact {
                 let mut sum = Money::ZERO;

@@ -211,14 +211,15 @@ struct RawPricing {
     plans: Vec<RawPlan>,
 }
 
-/// `[[pricing.plan]]`: a monthly plan.
+/// `[[pricing.plan]]`: a monthly plan, or one by the device-hour.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
     name: String,
-    monthly: toml::Value,
-    included_calls: u64,
+    monthly: Option<toml::Value>,
+    included_calls: Option<u64>,
     overage: Option<toml::Value>,
+    per_device_hour: Option<toml::Value>,
 }
 
 /// An amount in ip.toml: a decimal number or string, never negative.
@@ -518,16 +519,36 @@ impl Manifest {
                     ),
                 ));
             }
-            plans.push(crate::billing::Plan {
-                name: p.name.clone(),
-                kind: crate::billing::PlanKind::Monthly {
-                    fee: money(&field("monthly"), &p.monthly)?,
-                    included_calls: p.included_calls,
+            let kind = match (&p.monthly, &p.per_device_hour) {
+                (Some(fee), None) => crate::billing::PlanKind::Monthly {
+                    fee: money(&field("monthly"), fee)?,
+                    included_calls: p.included_calls.ok_or_else(|| {
+                        ManifestError::field(
+                            field("included_calls"),
+                            "a monthly plan says how many calls its fee includes",
+                        )
+                    })?,
                     overage: match &p.overage {
                         Some(v) => Some(money(&field("overage"), v)?),
                         None => None,
                     },
                 },
+                (None, Some(hour)) if p.included_calls.is_none() && p.overage.is_none() => {
+                    crate::billing::PlanKind::DeviceHour {
+                        per_hour: money(&field("per_device_hour"), hour)?,
+                    }
+                }
+                _ => {
+                    return Err(ManifestError::field(
+                        field("monthly"),
+                        "a plan is either monthly (monthly, included_calls, optional overage) \
+                         or by the device-hour (per_device_hour alone)",
+                    ))
+                }
+            };
+            plans.push(crate::billing::Plan {
+                name: p.name.clone(),
+                kind,
             });
         }
 
@@ -771,6 +792,22 @@ args = ["input", "output", "u32 (input / 4)", "u32 width = 60"]
                 overage: None
             }
         );
+        let hourly = Manifest::parse(&GOOD.replace(
+            "per_call = 0.002",
+            "per_call = 0.002\n[[pricing.plan]]\nname = \"dedicated\"\nper_device_hour = 2.5",
+        ))
+        .unwrap();
+        assert_eq!(
+            hourly.pricing.terms.plans[0].kind,
+            crate::billing::PlanKind::DeviceHour {
+                per_hour: Money(2_500_000)
+            }
+        );
+        let both = GOOD.replace(
+            "per_call = 0.002",
+            "per_call = 0.002\n[[pricing.plan]]\nname = \"x\"\nmonthly = 1\nincluded_calls = 1\nper_device_hour = 2",
+        );
+        assert_eq!(err_field(&both), "pricing.plan[0].monthly");
         let dup = GOOD.replace(
             "per_call = 0.002",
             "per_call = 0.002\n[[pricing.plan]]\nname = \"per-call\"\nmonthly = 1\nincluded_calls = 1",
