@@ -1,10 +1,13 @@
 // The web console end to end in headless Chromium: a user signs in, finds
 // an IP by search, tries it, sees the result and the charge, and finds the
-// call on their invoice; its vendor then sees the new use and revenue.
+// call on their invoice; its vendor then sees the new use and revenue and
+// publishes a version from an uploaded package; the operator sees the
+// platform's revenue, the fleet and the accounts.
 //
 // Run by crates/cli/tests/console.rs against a real `accelhub serve`:
-//   ACCELHUB_URL, USER_TOKEN, VENDOR_TOKEN, CHROMIUM (the browser binary),
-//   SCREENSHOTS (a directory for the screenshots, kept as test artifacts).
+//   ACCELHUB_URL, USER_TOKEN, VENDOR_TOKEN, ADMIN_TOKEN, PACKAGE (a package
+//   archive the vendor uploads), CHROMIUM (the browser binary), SCREENSHOTS
+//   (a directory for the screenshots, kept as test artifacts).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -78,6 +81,23 @@ try {
   await expectText("#statement .invoice-total", "Total 0.002000");
   await expectText("#statement", "platform share 20.00%: 0.000400");
   await page.screenshot({ path: join(shots, "4-vendor.png"), fullPage: true });
+
+  step = "the vendor publishes a new version from an uploaded package";
+  await page.setInputFiles("#package", process.env.PACKAGE);
+  await page.click("#publish");
+  await page.waitForSelector("#publish-result p");
+  await expectText("#publish-result", "Published acme/echo@1.1.0: pending");
+
+  step = "the operator sees the platform's revenue, the fleet and the accounts";
+  await page.click("#signout");
+  await signIn(process.env.ADMIN_TOKEN);
+  await page.goto(`${url}/#/operator`);
+  await page.waitForSelector("#platform .invoice-total");
+  await expectText("#platform .invoice-total", "Total 0.002000");
+  await expectText("#platform", "platform share 20.00%: 0.000400");
+  await expectText("#fleet", "(up)");
+  await expectText("#accounts", "bob");
+  await page.screenshot({ path: join(shots, "5-operator.png"), fullPage: true });
 
   if (problems.length) throw new Error(problems.join("\n"));
   console.log("console e2e: ok");

@@ -423,7 +423,7 @@ async function vendorPortal() {
             msg.replaceChildren(el("p", {}, `Published ${v.ip}@${v.version}: ${v.status}; `, el("a", { href: `#/ip/${ipPath(v.ip)}`, text: "see its verification" })));
           } catch (e) { msg.replaceChildren(errorBox(e)); }
         },
-      }, file, el("button", { type: "submit", text: "Publish" })), msg),
+      }, file, el("button", { type: "submit", id: "publish", text: "Publish" })), msg),
     el("section", {}, el("h2", { text: `Revenue per day, ${inv.month}` }),
       barChart(perDay(usage.records.filter(r => r.billed && r.created_at.startsWith(inv.month)), r => Number(r.price)), "")),
     el("section", { id: "statement" }, el("h2", { text: `Statement ${inv.month} (to date)` }), invoiceTable(inv)));
@@ -436,14 +436,14 @@ async function operatorView() {
   const msg = el("div");
   view.replaceChildren(
     el("h1", { text: "Operator" }),
-    el("section", {}, el("h2", { text: `Platform ${inv.month}` }), invoiceTable(inv)),
-    el("section", {}, el("h2", { text: "Fleet" }),
+    el("section", { id: "platform" }, el("h2", { text: `Platform ${inv.month}` }), invoiceTable(inv)),
+    el("section", { id: "fleet" }, el("h2", { text: "Fleet" }),
       fleet.nodes.map(n => el("div", {}, el("strong", { text: `${n.name} (${n.health})` }),
         el("table", {}, n.devices.map(d => el("tr", {}, el("td", { text: d.class }),
           el("td", { text: `${d.busy}/${d.slots} busy` }),
           el("td", { text: (d.hardware || []).map(h => `${h.name} (${h.vendor})`).join("; ") }),
           el("td", { text: d.loaded.join(", ") }))))))),
-    el("section", {}, el("h2", { text: "Accounts" }),
+    el("section", { id: "accounts" }, el("h2", { text: "Accounts" }),
       el("table", {}, accounts.map(a => el("tr", {}, el("td", { text: a.name }), el("td", { text: a.role }), el("td", { text: a.created_at.slice(0, 10) })))),
       el("form", {
         onsubmit: async (ev) => {

@@ -113,6 +113,15 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
         assert_eq!(v.status, VersionStatus::Verified);
     }
 
+    // The package the vendor uploads in the browser: echo 1.1.0.
+    let dir = package("echo", |m| {
+        m.replace("version = \"1.0.0\"", "version = \"1.1.0\"")
+    });
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_dir_all(".", dir.path()).unwrap();
+    let archive = dir.path().with_extension("tar");
+    std::fs::write(&archive, tar.into_inner().unwrap()).unwrap();
+
     // Screenshots are test artifacts, under target/ (never committed).
     let shots = repo_root().join("target/e2e-screenshots");
     let out = Command::new("node")
@@ -120,6 +129,8 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
         .env("ACCELHUB_URL", &server.url)
         .env("USER_TOKEN", &user_token)
         .env("VENDOR_TOKEN", &vendor_token)
+        .env("ADMIN_TOKEN", &server.admin_token)
+        .env("PACKAGE", &archive)
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS", &shots)
         .output()
@@ -142,4 +153,8 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
     let usage = user.usage(None).await.unwrap();
     assert_eq!(usage.totals.billed, 1, "{:?}", usage.totals);
     assert_eq!(usage.records[0].ip, "acme/revcomp");
+    let echo = wait_verified(&vendor, "acme/echo", "1.1.0").await;
+    assert_eq!(echo.status, VersionStatus::Verified);
+    assert!(shots.join("5-operator.png").exists());
+    let _ = std::fs::remove_file(&archive);
 }
