@@ -93,23 +93,42 @@ async fn plans_quotas_limits_and_invoices() {
     assert_eq!(bob.invoice(None).await.unwrap().total, Money(1_000_330));
     assert_eq!(bob.subscriptions().await.unwrap().len(), 2);
 
-    // By the device-hour: what the call's metered device time cost.
+    // A dedicated deployment, by the device-hour: the hours its replicas
+    // were held (one, kept by --min 1), metered into usage records.
     let dave = server.account("dave", Role::User).await;
-    dave.deploy("acme/echo", None).await.unwrap();
     dave.subscribe("acme/echo", "dedicated").await.unwrap();
-    for _ in 0..3 {
-        call(&dave).await.unwrap(); // two free
+    let scaling = accelhub_domain::Scaling {
+        min: 1,
+        max: 1,
+        ..Default::default()
+    };
+    dave.deploy_with("acme/echo", None, Some(scaling))
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    while dave.deployment("acme/echo").await.unwrap().replicas != 1 {
+        assert!(t.elapsed().as_secs() < 20, "the replica is never held");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let records = dave.usage(None).await.unwrap().records;
+    let held_from = std::time::Instant::now();
+    for _ in 0..3 {
+        call(&dave).await.unwrap(); // calls cost nothing more
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Removing the deployment meters it to the end.
+    dave.undeploy("acme/echo").await.unwrap();
+    let held = held_from.elapsed().as_micros() as u64;
     let inv = dave.invoice(None).await.unwrap();
-    // 3600 an hour is 0.000001 a microsecond: the amount is the time, that
-    // of the one paid call.
-    let (us, amount) = item(&inv, "dedicated", "device microseconds");
+    // 3600 an hour is 0.000001 a microsecond: the amount is the time.
+    let (us, amount) = item(&inv, "dedicated", "replica microseconds");
     assert!(
-        us > 0 && records.iter().any(|r| r.device_time_us == us),
-        "{inv:?}"
+        us >= 1_200_000 && us <= held + 2_000_000,
+        "{us} µs held, {held} seen: {inv:?}"
     );
     assert_eq!(amount, Money(us as i64));
+    assert_eq!(item(&inv, "dedicated", "calls").1, Money::ZERO);
+    assert_eq!(inv.total, amount);
+    assert_eq!(dave.invoice(None).await.unwrap(), inv, "metering stopped");
     let dave_total = inv.total;
 
     // A spending limit: the call that would pass it is refused with 402.
@@ -140,6 +159,7 @@ async fn plans_quotas_limits_and_invoices() {
     assert_eq!(st.vendor_net, Money(gross.0 - gross.0 / 5));
     assert_eq!(item(&st, "per-call", "trial calls").0, 4);
     assert_eq!(item(&st, "dedicated", "trial calls").0, 2);
+    assert_eq!(item(&st, "dedicated", "replica microseconds").1, dave_total);
     let admin = server.admin();
     let ops = admin.invoice(None).await.unwrap();
     assert_eq!((ops.view.as_str(), ops.total), ("operator", gross));

@@ -112,15 +112,21 @@ fn plan_at(history: &[(DateTime<Utc>, String)], t: DateTime<Utc>) -> String {
         .unwrap_or_else(|| DEFAULT_PLAN.to_string())
 }
 
-/// Rate one account's use of one IP in `month`: `uses` are its successful
-/// uses of all time, oldest first.
+/// The kind of usage record that meters a dedicated deployment's held
+/// replicas (`device_time_us`: replica-microseconds).
+pub const RESERVE: &str = "reserve";
+
+/// Rate one account's use of one IP in `month`: `records` are its
+/// successful uses and reservation records of all time, oldest first.
 fn rate_account_ip(
     ip: &str,
-    uses: &[&UsageRecord],
+    records: &[&UsageRecord],
     history: &[(DateTime<Utc>, String)],
     terms: &Terms,
     month: &Month,
 ) -> Vec<Line> {
+    let (reserves, uses): (Vec<&UsageRecord>, Vec<&UsageRecord>) =
+        records.iter().copied().partition(|r| r.kind == RESERVE);
     let prior = uses.iter().filter(|u| u.created_at < month.start).count() as u64;
     let mut trial_left = terms.trial_calls(ip).saturating_sub(prior);
     // Uses of the month grouped by plan, in order of first use.
@@ -169,6 +175,26 @@ fn rate_account_ip(
             lines.extend(billing::rate(ip, &plan, trial_left, &[], true));
         }
     }
+    // Dedicated deployments: their metered replica time, under the plan
+    // in force when it was metered.
+    let mut held: Vec<(String, String, u64)> = Vec::new();
+    for r in reserves
+        .iter()
+        .filter(|r| r.created_at >= month.start && r.created_at < month.end)
+    {
+        let name = plan_at(history, r.created_at);
+        match held.iter_mut().find(|h| h.0 == name) {
+            Some(h) => h.2 = h.2.saturating_add(r.device_time_us),
+            None => held.push((name, r.version.clone(), r.device_time_us)),
+        }
+    }
+    for (name, version, us) in held {
+        lines.extend(billing::reservation(
+            ip,
+            &terms.plan(ip, &version, &name),
+            us,
+        ));
+    }
     lines
 }
 
@@ -214,6 +240,11 @@ impl Platform {
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
+        }
+        // What the deployment held under the plan in force so far is
+        // metered before the plan changes.
+        if let Some(dep) = self.store.get_deployment(caller.id, &ip).await? {
+            self.meter_reservation(&dep, Utc::now()).await?;
         }
         let s = self
             .store
@@ -393,6 +424,92 @@ impl Platform {
         })
     }
 
+    /// Meter every dedicated deployment (its user's plan for the IP is by
+    /// the device-hour) not metered for `every`: one usage record of kind
+    /// `reserve` per interval, its replica-microseconds in
+    /// `device_time_us`. Returns how many were written.
+    pub async fn meter_reservations(&self, every: std::time::Duration) -> Result<usize> {
+        let now = Utc::now();
+        let mut n = 0;
+        for d in self.store.deployment_demand().await? {
+            let due = d
+                .deployment
+                .metered_until
+                .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= every);
+            if due && self.meter_reservation(&d.deployment, now).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Meter one deployment's held replicas up to `now`, if its plan is by
+    /// the device-hour; true when a record was written.
+    pub(crate) async fn meter_reservation(
+        &self,
+        dep: &accelhub_store::DeploymentRow,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let Some((_, sub)) = self
+            .store
+            .subscriptions(Some(dep.account_id), Some(&dep.ip))
+            .await?
+            .pop()
+        else {
+            return Ok(false);
+        };
+        let version = self.version_by_id(dep.version_id).await?;
+        let Some(plan) = version.plans().into_iter().find(|p| p.name == sub.plan) else {
+            return Ok(false);
+        };
+        if !matches!(plan.kind, PlanKind::DeviceHour { .. }) {
+            return Ok(false);
+        }
+        let from = dep
+            .metered_until
+            .unwrap_or(dep.created_at)
+            .max(sub.since)
+            .max(dep.created_at);
+        if from >= now {
+            return Ok(false);
+        }
+        let events: Vec<(DateTime<Utc>, u32, u32)> = self
+            .store
+            .scaling_history(&dep.id, from)
+            .await?
+            .into_iter()
+            .map(|e| (e.at, e.from, e.to))
+            .collect();
+        let us = billing::replica_us(&events, dep.replicas, from, now);
+        // The interval is this process's only if it moves the mark first.
+        if !self
+            .store
+            .advance_metered_until(&dep.id, dep.metered_until, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        if us == 0 {
+            return Ok(false);
+        }
+        let id = format!("{RESERVE}-{}-{}", dep.id, from.timestamp_millis());
+        let mut record = crate::usage_record(
+            &id,
+            RESERVE,
+            dep.account_id,
+            &version,
+            RESERVE,
+            0,
+            0,
+            std::time::Duration::from_micros(us),
+            true,
+            "ok",
+        );
+        record.price = Money::ZERO;
+        self.store.record_usage(record).await?;
+        Ok(true)
+    }
+
     /// Before a call or job of `version` with `bytes_in` of input: the
     /// caller's plan must have calls left (429), and the call must keep
     /// this month's spending within the account's limit (402). Accounts
@@ -445,7 +562,9 @@ impl Platform {
             .await?;
         let used_ip = records
             .iter()
-            .filter(|r| r.billed && r.ip == version.ip && r.created_at < month.end)
+            .filter(|r| {
+                r.billed && r.kind != RESERVE && r.ip == version.ip && r.created_at < month.end
+            })
             .count() as u64;
         let trial_left = version.pricing.trial_calls.saturating_sub(used_ip);
         let lines = self

@@ -185,6 +185,10 @@ pub struct Agent {
 /// How often the autoscaler looks at every deployment.
 const AUTOSCALE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often dedicated deployments' held replicas are metered into usage
+/// records (and so how late an invoice may see them).
+const RESERVATION_METER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Agent {
     /// Jobs this node was running when its process died are queued again
     /// first; versions left pending are verified.
@@ -243,6 +247,9 @@ impl Agent {
             loop {
                 if let Err(e) = p.autoscale_round().await {
                     tracing::error!("autoscaler: {e}");
+                }
+                if let Err(e) = p.meter_reservations(RESERVATION_METER_EVERY).await {
+                    tracing::error!("metering dedicated deployments: {e}");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(AUTOSCALE_EVERY) => {}

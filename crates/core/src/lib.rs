@@ -562,6 +562,10 @@ impl Platform {
 
     pub async fn undeploy(&self, account: &Account, ip: &str) -> Result<()> {
         self.deployments.remove(&(account.id, ip.to_string()));
+        // A dedicated deployment's held replicas are metered to the end.
+        if let Some(dep) = self.store.get_deployment(account.id, ip).await? {
+            self.meter_reservation(&dep, Utc::now()).await?;
+        }
         if !self.store.delete_deployment(account.id, ip).await? {
             return Err(CoreError::NotFound(format!(
                 "you have no deployment of '{ip}'"

@@ -27,8 +27,9 @@ pub enum PlanKind {
         included_calls: u64,
         overage: Option<Money>,
     },
-    /// By the device-hour: the device time the user's calls and jobs held
-    /// (a dedicated accelerator's way of pricing), metered per call.
+    /// By the device-hour of a dedicated deployment: every hour each of
+    /// the user's deployment's replicas (device slots held for it; `--min`
+    /// keeps them when idle) was up; calls under it cost nothing more.
     DeviceHour { per_hour: Money },
 }
 
@@ -106,17 +107,9 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
                 lines.push(line("input bytes", bytes, mul_div(per_gb, bytes, GB)));
             }
         }
-        PlanKind::DeviceHour { per_hour } => {
-            let us: u64 = paid
-                .iter()
-                .map(|u| u.device_time_us)
-                .fold(0, u64::saturating_add);
+        PlanKind::DeviceHour { .. } => {
             if !paid.is_empty() {
-                lines.push(line(
-                    "device microseconds",
-                    us,
-                    mul_div(per_hour, us, HOUR_US),
-                ));
+                lines.push(line("calls", paid.len() as u64, Money::ZERO));
             }
         }
         PlanKind::Monthly {
@@ -143,6 +136,55 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
         }
     }
     lines
+}
+
+/// The device-hour line of a dedicated deployment that held its replicas
+/// for `replica_us` microseconds (replicas times time) under `plan`.
+pub fn reservation(ip: &str, plan: &Plan, replica_us: u64) -> Option<Line> {
+    match plan.kind {
+        PlanKind::DeviceHour { per_hour } if replica_us > 0 => Some(Line {
+            ip: ip.to_string(),
+            plan: plan.name.clone(),
+            item: "replica microseconds".into(),
+            quantity: replica_us,
+            amount: mul_div(per_hour, replica_us, HOUR_US),
+        }),
+        _ => None,
+    }
+}
+
+/// Replica-microseconds a deployment held in `[start, end)`: `events` are
+/// its scaling decisions `(at, from, to)`, oldest first; `current` its
+/// replicas now (the value after the last event).
+pub fn replica_us(
+    events: &[(chrono::DateTime<chrono::Utc>, u32, u32)],
+    current: u32,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> u64 {
+    if end <= start {
+        return 0;
+    }
+    let at = |t: chrono::DateTime<chrono::Utc>| -> u32 {
+        match events.iter().rev().find(|e| e.0 <= t) {
+            Some(e) => e.2,
+            None => events.first().map(|e| e.1).unwrap_or(current),
+        }
+    };
+    let mut cuts: Vec<chrono::DateTime<chrono::Utc>> = vec![start];
+    cuts.extend(
+        events
+            .iter()
+            .map(|e| e.0)
+            .filter(|t| *t > start && *t < end),
+    );
+    cuts.push(end);
+    cuts.windows(2)
+        .map(|w| {
+            let us = (w[1] - w[0]).num_microseconds().unwrap_or(i64::MAX).max(0) as u64;
+            us.saturating_mul(at(w[0]) as u64)
+        })
+        .fold(0, u64::saturating_add)
 }
 
 /// Whether one more call is allowed this month: `used` successful paid
@@ -236,24 +278,30 @@ mod tests {
     }
 
     #[test]
-    fn device_hours_are_metered_device_time() {
+    fn dedicated_deployments_pay_for_their_replica_hours() {
+        use chrono::{Duration, TimeZone, Utc};
         let plan = Plan {
             name: "dedicated".into(),
             kind: PlanKind::DeviceHour {
                 per_hour: Money(3_600_000),
             },
         };
-        let u = |us| Use {
-            bytes_in: 0,
-            device_time_us: us,
-        };
-        // 1.5 s of device time at 3.6 an hour: 0.0015.
-        let lines = rate("acme/x", &plan, 1, &[u(7), u(1_000_000), u(500_000)], false);
-        assert_eq!(lines[0].item, "trial calls");
-        assert_eq!(
-            (lines[1].quantity, lines[1].amount),
-            (1_500_000, Money(1500))
-        );
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let h = |n: i64| t0 + Duration::hours(n);
+        // 0 → 1 replica at 1h, 1 → 3 at 2h, 3 → 0 at 4h; now 0.
+        let events = [(h(1), 0, 1), (h(2), 1, 3), (h(4), 3, 0)];
+        let hour = 3_600_000_000u64;
+        assert_eq!(replica_us(&events, 0, h(0), h(10)), 7 * hour);
+        assert_eq!(replica_us(&events, 0, h(3), h(5)), 3 * hour);
+        assert_eq!(replica_us(&[], 2, h(0), h(1)), 2 * hour);
+        assert_eq!(replica_us(&events, 0, h(5), h(3)), 0);
+        // 7 replica-hours at 3.6 an hour.
+        let line = reservation("acme/x", &plan, 7 * hour).unwrap();
+        assert_eq!(line.amount, Money(25_200_000));
+        assert!(reservation("acme/x", &plan, 0).is_none());
+        // Calls under it cost nothing more.
+        let lines = rate("acme/x", &plan, 0, &uses(3, 100), false);
+        assert_eq!((lines[0].quantity, lines[0].amount), (3, Money::ZERO));
         assert_eq!(marginal(&plan, 3, 0, 10), Money::ZERO);
     }
 

@@ -138,6 +138,9 @@ pub struct DeploymentRow {
     /// Device classes in the order calls prefer them; empty: the
     /// version's own order.
     pub devices: Vec<String>,
+    /// How far its reserved replicas are metered (plans by the
+    /// device-hour).
+    pub metered_until: Option<DateTime<Utc>>,
 }
 
 /// A deployment and its jobs waiting and running.
@@ -303,6 +306,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
     async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;
     async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()>;
+    /// Advance how far a deployment's reservation is metered, from `from`
+    /// (what the caller read) to `to`; false when another process moved it
+    /// first (that process meters the interval).
+    async fn advance_metered_until(
+        &self,
+        deployment_id: &str,
+        from: Option<DateTime<Utc>>,
+        to: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Set the device classes a deployment's calls prefer, in order.
     async fn set_device_preference(&self, deployment_id: &str, devices: &[String]) -> Result<()>;
     /// Every deployment with its jobs queued and running.
@@ -323,6 +335,13 @@ pub trait Store: Send + Sync + 'static {
     async fn running_counts(&self) -> Result<Vec<(i64, String, u32)>>;
     /// A deployment's latest scaling events, newest first.
     async fn scaling_events(&self, deployment_id: &str, limit: u32) -> Result<Vec<ScalingEvent>>;
+    /// Every scaling event of a deployment from `since` on, oldest first,
+    /// preceded by the last one before `since` (what held at `since`).
+    async fn scaling_history(
+        &self,
+        deployment_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ScalingEvent>>;
 
     // Objects owned by accounts.
     async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()>;

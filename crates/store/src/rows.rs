@@ -18,7 +18,7 @@ pub(crate) const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.accou
 
 pub(crate) const DEPLOYMENT_SELECT: &str =
     "SELECT d.id, d.account_id, i.full_name, d.version_id, v.version, \
-     d.created_at, d.scaling, d.replicas, d.low_since, d.devices \
+     d.created_at, d.scaling, d.replicas, d.low_since, d.devices, d.metered_until \
      FROM deployments d JOIN ips i ON i.id = d.ip_id JOIN versions v ON v.id = d.version_id";
 
 pub(crate) const REVIEW_SELECT: &str =
@@ -33,15 +33,15 @@ pub(crate) const RATING_STATS: &str = "SELECT i.full_name, SUM(r.stars), COUNT(*
 /// Successful use per IP: name, uses, distinct users.
 pub(crate) const USE_STATS: &str = "SELECT i.full_name, COUNT(*), COUNT(DISTINCT u.account_id) \
      FROM usage u JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
-     WHERE u.billed = 1 GROUP BY i.full_name";
+     WHERE u.billed = 1 AND u.kind <> 'reserve' GROUP BY i.full_name";
 
 /// Queued jobs a scheduler sees of one account's IP version at most, so
 /// that one deployment's backlog never hides another's jobs.
 pub(crate) const QUEUED_PER_VERSION: u32 = 4;
 
-/// Every deployment with its jobs queued and running (columns 10 and 11).
+/// Every deployment with its jobs queued and running (columns 11 and 12).
 pub(crate) const DEPLOYMENT_DEMAND: &str = "SELECT d.id, d.account_id, i.full_name, d.version_id, \
-     v.version, d.created_at, d.scaling, d.replicas, d.low_since, d.devices, \
+     v.version, d.created_at, d.scaling, d.replicas, d.low_since, d.devices, d.metered_until, \
      (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
       WHERE j.account_id = d.account_id AND jv.ip_id = d.ip_id AND j.state = 'queued'), \
      (SELECT COUNT(*) FROM jobs j JOIN versions jv ON jv.id = j.version_id \
@@ -156,6 +156,7 @@ macro_rules! row_mappers {
                 replicas: r.try_get::<i64, _>(7)?.clamp(0, u32::MAX as i64) as u32,
                 low_since: r.try_get::<Option<i64>, _>(8)?.map(from_millis),
                 devices: from_json("devices", &r.try_get::<String, _>(9)?)?,
+                metered_until: r.try_get::<Option<i64>, _>(10)?.map(from_millis),
             })
         }
 
@@ -204,8 +205,8 @@ macro_rules! row_mappers {
         fn demand_row(r: &$row) -> Result<DeploymentDemand> {
             Ok(DeploymentDemand {
                 deployment: deployment_row(r)?,
-                queued: r.try_get::<i64, _>(10)?.max(0) as u32,
-                running: r.try_get::<i64, _>(11)?.max(0) as u32,
+                queued: r.try_get::<i64, _>(11)?.max(0) as u32,
+                running: r.try_get::<i64, _>(12)?.max(0) as u32,
             })
         }
 

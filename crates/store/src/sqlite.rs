@@ -373,6 +373,24 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn advance_metered_until(
+        &self,
+        deployment_id: &str,
+        from: Option<DateTime<Utc>>,
+        to: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE deployments SET metered_until = ? WHERE id = ? \
+             AND COALESCE(metered_until, -1) = ?",
+        )
+        .bind(millis(to))
+        .bind(deployment_id)
+        .bind(from.map(millis).unwrap_or(-1))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn set_device_preference(&self, deployment_id: &str, devices: &[String]) -> Result<()> {
         sqlx::query("UPDATE deployments SET devices = ? WHERE id = ?")
             .bind(to_json(&devices))
@@ -462,6 +480,34 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(scaling_event_row).collect()
+    }
+
+    async fn scaling_history(
+        &self,
+        deployment_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ScalingEvent>> {
+        let before = sqlx::query(
+            "SELECT at, from_replicas, to_replicas, reason FROM scaling_events \
+             WHERE deployment_id = ? AND at < ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(deployment_id)
+        .bind(millis(since))
+        .fetch_optional(&self.pool)
+        .await?;
+        let after = sqlx::query(
+            "SELECT at, from_replicas, to_replicas, reason FROM scaling_events \
+             WHERE deployment_id = ? AND at >= ? ORDER BY id",
+        )
+        .bind(deployment_id)
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        before
+            .iter()
+            .chain(after.iter())
+            .map(scaling_event_row)
+            .collect()
     }
 
     async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()> {
@@ -973,7 +1019,8 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT 1 FROM usage u JOIN versions v ON v.id = u.version_id \
              JOIN ips i ON i.id = v.ip_id \
-             WHERE u.account_id = ? AND i.full_name = ? AND u.billed = 1 LIMIT 1",
+             WHERE u.account_id = ? AND i.full_name = ? AND u.billed = 1 \
+             AND u.kind <> 'reserve' LIMIT 1",
         )
         .bind(account_id)
         .bind(ip)

@@ -508,6 +508,23 @@ pub async fn deployments_scale_with_recorded_decisions(s: &dyn Store) {
             .collect::<Vec<_>>(),
         vec![(2, 1, "scale in 2 → 1"), (0, 2, "scale out 0 → 2")]
     );
+    // The history billing integrates: oldest first, with what held before.
+    let all = s
+        .scaling_history("d1", Utc::now() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| (e.from, e.to)).collect::<Vec<_>>(),
+        [(0, 2), (2, 1)]
+    );
+    let later = s
+        .scaling_history("d1", Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        later.iter().map(|e| (e.from, e.to)).collect::<Vec<_>>(),
+        [(2, 1)]
+    );
 }
 
 /// Reviews: one per user and IP, replies, and the ratings and use the
