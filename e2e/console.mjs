@@ -64,6 +64,13 @@ try {
   await expectText("#try-output", "CAAA\nCGTT");
   await page.screenshot({ path: join(shots, "2-try-it.png"), fullPage: true });
 
+  step = "rates it";
+  await page.selectOption("#review-stars", "5");
+  await page.fill("#review-text", "fast and exact");
+  await page.click("#reviews form button");
+  await page.waitForSelector("#reviews .review");
+  await expectText("#reviews", "fast and exact");
+
   step = "sees the charge on the dashboard";
   await page.goto(`${url}/#/dashboard`);
   await page.waitForSelector("#invoice .invoice-total");
@@ -80,6 +87,13 @@ try {
   if (uses !== "1") throw new Error(`the vendor portal shows ${uses} uses of acme/revcomp`);
   await expectText("#statement .invoice-total", "Total 0.002000");
   await expectText("#statement", "platform share 20.00%: 0.000400");
+  await expectText("#vendor-reviews", "fast and exact");
+
+  step = "the vendor replies to the review";
+  await page.fill("#vendor-reviews form input", "thank you, Bob");
+  await page.click("#vendor-reviews form button");
+  await page.waitForSelector("#vendor-reviews p.muted");
+  await expectText("#vendor-reviews", "Your reply: thank you, Bob");
   await page.screenshot({ path: join(shots, "4-vendor.png"), fullPage: true });
 
   step = "the vendor publishes a new version from an uploaded package";

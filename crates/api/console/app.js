@@ -368,6 +368,19 @@ function invoiceTable(inv) {
       inv.view !== "user" ? ` · platform share ${(inv.platform_share_bps / 100).toFixed(2)}%: ${inv.platform_cut} · vendors' net ${inv.vendor_net}` : ""));
 }
 
+// Another month's invoice, in place.
+function monthPicker(current) {
+  const input = el("input", { type: "month", value: current });
+  const box = el("div");
+  return el("div", {}, el("form", {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      try { box.replaceChildren(invoiceTable(await api(`/v1/invoices?month=${encodeURIComponent(input.value)}`))); }
+      catch (e) { box.replaceChildren(errorBox(e)); }
+    },
+  }, input, el("button", { type: "submit", class: "secondary", text: "Show month" })), box);
+}
+
 async function dashboard() {
   const [deps, jobs, usage, inv, limit] = await Promise.all([
     api("/v1/deployments"), api("/v1/jobs"), api("/v1/usage"), api("/v1/invoices"), api("/v1/account/spending-limit"),
@@ -387,7 +400,7 @@ async function dashboard() {
             ` ${Math.round((j.progress || 0) * 100)}%${j.items ? ` (${j.items} ${j.unit || ""})` : ""}`))))),
     el("section", {}, el("h2", { text: `Spend per day, ${month}` }),
       barChart(perDay(usage.records.filter(r => r.billed && r.created_at.startsWith(month)), r => Number(r.price)), "")),
-    el("section", { id: "invoice" }, el("h2", { text: `Invoice ${month} (to date)` }), invoiceTable(inv)),
+    el("section", { id: "invoice" }, el("h2", { text: `Invoice ${month}` }), invoiceTable(inv), monthPicker(month)),
     el("section", {}, el("h2", { text: "Monthly spending limit" }), el("form", {
       onsubmit: async (ev) => {
         ev.preventDefault();
@@ -403,6 +416,7 @@ async function vendorPortal() {
   const [entries, usage, inv] = await Promise.all([
     api(`/v1/ips?vendor=${encodeURIComponent(me.name)}&sort=name`), api("/v1/usage"), api("/v1/invoices"),
   ]);
+  const reviews = (await Promise.all(entries.map(e => api(`/v1/ips/${ipPath(e.ip)}/reviews`)))).flat();
   const file = el("input", { type: "file", id: "package", accept: ".tar,application/x-tar" });
   const msg = el("div", { id: "publish-result" });
   view.replaceChildren(
@@ -426,7 +440,12 @@ async function vendorPortal() {
       }, file, el("button", { type: "submit", id: "publish", text: "Publish" })), msg),
     el("section", {}, el("h2", { text: `Revenue per day, ${inv.month}` }),
       barChart(perDay(usage.records.filter(r => r.billed && r.created_at.startsWith(inv.month)), r => Number(r.price)), "")),
-    el("section", { id: "statement" }, el("h2", { text: `Statement ${inv.month} (to date)` }), invoiceTable(inv)));
+    el("section", { id: "statement" }, el("h2", { text: `Statement ${inv.month} (to date)` }), invoiceTable(inv)),
+    el("section", { id: "vendor-reviews" }, el("h2", { text: `Reviews of your IPs (${reviews.length})` }),
+      reviews.map(r => el("div", { class: "review" },
+        el("p", {}, el("strong", { text: r.ip }), " ", el("span", { class: "stars", text: "★".repeat(r.stars) + "☆".repeat(5 - r.stars) }),
+          ` ${r.author}: `, r.text),
+        r.reply ? el("p", { class: "muted", text: `Your reply: ${r.reply.text}` }) : replyForm(r.ip, r.id)))));
 }
 
 async function operatorView() {

@@ -153,6 +153,12 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
     let usage = user.usage(None).await.unwrap();
     assert_eq!(usage.totals.billed, 1, "{:?}", usage.totals);
     assert_eq!(usage.records[0].ip, "acme/revcomp");
+    let reviews = user.reviews("acme/revcomp").await.unwrap();
+    assert_eq!(
+        (reviews[0].stars, reviews[0].text.as_str()),
+        (5, "fast and exact")
+    );
+    assert_eq!(reviews[0].reply.as_ref().unwrap().text, "thank you, Bob");
     let echo = wait_verified(&vendor, "acme/echo", "1.1.0").await;
     assert_eq!(echo.status, VersionStatus::Verified);
     assert!(shots.join("5-operator.png").exists());
