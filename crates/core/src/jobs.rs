@@ -244,12 +244,19 @@ impl Agent {
         let p = platform.clone();
         let mut rx = stop_rx_autoscaler;
         let autoscaler = tokio::spawn(async move {
+            // Metering looks at every deployment: once a period, not every
+            // round. A deployment is due once half a period old, so that
+            // another process's recent metering does not delay it a period.
+            let mut metered: Option<std::time::Instant> = None;
             loop {
                 if let Err(e) = p.autoscale_round().await {
                     tracing::error!("autoscaler: {e}");
                 }
-                if let Err(e) = p.meter_reservations(RESERVATION_METER_EVERY).await {
-                    tracing::error!("metering dedicated deployments: {e}");
+                if metered.is_none_or(|t| t.elapsed() >= RESERVATION_METER_EVERY) {
+                    metered = Some(std::time::Instant::now());
+                    if let Err(e) = p.meter_reservations(RESERVATION_METER_EVERY / 2).await {
+                        tracing::error!("metering dedicated deployments: {e}");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(AUTOSCALE_EVERY) => {}
