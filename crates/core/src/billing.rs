@@ -542,6 +542,11 @@ impl Platform {
                 p
             }
         };
+        // The default per-call plan has no quota: without a limit, nothing
+        // to check (the common case costs two cache lookups).
+        if limit.is_none() && plan_name.as_deref().is_none_or(|p| p == DEFAULT_PLAN) {
+            return Ok(());
+        }
         let plans = version.plans();
         let plan = plan_name
             .as_deref()
