@@ -378,19 +378,24 @@ impl Platform {
                 UsageScope::Consumer(caller.id),
                 vec![caller.clone()],
             ),
-            Role::Vendor => ("vendor", UsageScope::All, accounts.clone()),
+            // Its IPs' use; every user's, to rate each under their plan.
+            Role::Vendor => ("vendor", UsageScope::Vendor(caller.id), accounts.clone()),
             Role::Operator => ("operator", UsageScope::All, accounts.clone()),
         };
         let records = self.store.list_usage(scope, None).await?;
         let mut rated = self.rate_month(records, &who, &month).await?;
         if caller.role == Role::Vendor {
-            let mut mine = Vec::new();
-            for (a, l) in rated {
-                if self.store.ip_vendor(&l.ip).await? == Some(caller.id) {
-                    mine.push((a, l));
+            // Subscriptions (monthly fees) may name other vendors' IPs.
+            let mut ips: Vec<String> = rated.iter().map(|(_, l)| l.ip.clone()).collect();
+            ips.sort();
+            ips.dedup();
+            let mut mine = std::collections::BTreeSet::new();
+            for ip in ips {
+                if self.store.ip_vendor(&ip).await? == Some(caller.id) {
+                    mine.insert(ip);
                 }
             }
-            rated = mine;
+            rated.retain(|(_, l)| mine.contains(&l.ip));
         }
         let lines: Vec<Line> = rated.into_iter().map(|(_, l)| l).collect();
         let lines = if caller.role == Role::User {
