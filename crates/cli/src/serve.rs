@@ -9,7 +9,7 @@ use accelhub_native::{NativeBackend, NativeConfig};
 use accelhub_objects::{LocalDirStore, ObjectStore, Sealer};
 use accelhub_opencl::{OpenClBackend, OpenClConfig};
 use accelhub_s3::S3Store;
-use accelhub_store::{PgStore, SqliteStore, Store};
+use accelhub_store::{SqlStore, Store};
 use accelhub_wasm::{WasmBackend, WasmConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -207,13 +207,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let store: Arc<dyn Store> = match &args.database {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Arc::new(PgStore::open(url).await.context("cannot open the PostgreSQL database")?)
+            Arc::new(SqlStore::open_postgres(url).await.context("cannot open the PostgreSQL database")?)
         }
         Some(other) => anyhow::bail!(
             "--database must be a postgres:// URL (got '{other}'); without it the data directory's SQLite is used"
         ),
         None => Arc::new(
-            SqliteStore::open(&args.data.join("accelhub.db"))
+            SqlStore::open_sqlite(&args.data.join("accelhub.db"))
                 .await
                 .context("cannot open the database")?,
         ),

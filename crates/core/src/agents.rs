@@ -11,8 +11,8 @@
 use crate::auth::{generate_token_with, hash_token};
 use crate::{account_object_key, usage_record, CoreError, Platform, Result};
 use accelhub_domain::{
-    Account, Agent, AgentHello, ClaimRequest, FleetDevice, JobReport, JobState, NodeReport,
-    Renewal, Role, WorkItem, WorkObject,
+    Account, Agent, AgentHello, ClaimRequest, JobReport, JobState, NodeReport, NodeState, Renewal,
+    Role, WorkItem, WorkObject,
 };
 use accelhub_objects::ByteStream;
 use accelhub_scheduler::{Candidate, Holding};
@@ -124,7 +124,7 @@ impl Platform {
             )));
         }
         if let Some(n) = self.store.get_node(node).await? {
-            if n.agent_id != agent.id && n.state == "up" {
+            if n.agent_id != agent.id && n.state == NodeState::Up {
                 return Err(CoreError::Conflict(format!(
                     "node '{node}' is registered by another agent and still heartbeating"
                 )));
@@ -136,7 +136,7 @@ impl Platform {
             self.job_wakeup.notify_waiters();
         }
         self.store
-            .node_seen(node, agent.id, &accelhub_store_json(&report.devices))
+            .node_seen(node, agent.id, &report.devices)
             .await?;
         self.agent_nodes.put((agent.id, node.to_string()), ());
         tracing::info!(node, agent = %agent.name, "node registered");
@@ -180,7 +180,7 @@ impl Platform {
     ) -> Result<()> {
         self.check_node(agent, node).await?;
         self.store
-            .node_seen(node, agent.id, &accelhub_store_json(&report.devices))
+            .node_seen(node, agent.id, &report.devices)
             .await?;
         Ok(())
     }
@@ -196,9 +196,7 @@ impl Platform {
             Vec::new()
         };
         for n in self.store.list_nodes().await? {
-            if let Ok(devices) = serde_json::from_str::<Vec<FleetDevice>>(&n.devices) {
-                classes.extend(devices.into_iter().map(|d| d.class));
-            }
+            classes.extend(n.devices.into_iter().map(|d| d.class));
         }
         classes.sort();
         classes.dedup();
@@ -582,8 +580,4 @@ impl Platform {
 /// The key of a job's output in its owner's space.
 pub(crate) fn output_key(job: &str) -> String {
     format!("{job}.out")
-}
-
-fn accelhub_store_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }

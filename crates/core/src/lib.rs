@@ -1024,8 +1024,7 @@ impl Platform {
         }
         // Remote agents' nodes, as their last heartbeat described them.
         for n in self.store.list_nodes().await? {
-            let mut devices: Vec<accelhub_domain::FleetDevice> =
-                serde_json::from_str(&n.devices).unwrap_or_default();
+            let mut devices = n.devices;
             for d in &mut devices {
                 for l in &mut d.loaded {
                     if let Some(name) = names.get(l.as_str()) {
@@ -1033,7 +1032,7 @@ impl Platform {
                     }
                 }
             }
-            let health = if n.state == "up" {
+            let health = if n.state == accelhub_domain::NodeState::Up {
                 "up".to_string()
             } else {
                 format!(

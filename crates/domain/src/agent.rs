@@ -28,6 +28,35 @@ pub struct CreatedAgent {
     pub token: String,
 }
 
+/// Whether a registered node is alive: `up` while it heartbeats, `dead`
+/// once it has been silent for a whole lease (its jobs went back to the
+/// queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Up,
+    Dead,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for NodeState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NodeState, String> {
+        match s {
+            "up" => Ok(NodeState::Up),
+            "dead" => Ok(NodeState::Dead),
+            other => Err(format!("unknown node state '{other}'")),
+        }
+    }
+}
+
 /// A node and its devices, as its agent reports them when it registers
 /// and with every heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

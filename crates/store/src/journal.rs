@@ -21,10 +21,10 @@
 //! Readers of the `usage` table call [`Journal::flush`] first, so they see
 //! every record appended before they asked.
 
+use crate::sql::Db;
 use crate::{NewUsage, Result, StoreError};
 use accelhub_domain::Money;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -181,7 +181,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 impl Journal {
     /// Replay the journal files beside `db` into the database, then start
     /// a fresh file and the task that ingests it.
-    pub(crate) async fn open(db: &Path, writer: SqlitePool) -> Result<Arc<Journal>> {
+    pub(crate) async fn open(db: &Path, writer: Db) -> Result<Arc<Journal>> {
         let dir = match db.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -354,16 +354,16 @@ fn read_journal(path: &Path) -> Result<Vec<(NewUsage, i64)>> {
 }
 
 /// Insert records in one transaction; ids already present are left alone.
-async fn insert_all(writer: &SqlitePool, rows: &[(NewUsage, i64)]) -> Result<()> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+async fn insert_all(writer: &Db, rows: &[(NewUsage, i64)]) -> Result<()> {
+    let mut tx = writer.begin().await?;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        crate::sqlite::insert_usage(&mut *tx, chunk.iter().map(|(u, at)| (u, *at))).await?;
+        crate::billing::insert_usage(tx.exec(), chunk).await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-async fn ingest_loop(j: Arc<Journal>, writer: SqlitePool) {
+async fn ingest_loop(j: Arc<Journal>, writer: Db) {
     loop {
         j.wake.notified().await;
         if !j.hurried.swap(false, Ordering::SeqCst) {

@@ -1,22 +1,68 @@
 //! The metadata store: every durable fact of the control plane.
 //!
-//! [`Store`] is the seam; [`SqliteStore`] is the embedded implementation,
-//! [`PgStore`] the one several control planes share.
+//! [`Store`] is the seam, made of one trait per concern (accounts, the
+//! catalog, deployments, objects, jobs, the fleet, the marketplace,
+//! billing). [`SqlStore`] implements all of them once, on SQLite (the
+//! embedded default, [`SqlStore::open_sqlite`]) or on PostgreSQL (which
+//! several control planes share, [`SqlStore::open_postgres`]): each
+//! statement is written once, and what differs between the two databases
+//! (pools, transaction start, row locks, the usage journal) is confined to
+//! `sql.rs`, `sqlite.rs` and `postgres.rs`.
 //! Only this crate knows SQL. Timestamps are kept as Unix milliseconds.
 
+mod accounts;
+mod billing;
+mod catalog;
+mod deployments;
+mod fleet;
+mod jobs;
 mod journal;
+mod market;
+mod objects;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use accounts::AccountStore;
+pub use billing::BillingStore;
+pub use catalog::CatalogStore;
+pub use deployments::DeploymentStore;
+pub use fleet::FleetStore;
+pub use jobs::JobStore;
+pub use market::MarketStore;
+pub use objects::ObjectIndex;
+
+use journal::Journal;
+use sql::Db;
+use std::sync::Arc;
+
+/// The store on a SQL database: SQLite or PostgreSQL.
+///
+/// On SQLite, usage records (written once per call) go through a
+/// write-ahead journal (see `journal.rs`) and reach the `usage` table in
+/// batches; on PostgreSQL they are inserted as calls finish. Either way the
+/// primary key keeps each record once.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: Db,
+    journal: Option<Arc<Journal>>,
+}
+
+impl SqlStore {
+    /// Make usage records appended so far readable from the `usage` table.
+    async fn flush_usage(&self) -> Result<()> {
+        match &self.journal {
+            Some(j) => j.flush().await,
+            None => Ok(()),
+        }
+    }
+}
 
 use accelhub_domain::{
-    Account, JobAttempt, JobState, Limits, Money, Params, Role, Scaling, ScalingEvent, UsageRecord,
-    VerificationReport, VersionStatus,
+    Account, FleetDevice, JobAttempt, JobState, Limits, Money, Params, Scaling, ScalingEvent,
+    UsageRecord, VerificationReport, VersionStatus,
 };
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -39,6 +85,16 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Conflict(db.message().to_string())
             }
             _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// A unique-key conflict named as what the caller tried to create.
+    pub(crate) fn conflict_as(self, what: impl FnOnce() -> String) -> StoreError {
+        match self {
+            StoreError::Conflict(_) => StoreError::Conflict(what()),
+            other => other,
         }
     }
 }
@@ -247,10 +303,9 @@ pub struct AgentRow {
 pub struct NodeRow {
     pub name: String,
     pub agent_id: i64,
-    /// Its devices as last reported (JSON).
-    pub devices: String,
-    /// `up` or `dead`.
-    pub state: String,
+    /// Its devices as last reported.
+    pub devices: Vec<FleetDevice>,
+    pub state: accelhub_domain::agent::NodeState,
     pub registered_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
 }
@@ -266,222 +321,41 @@ pub enum UsageScope {
     All,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Accounts and tokens.
-    async fn create_account(&self, name: &str, role: Role, token_hash: &str) -> Result<Account>;
-    async fn add_token(&self, account_id: i64, token_hash: &str) -> Result<()>;
-    async fn account_by_token(&self, token_hash: &str) -> Result<Option<Account>>;
-    async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;
-    async fn list_accounts(&self) -> Result<Vec<Account>>;
+/// Everything the control plane keeps: one trait per concern, each in the
+/// module that implements it on [`SqlStore`]. Callers hold an
+/// `Arc<dyn Store>`; a trait object's supertrait methods need no import.
+pub trait Store:
+    AccountStore
+    + CatalogStore
+    + DeploymentStore
+    + ObjectIndex
+    + JobStore
+    + FleetStore
+    + MarketStore
+    + BillingStore
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-    // IPs and versions.
-    /// Create a version (and its IP on first publish) in state `pending`.
-    /// Fails with [`StoreError::Conflict`] if the version exists.
-    async fn create_version(&self, v: NewVersion) -> Result<VersionRow>;
-    async fn get_version(&self, ip: &str, version: &str) -> Result<Option<VersionRow>>;
-    async fn get_version_by_id(&self, id: i64) -> Result<Option<VersionRow>>;
-    /// All versions of an IP, newest first.
-    async fn list_versions(&self, ip: &str) -> Result<Vec<VersionRow>>;
-    /// The newest version of every IP, by name.
-    async fn list_latest_versions(&self) -> Result<Vec<VersionRow>>;
-    async fn pending_versions(&self) -> Result<Vec<VersionRow>>;
-    async fn set_version_status(
-        &self,
-        id: i64,
-        status: VersionStatus,
-        report: &VerificationReport,
-    ) -> Result<()>;
-    /// The vendor owning an IP name, if it was ever published.
-    async fn ip_vendor(&self, ip: &str) -> Result<Option<i64>>;
+impl<T> Store for T where
+    T: AccountStore
+        + CatalogStore
+        + DeploymentStore
+        + ObjectIndex
+        + JobStore
+        + FleetStore
+        + MarketStore
+        + BillingStore
+        + Send
+        + Sync
+        + 'static
+{
+}
 
-    // Deployments.
-    async fn upsert_deployment(
-        &self,
-        id: &str,
-        account_id: i64,
-        version_id: i64,
-    ) -> Result<DeploymentRow>;
-    async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>>;
-    async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
-    async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;
-    async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()>;
-    /// Advance how far a deployment's reservation is metered, from `from`
-    /// (what the caller read) to `to`; false when another process moved it
-    /// first (that process meters the interval).
-    async fn advance_metered_until(
-        &self,
-        deployment_id: &str,
-        from: Option<DateTime<Utc>>,
-        to: DateTime<Utc>,
-    ) -> Result<bool>;
-    /// Set the device classes a deployment's calls prefer, in order.
-    async fn set_device_preference(&self, deployment_id: &str, devices: &[String]) -> Result<()>;
-    /// Every deployment with its jobs queued and running.
-    async fn deployment_demand(&self) -> Result<Vec<DeploymentDemand>>;
-    async fn deployment_demand_of(&self, deployment_id: &str) -> Result<Option<DeploymentDemand>>;
-    /// Set a deployment's replicas to `to` (and `low_since`) if they are
-    /// still `from`, recording `reason` as a scaling event when the
-    /// replicas change. False: another control plane moved first.
-    async fn scale_deployment(
-        &self,
-        deployment_id: &str,
-        from: u32,
-        to: u32,
-        low_since: Option<DateTime<Utc>>,
-        reason: Option<&str>,
-    ) -> Result<bool>;
-    /// Jobs running now, by account and IP.
-    async fn running_counts(&self) -> Result<Vec<(i64, String, u32)>>;
-    /// A deployment's latest scaling events, newest first.
-    async fn scaling_events(&self, deployment_id: &str, limit: u32) -> Result<Vec<ScalingEvent>>;
-    /// Every scaling event of a deployment from `since` on, oldest first,
-    /// preceded by the last one before `since` (what held at `since`).
-    async fn scaling_history(
-        &self,
-        deployment_id: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<ScalingEvent>>;
-
-    // Objects owned by accounts.
-    async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()>;
-    async fn get_object(&self, account_id: i64, key: &str) -> Result<Option<ObjectRow>>;
-    async fn list_objects(&self, account_id: i64) -> Result<Vec<ObjectRow>>;
-    async fn delete_object(&self, account_id: i64, key: &str) -> Result<bool>;
-
-    // Jobs: a durable queue with leases.
-    async fn create_job(&self, job: NewJob) -> Result<JobRow>;
-    async fn get_job(&self, id: &str) -> Result<Option<JobRow>>;
-    async fn list_jobs(&self, account_id: i64, limit: u32) -> Result<Vec<JobRow>>;
-    /// Take the oldest queued job of one of `devices`: it becomes `running`
-    /// under a lease held by `worker` until `lease_until`, and a new attempt
-    /// is recorded.
-    async fn claim_job(
-        &self,
-        worker: &str,
-        devices: &[String],
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<JobRow>>;
-    /// Lease this job if it is still queued (a scheduler chose it) and its
-    /// deployment, if it has one, runs fewer jobs than its replicas.
-    async fn claim_job_id(
-        &self,
-        id: &str,
-        worker: &str,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<JobRow>>;
-    /// The oldest queued jobs of these devices (candidates for a
-    /// scheduler), at most 4 of each account's IP version so that one
-    /// deployment's backlog never hides another's; without their history.
-    async fn queued_jobs(&self, devices: &[String], limit: u32) -> Result<Vec<JobRow>>;
-    /// Extend a lease and record progress (a fraction, and items done in
-    /// the IP's unit when it counts them). Returns the job's state: a
-    /// worker whose job is no longer `running` under its lease must stop.
-    async fn renew_lease(
-        &self,
-        id: &str,
-        worker: &str,
-        lease_until: DateTime<Utc>,
-        progress: f64,
-        items: Option<(u64, &str)>,
-    ) -> Result<Option<JobState>>;
-    /// Finish the attempt held by `worker`, and write its usage record in
-    /// the same transaction. Returns false (and writes nothing) if the
-    /// worker no longer holds the job.
-    async fn finish_job(
-        &self,
-        id: &str,
-        worker: &str,
-        outcome: JobOutcome,
-        usage: Option<NewUsage>,
-    ) -> Result<bool>;
-    /// Cancel a job that has not finished. Returns its state afterwards.
-    async fn cancel_job(&self, id: &str) -> Result<Option<JobState>>;
-    /// Jobs whose lease expired before `now` (their worker died): the
-    /// attempt is marked `lost`; the job is queued again, or failed once
-    /// it has had `max_attempts`. Returns the ids touched.
-    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<Vec<String>>;
-    /// Give up every lease held by `worker` at once (its process restarted,
-    /// or its node stopped heartbeating): each attempt is marked `lost`
-    /// with `why`.
-    async fn release_worker(&self, worker: &str, why: &str) -> Result<Vec<String>>;
-    async fn delete_job(&self, id: &str) -> Result<bool>;
-
-    // Remote agents and their nodes.
-    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentRow>;
-    /// The agent a token belongs to, unless it was revoked.
-    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>>;
-    async fn list_agents(&self) -> Result<Vec<AgentRow>>;
-    /// Revoke an agent's token. Returns false if there is no such agent.
-    async fn revoke_agent(&self, name: &str) -> Result<bool>;
-    /// Register a node or record its heartbeat: it is `up`, seen now, held
-    /// by `agent_id`, with these devices (JSON).
-    async fn node_seen(&self, name: &str, agent_id: i64, devices: &str) -> Result<()>;
-    async fn get_node(&self, name: &str) -> Result<Option<NodeRow>>;
-    async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
-    /// Declare dead the nodes that are up but were last seen before
-    /// `silent_since`. Returns their names.
-    async fn mark_dead_nodes(&self, silent_since: DateTime<Utc>) -> Result<Vec<String>>;
-
-    // Metering.
-    /// Durably record a usage record: when this returns, the record
-    /// survives a crash of the process. A record whose id is already
-    /// recorded is never written twice.
-    async fn record_usage(&self, usage: NewUsage) -> Result<()>;
-
-    // ---- Marketplace ----
-
-    /// Write `account_id`'s review of `ip` (replacing an earlier one).
-    async fn put_review(
-        &self,
-        ip: &str,
-        account_id: i64,
-        stars: u8,
-        text: &str,
-        now: DateTime<Utc>,
-    ) -> Result<accelhub_domain::Review>;
-    /// Reviews of an IP, newest first.
-    async fn list_reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>>;
-    /// Set the vendor's reply to review `id` of `ip`; `None` if there is
-    /// no such review of that IP.
-    async fn reply_review(
-        &self,
-        ip: &str,
-        id: i64,
-        text: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<accelhub_domain::Review>>;
-    /// Ratings and use of every IP that has any.
-    async fn ip_stats(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, accelhub_domain::IpStats>>;
-    /// Whether the account has run any version of `ip` successfully.
-    async fn has_used(&self, account_id: i64, ip: &str) -> Result<bool>;
-
-    // ---- Billing ----
-
-    /// Subscribe `account_id` to `plan` of `ip` from `since` (a new entry
-    /// of its history).
-    async fn subscribe(
-        &self,
-        account_id: i64,
-        ip: &str,
-        plan: &str,
-        since: DateTime<Utc>,
-    ) -> Result<accelhub_domain::billing::Subscription>;
-    /// An account's subscription history, oldest first (all IPs, or one).
-    async fn subscriptions(
-        &self,
-        account_id: Option<i64>,
-        ip: Option<&str>,
-    ) -> Result<Vec<(i64, accelhub_domain::billing::Subscription)>>;
-    async fn set_spending_limit(&self, account_id: i64, monthly: Option<Money>) -> Result<()>;
-    async fn spending_limit(&self, account_id: i64) -> Result<Option<Money>>;
-    async fn list_usage(
-        &self,
-        scope: UsageScope,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<UsageRecord>>;
+pub(crate) fn now_ms() -> i64 {
+    millis(Utc::now())
 }
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {

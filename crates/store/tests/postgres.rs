@@ -39,7 +39,7 @@ impl Drop for Dropper {
 }
 
 /// A store on a fresh schema, or `None` (with a note) without PostgreSQL.
-async fn pg(test: &str) -> Option<(Dropper, PgStore, String)> {
+async fn pg(test: &str) -> Option<(Dropper, SqlStore, String)> {
     let Ok(url) = std::env::var("ACCELHUB_TEST_POSTGRES") else {
         eprintln!("skipping {test}: ACCELHUB_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
         return None;
@@ -60,7 +60,9 @@ async fn pg(test: &str) -> Option<(Dropper, PgStore, String)> {
         .expect("create a test schema");
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = PgStore::open(&scoped).await.expect("open the store");
+    let store = SqlStore::open_postgres(&scoped)
+        .await
+        .expect("open the store");
     // The schema goes after the store (bindings drop in reverse order).
     Some((Dropper(url, schema), store, scoped))
 }
@@ -105,7 +107,7 @@ async fn two_control_planes_never_claim_a_job_twice() {
     let Some((_drop, a, url)) = pg("two_control_planes_never_claim_a_job_twice").await else {
         return;
     };
-    let b = PgStore::open(&url).await.unwrap();
+    let b = SqlStore::open_postgres(&url).await.unwrap();
     let (_, user, v) = fixture(&a).await;
     for i in 0..60 {
         a.create_job(new_job(&format!("j{i:02}"), user, v.id))
@@ -120,8 +122,7 @@ async fn two_control_planes_never_claim_a_job_twice() {
             let mut mine = Vec::new();
             let devices = vec!["wasm".to_string()];
             let lease = Utc::now() + Duration::seconds(60);
-            while let Some(j) = s
-                .claim_job(&format!("w{w}"), &devices, lease)
+            while let Some(j) = claim_oldest(&*s, &format!("w{w}"), &devices, lease)
                 .await
                 .unwrap()
             {
@@ -147,14 +148,17 @@ async fn two_lease_keepers_requeue_each_job_once() {
     let Some((_drop, a, url)) = pg("two_lease_keepers_requeue_each_job_once").await else {
         return;
     };
-    let b = PgStore::open(&url).await.unwrap();
+    let b = SqlStore::open_postgres(&url).await.unwrap();
     let (_, user, v) = fixture(&a).await;
     let devices = vec!["wasm".to_string()];
     let past = Utc::now() - Duration::seconds(1);
     for i in 0..30 {
         let id = format!("e{i:02}");
         a.create_job(new_job(&id, user, v.id)).await.unwrap();
-        a.claim_job("dead", &devices, past).await.unwrap().unwrap();
+        claim_oldest(&a, "dead", &devices, past)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let (ra, rb) = tokio::join!(a.requeue_expired(Utc::now()), b.requeue_expired(Utc::now()));
     let mut all = ra.unwrap();

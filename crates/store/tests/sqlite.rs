@@ -8,9 +8,11 @@ use accelhub_store::*;
 use common::*;
 use std::sync::Arc;
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
+async fn store() -> (tempfile::TempDir, SqlStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    let s = SqlStore::open_sqlite(&dir.path().join("t.db"))
+        .await
+        .unwrap();
     (dir, s)
 }
 
@@ -45,11 +47,11 @@ async fn reopening_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     {
-        let s = SqliteStore::open(&path).await.unwrap();
+        let s = SqlStore::open_sqlite(&path).await.unwrap();
         s.create_account("keep", Role::User, "hk").await.unwrap();
         s.put_object(1, "k", 3, "abc").await.unwrap();
     }
-    let s = SqliteStore::open(&path).await.unwrap();
+    let s = SqlStore::open_sqlite(&path).await.unwrap();
     assert_eq!(
         s.account_by_token("hk").await.unwrap().unwrap().name,
         "keep"
@@ -80,7 +82,7 @@ fn journaled_usage_survives_a_crash_and_is_written_once() {
     // its ingesting task are torn down without any flush.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (user, version) = rt.block_on(async {
-        let s = SqliteStore::open(&db).await.unwrap();
+        let s = SqlStore::open_sqlite(&db).await.unwrap();
         let (_, user, v) = fixture(&s).await;
         // One record reaches the database before the crash.
         s.record_usage(usage("c0", user, v.id)).await.unwrap();
@@ -117,7 +119,7 @@ fn journaled_usage_survives_a_crash_and_is_written_once() {
     // Second life: everything is there, once.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let s = SqliteStore::open(&db).await.unwrap();
+        let s = SqlStore::open_sqlite(&db).await.unwrap();
         let records = s.list_usage(UsageScope::All, None).await.unwrap();
         let mut ids: Vec<_> = records.iter().map(|r| r.id.clone()).collect();
         ids.sort();

@@ -2,6 +2,7 @@
 //! on SQLite (`sqlite.rs`) and on PostgreSQL (`postgres.rs`).
 #![allow(dead_code)]
 
+use accelhub_domain::agent::NodeState;
 use accelhub_domain::{JobState, Limits, Money, Role, VerificationReport, VersionStatus};
 use accelhub_store::*;
 use chrono::{Duration, Utc};
@@ -32,6 +33,23 @@ pub async fn fixture(s: &dyn Store) -> (i64, i64, VersionRow) {
         .await
         .unwrap();
     (vendor.id, user.id, v)
+}
+
+/// Lease the oldest queued job of `devices` to `worker` the way the control
+/// plane does: list the scheduler's candidates, then claim them by id until
+/// one is taken.
+pub async fn claim_oldest(
+    s: &dyn Store,
+    worker: &str,
+    devices: &[String],
+    lease: chrono::DateTime<Utc>,
+) -> Result<Option<JobRow>, StoreError> {
+    for job in s.queued_jobs(devices, 32).await? {
+        if let Some(j) = s.claim_job_id(&job.id, worker, lease).await? {
+            return Ok(Some(j));
+        }
+    }
+    Ok(None)
 }
 
 pub fn new_job(id: &str, account_id: i64, version_id: i64) -> NewJob {
@@ -134,22 +152,19 @@ pub async fn a_job_is_claimed_once_and_billed_once(s: &dyn Store) {
     let lease = Utc::now() + Duration::seconds(30);
     let devices = vec!["wasm".to_string()];
 
-    let a = s
-        .claim_job("node-a", &devices, lease)
+    let a = claim_oldest(s, "node-a", &devices, lease)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(a.state, JobState::Running);
     assert_eq!(a.attempts, 1);
     // Nobody else gets it, nor does a node for another device class.
-    assert!(s
-        .claim_job("node-b", &devices, lease)
+    assert!(claim_oldest(s, "node-b", &devices, lease)
         .await
         .unwrap()
         .is_none());
     s.create_job(new_job("j2", user, v.id)).await.unwrap();
-    assert!(s
-        .claim_job("node-c", &["opencl".to_string()], lease)
+    assert!(claim_oldest(s, "node-c", &["opencl".to_string()], lease)
         .await
         .unwrap()
         .is_none());
@@ -207,7 +222,10 @@ pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) 
     let past = Utc::now() - Duration::seconds(1);
 
     // Attempt 1: the worker dies (its lease is already past).
-    s.claim_job("dead", &devices, past).await.unwrap().unwrap();
+    claim_oldest(s, "dead", &devices, past)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.requeue_expired(Utc::now()).await.unwrap(),
         vec!["j".to_string()]
@@ -228,7 +246,7 @@ pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) 
     );
 
     // Attempt 2 (the last): its worker's process restarts.
-    s.claim_job("node", &devices, Utc::now() + Duration::seconds(60))
+    claim_oldest(s, "node", &devices, Utc::now() + Duration::seconds(60))
         .await
         .unwrap()
         .unwrap();
@@ -248,8 +266,7 @@ pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) 
     assert_eq!(s.cancel_job("j").await.unwrap(), Some(JobState::Failed));
     s.create_job(new_job("k", user, v.id)).await.unwrap();
     assert_eq!(s.cancel_job("k").await.unwrap(), Some(JobState::Cancelled));
-    assert!(s
-        .claim_job("node", &devices, Utc::now())
+    assert!(claim_oldest(s, "node", &devices, Utc::now())
         .await
         .unwrap()
         .is_none());
@@ -317,23 +334,37 @@ pub async fn agents_and_nodes(s: &dyn Store) {
     assert_eq!(s.agent_by_token("ha").await.unwrap(), Some(a.clone()));
     assert_eq!(s.agent_by_token("nope").await.unwrap(), None);
 
-    s.node_seen("n1", a.id, "[]").await.unwrap();
+    s.node_seen("n1", a.id, &[]).await.unwrap();
     let first = s.get_node("n1").await.unwrap().unwrap();
-    assert_eq!(first.state, "up");
+    assert_eq!(first.state, NodeState::Up);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    s.node_seen("n1", a.id, r#"[{"class":"wasm"}]"#)
+    let wasm = accelhub_domain::FleetDevice {
+        class: "wasm".into(),
+        slots: 4,
+        busy: 1,
+        utilisation: 0.25,
+        loaded: vec!["img".into()],
+        resident: vec![],
+        hardware: vec![],
+    };
+    s.node_seen("n1", a.id, std::slice::from_ref(&wasm))
         .await
         .unwrap();
     let again = s.get_node("n1").await.unwrap().unwrap();
     assert_eq!(again.registered_at, first.registered_at);
     assert!(again.last_seen > first.last_seen);
-    assert_eq!(again.devices, r#"[{"class":"wasm"}]"#);
-    s.node_seen("n2", a.id, "[]").await.unwrap();
+    assert_eq!(again.devices.len(), 1);
+    assert_eq!(
+        (again.devices[0].class.as_str(), again.devices[0].slots),
+        ("wasm", 4)
+    );
+    assert_eq!(again.devices[0].loaded, wasm.loaded);
+    s.node_seen("n2", a.id, &[]).await.unwrap();
 
     // Only nodes silent since the cut-off die, and only once.
     let cut = again.last_seen + Duration::milliseconds(1);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    s.node_seen("n2", a.id, "[]").await.unwrap();
+    s.node_seen("n2", a.id, &[]).await.unwrap();
     assert_eq!(
         s.mark_dead_nodes(cut).await.unwrap(),
         vec!["n1".to_string()]
@@ -343,13 +374,16 @@ pub async fn agents_and_nodes(s: &dyn Store) {
     assert_eq!(
         nodes
             .iter()
-            .map(|n| (n.name.as_str(), n.state.as_str()))
+            .map(|n| (n.name.as_str(), n.state))
             .collect::<Vec<_>>(),
-        vec![("n1", "dead"), ("n2", "up")]
+        vec![("n1", NodeState::Dead), ("n2", NodeState::Up)]
     );
     // A heartbeat brings it back.
-    s.node_seen("n1", a.id, "[]").await.unwrap();
-    assert_eq!(s.get_node("n1").await.unwrap().unwrap().state, "up");
+    s.node_seen("n1", a.id, &[]).await.unwrap();
+    assert_eq!(
+        s.get_node("n1").await.unwrap().unwrap().state,
+        NodeState::Up
+    );
 
     assert!(s.revoke_agent("rack1").await.unwrap());
     assert!(!s.revoke_agent("rack9").await.unwrap());
@@ -410,7 +444,7 @@ pub async fn a_chosen_job_is_claimed_once(s: &dyn Store) {
     assert_eq!(mine, ["q1", "q4", "q5", "q6"], "{listed:?}");
     assert!(listed.contains(&"o1".to_string()), "{listed:?}");
     // Queue order still works beside it.
-    let oldest = s.claim_job("n2", &wasm, lease).await.unwrap().unwrap();
+    let oldest = claim_oldest(s, "n2", &wasm, lease).await.unwrap().unwrap();
     assert_eq!(oldest.id, "q1");
 }
 
@@ -438,7 +472,13 @@ pub async fn deployments_scale_with_recorded_decisions(s: &dyn Store) {
     for id in ["a", "b", "c"] {
         s.create_job(new_job(id, user, v.id)).await.unwrap();
     }
-    s.claim_job(
+    assert!(s
+        .scale_deployment("d1", 0, 2, None, Some("scale out 0 → 2"))
+        .await
+        .unwrap());
+    // Claims are capped by the replicas: with two, one job runs.
+    claim_oldest(
+        s,
         "n",
         &["wasm".to_string()],
         Utc::now() + Duration::seconds(60),
@@ -456,10 +496,6 @@ pub async fn deployments_scale_with_recorded_decisions(s: &dyn Store) {
         vec![(user, v.ip.clone(), 1)]
     );
 
-    assert!(s
-        .scale_deployment("d1", 0, 2, None, Some("scale out 0 → 2"))
-        .await
-        .unwrap());
     // A second writer that read 0 loses.
     assert!(!s
         .scale_deployment("d1", 0, 3, None, Some("scale out 0 → 3"))
