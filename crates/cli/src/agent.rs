@@ -4,15 +4,8 @@
 
 use crate::serve::{shutdown_signal, DeviceArgs};
 use accelhub_client::{AgentClient, ClientError};
-use accelhub_core::worker::{file_stream, node_report, JobSource, WorkerPool};
-use accelhub_core::{CoreError, Executor, Metrics};
-use accelhub_device::Output;
-use accelhub_domain::{ClaimRequest, JobReport, Renewal, WorkItem};
-use accelhub_objects::ByteStream;
+use accelhub_worker::{node_report, Executor, HttpJobs, NoMetrics, WorkerPool};
 use anyhow::Context;
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::TryStreamExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,12 +96,12 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         })
     };
 
-    let source = Arc::new(HttpJobs { client });
+    let source = Arc::new(HttpJobs::new(client));
     let pool = WorkerPool::start(
         source,
         executor,
         args.data.join("scratch"),
-        Arc::new(Metrics::new()),
+        Arc::new(NoMetrics),
     )
     .await?;
     shutdown_signal().await;
@@ -121,67 +114,4 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     heartbeat.abort();
     Ok(())
-}
-
-/// The control plane, over `/v1/agent`.
-struct HttpJobs {
-    client: AgentClient,
-}
-
-fn core_error(e: ClientError) -> CoreError {
-    match e.status().map(|s| s.as_u16()) {
-        Some(401) => CoreError::Unauthorized,
-        Some(403) => CoreError::Forbidden(e.to_string()),
-        Some(404) => CoreError::NotFound(e.to_string()),
-        Some(409) => CoreError::Conflict(e.to_string()),
-        Some(413) => CoreError::TooLarge(e.to_string()),
-        _ => CoreError::Unavailable(e.to_string()),
-    }
-}
-
-fn stream_of(resp: reqwest::Response) -> ByteStream {
-    Box::pin(resp.bytes_stream().map_err(std::io::Error::other))
-}
-
-#[async_trait]
-impl JobSource for HttpJobs {
-    fn node(&self) -> &str {
-        self.client.node()
-    }
-    async fn claim(&self, req: &ClaimRequest) -> accelhub_core::Result<Option<WorkItem>> {
-        self.client.claim(req).await.map_err(core_error)
-    }
-    async fn renew(&self, job: &str, r: Renewal) -> accelhub_core::Result<bool> {
-        self.client.renew(job, &r).await.map_err(core_error)
-    }
-    async fn input(&self, job: &str) -> accelhub_core::Result<ByteStream> {
-        Ok(stream_of(self.client.input(job).await.map_err(core_error)?))
-    }
-    async fn object(&self, job: &str, name: &str) -> accelhub_core::Result<ByteStream> {
-        Ok(stream_of(
-            self.client.object(job, name).await.map_err(core_error)?,
-        ))
-    }
-    async fn artifact(&self, job: &str) -> accelhub_core::Result<Bytes> {
-        self.client.artifact(job).await.map_err(core_error)
-    }
-    async fn put_output(&self, job: &str, output: Output) -> accelhub_core::Result<u64> {
-        let size = output.len();
-        let body = match output {
-            Output::Bytes(b) => reqwest::Body::from(b),
-            Output::File { path, .. } => reqwest::Body::wrap_stream(
-                file_stream(&path)
-                    .await
-                    .map_err(|e| CoreError::Internal(format!("cannot read the output: {e}")))?,
-            ),
-        };
-        self.client
-            .put_output(job, body)
-            .await
-            .map_err(core_error)?;
-        Ok(size)
-    }
-    async fn finish(&self, job: &str, report: JobReport) -> accelhub_core::Result<bool> {
-        self.client.finish(job, &report).await.map_err(core_error)
-    }
 }

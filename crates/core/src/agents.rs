@@ -2,7 +2,7 @@
 //! the nodes agents register, and the work they lease.
 //!
 //! A worker, local or remote, sees a job only through these methods (see
-//! [`crate::worker::JobSource`]): claim it, stream its input and object
+//! [`accelhub_worker::JobSource`]): claim it, stream its input and object
 //! inputs, fetch its artifact, renew its lease with progress, upload its
 //! output and report how it ended. Every step but the claim checks that
 //! the job is still leased to the caller's node, so a node declared dead
@@ -507,7 +507,7 @@ impl Platform {
                 version.as_deref().map(|v| {
                     usage_record(
                         job,
-                        "job",
+                        accelhub_domain::UsageKind::Job,
                         j.account_id,
                         v,
                         &j.device,
@@ -524,7 +524,7 @@ impl Platform {
                 version.as_deref().map(|v| {
                     usage_record(
                         job,
-                        "job",
+                        accelhub_domain::UsageKind::Job,
                         j.account_id,
                         v,
                         &j.device,

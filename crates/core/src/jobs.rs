@@ -6,10 +6,11 @@
 //! completion and its usage record are written in one transaction, so a job
 //! is billed once however often it is retried.
 
-use crate::worker::{LocalJobs, WorkerPool};
+use crate::worker::LocalJobs;
 use crate::{account_object_key, new_id, CoreError, Platform, Result};
 use accelhub_domain::{Account, Job, JobState, Params};
 use accelhub_store::{JobRow, NewJob};
+use accelhub_worker::WorkerPool;
 use chrono::Utc;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -213,7 +214,8 @@ impl Agent {
                     platform.config.scratch_dir.clone(),
                     platform.metrics.clone(),
                 )
-                .await?,
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?,
             )
         } else {
             None

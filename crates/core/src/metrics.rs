@@ -172,3 +172,15 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+impl accelhub_worker::WorkerMetrics for Metrics {
+    fn jobs_running(&self, delta: i64) {
+        Metrics::jobs_running(self, delta)
+    }
+    fn job_finished(&self, outcome: &str) {
+        Metrics::job_finished(self, outcome)
+    }
+    fn image_load(&self, device: &str, load: &accelhub_device::LoadReport) {
+        Metrics::image_load(self, device, load)
+    }
+}

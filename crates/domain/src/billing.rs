@@ -6,7 +6,11 @@
 
 use crate::money::Money;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use utoipa::ToSchema;
+
+mod rating;
+pub use rating::{merge, plan_at, rate_account_ip, History, Month, Terms};
 
 /// Bytes in the gigabyte that `per_gb` prices (10^9, as clouds bill).
 pub const GB: u64 = 1_000_000_000;
@@ -58,11 +62,73 @@ pub struct Use {
 pub struct Line {
     pub ip: String,
     pub plan: String,
-    /// What is charged: `calls`, `input GB`, `monthly fee`, `overage
-    /// calls`, `trial calls`.
-    pub item: String,
+    pub item: LineItem,
     pub quantity: u64,
     pub amount: Money,
+}
+
+/// What an invoice line charges; `quantity` counts it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+pub enum LineItem {
+    /// Calls the trial covers (free).
+    #[serde(rename = "trial calls")]
+    TrialCalls,
+    /// Calls at the plan's price per call (free under a device-hour plan).
+    #[serde(rename = "calls")]
+    Calls,
+    /// Input bytes, priced by the gigabyte.
+    #[serde(rename = "input bytes")]
+    InputBytes,
+    /// A monthly plan's fee.
+    #[serde(rename = "monthly fee")]
+    MonthlyFee,
+    /// Calls a monthly fee includes.
+    #[serde(rename = "included calls")]
+    IncludedCalls,
+    /// Calls past those, at the overage price.
+    #[serde(rename = "overage calls")]
+    OverageCalls,
+    /// A dedicated deployment's replicas times the time each was held.
+    #[serde(rename = "replica microseconds")]
+    ReplicaMicroseconds,
+}
+
+impl LineItem {
+    /// The name invoices show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineItem::TrialCalls => "trial calls",
+            LineItem::Calls => "calls",
+            LineItem::InputBytes => "input bytes",
+            LineItem::MonthlyFee => "monthly fee",
+            LineItem::IncludedCalls => "included calls",
+            LineItem::OverageCalls => "overage calls",
+            LineItem::ReplicaMicroseconds => "replica microseconds",
+        }
+    }
+
+    /// Whether the line counts calls (what a plan's quota counts).
+    pub fn counts_calls(self) -> bool {
+        matches!(
+            self,
+            LineItem::Calls | LineItem::IncludedCalls | LineItem::OverageCalls
+        )
+    }
+}
+
+impl fmt::Display for LineItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compared with the name invoices show.
+impl PartialEq<&str> for LineItem {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// `a * b / c`, rounded half up, without overflow.
@@ -80,10 +146,10 @@ fn times(a: Money, n: u64) -> Money {
 /// trial quota at the start of the month. A monthly plan's fee is due for
 /// a month the user was subscribed, used or not (`subscribed`).
 pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bool) -> Vec<Line> {
-    let line = |item: &str, quantity: u64, amount: Money| Line {
+    let line = |item: LineItem, quantity: u64, amount: Money| Line {
         ip: ip.to_string(),
         plan: plan.name.clone(),
-        item: item.to_string(),
+        item,
         quantity,
         amount,
     };
@@ -91,25 +157,29 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
     let (trial, paid) = uses.split_at(free);
     let mut lines = Vec::new();
     if !trial.is_empty() {
-        lines.push(line("trial calls", trial.len() as u64, Money::ZERO));
+        lines.push(line(LineItem::TrialCalls, trial.len() as u64, Money::ZERO));
     }
     match plan.kind {
         PlanKind::PerCall { per_call, per_gb } => {
             if !paid.is_empty() {
                 lines.push(line(
-                    "calls",
+                    LineItem::Calls,
                     paid.len() as u64,
                     times(per_call, paid.len() as u64),
                 ));
             }
             let bytes: u64 = paid.iter().map(|u| u.bytes_in).fold(0, u64::saturating_add);
             if per_gb != Money::ZERO && bytes > 0 {
-                lines.push(line("input bytes", bytes, mul_div(per_gb, bytes, GB)));
+                lines.push(line(
+                    LineItem::InputBytes,
+                    bytes,
+                    mul_div(per_gb, bytes, GB),
+                ));
             }
         }
         PlanKind::DeviceHour { .. } => {
             if !paid.is_empty() {
-                lines.push(line("calls", paid.len() as u64, Money::ZERO));
+                lines.push(line(LineItem::Calls, paid.len() as u64, Money::ZERO));
             }
         }
         PlanKind::Monthly {
@@ -118,17 +188,17 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
             overage,
         } => {
             if subscribed || !paid.is_empty() {
-                lines.push(line("monthly fee", 1, fee));
+                lines.push(line(LineItem::MonthlyFee, 1, fee));
             }
             let n = paid.len() as u64;
             let included = n.min(included_calls);
             if included > 0 {
-                lines.push(line("included calls", included, Money::ZERO));
+                lines.push(line(LineItem::IncludedCalls, included, Money::ZERO));
             }
             let over = n - included;
             if over > 0 {
                 lines.push(line(
-                    "overage calls",
+                    LineItem::OverageCalls,
                     over,
                     times(overage.unwrap_or(Money::ZERO), over),
                 ));
@@ -145,7 +215,7 @@ pub fn reservation(ip: &str, plan: &Plan, replica_us: u64) -> Option<Line> {
         PlanKind::DeviceHour { per_hour } if replica_us > 0 => Some(Line {
             ip: ip.to_string(),
             plan: plan.name.clone(),
-            item: "replica microseconds".into(),
+            item: LineItem::ReplicaMicroseconds,
             quantity: replica_us,
             amount: mul_div(per_hour, replica_us, HOUR_US),
         }),

@@ -29,7 +29,7 @@ pub use market::{
     CatalogFilter, CatalogSort, IpStats, RatingSummary, Reply, Review, SubmitReply, SubmitReview,
 };
 pub use money::Money;
-pub use usage::{UsageRecord, UsageReport, UsageTotals};
+pub use usage::{UsageKind, UsageRecord, UsageReport, UsageTotals};
 pub use version::{
     Compare, ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus,
 };

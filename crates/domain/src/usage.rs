@@ -5,13 +5,60 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// What a usage record meters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageKind {
+    /// A synchronous call.
+    Call,
+    /// An asynchronous job.
+    Job,
+    /// A dedicated deployment's held replicas (`device_time_us`:
+    /// replica-microseconds), metered once a minute.
+    Reserve,
+}
+
+impl UsageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageKind::Call => "call",
+            UsageKind::Job => "job",
+            UsageKind::Reserve => "reserve",
+        }
+    }
+}
+
+impl std::fmt::Display for UsageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for UsageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<UsageKind, String> {
+        match s {
+            "call" => Ok(UsageKind::Call),
+            "job" => Ok(UsageKind::Job),
+            "reserve" => Ok(UsageKind::Reserve),
+            other => Err(format!("unknown usage kind '{other}'")),
+        }
+    }
+}
+
+/// Compared with its name in records.
+impl PartialEq<&str> for UsageKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What one call or job consumed. Failed calls are recorded unbilled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageRecord {
     /// The call or job id; unique, so a retry can never bill twice.
     pub id: String,
-    /// `call` (synchronous) or `job`.
-    pub kind: String,
+    pub kind: UsageKind,
     /// The consuming account; absent in a vendor's view.
     pub account: Option<String>,
     pub ip: String,
@@ -74,7 +121,7 @@ mod tests {
     fn rec(billed: bool, price: i64) -> UsageRecord {
         UsageRecord {
             id: "c".into(),
-            kind: "call".into(),
+            kind: UsageKind::Call,
             account: None,
             ip: "a/b".into(),
             version: "1.0.0".into(),

@@ -52,7 +52,7 @@ pub(crate) async fn insert_usage(on: Exec<'_>, rows: &[(NewUsage, i64)]) -> Resu
     for (u, at) in rows {
         q = q
             .bind(&u.id)
-            .bind(&u.kind)
+            .bind(u.kind.as_str())
             .bind(u.account_id)
             .bind(u.version_id)
             .bind(&u.device)
@@ -103,7 +103,7 @@ impl BillingStore for SqlStore {
             .map(|r| {
                 Ok(UsageRecord {
                     id: r.get(0)?,
-                    kind: r.get(1)?,
+                    kind: r.get::<String>(1)?.parse().map_err(StoreError::Corrupt)?,
                     account: Some(r.get(2)?),
                     ip: r.get(3)?,
                     version: r.get(4)?,

@@ -47,7 +47,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Serialize, Deserialize)]
 struct Entry {
     id: String,
-    kind: String,
+    kind: accelhub_domain::UsageKind,
     account_id: i64,
     version_id: i64,
     device: String,

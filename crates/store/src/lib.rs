@@ -277,7 +277,7 @@ pub enum JobOutcome {
 #[derive(Debug, Clone)]
 pub struct NewUsage {
     pub id: String,
-    pub kind: String,
+    pub kind: accelhub_domain::UsageKind,
     pub account_id: i64,
     pub version_id: i64,
     pub device: String,

@@ -89,7 +89,7 @@ fn journaled_usage_survives_a_crash_and_is_written_once() {
         assert_eq!(s.list_usage(UsageScope::All, None).await.unwrap().len(), 1);
         for i in 1..200 {
             let mut u = usage(&format!("c{i}"), user, v.id);
-            u.kind = "call".into();
+            u.kind = accelhub_domain::UsageKind::Call;
             s.record_usage(u).await.unwrap();
         }
         (user, v.id)

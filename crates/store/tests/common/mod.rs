@@ -68,7 +68,7 @@ pub fn new_job(id: &str, account_id: i64, version_id: i64) -> NewJob {
 pub fn usage(id: &str, account_id: i64, version_id: i64) -> NewUsage {
     NewUsage {
         id: id.into(),
-        kind: "job".into(),
+        kind: accelhub_domain::UsageKind::Job,
         account_id,
         version_id,
         device: "wasm".into(),
