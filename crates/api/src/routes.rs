@@ -1,61 +1,29 @@
 //! Handlers of `/v1`.
 
+use crate::extract::{
+    body_stream, octets, read_body, ApiJson, ApiPath, ApiQuery, IpPath, IpSegments,
+};
 use crate::{ApiError, AppState, Caller, Problem};
 use accelhub_domain::{
     Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet,
     IpDetails, IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
 };
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Largest JSON request body.
-const MAX_JSON: usize = 1 << 20;
-
-async fn read_body(body: Body, limit: u64, what: &str) -> ApiResult<bytes::Bytes> {
-    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-        .map_err(|e| {
-            // axum reports an over-long body as a "length limit exceeded"
-            // error somewhere in the source chain.
-            let mut too_large = false;
-            let mut cur: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(err) = cur {
-                too_large |= err.to_string().contains("length limit exceeded");
-                cur = err.source();
-            }
-            if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
-                    format!("{what} is larger than the limit of {limit} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })
-}
-
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
-    let bytes = read_body(body, MAX_JSON as u64, "a JSON request").await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON request body: {e}")))
-}
-
 // ---- Accounts -----------------------------------------------------------
 
 /// The calling account.
 #[utoipa::path(get, path = "/v1/account", tag = "accounts",
-    responses((status = 200, body = Account), (status = 401, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 200, body = Account), (status = 401, body = Problem)))]
 pub async fn whoami(Caller(me): Caller) -> Json<Account> {
     Json(me)
 }
@@ -63,22 +31,19 @@ pub async fn whoami(Caller(me): Caller) -> Json<Account> {
 /// Create an account (operator only).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount,
     responses((status = 201, body = CreatedAccount), (status = 400, body = Problem),
-        (status = 403, body = Problem), (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_account(
     State(s): State<AppState>,
     Caller(me): Caller,
-    body: Body,
+    ApiJson(req): ApiJson<CreateAccount>,
 ) -> ApiResult<(StatusCode, Json<CreatedAccount>)> {
-    let req: CreateAccount = read_json(body).await?;
     let (account, token) = s.platform.create_account(&me, &req.name, req.role).await?;
     Ok((StatusCode::CREATED, Json(CreatedAccount { account, token })))
 }
 
 /// List accounts (operator only).
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
-    responses((status = 200, body = [Account]), (status = 403, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 200, body = [Account]), (status = 403, body = Problem)))]
 pub async fn list_accounts(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -95,8 +60,7 @@ pub async fn list_accounts(
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
     responses((status = 202, body = IpVersion), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem),
-        (status = 413, body = Problem)),
-    security(("token" = [])))]
+        (status = 413, body = Problem)))]
 pub async fn publish(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -130,12 +94,11 @@ pub struct CatalogQuery {
 
 /// The catalog: every IP with its newest version.
 #[utoipa::path(get, path = "/v1/ips", tag = "catalog", params(CatalogQuery),
-    responses((status = 200, body = [CatalogEntry])),
-    security(("token" = [])))]
+    responses((status = 200, body = [CatalogEntry])))]
 pub async fn catalog(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<CatalogQuery>,
+    ApiQuery(q): ApiQuery<CatalogQuery>,
 ) -> ApiResult<Json<Vec<CatalogEntry>>> {
     let sort = match q.sort.as_deref() {
         None | Some("") => accelhub_domain::CatalogSort::default(),
@@ -153,86 +116,82 @@ pub async fn catalog(
 /// One IP: its versions, their status and verification reports, its
 /// ratings, use and reviews.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = IpDetails), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    params(IpSegments),
+    responses((status = 200, body = IpDetails), (status = 404, body = Problem)))]
 pub async fn show_ip(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
+    IpPath(ip): IpPath,
 ) -> ApiResult<Json<IpDetails>> {
-    Ok(Json(
-        s.platform.ip_details(&me, &format!("{ns}/{name}")).await?,
-    ))
+    Ok(Json(s.platform.ip_details(&me, &ip).await?))
 }
 
 /// Rate and review an IP (a user who has run it); writing again replaces
 /// the caller's review.
 #[utoipa::path(put, path = "/v1/ips/{namespace}/{name}/review", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path)),
+    params(IpSegments),
     request_body = accelhub_domain::SubmitReview,
     responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn put_review(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-    body: Body,
+    IpPath(ip): IpPath,
+    ApiJson(req): ApiJson<accelhub_domain::SubmitReview>,
 ) -> ApiResult<Json<accelhub_domain::Review>> {
-    let req: accelhub_domain::SubmitReview = read_json(body).await?;
-    Ok(Json(
-        s.platform
-            .review(&me, &format!("{ns}/{name}"), &req)
-            .await?,
-    ))
+    Ok(Json(s.platform.review(&me, &ip, &req).await?))
 }
 
 /// An IP's reviews, newest first, with its vendor's replies.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/reviews", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    params(IpSegments),
+    responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)))]
 pub async fn list_reviews(
     State(s): State<AppState>,
     Caller(_me): Caller,
-    Path((ns, name)): Path<(String, String)>,
+    IpPath(ip): IpPath,
 ) -> ApiResult<Json<Vec<accelhub_domain::Review>>> {
-    Ok(Json(s.platform.reviews(&format!("{ns}/{name}")).await?))
+    Ok(Json(s.platform.reviews(&ip).await?))
+}
+
+/// The `{id}` of a review's route.
+#[derive(Deserialize)]
+pub struct ReviewId {
+    id: i64,
 }
 
 /// The IP's vendor answers a review (writing again replaces the reply).
 #[utoipa::path(post, path = "/v1/ips/{namespace}/{name}/reviews/{id}/reply", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path), ("id" = i64, Path)),
+    params(IpSegments, ("id" = i64, Path)),
     request_body = accelhub_domain::SubmitReply,
     responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn reply_review(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name, id)): Path<(String, String, i64)>,
-    body: Body,
+    IpPath(ip): IpPath,
+    ApiPath(ReviewId { id }): ApiPath<ReviewId>,
+    ApiJson(req): ApiJson<accelhub_domain::SubmitReply>,
 ) -> ApiResult<Json<accelhub_domain::Review>> {
-    let req: accelhub_domain::SubmitReply = read_json(body).await?;
-    Ok(Json(
-        s.platform
-            .reply_to_review(&me, &format!("{ns}/{name}"), id, &req)
-            .await?,
-    ))
+    Ok(Json(s.platform.reply_to_review(&me, &ip, id, &req).await?))
+}
+
+/// The `{version}` of a version's route.
+#[derive(Deserialize)]
+pub struct VersionSegment {
+    version: String,
 }
 
 /// One version of an IP.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/versions/{version}", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = IpVersion), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    params(IpSegments, ("version" = String, Path)),
+    responses((status = 200, body = IpVersion), (status = 404, body = Problem)))]
 pub async fn show_version(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name, version)): Path<(String, String, String)>,
+    IpPath(ip): IpPath,
+    ApiPath(VersionSegment { version }): ApiPath<VersionSegment>,
 ) -> ApiResult<Json<IpVersion>> {
-    let ip = format!("{ns}/{name}");
     s.platform
         .ip_versions(&me, &ip)
         .await?
@@ -249,14 +208,12 @@ pub async fn show_version(
 /// Deploy an IP for the caller (user).
 #[utoipa::path(post, path = "/v1/deployments", tag = "deployments", request_body = DeployRequest,
     responses((status = 201, body = Deployment), (status = 404, body = Problem),
-        (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 409, body = Problem)))]
 pub async fn deploy(
     State(s): State<AppState>,
     Caller(me): Caller,
-    body: Body,
+    ApiJson(req): ApiJson<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
-    let req: DeployRequest = read_json(body).await?;
     let d = s
         .platform
         .deploy(
@@ -273,22 +230,19 @@ pub async fn deploy(
 /// One of the caller's deployments: its scaling, replicas and the
 /// autoscaler's latest decisions.
 #[utoipa::path(get, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = Deployment), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    params(IpSegments),
+    responses((status = 200, body = Deployment), (status = 404, body = Problem)))]
 pub async fn show_deployment(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
+    IpPath(ip): IpPath,
 ) -> ApiResult<Json<Deployment>> {
-    Ok(Json(
-        s.platform.deployment(&me, &format!("{ns}/{name}")).await?,
-    ))
+    Ok(Json(s.platform.deployment(&me, &ip).await?))
 }
 
 /// The caller's deployments.
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
-    responses((status = 200, body = [Deployment])), security(("token" = [])))]
+    responses((status = 200, body = [Deployment])))]
 pub async fn list_deployments(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -298,14 +252,14 @@ pub async fn list_deployments(
 
 /// Remove the caller's deployment of an IP.
 #[utoipa::path(delete, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("token" = [])))]
+    params(IpSegments),
+    responses((status = 204), (status = 404, body = Problem)))]
 pub async fn undeploy(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
+    IpPath(ip): IpPath,
 ) -> ApiResult<StatusCode> {
-    s.platform.undeploy(&me, &format!("{ns}/{name}")).await?;
+    s.platform.undeploy(&me, &ip).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -328,18 +282,17 @@ fn parse_params(text: Option<&str>) -> ApiResult<Params> {
 /// the input; the response body is the output. Headers report the call id,
 /// version, device, price and device time.
 #[utoipa::path(post, path = "/v1/invoke/{namespace}/{name}", tag = "calls",
-    params(("namespace" = String, Path), ("name" = String, Path), InvokeQuery),
+    params(IpSegments, InvokeQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "The IP's output", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = Problem), (status = 413, body = Problem),
-        (status = 422, description = "The IP failed the call", body = Problem)),
-    security(("token" = [])))]
+        (status = 422, description = "The IP failed the call", body = Problem)))]
 pub async fn invoke(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-    Query(q): Query<InvokeQuery>,
+    IpPath(ip): IpPath,
+    ApiQuery(q): ApiQuery<InvokeQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     let params = parse_params(q.params.as_deref())?;
@@ -355,10 +308,7 @@ pub async fn invoke(
             }
             e
         })?;
-    let r = s
-        .platform
-        .invoke(&me, &format!("{ns}/{name}"), params, input)
-        .await?;
+    let r = s.platform.invoke(&me, &ip, params, input).await?;
     let mut headers = HeaderMap::new();
     let mut set = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -384,15 +334,6 @@ pub async fn invoke(
 
 // ---- Objects ------------------------------------------------------------
 
-pub(crate) type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
-
-pub(crate) fn body_stream(body: Body) -> ByteStream {
-    Box::pin(
-        body.into_data_stream()
-            .map_err(|e| std::io::Error::other(e.to_string())),
-    )
-}
-
 fn sha_header(h: &HeaderMap) -> Option<String> {
     h.get("accelhub-sha256")
         .and_then(|v| v.to_str().ok())
@@ -405,8 +346,7 @@ fn sha_header(h: &HeaderMap) -> Option<String> {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     params(("accelhub-sha256" = Option<String>, Header, description = "Expected SHA-256 (hex)")),
     responses((status = 201, body = ObjectInfo), (status = 400, body = Problem),
-        (status = 413, body = Problem)),
-    security(("token" = [])))]
+        (status = 413, body = Problem)))]
 pub async fn put_object(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -429,12 +369,11 @@ pub async fn put_object(
 #[utoipa::path(put, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path), ("accelhub-sha256" = Option<String>, Header)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ObjectInfo), (status = 400, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 201, body = ObjectInfo), (status = 400, body = Problem)))]
 pub async fn put_named_object(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
@@ -452,7 +391,7 @@ pub async fn put_named_object(
 
 /// The caller's objects.
 #[utoipa::path(get, path = "/v1/objects", tag = "objects",
-    responses((status = 200, body = [ObjectInfo])), security(("token" = [])))]
+    responses((status = 200, body = [ObjectInfo])))]
 pub async fn list_objects(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -460,42 +399,28 @@ pub async fn list_objects(
     Ok(Json(s.platform.list_objects(&me).await?))
 }
 
-fn stream_response(info: ObjectInfo, stream: ByteStream) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
-    if let Ok(v) = HeaderValue::from_str(&info.sha256) {
-        headers.insert("accelhub-sha256", v);
-    }
-    (headers, Body::from_stream(stream)).into_response()
-}
-
 /// Download one of the caller's objects.
 #[utoipa::path(get, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 404, body = Problem)))]
 pub async fn get_object(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (info, stream) = s.platform.get_object(&me, &key).await?;
-    Ok(stream_response(info, stream))
+    Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 
 /// Delete one of the caller's objects.
 #[utoipa::path(delete, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("token" = [])))]
+    responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_object(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.platform.delete_object(&me, &key).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -506,14 +431,12 @@ pub async fn delete_object(
 /// Queue a job on one of the caller's objects.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
     responses((status = 202, body = Job), (status = 404, body = Problem),
-        (status = 413, body = Problem)),
-    security(("token" = [])))]
+        (status = 413, body = Problem)))]
 pub async fn submit_job(
     State(s): State<AppState>,
     Caller(me): Caller,
-    body: Body,
+    ApiJson(req): ApiJson<SubmitJob>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    let req: SubmitJob = read_json(body).await?;
     let job = s
         .platform
         .submit_job(&me, &req.ip, &req.input, req.params)
@@ -529,23 +452,22 @@ pub struct ListQuery {
 
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = [Job])), security(("token" = [])))]
+    responses((status = 200, body = [Job])))]
 pub async fn list_jobs(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Job>>> {
     Ok(Json(s.platform.jobs(&me, q.limit.unwrap_or(100)).await?))
 }
 
 /// One job: state, progress, attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = Job), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 200, body = Job), (status = 404, body = Problem)))]
 pub async fn get_job(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Job>> {
     Ok(Json(s.platform.job(&me, &id).await?))
 }
@@ -553,12 +475,11 @@ pub async fn get_job(
 /// Cancel a queued or running job.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = Problem),
-        (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 409, body = Problem)))]
 pub async fn cancel_job(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Job>> {
     Ok(Json(s.platform.cancel_job(&me, &id).await?))
 }
@@ -566,25 +487,23 @@ pub async fn cancel_job(
 /// Download a succeeded job's output.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn job_output(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (info, stream) = s.platform.job_output(&me, &id).await?;
-    Ok(stream_response(info, stream))
+    Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 
 /// Delete a finished job and its output.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_job(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.platform.delete_job(&me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -616,12 +535,11 @@ fn parse_since(s: &str) -> ApiResult<DateTime<Utc>> {
 /// Usage records and totals: the caller's consumption (user), use of the
 /// caller's IPs (vendor), or all (operator).
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
-    responses((status = 200, body = UsageReport), (status = 400, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 200, body = UsageReport), (status = 400, body = Problem)))]
 pub async fn usage(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<UsageQuery>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<UsageReport>> {
     let since = q.since.as_deref().map(parse_since).transpose()?;
     Ok(Json(s.platform.usage(&me, since).await?))
@@ -630,8 +548,7 @@ pub async fn usage(
 /// Nodes, devices and slots: what each slot holds, utilisation, resident
 /// data (operator only).
 #[utoipa::path(get, path = "/v1/fleet", tag = "fleet",
-    responses((status = 200, body = Fleet), (status = 403, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 200, body = Fleet), (status = 403, body = Problem)))]
 pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<Json<Fleet>> {
     Ok(Json(s.platform.fleet(&me).await?))
 }
@@ -643,14 +560,12 @@ pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<J
     request_body = accelhub_domain::billing::Subscribe,
     responses((status = 201, body = accelhub_domain::billing::Subscription),
         (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 404, body = Problem)))]
 pub async fn subscribe(
     State(s): State<AppState>,
     Caller(me): Caller,
-    body: Body,
+    ApiJson(req): ApiJson<accelhub_domain::billing::Subscribe>,
 ) -> ApiResult<(StatusCode, Json<accelhub_domain::billing::Subscription>)> {
-    let req: accelhub_domain::billing::Subscribe = read_json(body).await?;
     Ok((
         StatusCode::CREATED,
         Json(s.platform.subscribe(&me, &req).await?),
@@ -660,8 +575,7 @@ pub async fn subscribe(
 /// The caller's subscriptions, oldest first (a plan is in force from its
 /// `since` until the next).
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "billing",
-    responses((status = 200, body = [accelhub_domain::billing::Subscription])),
-    security(("token" = [])))]
+    responses((status = 200, body = [accelhub_domain::billing::Subscription])))]
 pub async fn list_subscriptions(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -673,22 +587,19 @@ pub async fn list_subscriptions(
 #[utoipa::path(put, path = "/v1/account/spending-limit", tag = "billing",
     request_body = accelhub_domain::billing::SpendingLimit,
     responses((status = 200, body = accelhub_domain::billing::SpendingLimit),
-        (status = 403, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem)))]
 pub async fn put_spending_limit(
     State(s): State<AppState>,
     Caller(me): Caller,
-    body: Body,
+    ApiJson(req): ApiJson<accelhub_domain::billing::SpendingLimit>,
 ) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
-    let req: accelhub_domain::billing::SpendingLimit = read_json(body).await?;
     s.platform.set_spending_limit(&me, &req).await?;
     Ok(Json(req))
 }
 
 /// The caller's monthly spending limit.
 #[utoipa::path(get, path = "/v1/account/spending-limit", tag = "billing",
-    responses((status = 200, body = accelhub_domain::billing::SpendingLimit)),
-    security(("token" = [])))]
+    responses((status = 200, body = accelhub_domain::billing::SpendingLimit)))]
 pub async fn get_spending_limit(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -709,12 +620,11 @@ pub struct InvoiceQuery {
 /// from the usage records.
 #[utoipa::path(get, path = "/v1/invoices", tag = "billing", params(InvoiceQuery),
     responses((status = 200, body = accelhub_domain::billing::Invoice),
-        (status = 400, body = Problem)),
-    security(("token" = [])))]
+        (status = 400, body = Problem)))]
 pub async fn invoice(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<InvoiceQuery>,
+    ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> ApiResult<Json<accelhub_domain::billing::Invoice>> {
     Ok(Json(s.platform.invoice(&me, q.month.as_deref()).await?))
 }

@@ -1,11 +1,10 @@
 //! Every denial, proven: authentication, roles, ownership, IP protection,
 //! and bad input that gets a clear 4xx.
 
-mod common;
 
 use accelhub_domain::{Params, Role};
 use bytes::Bytes;
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 async fn problem(resp: reqwest::Response) -> (StatusCode, serde_json::Value) {
