@@ -3,10 +3,9 @@
 //! mid-job: the job finishes on another agent, billed once. A restart of
 //! the control plane: queued jobs resume. Tokens are checked.
 
-
+use crate::common::*;
 use accelhub_client::AgentClient;
 use accelhub_domain::{FleetDevice, JobReport, JobState, NodeReport, Params, Renewal, Role};
-use crate::common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

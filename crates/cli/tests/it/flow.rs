@@ -1,7 +1,6 @@
 //! The whole flow through the CLI: a vendor publishes, verification passes,
 //! a user deploys and calls (sync and async), and everyone sees the cost.
 
-
 use crate::common::*;
 use std::process::Output;
 

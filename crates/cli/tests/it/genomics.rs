@@ -2,7 +2,6 @@
 //! several contigs (gzip), reads in, SAM out; bad input stops with the file
 //! and record named and leaves no output behind.
 
-
 use crate::common::{bin, random_bases, revcomp_reference};
 use std::io::Write;
 use std::path::Path;

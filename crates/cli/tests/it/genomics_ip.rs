@@ -3,9 +3,8 @@
 //! jobs on a user's objects, the index resident between jobs, progress in
 //! reads, and every denial on object inputs.
 
-
-use accelhub_domain::{JobState, Params, Role, VersionStatus};
 use crate::common::{package, random_bases, revcomp_reference, wait_verified, Server};
+use accelhub_domain::{JobState, Params, Role, VersionStatus};
 use std::io::Write;
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -1,9 +1,8 @@
 //! Online verification: only versions whose every test vector matches are
 //! deployable, and a rejection says why.
 
-
-use accelhub_domain::{Role, VersionStatus};
 use crate::common::*;
+use accelhub_domain::{Role, VersionStatus};
 use reqwest::StatusCode;
 
 #[tokio::test]
