@@ -5,7 +5,7 @@
 //! the `accelhub-node` header.
 
 use crate::extract::{body_stream, octets, ApiJson, ApiPath};
-use crate::{ApiError, AppState, Caller, Problem};
+use crate::{ApiError, AppState, Ctx, Problem};
 use accelhub_core::AgentRow;
 use accelhub_domain::{
     Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
@@ -68,34 +68,26 @@ impl FromRequestParts<AppState> for AgentNode {
     responses((status = 201, body = CreatedAgent), (status = 403, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn create_agent(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiJson(req): ApiJson<CreateAgent>,
 ) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
-    let (agent, token) = s.platform.create_agent(&me, &req.name).await?;
+    let (agent, token) = c.platform.create_agent(&c.me, &req.name).await?;
     Ok((StatusCode::CREATED, Json(CreatedAgent { agent, token })))
 }
 
 /// Agent tokens (operator only).
 #[utoipa::path(get, path = "/v1/agents", tag = "fleet",
     responses((status = 200, body = [Agent]), (status = 403, body = Problem)))]
-pub async fn list_agents(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<Agent>>> {
-    Ok(Json(s.platform.list_agents(&me).await?))
+pub async fn list_agents(c: Ctx) -> ApiResult<Json<Vec<Agent>>> {
+    Ok(Json(c.platform.list_agents(&c.me).await?))
 }
 
 /// Revoke an agent token (operator only).
 #[utoipa::path(delete, path = "/v1/agents/{name}", tag = "fleet",
     params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn revoke_agent(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(name): ApiPath<String>,
-) -> ApiResult<StatusCode> {
-    s.platform.revoke_agent(&me, &name).await?;
+pub async fn revoke_agent(c: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
+    c.platform.revoke_agent(&c.me, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

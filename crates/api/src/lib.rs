@@ -8,7 +8,7 @@ mod error;
 mod extract;
 mod routes;
 
-pub use auth::Caller;
+pub use auth::{Caller, Ctx};
 pub use error::{ApiError, Problem};
 
 use accelhub_core::Platform;

@@ -3,13 +3,12 @@
 use crate::extract::{
     body_stream, octets, read_body, ApiJson, ApiPath, ApiQuery, IpPath, IpSegments,
 };
-use crate::{ApiError, AppState, Caller, Problem};
+use crate::{ApiError, Caller, Ctx, Problem};
 use accelhub_domain::{
     Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet,
     IpDetails, IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
 };
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -33,22 +32,21 @@ pub async fn whoami(Caller(me): Caller) -> Json<Account> {
     responses((status = 201, body = CreatedAccount), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_account(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiJson(req): ApiJson<CreateAccount>,
 ) -> ApiResult<(StatusCode, Json<CreatedAccount>)> {
-    let (account, token) = s.platform.create_account(&me, &req.name, req.role).await?;
+    let (account, token) = c
+        .platform
+        .create_account(&c.me, &req.name, req.role)
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedAccount { account, token })))
 }
 
 /// List accounts (operator only).
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
     responses((status = 200, body = [Account]), (status = 403, body = Problem)))]
-pub async fn list_accounts(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<Account>>> {
-    Ok(Json(s.platform.list_accounts(&me).await?))
+pub async fn list_accounts(c: Ctx) -> ApiResult<Json<Vec<Account>>> {
+    Ok(Json(c.platform.list_accounts(&c.me).await?))
 }
 
 // ---- Catalog ------------------------------------------------------------
@@ -61,20 +59,16 @@ pub async fn list_accounts(
     responses((status = 202, body = IpVersion), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 413, body = Problem)))]
-pub async fn publish(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
-) -> ApiResult<(StatusCode, Json<IpVersion>)> {
-    if me.role == Role::User {
+pub async fn publish(c: Ctx, body: Body) -> ApiResult<(StatusCode, Json<IpVersion>)> {
+    if c.me.role == Role::User {
         return Err(accelhub_core::CoreError::Forbidden(
             "only vendor accounts publish IPs; this is a user account".into(),
         )
         .into());
     }
-    let limit = s.platform.config().max_package_bytes;
+    let limit = c.platform.config().max_package_bytes;
     let archive = read_body(body, limit, "the package").await?;
-    let v = s.platform.publish(&me, &archive).await?;
+    let v = c.platform.publish(&c.me, &archive).await?;
     Ok((StatusCode::ACCEPTED, Json(v)))
 }
 
@@ -96,8 +90,7 @@ pub struct CatalogQuery {
 #[utoipa::path(get, path = "/v1/ips", tag = "catalog", params(CatalogQuery),
     responses((status = 200, body = [CatalogEntry])))]
 pub async fn catalog(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiQuery(q): ApiQuery<CatalogQuery>,
 ) -> ApiResult<Json<Vec<CatalogEntry>>> {
     let sort = match q.sort.as_deref() {
@@ -110,7 +103,7 @@ pub async fn catalog(
         q.device.as_deref(),
         q.vendor.as_deref(),
     );
-    Ok(Json(s.platform.catalog(&me, &filter, sort).await?))
+    Ok(Json(c.platform.catalog(&c.me, &filter, sort).await?))
 }
 
 /// One IP: its versions, their status and verification reports, its
@@ -118,12 +111,8 @@ pub async fn catalog(
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}", tag = "catalog",
     params(IpSegments),
     responses((status = 200, body = IpDetails), (status = 404, body = Problem)))]
-pub async fn show_ip(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    IpPath(ip): IpPath,
-) -> ApiResult<Json<IpDetails>> {
-    Ok(Json(s.platform.ip_details(&me, &ip).await?))
+pub async fn show_ip(c: Ctx, IpPath(ip): IpPath) -> ApiResult<Json<IpDetails>> {
+    Ok(Json(c.platform.ip_details(&c.me, &ip).await?))
 }
 
 /// Rate and review an IP (a user who has run it); writing again replaces
@@ -134,12 +123,11 @@ pub async fn show_ip(
     responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn put_review(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     IpPath(ip): IpPath,
     ApiJson(req): ApiJson<accelhub_domain::SubmitReview>,
 ) -> ApiResult<Json<accelhub_domain::Review>> {
-    Ok(Json(s.platform.review(&me, &ip, &req).await?))
+    Ok(Json(c.platform.review(&c.me, &ip, &req).await?))
 }
 
 /// An IP's reviews, newest first, with its vendor's replies.
@@ -147,11 +135,10 @@ pub async fn put_review(
     params(IpSegments),
     responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)))]
 pub async fn list_reviews(
-    State(s): State<AppState>,
-    Caller(_me): Caller,
+    c: Ctx,
     IpPath(ip): IpPath,
 ) -> ApiResult<Json<Vec<accelhub_domain::Review>>> {
-    Ok(Json(s.platform.reviews(&ip).await?))
+    Ok(Json(c.platform.reviews(&ip).await?))
 }
 
 /// The `{id}` of a review's route.
@@ -167,13 +154,14 @@ pub struct ReviewId {
     responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn reply_review(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     IpPath(ip): IpPath,
     ApiPath(ReviewId { id }): ApiPath<ReviewId>,
     ApiJson(req): ApiJson<accelhub_domain::SubmitReply>,
 ) -> ApiResult<Json<accelhub_domain::Review>> {
-    Ok(Json(s.platform.reply_to_review(&me, &ip, id, &req).await?))
+    Ok(Json(
+        c.platform.reply_to_review(&c.me, &ip, id, &req).await?,
+    ))
 }
 
 /// The `{version}` of a version's route.
@@ -187,13 +175,12 @@ pub struct VersionSegment {
     params(IpSegments, ("version" = String, Path)),
     responses((status = 200, body = IpVersion), (status = 404, body = Problem)))]
 pub async fn show_version(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     IpPath(ip): IpPath,
     ApiPath(VersionSegment { version }): ApiPath<VersionSegment>,
 ) -> ApiResult<Json<IpVersion>> {
-    s.platform
-        .ip_versions(&me, &ip)
+    c.platform
+        .ip_versions(&c.me, &ip)
         .await?
         .into_iter()
         .find(|v| v.version == version)
@@ -210,14 +197,13 @@ pub async fn show_version(
     responses((status = 201, body = Deployment), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn deploy(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiJson(req): ApiJson<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
-    let d = s
+    let d = c
         .platform
         .deploy(
-            &me,
+            &c.me,
             &req.ip,
             req.version.as_deref(),
             req.scaling,
@@ -232,34 +218,23 @@ pub async fn deploy(
 #[utoipa::path(get, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
     params(IpSegments),
     responses((status = 200, body = Deployment), (status = 404, body = Problem)))]
-pub async fn show_deployment(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    IpPath(ip): IpPath,
-) -> ApiResult<Json<Deployment>> {
-    Ok(Json(s.platform.deployment(&me, &ip).await?))
+pub async fn show_deployment(c: Ctx, IpPath(ip): IpPath) -> ApiResult<Json<Deployment>> {
+    Ok(Json(c.platform.deployment(&c.me, &ip).await?))
 }
 
 /// The caller's deployments.
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
     responses((status = 200, body = [Deployment])))]
-pub async fn list_deployments(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<Deployment>>> {
-    Ok(Json(s.platform.deployments(&me).await?))
+pub async fn list_deployments(c: Ctx) -> ApiResult<Json<Vec<Deployment>>> {
+    Ok(Json(c.platform.deployments(&c.me).await?))
 }
 
 /// Remove the caller's deployment of an IP.
 #[utoipa::path(delete, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
     params(IpSegments),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn undeploy(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    IpPath(ip): IpPath,
-) -> ApiResult<StatusCode> {
-    s.platform.undeploy(&me, &ip).await?;
+pub async fn undeploy(c: Ctx, IpPath(ip): IpPath) -> ApiResult<StatusCode> {
+    c.platform.undeploy(&c.me, &ip).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -289,14 +264,13 @@ fn parse_params(text: Option<&str>) -> ApiResult<Params> {
         (status = 404, body = Problem), (status = 413, body = Problem),
         (status = 422, description = "The IP failed the call", body = Problem)))]
 pub async fn invoke(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     IpPath(ip): IpPath,
     ApiQuery(q): ApiQuery<InvokeQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     let params = parse_params(q.params.as_deref())?;
-    let limit = s.platform.config().max_sync_bytes;
+    let limit = c.platform.config().max_sync_bytes;
     let input = read_body(body, limit, "a sync call's input")
         .await
         .map_err(|mut e| {
@@ -308,7 +282,7 @@ pub async fn invoke(
             }
             e
         })?;
-    let r = s.platform.invoke(&me, &ip, params, input).await?;
+    let r = c.platform.invoke(&c.me, &ip, params, input).await?;
     let mut headers = HeaderMap::new();
     let mut set = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -348,15 +322,14 @@ fn sha_header(h: &HeaderMap) -> Option<String> {
     responses((status = 201, body = ObjectInfo), (status = 400, body = Problem),
         (status = 413, body = Problem)))]
 pub async fn put_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
-    let info = s
+    let info = c
         .platform
         .put_object(
-            &me,
+            &c.me,
             None,
             sha_header(&headers).as_deref(),
             body_stream(body),
@@ -371,16 +344,15 @@ pub async fn put_object(
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = ObjectInfo), (status = 400, body = Problem)))]
 pub async fn put_named_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiPath(key): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
-    let info = s
+    let info = c
         .platform
         .put_object(
-            &me,
+            &c.me,
             Some(&key),
             sha_header(&headers).as_deref(),
             body_stream(body),
@@ -392,11 +364,8 @@ pub async fn put_named_object(
 /// The caller's objects.
 #[utoipa::path(get, path = "/v1/objects", tag = "objects",
     responses((status = 200, body = [ObjectInfo])))]
-pub async fn list_objects(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<ObjectInfo>>> {
-    Ok(Json(s.platform.list_objects(&me).await?))
+pub async fn list_objects(c: Ctx) -> ApiResult<Json<Vec<ObjectInfo>>> {
+    Ok(Json(c.platform.list_objects(&c.me).await?))
 }
 
 /// Download one of the caller's objects.
@@ -404,12 +373,8 @@ pub async fn list_objects(
     params(("key" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = Problem)))]
-pub async fn get_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(key): ApiPath<String>,
-) -> ApiResult<Response> {
-    let (info, stream) = s.platform.get_object(&me, &key).await?;
+pub async fn get_object(c: Ctx, ApiPath(key): ApiPath<String>) -> ApiResult<Response> {
+    let (info, stream) = c.platform.get_object(&c.me, &key).await?;
     Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 
@@ -417,12 +382,8 @@ pub async fn get_object(
 #[utoipa::path(delete, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(key): ApiPath<String>,
-) -> ApiResult<StatusCode> {
-    s.platform.delete_object(&me, &key).await?;
+pub async fn delete_object(c: Ctx, ApiPath(key): ApiPath<String>) -> ApiResult<StatusCode> {
+    c.platform.delete_object(&c.me, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -433,13 +394,12 @@ pub async fn delete_object(
     responses((status = 202, body = Job), (status = 404, body = Problem),
         (status = 413, body = Problem)))]
 pub async fn submit_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiJson(req): ApiJson<SubmitJob>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    let job = s
+    let job = c
         .platform
-        .submit_job(&me, &req.ip, &req.input, req.params)
+        .submit_job(&c.me, &req.ip, &req.input, req.params)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
@@ -453,59 +413,39 @@ pub struct ListQuery {
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, body = [Job])))]
-pub async fn list_jobs(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Vec<Job>>> {
-    Ok(Json(s.platform.jobs(&me, q.limit.unwrap_or(100)).await?))
+pub async fn list_jobs(c: Ctx, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<Job>>> {
+    Ok(Json(c.platform.jobs(&c.me, q.limit.unwrap_or(100)).await?))
 }
 
 /// One job: state, progress, attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = Problem)))]
-pub async fn get_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Job>> {
-    Ok(Json(s.platform.job(&me, &id).await?))
+pub async fn get_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
+    Ok(Json(c.platform.job(&c.me, &id).await?))
 }
 
 /// Cancel a queued or running job.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
-pub async fn cancel_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Job>> {
-    Ok(Json(s.platform.cancel_job(&me, &id).await?))
+pub async fn cancel_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
+    Ok(Json(c.platform.cancel_job(&c.me, &id).await?))
 }
 
 /// Download a succeeded job's output.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn job_output(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
-    let (info, stream) = s.platform.job_output(&me, &id).await?;
+pub async fn job_output(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
+    let (info, stream) = c.platform.job_output(&c.me, &id).await?;
     Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 
 /// Delete a finished job and its output.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn delete_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<StatusCode> {
-    s.platform.delete_job(&me, &id).await?;
+pub async fn delete_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+    c.platform.delete_job(&c.me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -536,21 +476,17 @@ fn parse_since(s: &str) -> ApiResult<DateTime<Utc>> {
 /// caller's IPs (vendor), or all (operator).
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
     responses((status = 200, body = UsageReport), (status = 400, body = Problem)))]
-pub async fn usage(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    ApiQuery(q): ApiQuery<UsageQuery>,
-) -> ApiResult<Json<UsageReport>> {
+pub async fn usage(c: Ctx, ApiQuery(q): ApiQuery<UsageQuery>) -> ApiResult<Json<UsageReport>> {
     let since = q.since.as_deref().map(parse_since).transpose()?;
-    Ok(Json(s.platform.usage(&me, since).await?))
+    Ok(Json(c.platform.usage(&c.me, since).await?))
 }
 
 /// Nodes, devices and slots: what each slot holds, utilisation, resident
 /// data (operator only).
 #[utoipa::path(get, path = "/v1/fleet", tag = "fleet",
     responses((status = 200, body = Fleet), (status = 403, body = Problem)))]
-pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<Json<Fleet>> {
-    Ok(Json(s.platform.fleet(&me).await?))
+pub async fn fleet(c: Ctx) -> ApiResult<Json<Fleet>> {
+    Ok(Json(c.platform.fleet(&c.me).await?))
 }
 
 // ---- Billing ------------------------------------------------------------
@@ -562,13 +498,12 @@ pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<J
         (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn subscribe(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiJson(req): ApiJson<accelhub_domain::billing::Subscribe>,
 ) -> ApiResult<(StatusCode, Json<accelhub_domain::billing::Subscription>)> {
     Ok((
         StatusCode::CREATED,
-        Json(s.platform.subscribe(&me, &req).await?),
+        Json(c.platform.subscribe(&c.me, &req).await?),
     ))
 }
 
@@ -577,10 +512,9 @@ pub async fn subscribe(
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "billing",
     responses((status = 200, body = [accelhub_domain::billing::Subscription])))]
 pub async fn list_subscriptions(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
 ) -> ApiResult<Json<Vec<accelhub_domain::billing::Subscription>>> {
-    Ok(Json(s.platform.subscriptions(&me).await?))
+    Ok(Json(c.platform.subscriptions(&c.me).await?))
 }
 
 /// Set or remove (`{"monthly": null}`) the caller's monthly spending limit.
@@ -589,11 +523,10 @@ pub async fn list_subscriptions(
     responses((status = 200, body = accelhub_domain::billing::SpendingLimit),
         (status = 403, body = Problem)))]
 pub async fn put_spending_limit(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiJson(req): ApiJson<accelhub_domain::billing::SpendingLimit>,
 ) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
-    s.platform.set_spending_limit(&me, &req).await?;
+    c.platform.set_spending_limit(&c.me, &req).await?;
     Ok(Json(req))
 }
 
@@ -601,11 +534,10 @@ pub async fn put_spending_limit(
 #[utoipa::path(get, path = "/v1/account/spending-limit", tag = "billing",
     responses((status = 200, body = accelhub_domain::billing::SpendingLimit)))]
 pub async fn get_spending_limit(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
 ) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
     Ok(Json(accelhub_domain::billing::SpendingLimit {
-        monthly: s.platform.spending_limit(&me).await?,
+        monthly: c.platform.spending_limit(&c.me).await?,
     }))
 }
 
@@ -622,9 +554,8 @@ pub struct InvoiceQuery {
     responses((status = 200, body = accelhub_domain::billing::Invoice),
         (status = 400, body = Problem)))]
 pub async fn invoice(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> ApiResult<Json<accelhub_domain::billing::Invoice>> {
-    Ok(Json(s.platform.invoice(&me, q.month.as_deref()).await?))
+    Ok(Json(c.platform.invoice(&c.me, q.month.as_deref()).await?))
 }
