@@ -4,7 +4,7 @@
 // publishes a version from an uploaded package; the operator sees the
 // platform's revenue, the fleet and the accounts.
 //
-// Run by crates/cli/tests/console.rs against a real `accelhub serve`:
+// Run by crates/cli/tests/it/console.rs against a real `accelhub serve`:
 //   ACCELHUB_URL, USER_TOKEN, VENDOR_TOKEN, ADMIN_TOKEN, PACKAGE (a package
 //   archive the vendor uploads), CHROMIUM (the browser binary), SCREENSHOTS
 //   (a directory for the screenshots, kept as test artifacts).

@@ -4,17 +4,17 @@
 //! and end. Agent requests carry an agent token and their node's name in
 //! the `accelhub-node` header.
 
-use crate::routes::{body_stream, read_json, ByteStream};
-use crate::{ApiError, AppState, Caller, Problem};
+use crate::extract::{body_stream, octets, ApiJson, ApiPath};
+use crate::{ApiError, AppState, Ctx, Problem};
 use accelhub_core::AgentRow;
 use accelhub_domain::{
     Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
     Recorded, Renewal, WorkItem,
 };
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -66,40 +66,28 @@ impl FromRequestParts<AppState> for AgentNode {
 /// Issue an agent token (operator only); it is shown once.
 #[utoipa::path(post, path = "/v1/agents", tag = "fleet", request_body = CreateAgent,
     responses((status = 201, body = CreatedAgent), (status = 403, body = Problem),
-        (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 409, body = Problem)))]
 pub async fn create_agent(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
+    c: Ctx,
+    ApiJson(req): ApiJson<CreateAgent>,
 ) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
-    let req: CreateAgent = read_json(body).await?;
-    let (agent, token) = s.platform.create_agent(&me, &req.name).await?;
+    let (agent, token) = c.platform.create_agent(&c.me, &req.name).await?;
     Ok((StatusCode::CREATED, Json(CreatedAgent { agent, token })))
 }
 
 /// Agent tokens (operator only).
 #[utoipa::path(get, path = "/v1/agents", tag = "fleet",
-    responses((status = 200, body = [Agent]), (status = 403, body = Problem)),
-    security(("token" = [])))]
-pub async fn list_agents(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<Agent>>> {
-    Ok(Json(s.platform.list_agents(&me).await?))
+    responses((status = 200, body = [Agent]), (status = 403, body = Problem)))]
+pub async fn list_agents(c: Ctx) -> ApiResult<Json<Vec<Agent>>> {
+    Ok(Json(c.platform.list_agents(&c.me).await?))
 }
 
 /// Revoke an agent token (operator only).
 #[utoipa::path(delete, path = "/v1/agents/{name}", tag = "fleet",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("token" = [])))]
-pub async fn revoke_agent(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.platform.revoke_agent(&me, &name).await?;
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn revoke_agent(c: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
+    c.platform.revoke_agent(&c.me, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -115,9 +103,8 @@ pub async fn revoke_agent(
 pub async fn register(
     State(s): State<AppState>,
     c: AgentCaller,
-    body: Body,
+    ApiJson(report): ApiJson<NodeReport>,
 ) -> ApiResult<Json<AgentHello>> {
-    let report: NodeReport = read_json(body).await?;
     Ok(Json(
         s.platform.register_node(&c.agent, &c.node, &report).await?,
     ))
@@ -131,9 +118,8 @@ pub async fn register(
 pub async fn heartbeat(
     State(s): State<AppState>,
     c: AgentCaller,
-    body: Body,
+    ApiJson(report): ApiJson<NodeReport>,
 ) -> ApiResult<StatusCode> {
-    let report: NodeReport = read_json(body).await?;
     s.platform
         .node_heartbeat(&c.agent, &c.node, &report)
         .await?;
@@ -149,9 +135,8 @@ pub async fn heartbeat(
 pub async fn claim(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    body: Body,
+    ApiJson(req): ApiJson<ClaimRequest>,
 ) -> ApiResult<Response> {
-    let req: ClaimRequest = read_json(body).await?;
     let item = s.platform.claim_work(&node, &req).await?;
     Ok(match item {
         Some(item) => Json(item).into_response(),
@@ -167,25 +152,12 @@ pub async fn claim(
 pub async fn renew(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    Path(id): Path<String>,
-    body: Body,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<Renewal>,
 ) -> ApiResult<Json<LeaseState>> {
-    let r: Renewal = read_json(body).await?;
     Ok(Json(LeaseState {
         running: s.platform.renew_work(&node, &id, &r).await?,
     }))
-}
-
-fn octets(stream: ByteStream, size: Option<u64>) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    if let Some(n) = size {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-    }
-    (headers, Body::from_stream(stream)).into_response()
 }
 
 /// The input object of a job leased to this node.
@@ -197,10 +169,10 @@ fn octets(stream: ByteStream, size: Option<u64>) -> Response {
 pub async fn input(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (size, stream) = s.platform.work_input(&node, &id).await?;
-    Ok(octets(stream, Some(size)))
+    Ok(octets(stream, Some(size), None))
 }
 
 /// An object input of a job leased to this node, by parameter name.
@@ -212,10 +184,10 @@ pub async fn input(
 pub async fn object(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    Path((id, name)): Path<(String, String)>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let stream = s.platform.work_object(&node, &id, &name).await?;
-    Ok(octets(stream, None))
+    Ok(octets(stream, None, None))
 }
 
 /// The artifact of a job leased to this node, for its device to load.
@@ -227,7 +199,7 @@ pub async fn object(
 pub async fn artifact(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let bytes = s.platform.work_artifact(&node, &id).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
@@ -243,7 +215,7 @@ pub async fn artifact(
 pub async fn output(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Body,
 ) -> ApiResult<StatusCode> {
     s.platform
@@ -261,10 +233,9 @@ pub async fn output(
 pub async fn finish(
     State(s): State<AppState>,
     AgentNode(node): AgentNode,
-    Path(id): Path<String>,
-    body: Body,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(report): ApiJson<JobReport>,
 ) -> ApiResult<Json<Recorded>> {
-    let report: JobReport = read_json(body).await?;
     Ok(Json(Recorded {
         recorded: s.platform.finish_work(&node, &id, report).await?,
     }))

@@ -1,11 +1,12 @@
 //! The caller: an account resolved from its bearer token.
 
 use crate::{ApiError, AppState};
-use accelhub_core::CoreError;
+use accelhub_core::{CoreError, Platform};
 use accelhub_domain::Account;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::sync::Arc;
 
 /// The authenticated account making the request.
 pub struct Caller(pub Account);
@@ -16,6 +17,24 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         Ok(Caller(state.platform.authenticate(token).await?))
+    }
+}
+
+/// The platform and the authenticated account: what most handlers take.
+pub struct Ctx {
+    pub platform: Arc<Platform>,
+    pub me: Account,
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(me) = Caller::from_request_parts(parts, state).await?;
+        Ok(Ctx {
+            platform: state.platform.clone(),
+            me,
+        })
     }
 }
 

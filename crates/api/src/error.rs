@@ -1,33 +1,10 @@
 //! HTTP errors as RFC 9457 `application/problem+json`.
 
 use accelhub_core::CoreError;
+pub use accelhub_domain::Problem;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    /// What went wrong and what to do about it.
-    pub detail: String,
-    /// For failed calls: the call's id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub call_id: Option<String>,
-    /// For failed calls: `exit`, `trap`, `deadline`, `memory`, `output`…
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// For failed calls: the tail of the IP's stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log: Option<String>,
-}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -39,16 +16,12 @@ impl ApiError {
     pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
         ApiError {
             status,
-            problem: Box::new(Problem {
-                kind: format!("https://accelhub.dev/problems/{kind}"),
-                title: status.canonical_reason().unwrap_or("Error").to_string(),
-                status: status.as_u16(),
-                detail: detail.into(),
-                call_id: None,
-                failure: None,
-                exit_code: None,
-                log: None,
-            }),
+            problem: Box::new(Problem::new(
+                status.as_u16(),
+                kind,
+                status.canonical_reason().unwrap_or("Error"),
+                detail,
+            )),
         }
     }
 
@@ -112,6 +85,47 @@ impl From<CoreError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// One of axum's own rejections (bad path segment, query string or JSON),
+/// as a problem: its text names what to fix.
+fn rejection(status: StatusCode, what: &str, text: String) -> ApiError {
+    if status.is_server_error() {
+        // A route and its handler disagree: a bug, not the caller's.
+        tracing::error!("request rejected with {status}: {text}");
+        return ApiError::new(
+            status,
+            "internal",
+            "internal error; the operator's log has the details",
+        );
+    }
+    ApiError::new(
+        status,
+        "bad-request",
+        format!("{what}: {text}; see /v1/openapi.json for what this endpoint takes"),
+    )
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        rejection(r.status(), "a path segment is invalid", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        rejection(r.status(), "the query string is invalid", r.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        rejection(
+            r.status(),
+            "the JSON request body is invalid",
+            r.body_text(),
+        )
     }
 }
 

@@ -5,9 +5,10 @@ mod agent;
 mod auth;
 mod console;
 mod error;
+mod extract;
 mod routes;
 
-pub use auth::Caller;
+pub use auth::{Caller, Ctx};
 pub use error::{ApiError, Problem};
 
 use accelhub_core::Platform;
@@ -82,6 +83,9 @@ pub struct AppState {
     ),
     components(schemas(Problem)),
     modifiers(&SecurityAddon),
+    // Every path takes an account token unless it says otherwise (the
+    // agent protocol takes an agent token).
+    security(("token" = [])),
     tags(
         (name = "accounts"), (name = "catalog"), (name = "deployments"),
         (name = "calls"), (name = "objects"), (name = "jobs"), (name = "usage"),
@@ -205,6 +209,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -229,6 +234,18 @@ async fn not_found(req: Request) -> ApiError {
         "not-found",
         format!(
             "no such endpoint: {} {} (the API is under /v1; see /v1/openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} is not served on {}; /v1/openapi.json lists each path's methods",
             req.method(),
             req.uri().path()
         ),

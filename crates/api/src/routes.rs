@@ -1,61 +1,28 @@
 //! Handlers of `/v1`.
 
-use crate::{ApiError, AppState, Caller, Problem};
+use crate::extract::{
+    body_stream, octets, read_body, ApiJson, ApiPath, ApiQuery, IpPath, IpSegments,
+};
+use crate::{ApiError, Caller, Ctx, Problem};
 use accelhub_domain::{
     Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet,
     IpDetails, IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
 };
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Largest JSON request body.
-const MAX_JSON: usize = 1 << 20;
-
-async fn read_body(body: Body, limit: u64, what: &str) -> ApiResult<bytes::Bytes> {
-    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-        .map_err(|e| {
-            // axum reports an over-long body as a "length limit exceeded"
-            // error somewhere in the source chain.
-            let mut too_large = false;
-            let mut cur: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(err) = cur {
-                too_large |= err.to_string().contains("length limit exceeded");
-                cur = err.source();
-            }
-            if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
-                    format!("{what} is larger than the limit of {limit} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })
-}
-
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
-    let bytes = read_body(body, MAX_JSON as u64, "a JSON request").await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON request body: {e}")))
-}
-
 // ---- Accounts -----------------------------------------------------------
 
 /// The calling account.
 #[utoipa::path(get, path = "/v1/account", tag = "accounts",
-    responses((status = 200, body = Account), (status = 401, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 200, body = Account), (status = 401, body = Problem)))]
 pub async fn whoami(Caller(me): Caller) -> Json<Account> {
     Json(me)
 }
@@ -63,27 +30,23 @@ pub async fn whoami(Caller(me): Caller) -> Json<Account> {
 /// Create an account (operator only).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount,
     responses((status = 201, body = CreatedAccount), (status = 400, body = Problem),
-        (status = 403, body = Problem), (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_account(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
+    c: Ctx,
+    ApiJson(req): ApiJson<CreateAccount>,
 ) -> ApiResult<(StatusCode, Json<CreatedAccount>)> {
-    let req: CreateAccount = read_json(body).await?;
-    let (account, token) = s.platform.create_account(&me, &req.name, req.role).await?;
+    let (account, token) = c
+        .platform
+        .create_account(&c.me, &req.name, req.role)
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedAccount { account, token })))
 }
 
 /// List accounts (operator only).
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
-    responses((status = 200, body = [Account]), (status = 403, body = Problem)),
-    security(("token" = [])))]
-pub async fn list_accounts(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<Account>>> {
-    Ok(Json(s.platform.list_accounts(&me).await?))
+    responses((status = 200, body = [Account]), (status = 403, body = Problem)))]
+pub async fn list_accounts(c: Ctx) -> ApiResult<Json<Vec<Account>>> {
+    Ok(Json(c.platform.list_accounts(&c.me).await?))
 }
 
 // ---- Catalog ------------------------------------------------------------
@@ -95,22 +58,17 @@ pub async fn list_accounts(
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
     responses((status = 202, body = IpVersion), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem),
-        (status = 413, body = Problem)),
-    security(("token" = [])))]
-pub async fn publish(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
-) -> ApiResult<(StatusCode, Json<IpVersion>)> {
-    if me.role == Role::User {
+        (status = 413, body = Problem)))]
+pub async fn publish(c: Ctx, body: Body) -> ApiResult<(StatusCode, Json<IpVersion>)> {
+    if c.me.role == Role::User {
         return Err(accelhub_core::CoreError::Forbidden(
             "only vendor accounts publish IPs; this is a user account".into(),
         )
         .into());
     }
-    let limit = s.platform.config().max_package_bytes;
+    let limit = c.platform.config().max_package_bytes;
     let archive = read_body(body, limit, "the package").await?;
-    let v = s.platform.publish(&me, &archive).await?;
+    let v = c.platform.publish(&c.me, &archive).await?;
     Ok((StatusCode::ACCEPTED, Json(v)))
 }
 
@@ -130,12 +88,10 @@ pub struct CatalogQuery {
 
 /// The catalog: every IP with its newest version.
 #[utoipa::path(get, path = "/v1/ips", tag = "catalog", params(CatalogQuery),
-    responses((status = 200, body = [CatalogEntry])),
-    security(("token" = [])))]
+    responses((status = 200, body = [CatalogEntry])))]
 pub async fn catalog(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Query(q): Query<CatalogQuery>,
+    c: Ctx,
+    ApiQuery(q): ApiQuery<CatalogQuery>,
 ) -> ApiResult<Json<Vec<CatalogEntry>>> {
     let sort = match q.sort.as_deref() {
         None | Some("") => accelhub_domain::CatalogSort::default(),
@@ -147,94 +103,84 @@ pub async fn catalog(
         q.device.as_deref(),
         q.vendor.as_deref(),
     );
-    Ok(Json(s.platform.catalog(&me, &filter, sort).await?))
+    Ok(Json(c.platform.catalog(&c.me, &filter, sort).await?))
 }
 
 /// One IP: its versions, their status and verification reports, its
 /// ratings, use and reviews.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = IpDetails), (status = 404, body = Problem)),
-    security(("token" = [])))]
-pub async fn show_ip(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult<Json<IpDetails>> {
-    Ok(Json(
-        s.platform.ip_details(&me, &format!("{ns}/{name}")).await?,
-    ))
+    params(IpSegments),
+    responses((status = 200, body = IpDetails), (status = 404, body = Problem)))]
+pub async fn show_ip(c: Ctx, IpPath(ip): IpPath) -> ApiResult<Json<IpDetails>> {
+    Ok(Json(c.platform.ip_details(&c.me, &ip).await?))
 }
 
 /// Rate and review an IP (a user who has run it); writing again replaces
 /// the caller's review.
 #[utoipa::path(put, path = "/v1/ips/{namespace}/{name}/review", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path)),
+    params(IpSegments),
     request_body = accelhub_domain::SubmitReview,
     responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn put_review(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-    body: Body,
+    c: Ctx,
+    IpPath(ip): IpPath,
+    ApiJson(req): ApiJson<accelhub_domain::SubmitReview>,
 ) -> ApiResult<Json<accelhub_domain::Review>> {
-    let req: accelhub_domain::SubmitReview = read_json(body).await?;
-    Ok(Json(
-        s.platform
-            .review(&me, &format!("{ns}/{name}"), &req)
-            .await?,
-    ))
+    Ok(Json(c.platform.review(&c.me, &ip, &req).await?))
 }
 
 /// An IP's reviews, newest first, with its vendor's replies.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/reviews", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    params(IpSegments),
+    responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)))]
 pub async fn list_reviews(
-    State(s): State<AppState>,
-    Caller(_me): Caller,
-    Path((ns, name)): Path<(String, String)>,
+    c: Ctx,
+    IpPath(ip): IpPath,
 ) -> ApiResult<Json<Vec<accelhub_domain::Review>>> {
-    Ok(Json(s.platform.reviews(&format!("{ns}/{name}")).await?))
+    Ok(Json(c.platform.reviews(&ip).await?))
+}
+
+/// The `{id}` of a review's route.
+#[derive(Deserialize)]
+pub struct ReviewId {
+    id: i64,
 }
 
 /// The IP's vendor answers a review (writing again replaces the reply).
 #[utoipa::path(post, path = "/v1/ips/{namespace}/{name}/reviews/{id}/reply", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path), ("id" = i64, Path)),
+    params(IpSegments, ("id" = i64, Path)),
     request_body = accelhub_domain::SubmitReply,
     responses((status = 200, body = accelhub_domain::Review), (status = 400, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn reply_review(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name, id)): Path<(String, String, i64)>,
-    body: Body,
+    c: Ctx,
+    IpPath(ip): IpPath,
+    ApiPath(ReviewId { id }): ApiPath<ReviewId>,
+    ApiJson(req): ApiJson<accelhub_domain::SubmitReply>,
 ) -> ApiResult<Json<accelhub_domain::Review>> {
-    let req: accelhub_domain::SubmitReply = read_json(body).await?;
     Ok(Json(
-        s.platform
-            .reply_to_review(&me, &format!("{ns}/{name}"), id, &req)
-            .await?,
+        c.platform.reply_to_review(&c.me, &ip, id, &req).await?,
     ))
+}
+
+/// The `{version}` of a version's route.
+#[derive(Deserialize)]
+pub struct VersionSegment {
+    version: String,
 }
 
 /// One version of an IP.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/versions/{version}", tag = "catalog",
-    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = IpVersion), (status = 404, body = Problem)),
-    security(("token" = [])))]
+    params(IpSegments, ("version" = String, Path)),
+    responses((status = 200, body = IpVersion), (status = 404, body = Problem)))]
 pub async fn show_version(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name, version)): Path<(String, String, String)>,
+    c: Ctx,
+    IpPath(ip): IpPath,
+    ApiPath(VersionSegment { version }): ApiPath<VersionSegment>,
 ) -> ApiResult<Json<IpVersion>> {
-    let ip = format!("{ns}/{name}");
-    s.platform
-        .ip_versions(&me, &ip)
+    c.platform
+        .ip_versions(&c.me, &ip)
         .await?
         .into_iter()
         .find(|v| v.version == version)
@@ -249,18 +195,15 @@ pub async fn show_version(
 /// Deploy an IP for the caller (user).
 #[utoipa::path(post, path = "/v1/deployments", tag = "deployments", request_body = DeployRequest,
     responses((status = 201, body = Deployment), (status = 404, body = Problem),
-        (status = 409, body = Problem)),
-    security(("token" = [])))]
+        (status = 409, body = Problem)))]
 pub async fn deploy(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
+    c: Ctx,
+    ApiJson(req): ApiJson<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
-    let req: DeployRequest = read_json(body).await?;
-    let d = s
+    let d = c
         .platform
         .deploy(
-            &me,
+            &c.me,
             &req.ip,
             req.version.as_deref(),
             req.scaling,
@@ -273,39 +216,25 @@ pub async fn deploy(
 /// One of the caller's deployments: its scaling, replicas and the
 /// autoscaler's latest decisions.
 #[utoipa::path(get, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = Deployment), (status = 404, body = Problem)),
-    security(("token" = [])))]
-pub async fn show_deployment(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult<Json<Deployment>> {
-    Ok(Json(
-        s.platform.deployment(&me, &format!("{ns}/{name}")).await?,
-    ))
+    params(IpSegments),
+    responses((status = 200, body = Deployment), (status = 404, body = Problem)))]
+pub async fn show_deployment(c: Ctx, IpPath(ip): IpPath) -> ApiResult<Json<Deployment>> {
+    Ok(Json(c.platform.deployment(&c.me, &ip).await?))
 }
 
 /// The caller's deployments.
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
-    responses((status = 200, body = [Deployment])), security(("token" = [])))]
-pub async fn list_deployments(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<Deployment>>> {
-    Ok(Json(s.platform.deployments(&me).await?))
+    responses((status = 200, body = [Deployment])))]
+pub async fn list_deployments(c: Ctx) -> ApiResult<Json<Vec<Deployment>>> {
+    Ok(Json(c.platform.deployments(&c.me).await?))
 }
 
 /// Remove the caller's deployment of an IP.
 #[utoipa::path(delete, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("token" = [])))]
-pub async fn undeploy(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    s.platform.undeploy(&me, &format!("{ns}/{name}")).await?;
+    params(IpSegments),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn undeploy(c: Ctx, IpPath(ip): IpPath) -> ApiResult<StatusCode> {
+    c.platform.undeploy(&c.me, &ip).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -328,22 +257,20 @@ fn parse_params(text: Option<&str>) -> ApiResult<Params> {
 /// the input; the response body is the output. Headers report the call id,
 /// version, device, price and device time.
 #[utoipa::path(post, path = "/v1/invoke/{namespace}/{name}", tag = "calls",
-    params(("namespace" = String, Path), ("name" = String, Path), InvokeQuery),
+    params(IpSegments, InvokeQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "The IP's output", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = Problem), (status = 413, body = Problem),
-        (status = 422, description = "The IP failed the call", body = Problem)),
-    security(("token" = [])))]
+        (status = 422, description = "The IP failed the call", body = Problem)))]
 pub async fn invoke(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path((ns, name)): Path<(String, String)>,
-    Query(q): Query<InvokeQuery>,
+    c: Ctx,
+    IpPath(ip): IpPath,
+    ApiQuery(q): ApiQuery<InvokeQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     let params = parse_params(q.params.as_deref())?;
-    let limit = s.platform.config().max_sync_bytes;
+    let limit = c.platform.config().max_sync_bytes;
     let input = read_body(body, limit, "a sync call's input")
         .await
         .map_err(|mut e| {
@@ -355,10 +282,7 @@ pub async fn invoke(
             }
             e
         })?;
-    let r = s
-        .platform
-        .invoke(&me, &format!("{ns}/{name}"), params, input)
-        .await?;
+    let r = c.platform.invoke(&c.me, &ip, params, input).await?;
     let mut headers = HeaderMap::new();
     let mut set = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -384,15 +308,6 @@ pub async fn invoke(
 
 // ---- Objects ------------------------------------------------------------
 
-pub(crate) type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
-
-pub(crate) fn body_stream(body: Body) -> ByteStream {
-    Box::pin(
-        body.into_data_stream()
-            .map_err(|e| std::io::Error::other(e.to_string())),
-    )
-}
-
 fn sha_header(h: &HeaderMap) -> Option<String> {
     h.get("accelhub-sha256")
         .and_then(|v| v.to_str().ok())
@@ -405,18 +320,16 @@ fn sha_header(h: &HeaderMap) -> Option<String> {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     params(("accelhub-sha256" = Option<String>, Header, description = "Expected SHA-256 (hex)")),
     responses((status = 201, body = ObjectInfo), (status = 400, body = Problem),
-        (status = 413, body = Problem)),
-    security(("token" = [])))]
+        (status = 413, body = Problem)))]
 pub async fn put_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
-    let info = s
+    let info = c
         .platform
         .put_object(
-            &me,
+            &c.me,
             None,
             sha_header(&headers).as_deref(),
             body_stream(body),
@@ -429,19 +342,17 @@ pub async fn put_object(
 #[utoipa::path(put, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path), ("accelhub-sha256" = Option<String>, Header)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ObjectInfo), (status = 400, body = Problem)),
-    security(("token" = [])))]
+    responses((status = 201, body = ObjectInfo), (status = 400, body = Problem)))]
 pub async fn put_named_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(key): Path<String>,
+    c: Ctx,
+    ApiPath(key): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
-    let info = s
+    let info = c
         .platform
         .put_object(
-            &me,
+            &c.me,
             Some(&key),
             sha_header(&headers).as_deref(),
             body_stream(body),
@@ -452,52 +363,27 @@ pub async fn put_named_object(
 
 /// The caller's objects.
 #[utoipa::path(get, path = "/v1/objects", tag = "objects",
-    responses((status = 200, body = [ObjectInfo])), security(("token" = [])))]
-pub async fn list_objects(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-) -> ApiResult<Json<Vec<ObjectInfo>>> {
-    Ok(Json(s.platform.list_objects(&me).await?))
-}
-
-fn stream_response(info: ObjectInfo, stream: ByteStream) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
-    if let Ok(v) = HeaderValue::from_str(&info.sha256) {
-        headers.insert("accelhub-sha256", v);
-    }
-    (headers, Body::from_stream(stream)).into_response()
+    responses((status = 200, body = [ObjectInfo])))]
+pub async fn list_objects(c: Ctx) -> ApiResult<Json<Vec<ObjectInfo>>> {
+    Ok(Json(c.platform.list_objects(&c.me).await?))
 }
 
 /// Download one of the caller's objects.
 #[utoipa::path(get, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, body = Problem)),
-    security(("token" = [])))]
-pub async fn get_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(key): Path<String>,
-) -> ApiResult<Response> {
-    let (info, stream) = s.platform.get_object(&me, &key).await?;
-    Ok(stream_response(info, stream))
+        (status = 404, body = Problem)))]
+pub async fn get_object(c: Ctx, ApiPath(key): ApiPath<String>) -> ApiResult<Response> {
+    let (info, stream) = c.platform.get_object(&c.me, &key).await?;
+    Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 
 /// Delete one of the caller's objects.
 #[utoipa::path(delete, path = "/v1/objects/{key}", tag = "objects",
     params(("key" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("token" = [])))]
-pub async fn delete_object(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(key): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.platform.delete_object(&me, &key).await?;
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_object(c: Ctx, ApiPath(key): ApiPath<String>) -> ApiResult<StatusCode> {
+    c.platform.delete_object(&c.me, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -506,17 +392,14 @@ pub async fn delete_object(
 /// Queue a job on one of the caller's objects.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
     responses((status = 202, body = Job), (status = 404, body = Problem),
-        (status = 413, body = Problem)),
-    security(("token" = [])))]
+        (status = 413, body = Problem)))]
 pub async fn submit_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
+    c: Ctx,
+    ApiJson(req): ApiJson<SubmitJob>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    let req: SubmitJob = read_json(body).await?;
-    let job = s
+    let job = c
         .platform
-        .submit_job(&me, &req.ip, &req.input, req.params)
+        .submit_job(&c.me, &req.ip, &req.input, req.params)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
@@ -529,64 +412,40 @@ pub struct ListQuery {
 
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = [Job])), security(("token" = [])))]
-pub async fn list_jobs(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Vec<Job>>> {
-    Ok(Json(s.platform.jobs(&me, q.limit.unwrap_or(100)).await?))
+    responses((status = 200, body = [Job])))]
+pub async fn list_jobs(c: Ctx, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<Job>>> {
+    Ok(Json(c.platform.jobs(&c.me, q.limit.unwrap_or(100)).await?))
 }
 
 /// One job: state, progress, attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = Job), (status = 404, body = Problem)),
-    security(("token" = [])))]
-pub async fn get_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Job>> {
-    Ok(Json(s.platform.job(&me, &id).await?))
+    responses((status = 200, body = Job), (status = 404, body = Problem)))]
+pub async fn get_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
+    Ok(Json(c.platform.job(&c.me, &id).await?))
 }
 
 /// Cancel a queued or running job.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = Problem),
-        (status = 409, body = Problem)),
-    security(("token" = [])))]
-pub async fn cancel_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Job>> {
-    Ok(Json(s.platform.cancel_job(&me, &id).await?))
+        (status = 409, body = Problem)))]
+pub async fn cancel_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
+    Ok(Json(c.platform.cancel_job(&c.me, &id).await?))
 }
 
 /// Download a succeeded job's output.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("token" = [])))]
-pub async fn job_output(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let (info, stream) = s.platform.job_output(&me, &id).await?;
-    Ok(stream_response(info, stream))
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn job_output(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
+    let (info, stream) = c.platform.job_output(&c.me, &id).await?;
+    Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 
 /// Delete a finished job and its output.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("token" = [])))]
-pub async fn delete_job(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.platform.delete_job(&me, &id).await?;
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+    c.platform.delete_job(&c.me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -616,24 +475,18 @@ fn parse_since(s: &str) -> ApiResult<DateTime<Utc>> {
 /// Usage records and totals: the caller's consumption (user), use of the
 /// caller's IPs (vendor), or all (operator).
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
-    responses((status = 200, body = UsageReport), (status = 400, body = Problem)),
-    security(("token" = [])))]
-pub async fn usage(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Query(q): Query<UsageQuery>,
-) -> ApiResult<Json<UsageReport>> {
+    responses((status = 200, body = UsageReport), (status = 400, body = Problem)))]
+pub async fn usage(c: Ctx, ApiQuery(q): ApiQuery<UsageQuery>) -> ApiResult<Json<UsageReport>> {
     let since = q.since.as_deref().map(parse_since).transpose()?;
-    Ok(Json(s.platform.usage(&me, since).await?))
+    Ok(Json(c.platform.usage(&c.me, since).await?))
 }
 
 /// Nodes, devices and slots: what each slot holds, utilisation, resident
 /// data (operator only).
 #[utoipa::path(get, path = "/v1/fleet", tag = "fleet",
-    responses((status = 200, body = Fleet), (status = 403, body = Problem)),
-    security(("token" = [])))]
-pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<Json<Fleet>> {
-    Ok(Json(s.platform.fleet(&me).await?))
+    responses((status = 200, body = Fleet), (status = 403, body = Problem)))]
+pub async fn fleet(c: Ctx) -> ApiResult<Json<Fleet>> {
+    Ok(Json(c.platform.fleet(&c.me).await?))
 }
 
 // ---- Billing ------------------------------------------------------------
@@ -643,58 +496,48 @@ pub async fn fleet(State(s): State<AppState>, Caller(me): Caller) -> ApiResult<J
     request_body = accelhub_domain::billing::Subscribe,
     responses((status = 201, body = accelhub_domain::billing::Subscription),
         (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem)),
-    security(("token" = [])))]
+        (status = 404, body = Problem)))]
 pub async fn subscribe(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
+    c: Ctx,
+    ApiJson(req): ApiJson<accelhub_domain::billing::Subscribe>,
 ) -> ApiResult<(StatusCode, Json<accelhub_domain::billing::Subscription>)> {
-    let req: accelhub_domain::billing::Subscribe = read_json(body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(s.platform.subscribe(&me, &req).await?),
+        Json(c.platform.subscribe(&c.me, &req).await?),
     ))
 }
 
 /// The caller's subscriptions, oldest first (a plan is in force from its
 /// `since` until the next).
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "billing",
-    responses((status = 200, body = [accelhub_domain::billing::Subscription])),
-    security(("token" = [])))]
+    responses((status = 200, body = [accelhub_domain::billing::Subscription])))]
 pub async fn list_subscriptions(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
 ) -> ApiResult<Json<Vec<accelhub_domain::billing::Subscription>>> {
-    Ok(Json(s.platform.subscriptions(&me).await?))
+    Ok(Json(c.platform.subscriptions(&c.me).await?))
 }
 
 /// Set or remove (`{"monthly": null}`) the caller's monthly spending limit.
 #[utoipa::path(put, path = "/v1/account/spending-limit", tag = "billing",
     request_body = accelhub_domain::billing::SpendingLimit,
     responses((status = 200, body = accelhub_domain::billing::SpendingLimit),
-        (status = 403, body = Problem)),
-    security(("token" = [])))]
+        (status = 403, body = Problem)))]
 pub async fn put_spending_limit(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    body: Body,
+    c: Ctx,
+    ApiJson(req): ApiJson<accelhub_domain::billing::SpendingLimit>,
 ) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
-    let req: accelhub_domain::billing::SpendingLimit = read_json(body).await?;
-    s.platform.set_spending_limit(&me, &req).await?;
+    c.platform.set_spending_limit(&c.me, &req).await?;
     Ok(Json(req))
 }
 
 /// The caller's monthly spending limit.
 #[utoipa::path(get, path = "/v1/account/spending-limit", tag = "billing",
-    responses((status = 200, body = accelhub_domain::billing::SpendingLimit)),
-    security(("token" = [])))]
+    responses((status = 200, body = accelhub_domain::billing::SpendingLimit)))]
 pub async fn get_spending_limit(
-    State(s): State<AppState>,
-    Caller(me): Caller,
+    c: Ctx,
 ) -> ApiResult<Json<accelhub_domain::billing::SpendingLimit>> {
     Ok(Json(accelhub_domain::billing::SpendingLimit {
-        monthly: s.platform.spending_limit(&me).await?,
+        monthly: c.platform.spending_limit(&c.me).await?,
     }))
 }
 
@@ -709,12 +552,10 @@ pub struct InvoiceQuery {
 /// from the usage records.
 #[utoipa::path(get, path = "/v1/invoices", tag = "billing", params(InvoiceQuery),
     responses((status = 200, body = accelhub_domain::billing::Invoice),
-        (status = 400, body = Problem)),
-    security(("token" = [])))]
+        (status = 400, body = Problem)))]
 pub async fn invoice(
-    State(s): State<AppState>,
-    Caller(me): Caller,
-    Query(q): Query<InvoiceQuery>,
+    c: Ctx,
+    ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> ApiResult<Json<accelhub_domain::billing::Invoice>> {
-    Ok(Json(s.platform.invoice(&me, q.month.as_deref()).await?))
+    Ok(Json(c.platform.invoice(&c.me, q.month.as_deref()).await?))
 }

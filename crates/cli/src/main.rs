@@ -2,7 +2,9 @@
 
 mod agent;
 mod cli;
+mod cmd;
 mod genomics;
+mod output;
 mod serve;
 
 use clap::Parser;

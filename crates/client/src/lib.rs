@@ -14,25 +14,10 @@ use accelhub_domain::{
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// An `application/problem+json` body.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Problem {
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub status: u16,
-    #[serde(default)]
-    pub detail: String,
-    pub call_id: Option<String>,
-    pub failure: Option<String>,
-    pub exit_code: Option<i32>,
-    pub log: Option<String>,
-}
+/// An `application/problem+json` body (the type the server writes).
+pub use accelhub_domain::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod manifest;
 pub mod market;
 pub mod money;
+pub mod problem;
 pub mod usage;
 pub mod version;
 pub mod views;
@@ -29,6 +30,7 @@ pub use market::{
     CatalogFilter, CatalogSort, IpStats, RatingSummary, Reply, Review, SubmitReply, SubmitReview,
 };
 pub use money::Money;
+pub use problem::Problem;
 pub use usage::{UsageKind, UsageRecord, UsageReport, UsageTotals};
 pub use version::{
     Compare, ImplementationReport, IpVersion, TestOutcome, VerificationReport, VersionStatus,

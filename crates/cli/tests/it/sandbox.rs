@@ -1,11 +1,9 @@
 //! Hostile WebAssembly fails its own calls, within its limits, and the
 //! platform keeps serving everyone else.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{Params, Role};
 use bytes::Bytes;
-use common::*;
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 

@@ -3,11 +3,9 @@
 //! calls), a spending limit (402), and the month's invoice, the vendor's
 //! statement after the platform's share and the operator's totals.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{Money, Role, VersionStatus};
 use bytes::Bytes;
-use common::*;
 
 const PRICING: &str = r#"[pricing]
 per_call = 0.0001

@@ -1,10 +1,8 @@
 //! Online verification: only versions whose every test vector matches are
 //! deployable, and a rejection says why.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{Role, VersionStatus};
-use common::*;
 use reqwest::StatusCode;
 
 #[tokio::test]

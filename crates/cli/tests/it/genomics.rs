@@ -2,9 +2,7 @@
 //! several contigs (gzip), reads in, SAM out; bad input stops with the file
 //! and record named and leaves no output behind.
 
-mod common;
-
-use common::{bin, random_bases, revcomp_reference};
+use crate::common::{bin, random_bases, revcomp_reference};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,10 +3,8 @@
 //! jobs on a user's objects, the index resident between jobs, progress in
 //! reads, and every denial on object inputs.
 
-mod common;
-
+use crate::common::{package, random_bases, revcomp_reference, wait_verified, Server};
 use accelhub_domain::{JobState, Params, Role, VersionStatus};
-use common::{package, random_bases, revcomp_reference, wait_verified, Server};
 use std::io::Write;
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -1,11 +1,9 @@
 //! The marketplace: only users who have run an IP rate and review it, its
 //! vendor replies, and the catalog searches and sorts by what users did.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{Role, VersionStatus};
 use bytes::Bytes;
-use common::*;
 
 fn status(e: &accelhub_client::ClientError) -> Option<u16> {
     e.status().map(|s| s.as_u16())

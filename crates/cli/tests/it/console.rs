@@ -4,10 +4,8 @@
 //! e2e packages the browser test skips, saying so, unless
 //! `ACCELHUB_TEST_BROWSER` is set (CI sets it): then it fails.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{Role, VersionStatus};
-use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 

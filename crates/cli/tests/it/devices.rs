@@ -7,12 +7,10 @@
 //! runtime these tests skip, saying so, unless `ACCELHUB_TEST_OPENCL` is
 //! set (CI sets it): then they fail.
 
-mod common;
-
+use crate::common::*;
 use accelhub_client::Client;
 use accelhub_domain::{DeployRequest, Role, VersionStatus};
 use bytes::Bytes;
-use common::*;
 use std::path::Path;
 
 /// A server whose node has an OpenCL device, or `None` (test skipped).

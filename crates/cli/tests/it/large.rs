@@ -1,10 +1,8 @@
 //! Jobs stream: an input larger than the memory the server uses goes
 //! through, and comes back intact.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{JobState, Params, Role};
-use common::*;
 use sha2::{Digest, Sha256};
 
 fn peak_rss_kib(pid: u32) -> u64 {

@@ -3,10 +3,8 @@
 //! Needs `ACCELHUB_TEST_POSTGRES` and `ACCELHUB_TEST_S3` (`.ci/run` sets
 //! both); skips, saying so, without them.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{JobState, Params, Role};
-use common::*;
 use std::collections::BTreeMap;
 
 const MASTER_KEY: &str = "6a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";

@@ -1,10 +1,8 @@
 //! Jobs survive the server: a kill -9 mid-job loses nothing and bills
 //! once; a graceful restart resumes the queue.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{JobState, Params, Role};
-use common::*;
 use std::time::{Duration, Instant};
 
 fn spin(iters: u64) -> Params {

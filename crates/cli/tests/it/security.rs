@@ -1,11 +1,9 @@
 //! Every denial, proven: authentication, roles, ownership, IP protection,
 //! and bad input that gets a clear 4xx.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{Params, Role};
 use bytes::Bytes;
-use common::*;
 use reqwest::StatusCode;
 
 async fn problem(resp: reqwest::Response) -> (StatusCode, serde_json::Value) {
@@ -329,6 +327,70 @@ async fn bad_requests_get_a_clear_4xx() {
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     let err = user.deploy("acme/echo", Some("9.9.9")).await.unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+}
+
+/// axum's own rejections (query string, path segment, JSON body, method)
+/// answer as problems that say what to fix, like every other error.
+#[tokio::test]
+async fn malformed_requests_get_problems_that_name_the_fix() {
+    let server = Server::start();
+    let user = server.account("grace", Role::User).await;
+    let send = |method: reqwest::Method, path: &str, body: &'static str| {
+        user.request(method, path)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let detail = |body: &serde_json::Value| body["detail"].as_str().unwrap_or_default().to_string();
+
+    // A query string that does not parse: names the parameter.
+    let resp = send(reqwest::Method::GET, "/v1/jobs?limit=many", "")
+        .await
+        .unwrap();
+    let (status, body) = problem(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["status"], 400, "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("/bad-request"),
+        "{body}"
+    );
+    let d = detail(&body);
+    assert!(d.contains("query string") && d.contains("limit"), "{d}");
+
+    // A path segment of the wrong type.
+    let resp = send(
+        reqwest::Method::POST,
+        "/v1/ips/acme/echo/reviews/first/reply",
+        r#"{"text": "thanks"}"#,
+    )
+    .await
+    .unwrap();
+    let (status, body) = problem(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("path segment"), "{body}");
+
+    // A JSON body that is not JSON, and one with a field of the wrong type.
+    for (path, json, names) in [
+        ("/v1/deployments", "{\"ip\": ", "invalid JSON"),
+        (
+            "/v1/jobs",
+            r#"{"ip": "a/b", "input": 7}"#,
+            "expected a string",
+        ),
+    ] {
+        let resp = send(reqwest::Method::POST, path, json).await.unwrap();
+        let (status, body) = problem(resp).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(detail(&body).contains(names), "{path}: {body}");
+    }
+
+    // A method a path does not serve.
+    let resp = send(reqwest::Method::DELETE, "/v1/usage", "")
+        .await
+        .unwrap();
+    let (status, body) = problem(resp).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert!(detail(&body).contains("DELETE"), "{body}");
 }
 
 #[tokio::test]

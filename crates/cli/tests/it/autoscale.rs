@@ -2,10 +2,8 @@
 //! its jobs never run on more slots than it has replicas, it scales to
 //! zero when idle, and every decision is visible in `accelhub deploy show`.
 
-mod common;
-
+use crate::common::*;
 use accelhub_domain::{JobState, Params, Role, Scaling};
-use common::*;
 use std::time::{Duration, Instant};
 
 fn spin(iters: u64) -> Params {

@@ -1,9 +1,7 @@
 //! The whole flow through the CLI: a vendor publishes, verification passes,
 //! a user deploys and calls (sync and async), and everyone sees the cost.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Output;
 
 fn ok(o: Output) -> String {

@@ -3,11 +3,9 @@
 //! mid-job: the job finishes on another agent, billed once. A restart of
 //! the control plane: queued jobs resume. Tokens are checked.
 
-mod common;
-
+use crate::common::*;
 use accelhub_client::AgentClient;
 use accelhub_domain::{FleetDevice, JobReport, JobState, NodeReport, Params, Renewal, Role};
-use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

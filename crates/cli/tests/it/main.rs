@@ -1,0 +1,20 @@
+//! The CLI's integration suite: one test binary (linking the platform
+//! once), one module per area. Each test starts the real `accelhub` binary.
+
+mod common;
+
+mod agents;
+mod autoscale;
+mod billing;
+mod console;
+mod devices;
+mod durability;
+mod flow;
+mod genomics;
+mod genomics_ip;
+mod large;
+mod market;
+mod sandbox;
+mod scaleout;
+mod security;
+mod verification;
