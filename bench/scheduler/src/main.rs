@@ -1,4 +1,14 @@
-//! Trace-driven simulation of the scheduler against FIFO to any free slot.
+//! Trace-driven simulation of job placement: the production `pick` against
+//! FIFO, on the same pull model the platform runs.
+//!
+//! In the platform, a worker whose slot is idle asks the control plane for
+//! a job, saying which image its slot holds; the control plane lists the
+//! oldest queued jobs (at most [`CANDIDATES`], at most
+//! [`QUEUED_PER_DEPLOYMENT`] of each deployment, as the store's
+//! `queued_jobs` does) and `accelhub_scheduler::pick` chooses. This
+//! simulator does exactly that, with the same function and the default
+//! `Config`; FIFO is `pick` under `Policy::Fifo` (the oldest job, whatever
+//! the slot holds).
 //!
 //! N IPs with Zipf popularity share fewer slots than there are IPs; each
 //! IP's load cost is one of the reconfiguration times measured on this
@@ -11,9 +21,13 @@
 //!
 //!   cargo run --release -p accelhub-bench-scheduler [-- --jobs 20000 --slots 8 --ips 40 --seed 1]
 
-use accelhub_scheduler::{Cluster, Config, Policy, Scheduler, Slot, Work};
+use accelhub_scheduler::{pick, Candidate, Config, Holding, Policy, CANDIDATES};
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// At most this many jobs of one deployment among the candidates (the
+/// store's `QUEUED_PER_VERSION`).
+const QUEUED_PER_DEPLOYMENT: usize = 4;
 
 /// Reconfiguration costs measured here (ms): `accelhub ip publish --wait`
 /// load times of the example wasm IPs (hostile, revcomp, echo; release
@@ -80,8 +94,10 @@ fn trace(
         .collect()
 }
 
+/// (time, job, completion on slot): earliest first, completions before
+/// arrivals at the same time.
 #[derive(PartialEq)]
-struct Event(f64, usize, Option<(usize, usize)>);
+struct Event(f64, usize, Option<usize>);
 
 impl Eq for Event {}
 impl PartialOrd for Event {
@@ -91,7 +107,6 @@ impl PartialOrd for Event {
 }
 impl Ord for Event {
     fn cmp(&self, o: &Self) -> Ordering {
-        // Earliest first; completions before arrivals at the same time.
         o.0.total_cmp(&self.0)
             .then(self.2.is_some().cmp(&o.2.is_some()))
             .then(o.1.cmp(&self.1))
@@ -105,66 +120,110 @@ struct Outcome {
     utilisation: f64,
 }
 
+/// A slot: the image it holds and whether a job runs on it.
+#[derive(Default, Clone)]
+struct Slot {
+    image: Option<String>,
+    busy: bool,
+}
+
+fn image(ip: usize) -> String {
+    format!("ip{ip}")
+}
+
+/// The candidates a worker is shown: the oldest queued jobs, at most
+/// `QUEUED_PER_DEPLOYMENT` of each (tenant, IP), at most `CANDIDATES`.
+fn window(queue: &[usize], jobs: &[Job]) -> Vec<usize> {
+    let mut per: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for &i in queue {
+        let n = per.entry((jobs[i].tenant, jobs[i].ip)).or_default();
+        if *n < QUEUED_PER_DEPLOYMENT {
+            *n += 1;
+            out.push(i);
+            if out.len() == CANDIDATES as usize {
+                break;
+            }
+        }
+    }
+    out
+}
+
 fn simulate(policy: Policy, ips: &[Ip], jobs: &[Job], slots: usize) -> Outcome {
-    let mut cluster = Cluster {
-        slots: (0..slots)
-            .map(|i| Slot::new(&format!("node{}", i / 4), "fpga"))
-            .collect(),
-        ..Default::default()
-    };
-    let mut sched = Scheduler::new(Config {
+    let config = Config {
         policy,
         ..Config::default()
-    });
+    };
+    let mut slot = vec![Slot::default(); slots];
     let mut events = BinaryHeap::new();
     for (i, j) in jobs.iter().enumerate() {
         events.push(Event(j.arrival, i, None));
     }
-    let mut queue: Vec<Work> = Vec::new();
+    // Queued jobs, oldest first.
+    let mut queue: Vec<usize> = Vec::new();
+    let mut running: BTreeMap<String, usize> = BTreeMap::new();
     let mut response = vec![0.0; jobs.len()];
-    let mut busy = 0.0;
-    let mut end = 0.0f64;
+    let (mut busy, mut end, mut reconfigurations) = (0.0, 0.0f64, 0usize);
     while let Some(Event(now, i, done)) = events.pop() {
         match done {
-            Some((slot, tenant)) => {
-                sched.finished(&mut cluster, slot, &format!("t{tenant}"));
+            Some(s) => {
+                slot[s].busy = false;
+                if let Some(n) = running.get_mut(&format!("t{}", jobs[i].tenant)) {
+                    *n = n.saturating_sub(1);
+                }
                 response[i] = now - jobs[i].arrival;
                 end = end.max(now);
             }
-            None => {
-                let j = &jobs[i];
-                queue.push(Work {
-                    id: i as u64,
-                    tenant: format!("t{}", j.tenant),
-                    image: format!("ip{}", j.ip),
-                    class: "fpga".into(),
-                    load_cost: ips[j.ip].load,
-                    expected: ips[j.ip].mean,
-                    data: None,
-                    sync: false,
-                    queued_at: now,
-                });
-            }
+            None => queue.push(i),
         }
-        // Decide once per instant, after every event at that instant.
+        // Workers ask once per instant, after every event at that instant.
         if events.peek().is_some_and(|e| e.0 == now) {
             continue;
         }
-        for a in sched.assign(now, &mut cluster, &mut queue) {
-            let j = &jobs[a.work as usize];
-            let load = if a.reconfigure { ips[j.ip].load } else { 0.0 };
-
-            let finish = now + load + j.run;
-            // What the slot really does (the scheduler planned on means).
-            cluster.slots[a.slot].busy_until = Some(finish);
-            busy += load + j.run;
-            events.push(Event(finish, a.work as usize, Some((a.slot, j.tenant))));
+        for (s, sl) in slot.iter_mut().enumerate() {
+            if sl.busy || queue.is_empty() {
+                continue;
+            }
+            let shown = window(&queue, jobs);
+            let candidates: Vec<Candidate> = shown
+                .iter()
+                .map(|&j| Candidate {
+                    tenant: format!("t{}", jobs[j].tenant),
+                    image: image(jobs[j].ip),
+                    data: None,
+                    waited: now - jobs[j].arrival,
+                    capped: false,
+                })
+                .collect();
+            let holding = Holding {
+                images: sl.image.iter().cloned().collect(),
+                resident: Default::default(),
+            };
+            let Some(c) = pick(&config, &holding, &running, &candidates) else {
+                continue;
+            };
+            let j = shown[c];
+            queue.retain(|&q| q != j);
+            let img = image(jobs[j].ip);
+            let load = if sl.image.as_deref() == Some(img.as_str()) {
+                0.0
+            } else {
+                reconfigurations += 1;
+                ips[jobs[j].ip].load
+            };
+            *sl = Slot {
+                image: Some(img),
+                busy: true,
+            };
+            *running.entry(format!("t{}", jobs[j].tenant)).or_default() += 1;
+            busy += load + jobs[j].run;
+            events.push(Event(now + load + jobs[j].run, j, Some(s)));
         }
     }
     let mut sorted = response.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     Outcome {
-        reconf_per_1000: sched.stats.reconfigurations as f64 * 1000.0 / jobs.len() as f64,
+        reconf_per_1000: reconfigurations as f64 * 1000.0 / jobs.len() as f64,
         mean: response.iter().sum::<f64>() / jobs.len() as f64,
         p99: sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)],
         utilisation: busy / (slots as f64 * end.max(1e-9)),
@@ -205,7 +264,7 @@ fn main() {
         .sum();
 
     println!(
-        "{jobs} jobs, {n_ips} IPs (Zipf s={zipf_s}), {slots} slots, {tenants} tenants; load costs {:?} ms; mean run {:.0} ms",
+        "{jobs} jobs, {n_ips} IPs (Zipf s={zipf_s}), {slots} slots, {tenants} tenants; load costs {:?} ms; mean run {:.0} ms; pull model, {CANDIDATES} candidates",
         MEASURED_LOAD_MS, mean_run
     );
     println!();
@@ -217,7 +276,7 @@ fn main() {
         let t = trace(&ips, &weights, jobs, rate, tenants, seed);
         let fifo = simulate(Policy::Fifo, &ips, &t, slots);
         let ours = simulate(Policy::Affinity, &ips, &t, slots);
-        for (name, o) in [("FIFO", &fifo), ("accelhub", &ours)] {
+        for (name, o) in [("FIFO", &fifo), ("accelhub pick", &ours)] {
             println!(
                 "| {:.0}% | {name} | {:.1} | {:.0} | {:.0} | {:.0}% |",
                 load * 100.0,

@@ -7,6 +7,22 @@
 //! output and report how it ended. Every step but the claim checks that
 //! the job is still leased to the caller's node, so a node declared dead
 //! can no longer touch a job that was given to another.
+//!
+//! Placement: a worker asking for a job says what its device holds; the
+//! store lists the oldest queued jobs of its device classes (at most 4 per
+//! account's IP version, so one backlog never hides another's), and
+//! `accelhub_scheduler::pick` chooses: aged work first (5 s), then work whose
+//! resident data or image the device already holds, then the oldest. The
+//! chosen job is leased by id, which the store refuses when its deployment
+//! already runs as many jobs as it has replicas; then the next choice is
+//! tried.
+//!
+//! An agent authenticates with an agent token the operator issues (`aha_…`,
+//! stored hashed, revocable), names its node in the `accelhub-node` header,
+//! registers the node with its devices (a node belongs to the agent that
+//! registered it; re-registering releases the jobs a previous process held)
+//! and heartbeats every third of a lease. Agents never see the object store
+//! or its credentials: data flows through the control plane.
 
 use crate::auth::{generate_token_with, hash_token};
 use crate::{account_object_key, usage_record, CoreError, Platform, Result};
@@ -15,7 +31,7 @@ use accelhub_domain::{
     Role, WorkItem, WorkObject,
 };
 use accelhub_objects::ByteStream;
-use accelhub_scheduler::{Candidate, Holding};
+use accelhub_scheduler::{Candidate, Holding, CANDIDATES};
 use accelhub_store::{AgentRow, JobOutcome, JobRow, StoreError, VersionRow};
 use bytes::Bytes;
 use chrono::Utc;
@@ -25,9 +41,6 @@ use std::time::{Duration, Instant};
 
 /// Prefix of agent tokens (user and operator tokens start with `ahk_`).
 pub const AGENT_TOKEN_PREFIX: &str = "aha_";
-
-/// Queued jobs the scheduler chooses among.
-const CANDIDATES: u32 = 32;
 
 /// Why a node lost its jobs.
 const AGENT_RESTARTED: &str = "the node's agent restarted mid-job";

@@ -2,6 +2,17 @@
 //! (`accelhub_scheduler::autoscale`, pure), and every change is recorded
 //! with its reason. Several control planes may run it at once: a change is
 //! written only if the replicas are still what this one read.
+//!
+//! A deployment's replicas are the device slots its jobs may run on at once.
+//! Every second, each control plane sets them to the jobs queued and running
+//! divided by the deployment's target, within `min..=max`: out at once, in
+//! only after the scale-down delay, to zero when `min` is 0; a submission
+//! scales its deployment out at once when demand calls for it (from zero, or
+//! a burst). Each change is written only if the replicas are still what this
+//! control plane read, and recorded with its reason (`accelhub deploy show`).
+//! The cap is enforced where jobs are leased: the store's `claim_job_id`
+//! counts the deployment's running jobs under a lock on its row, so
+//! concurrent claims never exceed it; sync calls are not counted.
 
 use crate::{Platform, Result};
 use accelhub_scheduler::{autoscale, ScaleSpec};

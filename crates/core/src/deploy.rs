@@ -1,6 +1,16 @@
 //! Deployments: which version of an IP an account runs, and what a call
 //! needs to run it (its version, its image loaded on a device, its
 //! resident objects).
+//!
+//! Object inputs: a version may declare `[[object]]` parameters, whose values
+//! are keys of the caller's objects (a genomics index, the second reads file
+//! of a pair). They are resolved for every call and job in the caller's own
+//! space only (another tenant's key is "no such object"), at submission and
+//! again when the job runs, and handed to the device as an `ObjectArg`: key,
+//! SHA-256, size and a lazy opener. A device that keeps resident data keys it
+//! by the SHA-256, checks the bytes it reads against it, and never opens an
+//! object it already holds. Test vectors give object inputs as package files,
+//! sealed like the rest.
 
 use crate::*;
 

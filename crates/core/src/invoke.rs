@@ -1,4 +1,17 @@
 //! Sync calls: one request, one call on a device, metered once.
+//!
+//! A user's deployment pins a verified version. A call goes to the first
+//! verified implementation in the deployment's preference order whose class
+//! this node has (`placement`), ensures its image is loaded (images are
+//! content-addressed by artifact SHA-256, compiled once and cached; deploying
+//! warms the image), runs it under the version's limits, and writes one usage
+//! record (billed on success, unbilled on failure) before answering.
+//!
+//! The hot path avoids the database where it safely can: finished versions
+//! are immutable and cached; token and deployment lookups are cached for 2 s
+//! (this process's own changes invalidate at once, see `cache`); the usage
+//! record goes to the store's write-ahead journal, from which a background
+//! task moves records into the `usage` table in large transactions.
 
 use crate::*;
 use accelhub_domain::UsageKind;

@@ -5,6 +5,16 @@
 //! expires and the job is queued again, up to its attempt limit. The job's
 //! completion and its usage record are written in one transaction, so a job
 //! is billed once however often it is retried.
+//!
+//! Job inputs are objects in the user's private space. `submit` writes a
+//! `queued` row; workers lease jobs, renew the lease while running
+//! (publishing progress: input bytes read, and items in the IP's own unit
+//! when it counts them), and finish by writing the outcome and the usage
+//! record together. Job data streams: the input object is read chunk by chunk
+//! into the device, the output goes to a scratch file and then into the object
+//! store, so memory does not bound a job's size. On start-up a node releases
+//! the leases its previous process held; the lease keeper here declares dead
+//! a node silent for a whole lease and queues its jobs again at once.
 
 use crate::worker::LocalJobs;
 use crate::{account_object_key, new_id, CoreError, Platform, Result};

@@ -1,4 +1,13 @@
 //! Publishing and online verification of IP versions.
+//!
+//! `POST /v1/ips` takes a tar of the package. The manifest is parsed and
+//! checked (errors name the field), every file is sealed with AES-256-GCM
+//! under the master key and stored, and the version is recorded `pending`. A
+//! background task then loads each implementation on its device class and
+//! runs every test vector with production limits; the version becomes
+//! `verified` only if every output is byte-exact, else `rejected` with a
+//! report per test (sizes, first differing byte, exit code, stderr tail, trap
+//! or deadline). Versions still pending at start-up are verified again.
 
 use crate::{new_id, version_view, CoreError, Package, Platform, Result};
 use accelhub_device::CallInput;

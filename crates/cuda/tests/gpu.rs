@@ -1,6 +1,7 @@
 //! The CUDA backend on a real NVIDIA GPU. Without one (no driver, no
 //! device) these tests skip, saying so, unless `ACCELHUB_TEST_CUDA` is set
 //! (GPU CI sets it): then a missing GPU, or a missing NVRTC, fails.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_cuda::{CudaBackend, CudaConfig};
 use accelhub_device::{Backend, CallError, CallInput, ImageId, ObjectArg};

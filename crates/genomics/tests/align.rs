@@ -1,5 +1,6 @@
 //! The aligner on a synthetic genome with reads of known origin: positions,
 //! strands, CIGARs, pair flags and mates, and the SAM it writes.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_genomics::align::{AlignOptions, Aligner};
 use accelhub_genomics::fasta::{Contig, Reference};

@@ -1,5 +1,6 @@
 //! Reference and read parsing over real files (plain and gzip), and the
 //! errors bad input gets: they name the file and the record.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_genomics::fasta::read_reference;
 use accelhub_genomics::fastq::{FastqReader, PairReader, Read};

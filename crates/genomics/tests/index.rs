@@ -1,5 +1,6 @@
 //! The minimizer index: reads find their origin, on either strand; N
 //! breaks k-mers; the saved index loads back identical.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_genomics::fasta::{Contig, Reference};
 use accelhub_genomics::index::{sketch, Index, Minimizer, Params};

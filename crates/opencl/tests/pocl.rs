@@ -1,6 +1,7 @@
 //! The OpenCL backend on a real OpenCL runtime (PoCL on the CPU here and
 //! in CI). Without one these tests skip, saying so, unless
 //! `ACCELHUB_TEST_OPENCL` is set (CI sets it): then a missing runtime fails.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_device::{Backend, CallError, CallInput, ImageId, ObjectArg};
 use accelhub_domain::kernel::KernelBundle;

@@ -2,6 +2,7 @@
 //! `ACCELHUB_TEST_S3` (`.ci/run` starts moto in server mode and sets it);
 //! without it these tests skip, saying so. Each test uses a bucket of its
 //! own.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_objects::{ByteStream, ObjectError, ObjectStore};
 use accelhub_s3::S3Store;

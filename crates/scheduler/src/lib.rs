@@ -447,6 +447,11 @@ impl Scheduler {
     }
 }
 
+/// How many of the oldest queued jobs a worker asking for work is shown
+/// (at most 4 of each deployment's, so one backlog never hides another's):
+/// the control plane and `bench/scheduler` both use it.
+pub const CANDIDATES: u32 = 32;
+
 /// A queued job, as a worker pulling work sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {

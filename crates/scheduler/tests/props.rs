@@ -1,5 +1,6 @@
 //! Properties of the scheduler on random clusters and queues, and on
 //! random traces run to the end.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_scheduler::{Cluster, Config, Policy, Scheduler, Slot, Work};
 use proptest::prelude::*;

@@ -2,6 +2,7 @@
 //! which `.ci/run` sets; without it these tests skip, saying so). Each test
 //! gets a schema of its own. The same behaviour as SQLite's, and claims
 //! that two control planes on one database never share.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 mod common;
 

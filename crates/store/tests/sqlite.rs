@@ -1,5 +1,6 @@
 //! The store over a real SQLite file: leases, retries, and metering that
 //! never counts a job twice; reopening and the usage journal.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Per-call cost of the wasm device alone: `cargo run --release -p
 //! accelhub-wasm --example callbench -- ips/echo/echo.wasm [calls]`.
+#![allow(clippy::unwrap_used)] // an example: a panic is its error report
 
 use accelhub_device::{Backend, CallInput, ImageId};
 use accelhub_domain::{Limits, Params};

@@ -1,5 +1,6 @@
 //! The wasm device on real modules (the example IPs): streamed input and
 //! file output, their failure paths, and calls that share their thread.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 use accelhub_device::{
     Backend, CallControl, CallData, CallError, CallInput, ImageId, Output, OutputSink,

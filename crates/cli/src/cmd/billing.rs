@@ -24,7 +24,7 @@ pub async fn usage(conn: &Conn, since: Option<&str>) -> anyhow::Result<()> {
             report.records.iter().map(|r| {
                 [
                     r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                    r.kind.clone(),
+                    r.kind.to_string(),
                     r.account.as_deref().unwrap_or("-").to_string(),
                     r.ip.clone(),
                     r.version.clone(),
@@ -74,7 +74,7 @@ pub async fn invoice(conn: &Conn, month: Option<&str>) -> anyhow::Result<()> {
                 [
                     l.ip.clone(),
                     l.plan.clone(),
-                    l.item.clone(),
+                    l.item.to_string(),
                     l.quantity.to_string(),
                     l.amount.to_string(),
                 ]

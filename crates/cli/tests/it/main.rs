@@ -1,5 +1,6 @@
 //! The CLI's integration suite: one test binary (linking the platform
 //! once), one module per area. Each test starts the real `accelhub` binary.
+#![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
 mod common;
 
