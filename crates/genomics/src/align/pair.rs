@@ -1,0 +1,340 @@
+//! Pairs: the insert-size model estimated from the data, mate rescue near
+//! a mapped mate, pairing scores, MAPQ, and the records of a pair.
+
+use super::*;
+
+impl Aligner<'_> {
+    /// Look for a mate near its partner: the window where a proper pair
+    /// puts it, on the opposite strand.
+    pub(super) fn rescue(
+        &self,
+        mate_seq: &[u8],
+        partner: &Hit,
+        ins: &InsertModel,
+        s: &mut Scratch,
+    ) -> Option<Hit> {
+        let r = &self.idx.reference;
+        let c = &r.contigs[partner.contig];
+        let l = mate_seq.len() as i64;
+        let (lo, hi) = (ins.lo as i64, ins.hi as i64);
+        // Partner forward: mate reverse, its end in [pos + lo, pos + hi].
+        // Partner reverse: mate forward, its start in [end - hi, end - lo].
+        let (ws, we, reverse) = if !partner.reverse {
+            let p = partner.pos as i64;
+            (p + lo - l, p + hi, true)
+        } else {
+            let e = partner.end() as i64;
+            (e - hi, e - lo + l, false)
+        };
+        let ws = ws.max(0).min(c.len as i64);
+        let we = we.max(0).min(c.len as i64);
+        if we - ws < l {
+            return None;
+        }
+        let q: Vec<u8> = if reverse {
+            revcomp_into(mate_seq, &mut s.rc);
+            s.rc.clone()
+        } else {
+            mate_seq.to_vec()
+        };
+        // Seeds inside the window only, repetitive ones included (the
+        // window makes them specific): each minimizer's positions are
+        // sorted, so the window is two binary searches.
+        let (gs, ge) = (c.offset as i64 + ws, c.offset as i64 + we);
+        s.mins.clear();
+        sketch(&q, self.idx.params, &mut s.mins);
+        s.hits.clear();
+        for m in &s.mins {
+            let occ = self.idx.get(m.hash);
+            let from = occ.partition_point(|&p| ((p >> 1) as i64) < gs);
+            let to = occ.partition_point(|&p| ((p >> 1) as i64) < ge);
+            for &p in &occ[from..to] {
+                if (p & 1 == 1) != m.reverse {
+                    continue;
+                }
+                let diag = (p >> 1) as i64 - m.pos as i64;
+                s.hits.push((diag + DIAG_BIAS) as u64);
+            }
+        }
+        s.hits.sort_unstable();
+        // The densest run of diagonals within the band.
+        let band = self.opts.band as i64;
+        let (mut best_n, mut best_d, mut j) = (0usize, 0i64, 0usize);
+        for i in 0..s.hits.len() {
+            while s.hits[i] - s.hits[j] > band as u64 {
+                j += 1;
+            }
+            if i + 1 - j > best_n {
+                best_n = i + 1 - j;
+                best_d = s.hits[j] as i64 - DIAG_BIAS;
+            }
+        }
+        if best_n == 0 {
+            return None;
+        }
+        self.extend(&q, best_d, reverse, Gapped::Always)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_pair(
+        &self,
+        buf: &mut Vec<u8>,
+        r1: &Read,
+        r2: &Read,
+        m1: &Mapped,
+        m2: &Mapped,
+        ins: &InsertModel,
+        s: &mut Scratch,
+        rg: Option<&str>,
+    ) -> (u64, u64) {
+        let sc = &self.opts.scoring;
+        let mut h1: Vec<Hit> = m1.hits.clone();
+        let mut h2: Vec<Hit> = m2.hits.clone();
+        let near = |a: &Hit, b: &Hit| {
+            a.contig == b.contig
+                && a.reverse != b.reverse
+                && insert_of(a, b).is_some_and(|t| t >= ins.lo && t <= ins.hi)
+        };
+        // Rescue a mate missing near one of its partner's good placements:
+        // it finds mates whose own seeds missed their locus, and the
+        // second-best pair that keeps a repeat's MAPQ honest.
+        let good = |hs: &[Hit]| -> Vec<Hit> {
+            let top = hs.first().map(|h| h.score).unwrap_or(0);
+            hs.iter()
+                .take(8)
+                .filter(|h| h.score + 20 >= top)
+                .cloned()
+                .collect()
+        };
+        let (g1, g2) = (good(&h1), good(&h2));
+        for a in &g1 {
+            if !h2.iter().any(|b| near(a, b)) {
+                if let Some(b) = self.rescue(&r2.seq, a, ins, s) {
+                    h2.push(b);
+                }
+            }
+        }
+        for b in &g2 {
+            if !h1.iter().any(|a| near(a, b)) {
+                if let Some(a) = self.rescue(&r1.seq, b, ins, s) {
+                    h1.push(a);
+                }
+            }
+        }
+        dedupe(&mut h1);
+        dedupe(&mut h2);
+        h1.sort_by_key(|h| std::cmp::Reverse(h.score));
+        h2.sort_by_key(|h| std::cmp::Reverse(h.score));
+        // Best proper combination against the best unpaired one.
+        const UNPAIRED: i32 = 17;
+        let mut best_pair: Option<(i32, usize, usize)> = None;
+        let mut second_pair = 0i32;
+        let mut scores: Vec<i32> = Vec::new();
+        for (i, a) in h1.iter().enumerate() {
+            for (j, b) in h2.iter().enumerate() {
+                if !near(a, b) {
+                    continue;
+                }
+                let t = insert_of(a, b).unwrap_or(0) as f64;
+                let z = (t - ins.mean) / ins.sd.max(1.0);
+                let pen = (z * z * 0.5 * 0.72).min(UNPAIRED as f64) as i32;
+                let score = a.score + b.score - pen;
+                scores.push(score);
+                match best_pair {
+                    Some((bs, _, _)) if score <= bs => second_pair = second_pair.max(score),
+                    _ => {
+                        if let Some((bs, _, _)) = best_pair {
+                            second_pair = second_pair.max(bs);
+                        }
+                        best_pair = Some((score, i, j));
+                    }
+                }
+            }
+        }
+        // Other pairs about as good as the runner-up (within one
+        // mismatch): each is one more place the fragment may come from.
+        let one_mismatch = sc.matched + sc.mismatch;
+        let n_sub = if scores.len() > 1 {
+            scores
+                .iter()
+                .filter(|&&x| x >= second_pair - one_mismatch)
+                .count()
+                - 1
+        } else {
+            0
+        };
+        let unpaired = h1.first().map(|h| h.score).unwrap_or(0)
+            + h2.first().map(|h| h.score).unwrap_or(0)
+            - UNPAIRED;
+        let q1 = mapq_of(m1, r1.seq.len(), sc);
+        let q2 = mapq_of(m2, r2.seq.len(), sc);
+        let (a, b, proper, q1, q2) = match best_pair {
+            Some((score, i, j)) if score >= unpaired => {
+                let pair_sub = second_pair.max(unpaired);
+                // The pair's own evidence: the score gap to the next best
+                // explanation of both reads, without the single-read
+                // length scaling.
+                let per_point = match (q1 < 5, q2 < 5) {
+                    (true, true) => PAIR_Q_BOTH_AMBIGUOUS,
+                    (true, false) | (false, true) => PAIR_Q_ONE_AMBIGUOUS,
+                    (false, false) => PAIR_Q,
+                };
+                let mut raw =
+                    per_point * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499;
+                if n_sub > 0 {
+                    raw -= 4.343 * ((n_sub + 1) as f64).ln() + 0.499;
+                }
+                let raw = raw.clamp(0.0, 60.0) as u8;
+                let pq = scale_repeat(raw, m1.repeat.max(m2.repeat));
+                // Pairing lifts a mate's MAPQ, unless another placement
+                // of that mate as good as the chosen one would pair with
+                // the same partner just as well (a tandem repeat).
+                let ambiguous = |hs: &[Hit], k: usize, partner: &Hit| {
+                    hs.iter()
+                        .enumerate()
+                        .any(|(x, h)| x != k && h.score >= hs[k].score && near(h, partner))
+                };
+                let boost = |own: u8, hs: &[Hit], k: usize, partner: &Hit| -> u8 {
+                    if ambiguous(hs, k, partner) {
+                        0
+                    } else if k == 0 {
+                        own.max(pq.min(own.saturating_add(40)))
+                    } else {
+                        pq.min(own.saturating_add(40)).min(60)
+                    }
+                };
+                let (qa, qb) = (boost(q1, &h1, i, &h2[j]), boost(q2, &h2, j, &h1[i]));
+                (Some(&h1[i]), Some(&h2[j]), true, qa, qb)
+            }
+            _ => (h1.first(), h2.first(), false, q1, q2),
+        };
+        let flag_base = 0x1 | if proper { 0x2 } else { 0 };
+        for (read, hit, q, first, mate, m, hits) in [
+            (r1, a, q1, true, b, m1, &h1),
+            (r2, b, q2, false, a, m2, &h2),
+        ] {
+            let rec = Rec {
+                read,
+                hit,
+                mapq: q,
+                flag: flag_base | if first { 0x40 } else { 0x80 },
+                mate,
+                tlen: tlen_of(hit, mate),
+                sub: m.sub,
+                rg,
+                sa: None,
+            };
+            self.write_with_split(buf, rec, hits, m.repeat);
+        }
+        (
+            a.is_some() as u64 + b.is_some() as u64,
+            if proper { 2 } else { 0 },
+        )
+    }
+}
+
+/// Fragment length of two placements in forward-reverse orientation.
+pub(super) fn insert_of(a: &Hit, b: &Hit) -> Option<u64> {
+    let (f, r) = if !a.reverse && b.reverse {
+        (a, b)
+    } else if a.reverse && !b.reverse {
+        (b, a)
+    } else {
+        return None;
+    };
+    (r.end() > f.pos).then(|| r.end() - f.pos)
+}
+
+pub(super) fn estimate_insert(
+    mapped: &[Mapped],
+    sc: &Scoring,
+    reads: &[Read],
+) -> Option<InsertModel> {
+    let mut ts: Vec<u64> = Vec::new();
+    for (i, pair) in mapped.chunks_exact(2).enumerate() {
+        let (a, b) = (&pair[0], &pair[1]);
+        let (Some(x), Some(y)) = (a.hits.first(), b.hits.first()) else {
+            continue;
+        };
+        if mapq_of(a, reads[2 * i].seq.len(), sc) < 30
+            || mapq_of(b, reads[2 * i + 1].seq.len(), sc) < 30
+        {
+            continue;
+        }
+        if x.contig != y.contig {
+            continue;
+        }
+        if let Some(t) = insert_of(x, y) {
+            ts.push(t);
+        }
+    }
+    if ts.len() < 50 {
+        return None;
+    }
+    ts.sort_unstable();
+    let med = ts[ts.len() / 2] as f64;
+    let mut dev: Vec<f64> = ts.iter().map(|&t| (t as f64 - med).abs()).collect();
+    dev.sort_by(|a, b| a.total_cmp(b));
+    let sd = (dev[dev.len() / 2] * 1.4826).max(1.0);
+    Some(InsertModel {
+        mean: med,
+        sd,
+        lo: (med - 4.0 * sd).max(1.0) as u64,
+        hi: (med + 4.0 * sd) as u64,
+    })
+}
+
+/// Mapping quality on BWA-MEM's 0-60 scale, from the best score, the best
+/// score elsewhere, and how many places tie.
+pub(super) fn mapq(best: i32, sub: i32, len: usize, n_equal: u32, sc: &Scoring) -> u8 {
+    if best <= 0 || sub >= best {
+        return 0;
+    }
+    let len = len.max(1) as f64;
+    let a = sc.matched as f64;
+    let identity = (1.0 - (len * a - best as f64) / (a + sc.mismatch as f64) / len).clamp(0.0, 1.0);
+    let scale = if len < 50.0 {
+        1.0
+    } else {
+        50f64.ln() / len.ln()
+    };
+    let tmp = scale * identity * identity;
+    let mut q = 6.02 * (best - sub) as f64 / a * tmp * tmp + 0.499;
+    if n_equal > 0 {
+        q -= 4.343 * ((n_equal + 1) as f64).ln() + 0.499;
+    }
+    q.clamp(0.0, 60.0) as u8
+}
+
+pub(super) fn mapq_of(m: &Mapped, len: usize, sc: &Scoring) -> u8 {
+    match m.hits.first() {
+        Some(b) => scale_repeat(mapq(b.score, m.sub, len, m.n_equal, sc), m.repeat),
+        None => 0,
+    }
+}
+
+/// Lower a MAPQ by the share of the read that is too repetitive to have
+/// been searched: its unexamined copies could be where it belongs.
+pub(super) fn scale_repeat(q: u8, repeat: f32) -> u8 {
+    // Up to half the read repetitive, its unique half decides; beyond,
+    // confidence falls to nothing for a read that is all repeat.
+    (q as f32 * (2.0 * (1.0 - repeat)).clamp(0.0, 1.0)).round() as u8
+}
+
+/// TLEN of a record: the signed span from the leftmost to the rightmost
+/// end of the two mates, positive for the leftmost one.
+pub(super) fn tlen_of(x: Option<&Hit>, y: Option<&Hit>) -> i64 {
+    match (x, y) {
+        (Some(x), Some(y)) if x.contig == y.contig => {
+            let left = x.pos.min(y.pos) as i64;
+            let right = x.end().max(y.end()) as i64;
+            let t = right - left;
+            if x.pos < y.pos || (x.pos == y.pos && !x.reverse) {
+                t
+            } else {
+                -t
+            }
+        }
+        _ => 0,
+    }
+}

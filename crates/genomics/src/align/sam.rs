@@ -1,0 +1,310 @@
+//! SAM output: records, CIGAR, NM/MD tags, and the supplementary records
+//! (SA tags) of chimeric reads.
+
+use super::*;
+
+impl Aligner<'_> {
+    /// The supplementary alignment of a chimeric read: the best hit of a
+    /// part of the read (at least [`MIN_SPLIT`] bases) that the primary
+    /// leaves clipped, and its MAPQ against the other hits of that part.
+    pub(super) fn split_of<'h>(
+        &self,
+        hits: &'h [Hit],
+        primary: &Hit,
+        len: usize,
+        repeat: f32,
+    ) -> Option<Split<'h>> {
+        let p = primary.read_span(len);
+        if p.0 < MIN_SPLIT && len - p.1 < MIN_SPLIT {
+            return None;
+        }
+        let part = |h: &Hit| {
+            let s = h.read_span(len);
+            (s.1 - s.0 >= MIN_SPLIT && disjoint(p, s)).then_some(s)
+        };
+        let (best, span) = hits
+            .iter()
+            .filter(|h| !h.same_place(primary) && h.score >= MIN_SPLIT as i32)
+            .filter_map(|h| part(h).map(|s| (h, s)))
+            .max_by_key(|(h, _)| h.score)?;
+        let rivals = hits
+            .iter()
+            .filter(|h| !h.same_place(best) && !h.same_place(primary))
+            .filter(|h| !disjoint(span, h.read_span(len)));
+        let sub = rivals.clone().map(|h| h.score).max().unwrap_or(0);
+        let n_equal = rivals.filter(|h| h.score >= best.score).count() as u32;
+        let q = mapq(
+            best.score,
+            sub,
+            span.1 - span.0,
+            n_equal,
+            &self.opts.scoring,
+        );
+        Some(Split {
+            hit: best,
+            mapq: scale_repeat(q, repeat),
+        })
+    }
+
+    /// Write a read's primary record and, for a chimeric read, its
+    /// supplementary one, each naming the other in `SA`.
+    pub(super) fn write_with_split(
+        &self,
+        buf: &mut Vec<u8>,
+        primary: Rec,
+        hits: &[Hit],
+        repeat: f32,
+    ) {
+        let split = primary.hit.and_then(|p| {
+            self.split_of(hits, p, primary.read.seq.len(), repeat)
+                .map(|s| (p, s))
+        });
+        let Some((p, split)) = split else {
+            write_record(buf, self, &primary);
+            return;
+        };
+        let to_split = self.sa_tag(split.hit, split.mapq);
+        let to_primary = self.sa_tag(p, primary.mapq);
+        write_record(
+            buf,
+            self,
+            &Rec {
+                sa: Some(&to_split),
+                ..primary
+            },
+        );
+        write_record(
+            buf,
+            self,
+            &Rec {
+                hit: Some(split.hit),
+                mapq: split.mapq,
+                flag: primary.flag | 0x800,
+                tlen: tlen_of(Some(split.hit), primary.mate),
+                sub: 0,
+                sa: Some(&to_primary),
+                ..primary
+            },
+        );
+    }
+
+    /// `SA` tag text of one alignment (`rname,pos,strand,CIGAR,mapQ,NM;`).
+    pub(super) fn sa_tag(&self, h: &Hit, mapq: u8) -> String {
+        let mut t = format!(
+            "{},{},{},",
+            self.idx.reference.contigs[h.contig].name,
+            h.pos + 1,
+            if h.reverse { '-' } else { '+' }
+        );
+        push_cigar(&mut t, &h.cigar);
+        let _ = std::fmt::Write::write_fmt(&mut t, format_args!(",{mapq},{};", h.nm));
+        t
+    }
+}
+
+pub(super) fn write_out(out: &mut dyn Write, buf: &[u8]) -> Result<()> {
+    out.write_all(buf).map_err(|e| GenomicsError::Io {
+        path: "output".into(),
+        source: e,
+    })
+}
+
+/// NM and MD of an alignment (`q` on the alignment's strand; `r` the
+/// aligned reference span).
+pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> (u32, String) {
+    let (mut qi, mut ri, mut nm, mut run) = (0usize, 0usize, 0u32, 0u32);
+    let mut md = String::new();
+    for &(op, n) in cigar {
+        let n = n as usize;
+        match op {
+            Op::SoftClip => qi += n,
+            Op::Ins => {
+                qi += n;
+                nm += n as u32;
+            }
+            Op::Del => {
+                md.push_str(&run.to_string());
+                run = 0;
+                md.push('^');
+                for &c in &r[ri..ri + n] {
+                    md.push(LETTER[c as usize] as char);
+                }
+                ri += n;
+                nm += n as u32;
+            }
+            Op::Match => {
+                for k in 0..n {
+                    let (a, b) = (q[qi + k], r[ri + k]);
+                    if a == b && a < 4 {
+                        run += 1;
+                    } else {
+                        md.push_str(&run.to_string());
+                        run = 0;
+                        md.push(LETTER[b as usize] as char);
+                        nm += 1;
+                    }
+                }
+                qi += n;
+                ri += n;
+            }
+        }
+    }
+    md.push_str(&run.to_string());
+    (nm, md)
+}
+
+/// One SAM/BAM record to write.
+pub(super) struct Rec<'a> {
+    pub(super) read: &'a Read,
+    pub(super) hit: Option<&'a Hit>,
+    pub(super) mapq: u8,
+    pub(super) flag: u16,
+    pub(super) mate: Option<&'a Hit>,
+    pub(super) tlen: i64,
+    pub(super) sub: i32,
+    pub(super) rg: Option<&'a str>,
+    /// The `SA` tag's value: the read's other parts (or its primary).
+    pub(super) sa: Option<&'a str>,
+}
+
+pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
+    let Rec {
+        read: r,
+        hit,
+        mapq: q,
+        mut flag,
+        mate,
+        tlen,
+        sub,
+        rg,
+        sa,
+    } = *rec;
+    let contigs = &al.idx.reference.contigs;
+    let paired = flag & 0x1 != 0;
+    if hit.is_none() {
+        flag |= 0x4;
+    }
+    if paired && mate.is_none() {
+        flag |= 0x8;
+    }
+    if hit.is_some_and(|h| h.reverse) {
+        flag |= 0x10;
+    }
+    if paired && mate.is_some_and(|m| m.reverse) {
+        flag |= 0x20;
+    }
+    if hit.is_none() || mate.is_none() {
+        flag &= !0x2;
+    }
+    // An unmapped read with a mapped mate sits at its mate's place.
+    let place = hit.or(mate);
+    let reverse = hit.is_some_and(|h| h.reverse);
+    if al.opts.format == Format::Bam {
+        let (next_ref, next_pos) = match (paired, mate) {
+            (true, Some(m)) => (Some(m.contig), Some(m.pos)),
+            (true, None) if hit.is_some() => (place.map(|p| p.contig), place.map(|p| p.pos)),
+            _ => (None, None),
+        };
+        let tags = hit.map(|h| (h.nm, h.md.as_str(), h.score, sub));
+        crate::bam::record(
+            buf,
+            &crate::bam::Fields {
+                name: &r.name,
+                flag,
+                ref_id: place.map(|p| p.contig),
+                pos: place.map(|p| p.pos),
+                end: place.map(|p| if hit.is_some() { p.end() } else { p.pos + 1 }),
+                mapq: if hit.is_some() { q } else { 0 },
+                cigar: hit.map(|h| h.cigar.as_slice()).unwrap_or(&[]),
+                next_ref,
+                next_pos,
+                tlen: if hit.is_some() { tlen } else { 0 },
+                seq: &r.seq,
+                qual: &r.qual,
+                reverse,
+                tags,
+                rg,
+                sa,
+            },
+        );
+        return;
+    }
+    buf.extend_from_slice(&r.name);
+    let (rname, pos) = match place {
+        Some(h) => (contigs[h.contig].name.as_str(), h.pos + 1),
+        None => ("*", 0),
+    };
+    let _ = write!(
+        buf,
+        "\t{flag}\t{rname}\t{pos}\t{}\t",
+        if hit.is_some() { q } else { 0 }
+    );
+    match hit {
+        Some(h) => {
+            let mut c = String::new();
+            push_cigar(&mut c, &h.cigar);
+            buf.extend_from_slice(c.as_bytes());
+        }
+        None => buf.push(b'*'),
+    }
+    match (paired, mate) {
+        (true, Some(m)) => {
+            let same = place.is_some_and(|p| p.contig == m.contig);
+            let rnext = if same {
+                "="
+            } else {
+                contigs[m.contig].name.as_str()
+            };
+            let _ = write!(
+                buf,
+                "\t{rnext}\t{}\t{}\t",
+                m.pos + 1,
+                if hit.is_some() { tlen } else { 0 }
+            );
+        }
+        (true, None) if hit.is_some() => {
+            let _ = write!(buf, "\t=\t{pos}\t0\t");
+        }
+        _ => buf.extend_from_slice(b"\t*\t0\t0\t"),
+    }
+    if reverse {
+        buf.extend(
+            r.seq
+                .iter()
+                .rev()
+                .map(|&c| LETTER[crate::seq::complement(c) as usize]),
+        );
+        buf.push(b'\t');
+        buf.extend(r.qual.iter().rev());
+    } else {
+        buf.extend(r.seq.iter().map(|&c| LETTER[c as usize]));
+        buf.push(b'\t');
+        buf.extend_from_slice(&r.qual);
+    }
+    if let Some(h) = hit {
+        let _ = write!(
+            buf,
+            "\tNM:i:{}\tMD:Z:{}\tAS:i:{}\tXS:i:{}",
+            h.nm, h.md, h.score, sub
+        );
+    }
+    if let Some(id) = rg {
+        let _ = write!(buf, "\tRG:Z:{id}");
+    }
+    if let Some(sa) = sa {
+        let _ = write!(buf, "\tSA:Z:{sa}");
+    }
+    buf.push(b'\n');
+}
+
+pub(super) fn push_cigar(out: &mut String, cigar: &[(Op, u32)]) {
+    for &(op, n) in cigar {
+        let c = match op {
+            Op::Match => 'M',
+            Op::Ins => 'I',
+            Op::Del => 'D',
+            Op::SoftClip => 'S',
+        };
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{n}{c}"));
+    }
+}
