@@ -318,9 +318,9 @@ impl Cuda {
                 drop(mem);
                 slot.resident.remove(&sha.to_string());
                 return Err(RunError::Trap(format!(
-                "a kernel wrote past the end of object '{name}' ({len} bytes); its device copy \
-                 is dropped"
-            )));
+                    "a kernel wrote past the end of object '{name}' ({len} bytes); its \
+                     device copy is dropped"
+                )));
             }
         }
         Ok(output)
