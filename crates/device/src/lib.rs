@@ -4,6 +4,16 @@
 //! kernels, OpenCL, CUDA…). It loads an IP's artifact into an image, keeps
 //! loaded images cached, and runs calls on them. Backends know nothing of
 //! tenants, billing or storage: they get bytes and limits, and return bytes.
+//!
+//! Backends of kernels described in `ip.toml` (OpenCL, CUDA) share one
+//! implementation of everything but the runtime calls: [`kernel_host`].
+//! Their common behaviour is pinned by [`conformance`] (feature `testing`),
+//! a suite each of them runs on its own devices.
+
+pub mod kernel_host;
+
+#[cfg(any(feature = "testing", doc))]
+pub mod conformance;
 
 use accelhub_domain::{Limits, Params};
 use async_trait::async_trait;
