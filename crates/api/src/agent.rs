@@ -6,9 +6,9 @@
 
 use crate::extract::{body_stream, octets, ApiJson, ApiPath};
 use crate::{ApiError, AppState, Ctx, Problem};
-use accelhub_core::AgentRow;
+use accelhub_core::AgentTokenRow;
 use accelhub_domain::{
-    Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
+    AgentToken, AgentHello, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport, LeaseState, NodeReport,
     Recorded, Renewal, WorkItem,
 };
 use axum::body::Body;
@@ -26,7 +26,7 @@ pub const NODE_HEADER: &str = "accelhub-node";
 /// An authenticated agent and the node it speaks for (not yet checked to
 /// be registered by it).
 pub struct AgentCaller {
-    pub agent: AgentRow,
+    pub agent: AgentTokenRow,
     pub node: String,
 }
 
@@ -64,21 +64,21 @@ impl FromRequestParts<AppState> for AgentNode {
 // ---- The operator's agent tokens ---------------------------------------------
 
 /// Issue an agent token (operator only); it is shown once.
-#[utoipa::path(post, path = "/v1/agents", tag = "fleet", request_body = CreateAgent,
-    responses((status = 201, body = CreatedAgent), (status = 403, body = Problem),
+#[utoipa::path(post, path = "/v1/agents", tag = "fleet", request_body = CreateAgentToken,
+    responses((status = 201, body = CreatedAgentToken), (status = 403, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn create_agent(
     c: Ctx,
-    ApiJson(req): ApiJson<CreateAgent>,
-) -> ApiResult<(StatusCode, Json<CreatedAgent>)> {
+    ApiJson(req): ApiJson<CreateAgentToken>,
+) -> ApiResult<(StatusCode, Json<CreatedAgentToken>)> {
     let (agent, token) = c.platform.create_agent(&c.me, &req.name).await?;
-    Ok((StatusCode::CREATED, Json(CreatedAgent { agent, token })))
+    Ok((StatusCode::CREATED, Json(CreatedAgentToken { agent, token })))
 }
 
 /// Agent tokens (operator only).
 #[utoipa::path(get, path = "/v1/agents", tag = "fleet",
-    responses((status = 200, body = [Agent]), (status = 403, body = Problem)))]
-pub async fn list_agents(c: Ctx) -> ApiResult<Json<Vec<Agent>>> {
+    responses((status = 200, body = [AgentToken]), (status = 403, body = Problem)))]
+pub async fn list_agents(c: Ctx) -> ApiResult<Json<Vec<AgentToken>>> {
     Ok(Json(c.platform.list_agents(&c.me).await?))
 }
 

@@ -1,7 +1,7 @@
 //! `accelhub serve`: API, scheduler and a local agent in one process, on
 //! SQLite and a local object directory.
 
-use accelhub_core::jobs::Agent;
+use accelhub_core::jobs::ControlLoops;
 use accelhub_core::{CoreConfig, LocalExecutor, Package, Platform};
 use accelhub_device::Backend;
 use accelhub_domain::Limits;
@@ -268,7 +268,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let agent = Agent::start(platform.clone()).await?;
+    let loops = ControlLoops::start(platform.clone()).await?;
     // First-party IPs: published once, then verified like any other.
     // After the agent starts, which verifies versions left pending: a new
     // publication starts its own verification.
@@ -298,7 +298,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     accelhub_api::serve(listener, platform, shutdown_signal()).await?;
     eprintln!("shutting down: finishing running jobs (10 s at most)");
-    if tokio::time::timeout(Duration::from_secs(10), agent.shutdown())
+    if tokio::time::timeout(Duration::from_secs(10), loops.shutdown())
         .await
         .is_err()
     {

@@ -6,8 +6,8 @@ mod package;
 pub use package::pack_dir;
 
 use accelhub_domain::{
-    Account, Agent, AgentHello, CatalogEntry, ClaimRequest, CreateAccount, CreateAgent,
-    CreatedAccount, CreatedAgent, DeployRequest, Deployment, IpDetails, IpVersion, Job, JobReport,
+    Account, AgentToken, AgentHello, CatalogEntry, ClaimRequest, CreateAccount, CreateAgentToken,
+    CreatedAccount, CreatedAgentToken, DeployRequest, Deployment, IpDetails, IpVersion, Job, JobReport,
     LeaseState, NodeReport, ObjectInfo, Params, Recorded, Renewal, Role, SubmitJob, UsageReport,
     WorkItem,
 };
@@ -509,13 +509,13 @@ impl Client {
 
     // ---- Agent tokens (operator) ----
 
-    pub async fn create_agent(&self, name: &str) -> Result<CreatedAgent> {
-        let body = CreateAgent { name: name.into() };
+    pub async fn create_agent(&self, name: &str) -> Result<CreatedAgentToken> {
+        let body = CreateAgentToken { name: name.into() };
         self.json(self.req(Method::POST, "/v1/agents").json(&body))
             .await
     }
 
-    pub async fn agents(&self) -> Result<Vec<Agent>> {
+    pub async fn agents(&self) -> Result<Vec<AgentToken>> {
         self.json(self.req(Method::GET, "/v1/agents")).await
     }
 

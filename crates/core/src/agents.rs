@@ -27,12 +27,12 @@
 use crate::auth::{generate_token_with, hash_token};
 use crate::{account_object_key, usage_record, CoreError, Platform, Result};
 use accelhub_domain::{
-    Account, Agent, AgentHello, ClaimRequest, JobReport, JobState, NodeReport, NodeState, Renewal,
+    Account, AgentToken, AgentHello, ClaimRequest, JobReport, JobState, NodeReport, NodeState, Renewal,
     Role, WorkItem, WorkObject,
 };
 use accelhub_objects::ByteStream;
 use accelhub_scheduler::{Candidate, Holding, CANDIDATES};
-use accelhub_store::{AgentRow, JobOutcome, JobRow, StoreError, VersionRow};
+use accelhub_store::{AgentTokenRow, JobOutcome, JobRow, StoreError, VersionRow};
 use bytes::Bytes;
 use chrono::Utc;
 use std::collections::HashMap;
@@ -45,8 +45,8 @@ pub const AGENT_TOKEN_PREFIX: &str = "aha_";
 /// Why a node lost its jobs.
 const AGENT_RESTARTED: &str = "the node's agent restarted mid-job";
 
-fn agent_view(a: AgentRow) -> Agent {
-    Agent {
+fn agent_view(a: AgentTokenRow) -> AgentToken {
+    AgentToken {
         name: a.name,
         created_at: a.created_at,
         revoked: a.revoked,
@@ -63,7 +63,7 @@ impl Platform {
     }
 
     /// Issue an agent token (operator only). The token is shown once.
-    pub async fn create_agent(&self, caller: &Account, name: &str) -> Result<(Agent, String)> {
+    pub async fn create_agent(&self, caller: &Account, name: &str) -> Result<(AgentToken, String)> {
         Self::operator_only(caller, "issues agent tokens")?;
         accelhub_domain::validate_slug("agent name", name).map_err(CoreError::BadRequest)?;
         let token = generate_token_with(AGENT_TOKEN_PREFIX);
@@ -80,7 +80,7 @@ impl Platform {
         Ok((agent_view(row), token))
     }
 
-    pub async fn list_agents(&self, caller: &Account) -> Result<Vec<Agent>> {
+    pub async fn list_agents(&self, caller: &Account) -> Result<Vec<AgentToken>> {
         Self::operator_only(caller, "lists agent tokens")?;
         Ok(self
             .store
@@ -104,7 +104,7 @@ impl Platform {
     }
 
     /// The agent a bearer token belongs to.
-    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentRow> {
+    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentTokenRow> {
         if !token.starts_with(AGENT_TOKEN_PREFIX) || token.len() > 200 {
             return Err(CoreError::Unauthorized);
         }
@@ -126,7 +126,7 @@ impl Platform {
     /// devices.
     pub async fn register_node(
         &self,
-        agent: &AgentRow,
+        agent: &AgentTokenRow,
         node: &str,
         report: &NodeReport,
     ) -> Result<AgentHello> {
@@ -165,7 +165,7 @@ impl Platform {
     }
 
     /// Check that `node` is registered by this agent.
-    pub async fn check_node(&self, agent: &AgentRow, node: &str) -> Result<()> {
+    pub async fn check_node(&self, agent: &AgentTokenRow, node: &str) -> Result<()> {
         let key = (agent.id, node.to_string());
         if self.agent_nodes.get(&key).is_some() {
             return Ok(());
@@ -187,7 +187,7 @@ impl Platform {
     /// A heartbeat: the node is alive, with these devices.
     pub async fn node_heartbeat(
         &self,
-        agent: &AgentRow,
+        agent: &AgentTokenRow,
         node: &str,
         report: &NodeReport,
     ) -> Result<()> {

@@ -182,11 +182,12 @@ pub(crate) fn job_view(j: JobRow) -> Job {
     }
 }
 
-/// The embedded agent: job workers for this process's devices (unless
-/// `CoreConfig::local_jobs` is off), and the control plane's lease keeper,
-/// which re-queues the jobs of workers that died and declares dead the
-/// remote nodes that stopped heartbeating.
-pub struct Agent {
+/// The control plane's background loops: the lease keeper (re-queues the
+/// jobs of workers that died, declares dead the remote nodes that stopped
+/// heartbeating), the autoscaler and the metering of dedicated
+/// deployments; and, unless `CoreConfig::local_jobs` is off, the embedded
+/// agent (a `WorkerPool` over this process's devices).
+pub struct ControlLoops {
     stop: watch::Sender<bool>,
     keeper: tokio::task::JoinHandle<()>,
     autoscaler: tokio::task::JoinHandle<()>,
@@ -200,10 +201,10 @@ const AUTOSCALE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// records (and so how late an invoice may see them).
 const RESERVATION_METER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl Agent {
+impl ControlLoops {
     /// Jobs this node was running when its process died are queued again
     /// first; versions left pending are verified.
-    pub async fn start(platform: Arc<Platform>) -> Result<Agent> {
+    pub async fn start(platform: Arc<Platform>) -> Result<ControlLoops> {
         let node = platform.config.node.clone();
         let lost = platform
             .store
@@ -276,7 +277,7 @@ impl Agent {
                 }
             }
         });
-        Ok(Agent {
+        Ok(ControlLoops {
             stop,
             keeper,
             autoscaler,

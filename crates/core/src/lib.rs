@@ -25,7 +25,7 @@ mod publish;
 mod usage;
 pub mod worker;
 
-pub use accelhub_store::AgentRow;
+pub use accelhub_store::AgentTokenRow;
 pub use accelhub_worker::{ExecError, Executor, LocalExecutor};
 pub use metrics::Metrics;
 pub use package::Package;
@@ -116,7 +116,7 @@ pub struct Platform {
     /// Short-lived caches of the hot path's lookups (see `CACHE_TTL`).
     pub(crate) tokens: TtlCache<String, Account>,
     deployments: TtlCache<(i64, String), DeploymentRow>,
-    pub(crate) agent_tokens: TtlCache<String, accelhub_store::AgentRow>,
+    pub(crate) agent_tokens: TtlCache<String, accelhub_store::AgentTokenRow>,
     /// Nodes known to be registered by an agent.
     pub(crate) agent_nodes: TtlCache<(i64, String), ()>,
     /// How jobs are placed on the workers that ask for them.

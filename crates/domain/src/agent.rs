@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 /// An agent token as the operator sees it (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Agent {
+pub struct AgentToken {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub revoked: bool,
@@ -17,14 +17,14 @@ pub struct Agent {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateAgent {
+pub struct CreateAgentToken {
     pub name: String,
 }
 
 /// A new agent token, shown once.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CreatedAgent {
-    pub agent: Agent,
+pub struct CreatedAgentToken {
+    pub agent: AgentToken,
     pub token: String,
 }
 

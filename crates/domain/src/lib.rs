@@ -20,7 +20,7 @@ pub mod views;
 
 pub use account::{Account, Role};
 pub use agent::{
-    Agent, AgentHello, ClaimRequest, CreateAgent, CreatedAgent, JobReport, LeaseState, NodeReport,
+    AgentToken, AgentHello, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport, LeaseState, NodeReport,
     NodeState, Recorded, Renewal, WorkItem, WorkObject,
 };
 pub use job::{Job, JobAttempt, JobState};

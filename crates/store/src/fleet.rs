@@ -7,10 +7,10 @@ use crate::*;
 
 #[async_trait::async_trait]
 pub trait FleetStore {
-    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentRow>;
+    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentTokenRow>;
     /// The agent a token belongs to, unless it was revoked.
-    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>>;
-    async fn list_agents(&self) -> Result<Vec<AgentRow>>;
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentTokenRow>>;
+    async fn list_agents(&self) -> Result<Vec<AgentTokenRow>>;
     /// Revoke an agent's token. Returns false if there is no such agent.
     async fn revoke_agent(&self, name: &str) -> Result<bool>;
     /// Register a node or record its heartbeat: it is up, seen now, held
@@ -29,7 +29,7 @@ const NODE_COLS: &str =
 
 #[async_trait::async_trait]
 impl FleetStore for SqlStore {
-    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentRow> {
+    async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentTokenRow> {
         let row = query(
             "INSERT INTO agent_tokens (name, token_hash, created_at) \
              VALUES (?, ?, ?) RETURNING id, name, created_at, revoked",
@@ -43,7 +43,7 @@ impl FleetStore for SqlStore {
         agent_row(&row)
     }
 
-    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>> {
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentTokenRow>> {
         let row = query(format!(
             "{AGENT_COLS} WHERE token_hash = ? AND revoked = FALSE"
         ))
@@ -53,7 +53,7 @@ impl FleetStore for SqlStore {
         row.as_ref().map(agent_row).transpose()
     }
 
-    async fn list_agents(&self) -> Result<Vec<AgentRow>> {
+    async fn list_agents(&self) -> Result<Vec<AgentTokenRow>> {
         let rows = query(format!("{AGENT_COLS} ORDER BY id"))
             .fetch_all(self.db.read())
             .await?;

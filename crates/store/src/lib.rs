@@ -291,7 +291,7 @@ pub struct NewUsage {
 
 /// An agent token the operator issued (the token itself is kept hashed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentRow {
+pub struct AgentTokenRow {
     pub id: i64,
     pub name: String,
     pub created_at: DateTime<Utc>,

@@ -119,8 +119,8 @@ pub(crate) fn account_row(r: &Row) -> Result<Account> {
     })
 }
 
-pub(crate) fn agent_row(r: &Row) -> Result<AgentRow> {
-    Ok(AgentRow {
+pub(crate) fn agent_row(r: &Row) -> Result<AgentTokenRow> {
+    Ok(AgentTokenRow {
         id: r.get(0)?,
         name: r.get(1)?,
         created_at: from_millis(r.get(2)?),
