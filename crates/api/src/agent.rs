@@ -8,8 +8,8 @@ use crate::extract::{body_stream, octets, ApiJson, ApiPath};
 use crate::{ApiError, AppState, Ctx, Problem};
 use accelhub_core::AgentTokenRow;
 use accelhub_domain::{
-    AgentToken, AgentHello, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport, LeaseState, NodeReport,
-    Recorded, Renewal, WorkItem,
+    AgentHello, AgentToken, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport,
+    LeaseState, NodeReport, Recorded, Renewal, WorkItem,
 };
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
@@ -72,7 +72,10 @@ pub async fn create_agent(
     ApiJson(req): ApiJson<CreateAgentToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedAgentToken>)> {
     let (agent, token) = c.platform.create_agent(&c.me, &req.name).await?;
-    Ok((StatusCode::CREATED, Json(CreatedAgentToken { agent, token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAgentToken { agent, token }),
+    ))
 }
 
 /// Agent tokens (operator only).

@@ -6,10 +6,10 @@ mod package;
 pub use package::pack_dir;
 
 use accelhub_domain::{
-    Account, AgentToken, AgentHello, CatalogEntry, ClaimRequest, CreateAccount, CreateAgentToken,
-    CreatedAccount, CreatedAgentToken, DeployRequest, Deployment, IpDetails, IpVersion, Job, JobReport,
-    LeaseState, NodeReport, ObjectInfo, Params, Recorded, Renewal, Role, SubmitJob, UsageReport,
-    WorkItem,
+    Account, AgentHello, AgentToken, CatalogEntry, ClaimRequest, CreateAccount, CreateAgentToken,
+    CreatedAccount, CreatedAgentToken, DeployRequest, Deployment, IpDetails, IpVersion, Job,
+    JobReport, LeaseState, NodeReport, ObjectInfo, Params, Recorded, Renewal, Role, SubmitJob,
+    UsageReport, WorkItem,
 };
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};

@@ -27,8 +27,8 @@
 use crate::auth::{generate_token_with, hash_token};
 use crate::{account_object_key, usage_record, CoreError, Platform, Result};
 use accelhub_domain::{
-    Account, AgentToken, AgentHello, ClaimRequest, JobReport, JobState, NodeReport, NodeState, Renewal,
-    Role, WorkItem, WorkObject,
+    Account, AgentHello, AgentToken, ClaimRequest, JobReport, JobState, NodeReport, NodeState,
+    Renewal, Role, WorkItem, WorkObject,
 };
 use accelhub_objects::ByteStream;
 use accelhub_scheduler::{Candidate, Holding, CANDIDATES};

@@ -10,6 +10,9 @@
 //! becomes a `#[tokio::test]` of that backend. Without a device the kit's
 //! `backend` returns `None` and the cases skip. The helpers ([`image`],
 //! [`call`], [`object`]…) serve the backend's own cases too.
+// Test support, compiled only for backends' test suites (feature
+// `testing`): a panic here is a failing test.
+#![allow(clippy::unwrap_used)]
 
 use crate::{Backend, CallError, CallInput, ImageId, ObjectArg, OutputSink};
 use accelhub_domain::kernel::KernelBundle;

@@ -20,8 +20,8 @@ pub mod views;
 
 pub use account::{Account, Role};
 pub use agent::{
-    AgentToken, AgentHello, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport, LeaseState, NodeReport,
-    NodeState, Recorded, Renewal, WorkItem, WorkObject,
+    AgentHello, AgentToken, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport,
+    LeaseState, NodeReport, NodeState, Recorded, Renewal, WorkItem, WorkObject,
 };
 pub use job::{Job, JobAttempt, JobState};
 pub use limits::{Limits, LimitsRequest};
