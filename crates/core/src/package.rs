@@ -11,6 +11,10 @@ use std::io::Read;
 /// Most files a package may hold.
 const MAX_FILES: usize = 10_000;
 
+/// Largest `ip.toml`: it is parsed in memory, so it is bounded apart from
+/// the package (whose other files are data, stored as they are).
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Package {
     pub manifest: Manifest,
@@ -42,6 +46,19 @@ impl Package {
                 )));
             }
             validate_package_path("archive entry", &path).map_err(|e| bad(e.to_string()))?;
+            if files.contains_key(&path) {
+                // Tar readers differ on which copy wins: refuse, so that
+                // what was reviewed is what is published.
+                return Err(bad(format!(
+                    "'{path}' appears more than once in the archive"
+                )));
+            }
+            if path == "ip.toml" && entry.size() > MAX_MANIFEST_BYTES {
+                return Err(CoreError::TooLarge(format!(
+                    "ip.toml is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                    entry.size()
+                )));
+            }
             let mut buf = Vec::with_capacity(entry.size().min(1 << 26) as usize);
             entry
                 .read_to_end(&mut buf)
@@ -60,6 +77,12 @@ impl Package {
         let manifest_text = files.get("ip.toml").ok_or_else(|| {
             CoreError::BadRequest("the package has no ip.toml at its root".into())
         })?;
+        if manifest_text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(CoreError::TooLarge(format!(
+                "ip.toml is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                manifest_text.len()
+            )));
+        }
         let text = std::str::from_utf8(manifest_text)
             .map_err(|_| CoreError::BadRequest("ip.toml is not valid UTF-8".into()))?;
         let manifest = Manifest::parse(text).map_err(|e| CoreError::BadRequest(e.to_string()))?;
@@ -125,6 +148,54 @@ expect = "t.out"
 [pricing]
 per_call = 0.001
 "#;
+
+    /// Issue 14, defect 10: a second entry of the same name used to win
+    /// silently, so the package published was not the one reviewed.
+    #[test]
+    fn refuses_duplicate_entries() {
+        let other = b"name = \"acme/y\"\nversion = \"9.0.0\"\n";
+        for (a, b) in [
+            ("ip.toml", "ip.toml"),
+            ("ip.toml", "./ip.toml"),
+            ("x.wasm", "x.wasm"),
+        ] {
+            let t = tar_of(&[
+                (a, MANIFEST),
+                ("x.wasm", b"w"),
+                ("t.in", b"i"),
+                ("t.out", b"o"),
+                (b, if b.ends_with("toml") { other } else { b"w2" }),
+            ]);
+            let e = Package::from_tar(&t).unwrap_err().to_string();
+            assert!(e.contains("appears more than once"), "{a} + {b}: {e}");
+        }
+    }
+
+    /// Issue 14, defect 11: a 100 MB ip.toml was parsed, at about 320 MB of
+    /// memory per request.
+    #[test]
+    fn refuses_an_oversized_manifest_before_reading_it() {
+        let mut big = MANIFEST.to_vec();
+        big.resize(MAX_MANIFEST_BYTES as usize + 1, b'\n');
+        let t = tar_of(&[
+            ("ip.toml", &big),
+            ("x.wasm", b"w"),
+            ("t.in", b"i"),
+            ("t.out", b"o"),
+        ]);
+        let e = Package::from_tar(&t).unwrap_err();
+        assert!(matches!(e, CoreError::TooLarge(_)), "{e}");
+        assert!(e.to_string().contains("ip.toml"), "{e}");
+        // At the limit it is read (and this one is valid once trimmed).
+        big.truncate(MAX_MANIFEST_BYTES as usize);
+        let t = tar_of(&[
+            ("ip.toml", &big),
+            ("x.wasm", b"w"),
+            ("t.in", b"i"),
+            ("t.out", b"o"),
+        ]);
+        assert!(Package::from_tar(&t).is_ok());
+    }
 
     #[test]
     fn reads_a_complete_package() {
