@@ -53,9 +53,12 @@ impl From<StoreError> for CoreError {
 impl From<ObjectError> for CoreError {
     fn from(e: ObjectError) -> Self {
         match e {
-            ObjectError::NotFound(k) => CoreError::NotFound(format!("object '{k}' not found")),
+            ObjectError::NotFound(k) => {
+                CoreError::NotFound(format!("object '{}' not found", public_key(&k)))
+            }
             ObjectError::InvalidKey(k) => CoreError::BadRequest(format!(
-                "invalid object key '{k}': use letters, digits, '.', '_', '-' and '/'"
+                "invalid object key '{}': use letters, digits, '.', '_', '-' and '/'",
+                public_key(&k)
             )),
             ObjectError::TooLarge { limit } => {
                 CoreError::TooLarge(format!("the data exceeds the limit of {limit} bytes"))
@@ -66,4 +69,44 @@ impl From<ObjectError> for CoreError {
     }
 }
 
+/// An object-store key as its owner knows it: an account's key without
+/// the `accounts/N/` prefix of the storage layout; a package file not at
+/// all (its storage key is the platform's, and the IP's vendor's secret).
+fn public_key(k: &str) -> String {
+    if let Some(rest) = k.strip_prefix("accounts/") {
+        if let Some((id, key)) = rest.split_once('/') {
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+                return key.to_string();
+            }
+        }
+    }
+    if k.starts_with("packages/") {
+        return "(a file of a stored package)".to_string();
+    }
+    k.to_string()
+}
+
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14, defect 9: messages showed storage keys such as
+    /// `accounts/4/...` and `packages/pkg_...`.
+    #[test]
+    fn object_errors_name_keys_as_their_owner_knows_them() {
+        let e = CoreError::from(ObjectError::NotFound("accounts/4/data/reads.fq".into()));
+        assert!(matches!(e, CoreError::NotFound(_)));
+        assert_eq!(e.to_string(), "object 'data/reads.fq' not found");
+        let e = CoreError::from(ObjectError::NotFound(
+            "packages/pkg_0190abc/files/x.wasm".into(),
+        ));
+        assert!(!e.to_string().contains("packages/"), "{e}");
+        let e = CoreError::from(ObjectError::InvalidKey("accounts/12/../x".into()));
+        assert!(e.to_string().contains("'../x'"), "{e}");
+        // A key that only looks like the layout is the caller's own.
+        let e = CoreError::from(ObjectError::NotFound("accounts/me/x".into()));
+        assert!(e.to_string().contains("'accounts/me/x'"), "{e}");
+    }
+}
