@@ -60,6 +60,11 @@ impl From<ObjectError> for CoreError {
                 "invalid object key '{}': use letters, digits, '.', '_', '-' and '/'",
                 public_key(&k)
             )),
+            ObjectError::KeyCollision(k) => CoreError::Conflict(format!(
+                "object key '{}' collides with an existing key: a key cannot also be a \
+                 folder of other keys ('x' and 'x/y'); choose another key or delete the other one",
+                public_key(&k)
+            )),
             ObjectError::TooLarge { limit } => {
                 CoreError::TooLarge(format!("the data exceeds the limit of {limit} bytes"))
             }

@@ -23,6 +23,11 @@ pub enum ObjectError {
     NotFound(String),
     #[error("invalid object key '{0}'")]
     InvalidKey(String),
+    /// The key is an existing key's prefix, or has one as its prefix
+    /// (`x` and `x/y`): a store that lays keys out as paths cannot hold
+    /// both.
+    #[error("object key '{0}' collides with an existing key: one would be a folder of the other")]
+    KeyCollision(String),
     #[error("object is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("upload interrupted: {0}")]

@@ -33,6 +33,61 @@ impl LocalDirStore {
         validate_key(key)?;
         Ok(self.root.join("data").join(key))
     }
+
+    /// Refuse a key whose path is a folder of other keys, or runs through
+    /// an existing object (`x` then `x/y`): checked before the bytes are
+    /// read, and again when the file is moved into place.
+    async fn check_collision(&self, key: &str, path: &Path) -> Result<(), ObjectError> {
+        // A folder left empty by deletes is no collision: removing it
+        // succeeds only while it is empty.
+        if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir())
+            && tokio::fs::remove_dir(path).await.is_err()
+        {
+            return Err(ObjectError::KeyCollision(key.to_string()));
+        }
+        let data = self.root.join("data");
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == data || !d.starts_with(&data) {
+                break;
+            }
+            if tokio::fs::metadata(d).await.is_ok_and(|m| !m.is_dir()) {
+                return Err(ObjectError::KeyCollision(key.to_string()));
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    /// Move a complete upload into place; on any failure the temporary
+    /// file is removed, so no bytes are left behind.
+    async fn commit(&self, key: &str, tmp: &Path, path: &Path) -> Result<(), ObjectError> {
+        let mut tries = 0;
+        loop {
+            let moved = async {
+                if let Some(parent) = path.parent() {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                tokio::fs::rename(tmp, path).await
+            }
+            .await;
+            let Err(e) = moved else { return Ok(()) };
+            // Another upload made the key a folder, or a path through it a
+            // file, since the check: a collision. Otherwise a delete may
+            // have removed the folder just made (it had emptied it): once
+            // more.
+            let collided = self.check_collision(key, path).await.is_err();
+            tries += 1;
+            if collided || tries == 3 {
+                let _ = tokio::fs::remove_file(tmp).await;
+                return Err(if collided {
+                    ObjectError::KeyCollision(key.to_string())
+                } else {
+                    e.into()
+                });
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -44,6 +99,7 @@ impl ObjectStore for LocalDirStore {
         max_size: u64,
     ) -> Result<PutResult, ObjectError> {
         let path = self.path(key)?;
+        self.check_collision(key, &path).await?;
         let tmp = self
             .root
             .join(".tmp")
@@ -70,10 +126,7 @@ impl ObjectStore for LocalDirStore {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::rename(&tmp, &path).await?;
+        self.commit(key, &tmp, &path).await?;
         Ok(PutResult {
             size,
             sha256: hex::encode(hasher.finalize()),
@@ -97,7 +150,19 @@ impl ObjectStore for LocalDirStore {
     async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Folders the key leaves empty go too, so that their names
+                // are free for keys again (removal stops at a non-empty one).
+                let data = self.root.join("data");
+                let mut dir = path.parent();
+                while let Some(d) = dir.filter(|d| *d != data && d.starts_with(&data)) {
+                    if tokio::fs::remove_dir(d).await.is_err() {
+                        break;
+                    }
+                    dir = d.parent();
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -117,6 +182,47 @@ impl ObjectStore for LocalDirStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// Issue 14, defect 8: `PUT x` then `PUT x/y` was a 500 (the rename
+    /// failed) and left the uploaded bytes in `.tmp` until a restart.
+    #[tokio::test]
+    async fn a_key_and_its_prefix_collide_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path()).unwrap();
+        store.put("x", Bytes::from_static(b"old")).await.unwrap();
+        let e = store
+            .put("x/y", Bytes::from_static(b"new"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ObjectError::KeyCollision(ref k) if k == "x/y"),
+            "{e}"
+        );
+        store.put("a/b", Bytes::from_static(b"ab")).await.unwrap();
+        let e = store.put("a", Bytes::from_static(b"a")).await.unwrap_err();
+        assert!(
+            matches!(e, ObjectError::KeyCollision(ref k) if k == "a"),
+            "{e}"
+        );
+        // What was there is untouched, and nothing is left behind.
+        assert_eq!(&store.get("x", 10).await.unwrap()[..], b"old");
+        assert_eq!(&store.get("a/b", 10).await.unwrap()[..], b"ab");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+            0
+        );
+        // Siblings and deeper keys of a folder are fine.
+        store.put("a/c", Bytes::from_static(b"ac")).await.unwrap();
+        store
+            .put("a/d/e", Bytes::from_static(b"ade"))
+            .await
+            .unwrap();
+        // Once the folder's keys are deleted, its name is free again.
+        for k in ["a/b", "a/c", "a/d/e"] {
+            store.delete(k).await.unwrap();
+        }
+        store.put("a", Bytes::from_static(b"a")).await.unwrap();
+    }
 
     #[tokio::test]
     async fn put_get_delete_and_limits() {
