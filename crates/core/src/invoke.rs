@@ -77,19 +77,20 @@ impl Platform {
         };
         self.metrics
             .call(&version.ip, &imp.device, &outcome, elapsed);
-        self.meter(
-            &call_id,
-            UsageKind::Call,
-            account.id,
-            &version,
-            &imp.device,
-            bytes_in,
-            bytes_out,
-            device_time,
-            result.is_ok(),
-            &outcome,
-        )
-        .await?;
+        self.store
+            .record_usage(usage_record(
+                &call_id,
+                UsageKind::Call,
+                account.id,
+                &version,
+                &imp.device,
+                bytes_in,
+                bytes_out,
+                device_time,
+                result.is_ok(),
+                &outcome,
+            ))
+            .await?;
         match result {
             Ok((load, out)) => {
                 self.metrics.image_load(&imp.device, &load);
@@ -124,36 +125,5 @@ impl Platform {
             ExecError::Load(l) => CoreError::Internal(format!("cannot load the IP: {l}")),
             ExecError::Fetch(f) => CoreError::Internal(format!("cannot fetch the IP: {f}")),
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn meter(
-        &self,
-        id: &str,
-        kind: UsageKind,
-        account_id: i64,
-        version: &VersionRow,
-        device: &str,
-        bytes_in: u64,
-        bytes_out: u64,
-        device_time: Duration,
-        billed: bool,
-        outcome: &str,
-    ) -> Result<()> {
-        self.store
-            .record_usage(usage_record(
-                id,
-                kind,
-                account_id,
-                version,
-                device,
-                bytes_in,
-                bytes_out,
-                device_time,
-                billed,
-                outcome,
-            ))
-            .await?;
-        Ok(())
     }
 }
