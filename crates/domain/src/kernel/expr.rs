@@ -119,12 +119,22 @@ fn toml_or_json_expr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D
     })
 }
 
+/// Most tokens an expression may have. The parser, evaluation, comparison
+/// and drop all recurse over the tree, whose depth grows with the tokens:
+/// bounded, an `ip.toml` (up to 1 MiB) cannot overflow a server thread's
+/// stack with `((((…` or `1+1+1…`. Real expressions have a few.
+const MAX_TOKENS: usize = 256;
+
 fn tokenize(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {
         if c.is_whitespace() {
             chars.next();
+        } else if out.len() == MAX_TOKENS {
+            return Err(format!(
+                "the expression is too long (over {MAX_TOKENS} numbers, names, operators and parentheses)"
+            ));
         } else if "+-*/%()".contains(c) {
             out.push(c.to_string());
             chars.next();
@@ -271,5 +281,31 @@ impl Serialize for Requirement {
 impl<'de> Deserialize<'de> for Requirement {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Requirement::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Found while fuzzing (issue 14): a deeply nested or very long expression
+    // overflowed the stack (parsing, evaluating, comparing, dropping) and
+    // aborted the process; an ip.toml may be 1 MiB.
+    #[test]
+    fn deep_or_long_expressions_are_refused_not_a_stack_overflow() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let long = format!("1{}", "+1".repeat(200_000));
+        for text in [&deep, &long] {
+            let e = Expr::parse(text).unwrap_err();
+            assert!(e.contains("too long"), "{e}");
+            assert!(Requirement::parse(&format!("{text} < 1")).is_err());
+        }
+        // Up to the limit they parse and evaluate.
+        let most = format!("1{}", "+1".repeat(MAX_TOKENS / 2 - 1));
+        let e = Expr::parse(&format!("{most} ")).unwrap();
+        assert_eq!(e.eval(0, &Params::new()), Ok(MAX_TOKENS as u64 / 2));
+        assert!(Expr::parse(&format!("{most}+1")).is_err());
+        let nested = format!("{}1{}", "(".repeat(127), ")".repeat(127));
+        assert_eq!(Expr::parse(&nested).unwrap().eval(0, &Params::new()), Ok(1));
     }
 }
