@@ -13,7 +13,9 @@
 //! stacks from the pool): no hop to a blocking thread per call. Every epoch
 //! tick a call yields, so a long or hostile call shares its thread with the
 //! API instead of holding it; compilation, which is long and never yields,
-//! runs on a blocking thread.
+//! runs on a blocking thread. A call blocked in a host call (a sleep, a read
+//! of stdin) runs no guest code, so no epoch fires: a watchdog beside it
+//! enforces the deadline and the cancel there.
 
 mod stdin;
 mod stdout;
@@ -42,6 +44,9 @@ pub const CLASS: &str = "wasm";
 
 /// How often the epoch advances; the granularity of deadlines and cancels.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// How often a call blocked in a host call checks its deadline and cancel.
+const WATCHDOG_TICK: Duration = Duration::from_millis(20);
 
 /// Most of an IP's stderr kept per call.
 const LOG_CAP: usize = 256 * 1024;
@@ -346,6 +351,22 @@ impl Backend for WasmBackend {
     }
 }
 
+/// Resolves when the call must stop although its guest is not running:
+/// its deadline has passed or it was cancelled.
+async fn watchdog(control: &CallControl, deadline: Instant) -> Interrupt {
+    let mut tick = tokio::time::interval(WATCHDOG_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if control.cancel.load(Ordering::Relaxed) {
+            return Interrupt::Cancelled;
+        }
+        if Instant::now() >= deadline {
+            return Interrupt::Deadline;
+        }
+    }
+}
+
 fn root_cause(e: &wasmtime::Error) -> String {
     format!("{e:#}")
 }
@@ -405,6 +426,7 @@ async fn run(
     store.limiter(|s| &mut s.limiter);
     let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
     let control: Arc<CallControl> = call.control;
+    let watch = control.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if control.cancel.load(Ordering::Relaxed) {
@@ -419,12 +441,19 @@ async fn run(
     });
 
     let started = Instant::now();
-    let result = async {
+    let execution = async {
         let instance = pre.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
-    }
-    .await;
+    };
+    // Epoch interruption only fires while guest code runs. A guest blocked
+    // in a host call (a `poll_oneoff` sleep, a read of stdin that waits for
+    // the uploader) is an awaiting future instead: the watchdog ends it by
+    // dropping it, which unwinds the fiber, and the slot is free again.
+    let result = tokio::select! {
+        r = execution => r,
+        i = watchdog(&watch, deadline) => Err(wasmtime::Error::new(i)),
+    };
     let device_time = started.elapsed();
     let memory_hit = store.data().limiter.hit;
     drop(store);

@@ -8,6 +8,7 @@ use accelhub_device::{
 use accelhub_domain::{Limits, Params};
 use accelhub_wasm::{WasmBackend, WasmConfig};
 use bytes::Bytes;
+use futures::StreamExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -163,4 +164,103 @@ async fn a_spinning_call_yields_its_thread_until_its_deadline() {
         "the runtime was starved: {} ticks",
         ticks.load(Ordering::Relaxed)
     );
+}
+
+fn sleeper(secs: u64, timeout_ms: u64) -> CallInput {
+    let mut params = Params::new();
+    params.insert("mode".into(), "sleep".into());
+    params.insert("secs".into(), secs.to_string().into());
+    let limits = Limits {
+        timeout_ms,
+        ..Limits::DEFAULT
+    };
+    CallInput::in_memory(Bytes::from_static(b"late"), params, limits)
+}
+
+/// Issue 14, defect 1: a guest asleep in `poll_oneoff` runs no guest code,
+/// so no epoch fires; the deadline must still end it, and free its slot.
+#[tokio::test]
+async fn a_deadline_ends_a_call_asleep_in_a_host_call_and_frees_its_slot() {
+    let (b, image) = backend("hostile").await; // two slots
+    let start = std::time::Instant::now();
+    let (r1, r2) = tokio::join!(
+        b.call(&image, sleeper(120, 300)),
+        b.call(&image, sleeper(120, 300))
+    );
+    for r in [r1, r2] {
+        let err = r.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CallError::Deadline {
+                    timeout_ms: 300,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "the deadline waited for the sleep: {:?}",
+        start.elapsed()
+    );
+    // Both slots are free again: an honest call gets through at once.
+    let out = b.call(&image, sleeper(0, 5_000)).await.unwrap();
+    assert_eq!(out.output.bytes().as_ref(), b"late");
+    assert_eq!(b.status().busy, 0);
+}
+
+#[tokio::test]
+async fn a_cancel_ends_a_call_asleep_in_a_host_call() {
+    let (b, image) = backend("hostile").await;
+    let call = sleeper(120, 600_000);
+    let control = call.control.clone();
+    let start = std::time::Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        control.cancel.store(true, Ordering::Relaxed);
+    });
+    let err = b.call(&image, call).await.unwrap_err();
+    canceller.await.unwrap();
+    assert!(matches!(err, CallError::Cancelled { .. }), "{err:?}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A guest reading stdin from an uploader that stalls waits in the host:
+/// the deadline covers that wait too.
+#[tokio::test]
+async fn a_deadline_ends_a_call_waiting_for_stdin() {
+    let (b, image) = backend("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stalled = futures::stream::iter(vec![Ok(Bytes::from_static(b"first"))])
+        .chain(futures::stream::pending());
+    let call = CallInput {
+        input: CallData::Stream(Box::pin(stalled)),
+        input_name: "input".into(),
+        output: OutputSink::File(dir.path().join("out")),
+        params: Params::new(),
+        objects: Default::default(),
+        limits: Limits {
+            timeout_ms: 300,
+            ..Limits::DEFAULT
+        },
+        control: Arc::new(CallControl::default()),
+    };
+    let start = std::time::Instant::now();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), b.call(&image, call))
+        .await
+        .expect("the call outlived its deadline by far")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Deadline {
+                timeout_ms: 300,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }

@@ -8,6 +8,8 @@
 //! - `spin`: burn `iters` iterations, then echo (a slow but honest call)
 //! - `fail`: complain on stderr and exit with code 3
 //! - `trap`: execute `unreachable`
+//! - `sleep`: sleep `secs` seconds in the host (WASI `poll_oneoff`), then
+//!   echo; a deadline or cancel must end it while it sleeps
 
 use std::io::{self, Read, Write};
 
@@ -58,6 +60,11 @@ fn main() {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
             eprintln!("hostile: spun {iters} times ({x:x})");
+            echo();
+        }
+        "sleep" => {
+            let secs: u64 = param(&params, "secs").and_then(|s| s.parse().ok()).unwrap_or(120);
+            std::thread::sleep(std::time::Duration::from_secs(secs));
             echo();
         }
         "fail" => {
