@@ -68,6 +68,11 @@ impl From<ObjectError> for CoreError {
             ObjectError::TooLarge { limit } => {
                 CoreError::TooLarge(format!("the data exceeds the limit of {limit} bytes"))
             }
+            ObjectError::Digest { expected, actual } => CoreError::BadRequest(format!(
+                "the upload was corrupted in transit: its SHA-256 is {actual} but the client \
+                 announced {expected}; nothing was stored, and an object already under \
+                 this key is unchanged"
+            )),
             ObjectError::Upload(e) => CoreError::BadRequest(format!("upload interrupted: {e}")),
             ObjectError::Io(e) => CoreError::Internal(format!("object storage: {e}")),
         }

@@ -1,6 +1,7 @@
 //! An account's objects: data uploaded for jobs and kept for their outputs.
 
 use crate::*;
+use accelhub_domain::{page_limit, Cursor, Page};
 
 fn object_view(r: ObjectRow) -> ObjectInfo {
     ObjectInfo {
@@ -29,20 +30,12 @@ impl Platform {
             None => new_id("obj"),
         };
         let path = account_object_key(account.id, &key);
+        // The digest is checked inside the store, before the new bytes
+        // replace anything: a corrupted upload leaves the old object as it was.
         let put = self
             .objects
-            .put_stream(&path, stream, self.config.max_object_bytes)
+            .put_checked(&path, stream, self.config.max_object_bytes, expected_sha256)
             .await?;
-        if let Some(expected) = expected_sha256 {
-            if !expected.eq_ignore_ascii_case(&put.sha256) {
-                self.objects.delete(&path).await?;
-                return Err(CoreError::BadRequest(format!(
-                    "the upload was corrupted in transit: its SHA-256 is {} but the client \
-                     announced {expected}; nothing was stored",
-                    put.sha256
-                )));
-            }
-        }
         self.store
             .put_object(account.id, &key, put.size, &put.sha256)
             .await?;
@@ -75,14 +68,26 @@ impl Platform {
         Ok((info, stream))
     }
 
-    pub async fn list_objects(&self, account: &Account) -> Result<Vec<ObjectInfo>> {
-        Ok(self
+    /// A page of the caller's objects, newest first, and the cursor of
+    /// the next page.
+    pub async fn list_objects(
+        &self,
+        account: &Account,
+        after: Option<&Cursor>,
+        limit: Option<u32>,
+    ) -> Result<Page<ObjectInfo>> {
+        let limit = page_limit(limit).map_err(CoreError::BadRequest)?;
+        let items: Vec<ObjectInfo> = self
             .store
-            .list_objects(account.id)
+            .list_objects(account.id, after, limit)
             .await?
             .into_iter()
             .map(object_view)
-            .collect())
+            .collect();
+        Ok(Page::of(items, limit, |o| Cursor {
+            at_ms: o.created_at.timestamp_millis(),
+            id: o.key.clone(),
+        }))
     }
 
     pub async fn delete_object(&self, account: &Account, key: &str) -> Result<()> {

@@ -161,7 +161,44 @@ impl Platform {
         }
 
         // Seal every file the version needs; nothing is stored in clear.
+        // What this publish stored is removed again if it fails at any
+        // point (a store error, a full disk, a concurrent duplicate that
+        // won the version row): no blob outlives a failed publish.
         let prefix = format!("packages/{}", new_id("pkg"));
+        let mut stored = Vec::new();
+        let row = match self
+            .store_package(account, &package, &prefix, limits, description, &mut stored)
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                for key in &stored {
+                    if let Err(cleanup) = self.objects.delete(key).await {
+                        tracing::warn!(%key, error = %cleanup, "cannot remove a failed publish's blob");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let view = version_view(&row);
+        let me = self.clone();
+        tokio::spawn(async move { me.verify(row).await });
+        Ok(view)
+    }
+
+    /// Seal and store every file of a checked package under `prefix`, then
+    /// record the version; each key stored is pushed on `stored` first.
+    async fn store_package(
+        &self,
+        account: &Account,
+        package: &Package,
+        prefix: &str,
+        limits: accelhub_domain::Limits,
+        description: Option<String>,
+        stored: &mut Vec<String>,
+    ) -> Result<VersionRow> {
+        let m = &package.manifest;
+        let ip = m.name.to_string();
         let mut implementations = Vec::new();
         for imp in &m.implementations {
             let file = &package.files[&imp.artifact];
@@ -181,9 +218,7 @@ impl Platform {
                 None => file,
             };
             let key = format!("{prefix}/{}", imp.artifact);
-            self.objects
-                .put(&key, Bytes::from(self.sealer.seal(bytes)))
-                .await?;
+            self.put_sealed(&key, bytes, stored).await?;
             implementations.push(StoredImplementation {
                 device: imp.device.clone(),
                 artifact_key: key,
@@ -195,18 +230,14 @@ impl Platform {
             let mut keys = Vec::new();
             for path in [&t.input, &t.expect] {
                 let key = format!("{prefix}/{path}");
-                self.objects
-                    .put(&key, Bytes::from(self.sealer.seal(&package.files[path])))
-                    .await?;
+                self.put_sealed(&key, &package.files[path], stored).await?;
                 keys.push(key);
             }
             let mut objects = std::collections::BTreeMap::new();
             for (name, path) in &t.objects {
                 let bytes = &package.files[path];
                 let key = format!("{prefix}/{path}");
-                self.objects
-                    .put(&key, Bytes::from(self.sealer.seal(bytes)))
-                    .await?;
+                self.put_sealed(&key, bytes, stored).await?;
                 objects.insert(
                     name.clone(),
                     StoredObject {
@@ -225,8 +256,7 @@ impl Platform {
                 compare: t.compare,
             });
         }
-        let row = self
-            .store
+        self.store
             .create_version(NewVersion {
                 ip: ip.clone(),
                 vendor_id: account.id,
@@ -245,11 +275,15 @@ impl Platform {
             .map_err(|e| match e {
                 StoreError::Conflict(_) => version_exists(&ip, &m.version.to_string()),
                 other => other.into(),
-            })?;
-        let view = version_view(&row);
-        let me = self.clone();
-        tokio::spawn(async move { me.verify(row).await });
-        Ok(view)
+            })
+    }
+
+    async fn put_sealed(&self, key: &str, clear: &[u8], stored: &mut Vec<String>) -> Result<()> {
+        stored.push(key.to_string());
+        self.objects
+            .put(key, Bytes::from(self.sealer.seal(clear)))
+            .await?;
+        Ok(())
     }
 
     /// Verify every version left pending (by a restart mid-verification).

@@ -4,6 +4,8 @@
 //! Keys are opaque `/`-separated paths chosen by the control plane; who may
 //! read what is decided above this layer.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 mod local;
 mod seal;
 
@@ -30,6 +32,9 @@ pub enum ObjectError {
     KeyCollision(String),
     #[error("object is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    /// The content's SHA-256 is not the one the uploader announced.
+    #[error("the content's SHA-256 is {actual}, not the {expected} announced")]
+    Digest { expected: String, actual: String },
     #[error("upload interrupted: {0}")]
     Upload(std::io::Error),
     #[error("object storage I/O error: {0}")]
@@ -49,13 +54,27 @@ pub struct PutResult {
 pub trait ObjectStore: Send + Sync + 'static {
     /// Store a stream under `key`, atomically: a reader sees the old object,
     /// or none, until the whole stream has arrived. Fails with
-    /// [`ObjectError::TooLarge`] past `max_size` bytes and keeps nothing.
+    /// [`ObjectError::TooLarge`] past `max_size` bytes, and with
+    /// [`ObjectError::Digest`] when `expect_sha256` is given and the content
+    /// does not have it; a failed put keeps nothing of the new stream and
+    /// leaves the old object exactly as it was.
+    async fn put_checked(
+        &self,
+        key: &str,
+        stream: ByteStream,
+        max_size: u64,
+        expect_sha256: Option<&str>,
+    ) -> Result<PutResult, ObjectError>;
+
+    /// [`ObjectStore::put_checked`] with no digest to match.
     async fn put_stream(
         &self,
         key: &str,
         stream: ByteStream,
         max_size: u64,
-    ) -> Result<PutResult, ObjectError>;
+    ) -> Result<PutResult, ObjectError> {
+        self.put_checked(key, stream, max_size, None).await
+    }
 
     /// Store bytes under `key`.
     async fn put(&self, key: &str, bytes: Bytes) -> Result<PutResult, ObjectError> {
@@ -89,6 +108,18 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// The size of an object, if it exists.
     async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError>;
+}
+
+/// Check a finished upload's digest against the announced one (if any),
+/// before anything is committed.
+pub fn check_digest(expected: Option<&str>, actual: &str) -> Result<(), ObjectError> {
+    match expected {
+        Some(e) if !e.eq_ignore_ascii_case(actual) => Err(ObjectError::Digest {
+            expected: e.to_string(),
+            actual: actual.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Keys: 1 to 512 characters of `[A-Za-z0-9._-/]`, no empty, `.` or `..`

@@ -92,11 +92,12 @@ impl LocalDirStore {
 
 #[async_trait]
 impl ObjectStore for LocalDirStore {
-    async fn put_stream(
+    async fn put_checked(
         &self,
         key: &str,
         mut stream: ByteStream,
         max_size: u64,
+        expect_sha256: Option<&str>,
     ) -> Result<PutResult, ObjectError> {
         let path = self.path(key)?;
         self.check_collision(key, &path).await?;
@@ -122,15 +123,13 @@ impl ObjectStore for LocalDirStore {
         }
         .await;
         drop(file);
-        if let Err(e) = result {
+        let sha256 = hex::encode(hasher.finalize());
+        if let Err(e) = result.and_then(|()| crate::check_digest(expect_sha256, &sha256)) {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
         self.commit(key, &tmp, &path).await?;
-        Ok(PutResult {
-            size,
-            sha256: hex::encode(hasher.finalize()),
-        })
+        Ok(PutResult { size, sha256 })
     }
 
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream), ObjectError> {
@@ -182,6 +181,18 @@ impl ObjectStore for LocalDirStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// Issue 14, defect 4: a named PUT whose digest did not match deleted
+    /// the object already under the key.
+    #[tokio::test]
+    async fn failed_puts_keep_the_old_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path()).unwrap();
+        crate::conformance::failed_puts_keep_the_old_object(&store).await;
+        // Nothing of the failed uploads is left behind.
+        let tmp = std::fs::read_dir(dir.path().join(".tmp")).unwrap().count();
+        assert_eq!(tmp, 0);
+    }
 
     /// Issue 14, defect 8: `PUT x` then `PUT x/y` was a 500 (the rename
     /// failed) and left the uploaded bytes in `.tmp` until a restart.

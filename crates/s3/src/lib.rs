@@ -87,11 +87,12 @@ fn io(key: &str, e: object_store::Error) -> ObjectError {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    async fn put_stream(
+    async fn put_checked(
         &self,
         key: &str,
         mut stream: ByteStream,
         max_size: u64,
+        expect_sha256: Option<&str>,
     ) -> Result<PutResult, ObjectError> {
         let path = self.path(key)?;
         let mut hash = Sha256::new();
@@ -136,6 +137,12 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+        // The digest is checked before the upload completes: a multipart
+        // upload aborted (or a single put never sent) leaves the old object.
+        let sha256 = hex::encode(hash.finalize());
+        if let Err(e) = accelhub_objects::check_digest(expect_sha256, &sha256) {
+            return failed(upload, e).await;
+        }
         match upload {
             Some(w) => {
                 w.finish().await.map_err(|e| io(key, e))?;
@@ -147,10 +154,7 @@ impl ObjectStore for S3Store {
                     .map_err(|e| io(key, e))?;
             }
         }
-        Ok(PutResult {
-            size,
-            sha256: hex::encode(hash.finalize()),
-        })
+        Ok(PutResult { size, sha256 })
     }
 
     async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream), ObjectError> {

@@ -125,6 +125,15 @@ async fn failed_uploads_leave_nothing() {
     ));
 }
 
+/// Issue 14, defect 4: a failed put keeps the old object, on S3 too.
+#[tokio::test]
+async fn failed_puts_keep_the_old_object() {
+    let Some(s) = s3("failed_puts_keep_the_old_object").await else {
+        return;
+    };
+    accelhub_objects::conformance::failed_puts_keep_the_old_object(&s).await;
+}
+
 #[test]
 fn urls_are_checked() {
     for bad in ["http://bucket", "s3://", "s3://b?colour=red", "not a url"] {
