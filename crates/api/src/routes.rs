@@ -361,11 +361,71 @@ pub async fn put_named_object(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-/// The caller's objects.
-#[utoipa::path(get, path = "/v1/objects", tag = "objects",
-    responses((status = 200, body = [ObjectInfo])))]
-pub async fn list_objects(c: Ctx) -> ApiResult<Json<Vec<ObjectInfo>>> {
-    Ok(Json(c.platform.list_objects(&c.me).await?))
+/// Which page of a list: where it starts and how long it is.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Where the page starts: the cursor of the `Link: <…>; rel="next"`
+    /// header of the page before.
+    pub cursor: Option<String>,
+    /// Most items on the page: 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    fn cursor(&self) -> ApiResult<Option<accelhub_domain::Cursor>> {
+        self.cursor
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError::bad_request)
+    }
+}
+
+/// A page of a list as JSON, with a `Link: <path?cursor=…>; rel="next"`
+/// header (RFC 8288) when there is a next page.
+fn paged<T: serde::Serialize>(
+    path: &str,
+    q: &PageQuery,
+    page: accelhub_domain::Page<T>,
+) -> Response {
+    let mut resp = Json(page.items).into_response();
+    if let Some(next) = page.next {
+        let limit = q.limit.unwrap_or(accelhub_domain::PAGE_DEFAULT);
+        let link = format!(
+            "<{path}?cursor={}&limit={limit}>; rel=\"next\"",
+            utf8_percent(&next.to_string())
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(axum::http::header::LINK, v);
+        }
+    }
+    resp
+}
+
+/// Percent-encode what a query value cannot hold as it is.
+fn utf8_percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The caller's objects, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/objects", tag = "objects", params(PageQuery),
+    responses((status = 200, body = [ObjectInfo],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem)))]
+pub async fn list_objects(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .list_objects(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/objects", &q, page))
 }
 
 /// Download one of the caller's objects.
@@ -404,17 +464,17 @@ pub async fn submit_job(
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListQuery {
-    /// Most jobs to list, newest first (default 100).
-    pub limit: Option<u32>,
-}
-
-/// The caller's jobs, newest first.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = [Job])))]
-pub async fn list_jobs(c: Ctx, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<Job>>> {
-    Ok(Json(c.platform.jobs(&c.me, q.limit.unwrap_or(100)).await?))
+/// The caller's jobs, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(PageQuery),
+    responses((status = 200, body = [Job],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem)))]
+pub async fn list_jobs(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .jobs(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/jobs", &q, page))
 }
 
 /// One job: state, progress, attempts.
@@ -455,6 +515,10 @@ pub async fn delete_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Statu
 pub struct UsageQuery {
     /// `YYYY-MM-DD` or an RFC 3339 time.
     pub since: Option<String>,
+    /// Where the page starts: the `next` of the page before.
+    pub cursor: Option<String>,
+    /// Most records on the page: 1 to 1000 (default 100).
+    pub limit: Option<u32>,
 }
 
 fn parse_since(s: &str) -> ApiResult<DateTime<Utc>> {
@@ -473,12 +537,24 @@ fn parse_since(s: &str) -> ApiResult<DateTime<Utc>> {
 }
 
 /// Usage records and totals: the caller's consumption (user), use of the
-/// caller's IPs (vendor), or all (operator).
+/// caller's IPs (vendor), or all (operator). Records come a page at a
+/// time, oldest first; `next` is the cursor of the next page, and the
+/// totals cover every page.
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
     responses((status = 200, body = UsageReport), (status = 400, body = Problem)))]
 pub async fn usage(c: Ctx, ApiQuery(q): ApiQuery<UsageQuery>) -> ApiResult<Json<UsageReport>> {
     let since = q.since.as_deref().map(parse_since).transpose()?;
-    Ok(Json(c.platform.usage(&c.me, since).await?))
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(str::parse::<accelhub_domain::Cursor>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    Ok(Json(
+        c.platform
+            .usage(&c.me, since, cursor.as_ref(), q.limit)
+            .await?,
+    ))
 }
 
 /// Nodes, devices and slots: what each slot holds, utilisation, resident

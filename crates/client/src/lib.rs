@@ -422,8 +422,33 @@ impl Client {
         self.json(r).await
     }
 
+    /// Every one of the caller's objects, newest first, page after page.
     pub async fn objects(&self) -> Result<Vec<ObjectInfo>> {
-        self.json(self.req(Method::GET, "/v1/objects")).await
+        self.all_pages("/v1/objects?limit=1000").await
+    }
+
+    /// A list the server pages: follow its `Link: <…>; rel="next"` headers
+    /// from `first` to the last page.
+    async fn all_pages<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut next = Some(first.to_string());
+        while let Some(path) = next.take() {
+            let resp = self.send(self.req(Method::GET, &path)).await?;
+            next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                source: e,
+            })?;
+            let page: Vec<T> = serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::Invalid(format!("unexpected answer from the server: {e}"))
+            })?;
+            out.extend(page);
+        }
+        Ok(out)
     }
 
     pub async fn get_object(&self, key: &str) -> Result<Response> {
@@ -499,12 +524,40 @@ impl Client {
         self.json(self.req(Method::GET, "/v1/fleet")).await
     }
 
-    pub async fn usage(&self, since: Option<&str>) -> Result<UsageReport> {
+    /// One page of usage records (at most `limit`, after `cursor`), with
+    /// the totals of all of them.
+    pub async fn usage_page(
+        &self,
+        since: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<UsageReport> {
         let mut r = self.req(Method::GET, "/v1/usage");
         if let Some(s) = since {
             r = r.query(&[("since", s)]);
         }
+        if let Some(c) = cursor {
+            r = r.query(&[("cursor", c)]);
+        }
+        if let Some(l) = limit {
+            r = r.query(&[("limit", l)]);
+        }
         self.json(r).await
+    }
+
+    /// Every usage record since `since`, page after page.
+    pub async fn usage(&self, since: Option<&str>) -> Result<UsageReport> {
+        let mut report = self
+            .usage_page(since, None, Some(accelhub_domain::PAGE_MAX))
+            .await?;
+        while let Some(cursor) = report.next.take() {
+            let page = self
+                .usage_page(since, Some(&cursor), Some(accelhub_domain::PAGE_MAX))
+                .await?;
+            report.records.extend(page.records);
+            report.next = page.next;
+        }
+        Ok(report)
     }
 
     // ---- Agent tokens (operator) ----
@@ -653,5 +706,36 @@ impl AgentClient {
             )
             .await?;
         Ok(r.recorded)
+    }
+}
+
+/// The target of a `Link` header's `rel="next"` (RFC 8288), if any.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"))
+            .then(|| target.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_link;
+
+    #[test]
+    fn the_next_page_is_read_off_the_link_header() {
+        assert_eq!(
+            next_link(r#"</v1/objects?cursor=1.a&limit=2>; rel="next""#).as_deref(),
+            Some("/v1/objects?cursor=1.a&limit=2")
+        );
+        assert_eq!(
+            next_link(r#"</a>; rel="prev", </b>; rel="next""#).as_deref(),
+            Some("/b")
+        );
+        assert_eq!(next_link(r#"</a>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
     }
 }

@@ -1,8 +1,11 @@
 //! Plans, subscriptions, spending limits and invoices.
 //!
-//! Invoices are computed from usage records whenever they are asked for
-//! (`accelhub_domain::billing::rate` over the month's successful uses),
-//! so rating is idempotent and re-runs from the records. Each use is rated
+//! Invoices are computed from usage records whenever they are asked for, so
+//! rating is idempotent and re-runs from the records; but never by reading
+//! the records: the month is cut into stretches under one plan each, the
+//! database adds up each stretch's use, and `accelhub_domain::billing`
+//! rates those aggregates. Memory stays bounded by the number of (account,
+//! IP) pairs, whatever the number of calls. Each use is rated
 //! under the plan the user was subscribed to when it ran (the default
 //! `per-call` plan otherwise); a monthly plan's fee is due for every month
 //! the user was subscribed to it. Calls check the plan's quota (429) and
@@ -10,10 +13,10 @@
 
 use crate::{CoreError, Platform, Result};
 use accelhub_domain::billing::{
-    self, merge, rate_account_ip, History, Invoice, Line, LineItem, Month, PlanKind, SpendingLimit,
-    Subscribe, Subscription, Terms, DEFAULT_PLAN,
+    self, merge, rate_stretches, stretches, trial_cuts, History, Invoice, Line, LineItem, Month,
+    PlanKind, SpendingLimit, Subscribe, Subscription, Terms, DEFAULT_PLAN,
 };
-use accelhub_domain::{Account, IpName, Money, Role, UsageKind, UsageRecord};
+use accelhub_domain::{Account, IpName, Money, Role, UsageKind};
 use accelhub_store::{UsageScope, VersionRow};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -89,14 +92,10 @@ impl Platform {
     }
 
     /// Versions by (ip, version) and each IP's newest, for rating.
-    async fn terms(&self, records: &[UsageRecord], extra_ips: &[String]) -> Result<Terms> {
-        let mut ips: Vec<String> = records.iter().map(|r| r.ip.clone()).collect();
-        ips.extend(extra_ips.iter().cloned());
-        ips.sort();
-        ips.dedup();
+    async fn terms(&self, ips: &[String]) -> Result<Terms> {
         let mut terms = Terms::default();
         for ip in ips {
-            let versions = self.store.list_versions(&ip).await?;
+            let versions = self.store.list_versions(ip).await?;
             if let Some(v) = versions.first() {
                 terms
                     .newest
@@ -111,54 +110,63 @@ impl Platform {
         Ok(terms)
     }
 
-    /// Rated lines of `month` for every (account, IP) in `records`, keyed
-    /// by account name.
+    /// Rated lines of `month` for every (account, IP) of `accounts` with
+    /// use in `scope` that month or a subscription, keyed by account name.
     async fn rate_month(
         &self,
-        records: Vec<UsageRecord>,
+        scope: UsageScope,
         accounts: &[Account],
         month: &Month,
     ) -> Result<Vec<(String, Line)>> {
         let ids: HashMap<i64, String> = accounts.iter().map(|a| (a.id, a.name.clone())).collect();
-        let wanted: Vec<i64> = accounts.iter().map(|a| a.id).collect();
-        let mut history: BTreeMap<(String, String), History> = BTreeMap::new();
-        for (id, s) in self.store.subscriptions(None, None).await? {
-            if !wanted.contains(&id) {
-                continue;
-            }
-            if let Some(name) = ids.get(&id) {
+        let only = match accounts {
+            [one] => Some(one.id),
+            _ => None,
+        };
+        let mut history: BTreeMap<(i64, String), History> = BTreeMap::new();
+        for (id, s) in self.store.subscriptions(only, None).await? {
+            if ids.contains_key(&id) {
                 history
-                    .entry((name.clone(), s.ip))
+                    .entry((id, s.ip))
                     .or_default()
                     .push((s.since, s.plan));
             }
         }
-        let mut uses: BTreeMap<(String, String), Vec<UsageRecord>> = BTreeMap::new();
-        for r in records {
-            if !r.billed || r.created_at >= month.end {
-                continue;
-            }
-            if let Some(a) = &r.account {
-                uses.entry((a.clone(), r.ip.clone())).or_default().push(r);
-            }
-        }
-        let mut keys: Vec<(String, String)> = uses.keys().cloned().collect();
+        let mut keys: Vec<(i64, String)> = self
+            .store
+            .usage_pairs(scope, month.start, month.end)
+            .await?
+            .into_iter()
+            .filter(|(id, _)| ids.contains_key(id))
+            .collect();
         keys.extend(history.keys().cloned());
         keys.sort();
         keys.dedup();
-        let extra: Vec<String> = keys.iter().map(|(_, ip)| ip.clone()).collect();
-        let all: Vec<UsageRecord> = uses.values().flatten().cloned().collect();
-        let terms = self.terms(&all, &extra).await?;
+        let mut ips: Vec<String> = keys.iter().map(|(_, ip)| ip.clone()).collect();
+        ips.sort();
+        ips.dedup();
+        let terms = self.terms(&ips).await?;
         let mut out = Vec::new();
-        for key in keys {
-            let mut list: Vec<&UsageRecord> = uses
-                .get(&key)
-                .map(|v| v.iter().collect())
-                .unwrap_or_default();
-            list.sort_by_key(|r| r.created_at);
-            let h = history.get(&key).cloned().unwrap_or_default();
-            for line in rate_account_ip(&key.1, &list, &h, &terms, month) {
-                out.push((key.0.clone(), line));
+        for (id, ip) in keys {
+            let h = history.get(&(id, ip.clone())).cloned().unwrap_or_default();
+            let mut parts = stretches(&h, month);
+            for p in &mut parts {
+                p.stats = self.store.use_stats(id, &ip, p.start, p.end).await?;
+            }
+            let prior = self.store.count_uses(id, &ip, month.start).await?;
+            let trial_left = terms.trial_calls(&ip).saturating_sub(prior);
+            let mut cut_bytes = Vec::new();
+            for (i, k) in trial_cuts(&parts, trial_left) {
+                let p = &parts[i];
+                let bytes = self
+                    .store
+                    .first_uses_bytes(id, &ip, p.start, p.end, k)
+                    .await?;
+                cut_bytes.push((i, bytes));
+            }
+            let name = ids.get(&id).cloned().unwrap_or_default();
+            for line in rate_stretches(&ip, &parts, trial_left, &cut_bytes, &h, &terms, month) {
+                out.push((name.clone(), line));
             }
         }
         Ok(out)
@@ -184,8 +192,7 @@ impl Platform {
             Role::Vendor => ("vendor", UsageScope::Vendor(caller.id), accounts.clone()),
             Role::Operator => ("operator", UsageScope::All, accounts.clone()),
         };
-        let records = self.store.list_usage(scope, None).await?;
-        let mut rated = self.rate_month(records, &who, &month).await?;
+        let mut rated = self.rate_month(scope, &who, &month).await?;
         if caller.role == Role::Vendor {
             // Subscriptions (monthly fees) may name other vendors' IPs.
             let mut ips: Vec<String> = rated.iter().map(|(_, l)| l.ip.clone()).collect();
@@ -368,22 +375,17 @@ impl Platform {
         // This month so far, rated as the invoice would.
         let now = Utc::now();
         let month = Month::of(now);
-        let records = self
+        let used_ip = self
             .store
-            .list_usage(UsageScope::Consumer(account.id), None)
+            .count_uses(account.id, &version.ip, month.end)
             .await?;
-        let used_ip = records
-            .iter()
-            .filter(|r| {
-                r.billed
-                    && r.kind != UsageKind::Reserve
-                    && r.ip == version.ip
-                    && r.created_at < month.end
-            })
-            .count() as u64;
         let trial_left = version.pricing.trial_calls.saturating_sub(used_ip);
         let lines = self
-            .rate_month(records, std::slice::from_ref(account), &month)
+            .rate_month(
+                UsageScope::Consumer(account.id),
+                std::slice::from_ref(account),
+                &month,
+            )
             .await?;
         // Paid uses under the plan in force, this month.
         let used: u64 = lines

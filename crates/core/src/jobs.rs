@@ -94,14 +94,28 @@ impl Platform {
         Ok(job_view(self.owned_job(account, id).await?))
     }
 
-    pub async fn jobs(&self, account: &Account, limit: u32) -> Result<Vec<Job>> {
-        Ok(self
+    /// A page of the caller's jobs, newest first, and the cursor of the
+    /// next page.
+    pub async fn jobs(
+        &self,
+        account: &Account,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<Job>> {
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
+        let items: Vec<Job> = self
             .store
-            .list_jobs(account.id, limit.clamp(1, 1000))
+            .list_jobs(account.id, after, limit)
             .await?
             .into_iter()
             .map(job_view)
-            .collect())
+            .collect();
+        Ok(accelhub_domain::Page::of(items, limit, |j| {
+            accelhub_domain::Cursor {
+                at_ms: j.created_at.timestamp_millis(),
+                id: j.id.clone(),
+            }
+        }))
     }
 
     pub async fn cancel_job(&self, account: &Account, id: &str) -> Result<Job> {

@@ -33,7 +33,7 @@ pub use package::Package;
 use accelhub_device::{CallInput, ImageId, ObjectArg};
 use accelhub_domain::{
     Account, CatalogEntry, Deployment, IpName, IpVersion, Limits, Money, ObjectInfo, Params, Role,
-    UsageRecord, UsageReport, UsageTotals, VersionStatus,
+    UsageRecord, UsageReport, VersionStatus,
 };
 use accelhub_objects::{ObjectError, ObjectStore, Sealer};
 use accelhub_store::{

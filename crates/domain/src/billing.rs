@@ -10,7 +10,9 @@ use std::fmt;
 use utoipa::ToSchema;
 
 mod rating;
-pub use rating::{merge, plan_at, rate_account_ip, History, Month, Terms};
+pub use rating::{
+    merge, plan_at, rate_stretches, stretches, trial_cuts, History, Month, Stretch, Terms, UseStats,
+};
 
 /// Bytes in the gigabyte that `per_gb` prices (10^9, as clouds bill).
 pub const GB: u64 = 1_000_000_000;
@@ -141,11 +143,38 @@ fn times(a: Money, n: u64) -> Money {
     mul_div(a, n, 1)
 }
 
+/// A group of successful uses under one plan, as rating needs them: how
+/// many, how many of those (the first) the trial covers, and the input
+/// bytes of the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub count: u64,
+    /// The first `free` uses are the trial's (`free <= count`).
+    pub free: u64,
+    /// Input bytes of the uses the trial does not cover.
+    pub paid_bytes_in: u64,
+}
+
+impl Uses {
+    /// Summarise `uses` (in order) with `trial_left` trial calls left.
+    pub fn of(trial_left: u64, uses: &[Use]) -> Uses {
+        let free = trial_left.min(uses.len() as u64);
+        Uses {
+            count: uses.len() as u64,
+            free,
+            paid_bytes_in: uses[free as usize..]
+                .iter()
+                .map(|u| u.bytes_in)
+                .fold(0, u64::saturating_add),
+        }
+    }
+}
+
 /// Rate one month of a user's successful uses of one IP under `plan`.
-/// The first `trial_left` uses (in order) are free: the user's remaining
-/// trial quota at the start of the month. A monthly plan's fee is due for
-/// a month the user was subscribed, used or not (`subscribed`).
-pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bool) -> Vec<Line> {
+/// The first `uses.free` are free: the user's remaining trial quota at the
+/// start of the month. A monthly plan's fee is due for a month the user was
+/// subscribed, used or not (`subscribed`).
+pub fn rate(ip: &str, plan: &Plan, uses: Uses, subscribed: bool) -> Vec<Line> {
     let line = |item: LineItem, quantity: u64, amount: Money| Line {
         ip: ip.to_string(),
         plan: plan.name.clone(),
@@ -153,22 +182,18 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
         quantity,
         amount,
     };
-    let free = (trial_left.min(uses.len() as u64)) as usize;
-    let (trial, paid) = uses.split_at(free);
+    let free = uses.free.min(uses.count);
+    let paid = uses.count - free;
     let mut lines = Vec::new();
-    if !trial.is_empty() {
-        lines.push(line(LineItem::TrialCalls, trial.len() as u64, Money::ZERO));
+    if free > 0 {
+        lines.push(line(LineItem::TrialCalls, free, Money::ZERO));
     }
     match plan.kind {
         PlanKind::PerCall { per_call, per_gb } => {
-            if !paid.is_empty() {
-                lines.push(line(
-                    LineItem::Calls,
-                    paid.len() as u64,
-                    times(per_call, paid.len() as u64),
-                ));
+            if paid > 0 {
+                lines.push(line(LineItem::Calls, paid, times(per_call, paid)));
             }
-            let bytes: u64 = paid.iter().map(|u| u.bytes_in).fold(0, u64::saturating_add);
+            let bytes = uses.paid_bytes_in;
             if per_gb != Money::ZERO && bytes > 0 {
                 lines.push(line(
                     LineItem::InputBytes,
@@ -178,8 +203,8 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
             }
         }
         PlanKind::DeviceHour { .. } => {
-            if !paid.is_empty() {
-                lines.push(line(LineItem::Calls, paid.len() as u64, Money::ZERO));
+            if paid > 0 {
+                lines.push(line(LineItem::Calls, paid, Money::ZERO));
             }
         }
         PlanKind::Monthly {
@@ -187,10 +212,10 @@ pub fn rate(ip: &str, plan: &Plan, trial_left: u64, uses: &[Use], subscribed: bo
             included_calls,
             overage,
         } => {
-            if subscribed || !paid.is_empty() {
+            if subscribed || paid > 0 {
                 lines.push(line(LineItem::MonthlyFee, 1, fee));
             }
-            let n = paid.len() as u64;
+            let n = paid;
             let included = n.min(included_calls);
             if included > 0 {
                 lines.push(line(LineItem::IncludedCalls, included, Money::ZERO));
@@ -370,7 +395,7 @@ mod tests {
         assert_eq!(line.amount, Money(25_200_000));
         assert!(reservation("acme/x", &plan, 0).is_none());
         // Calls under it cost nothing more.
-        let lines = rate("acme/x", &plan, 0, &uses(3, 100), false);
+        let lines = rate("acme/x", &plan, Uses::of(0, &uses(3, 100)), false);
         assert_eq!((lines[0].quantity, lines[0].amount), (3, Money::ZERO));
         assert_eq!(marginal(&plan, 3, 0, 10), Money::ZERO);
     }
@@ -380,8 +405,7 @@ mod tests {
         let lines = rate(
             "acme/x",
             &per_call(2000, 10_000),
-            2,
-            &uses(5, GB / 2),
+            Uses::of(2, &uses(5, GB / 2)),
             false,
         );
         assert_eq!(lines[0].item, "trial calls");
@@ -390,17 +414,17 @@ mod tests {
         // 1.5 GB at 0.01 per GB.
         assert_eq!(lines[2].amount, Money(15_000));
         assert_eq!(total(&lines), Money(21_000));
-        assert!(rate("acme/x", &per_call(2000, 0), 0, &[], false).is_empty());
+        assert!(rate("acme/x", &per_call(2000, 0), Uses::default(), false).is_empty());
     }
 
     #[test]
     fn monthly_fee_included_calls_and_overage() {
         let plan = monthly(49_000_000, 100, Some(500));
-        let lines = rate("acme/x", &plan, 0, &uses(130, 10), true);
+        let lines = rate("acme/x", &plan, Uses::of(0, &uses(130, 10)), true);
         assert_eq!(total(&lines), Money(49_000_000 + 30 * 500));
         // Subscribed and unused: the fee is still due.
         assert_eq!(
-            total(&rate("acme/x", &plan, 0, &[], true)),
+            total(&rate("acme/x", &plan, Uses::default(), true)),
             Money(49_000_000)
         );
         assert!(within_quota(&plan, 1000).is_ok());
@@ -452,14 +476,14 @@ mod tests {
                 .iter()
                 .map(|(b, t)| Use { bytes_in: *b, device_time_us: *t })
                 .collect();
-            let a = rate("acme/x", &plan, trial, &all, false);
-            prop_assert_eq!(&a, &rate("acme/x", &plan, trial, &all, false));
+            let a = rate("acme/x", &plan, Uses::of(trial, &all), false);
+            prop_assert_eq!(&a, &rate("acme/x", &plan, Uses::of(trial, &all), false));
             prop_assert!(a.iter().all(|l| l.amount >= Money::ZERO));
             let t = total(&a);
             if let Some((_, fewer)) = all.split_last() {
-                prop_assert!(total(&rate("acme/x", &plan, trial, fewer, false)) <= t);
+                prop_assert!(total(&rate("acme/x", &plan, Uses::of(trial, fewer), false)) <= t);
             }
-            prop_assert!(total(&rate("acme/x", &plan, trial + 1, &all, false)) <= t);
+            prop_assert!(total(&rate("acme/x", &plan, Uses::of(trial + 1, &all), false)) <= t);
             // Per call without input pricing, and monthly plans: the sum
             // of marginal prices is the bill exactly.
             let exact = match plan.kind {

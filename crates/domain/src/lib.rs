@@ -13,6 +13,7 @@ pub mod limits;
 pub mod manifest;
 pub mod market;
 pub mod money;
+pub mod page;
 pub mod problem;
 pub mod usage;
 pub mod version;
@@ -30,6 +31,7 @@ pub use market::{
     CatalogFilter, CatalogSort, IpStats, RatingSummary, Reply, Review, SubmitReply, SubmitReview,
 };
 pub use money::Money;
+pub use page::{page_limit, Cursor, Page, PAGE_DEFAULT, PAGE_MAX};
 pub use problem::Problem;
 pub use usage::{UsageKind, UsageRecord, UsageReport, UsageTotals};
 pub use version::{

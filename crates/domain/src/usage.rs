@@ -104,6 +104,8 @@ impl UsageTotals {
     }
 }
 
+/// A page of usage records (oldest first) with the totals of every record
+/// the query selects, on all pages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageReport {
     /// `consumer` (what the caller used and owes), `vendor` (use of the
@@ -112,6 +114,9 @@ pub struct UsageReport {
     pub since: Option<DateTime<Utc>>,
     pub records: Vec<UsageRecord>,
     pub totals: UsageTotals,
+    /// The cursor of the next page (`?cursor=`), absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[cfg(test)]

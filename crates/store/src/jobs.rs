@@ -16,7 +16,14 @@ use accelhub_domain::JobState;
 pub trait JobStore {
     async fn create_job(&self, job: NewJob) -> Result<JobRow>;
     async fn get_job(&self, id: &str) -> Result<Option<JobRow>>;
-    async fn list_jobs(&self, account_id: i64, limit: u32) -> Result<Vec<JobRow>>;
+    /// A page of an account's jobs, newest first: at most `limit`, after
+    /// `after` (the last of the page before).
+    async fn list_jobs(
+        &self,
+        account_id: i64,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<JobRow>>;
     /// Lease this job if it is still queued (a scheduler chose it) and its
     /// deployment, if it has one, runs fewer jobs than its replicas: it
     /// becomes `running` under a lease held by `worker` until
@@ -146,12 +153,22 @@ impl JobStore for SqlStore {
         self.job_with_history(row).await
     }
 
-    async fn list_jobs(&self, account_id: i64, limit: u32) -> Result<Vec<JobRow>> {
+    async fn list_jobs(
+        &self,
+        account_id: i64,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<JobRow>> {
+        let (at, id) = after.map_or((i64::MAX, ""), |c| (c.at_ms, c.id.as_str()));
         let rows = query(format!(
             "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = ? \
+             AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?)) \
              ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
         ))
         .bind(account_id)
+        .bind(at)
+        .bind(at)
+        .bind(id)
         .bind(limit as i64)
         .fetch_all(self.db.read())
         .await?;

@@ -4,12 +4,20 @@
 use crate::rows::object_row;
 use crate::sql::query;
 use crate::*;
+use accelhub_domain::Cursor;
 
 #[async_trait::async_trait]
 pub trait ObjectIndex {
     async fn put_object(&self, account_id: i64, key: &str, size: u64, sha256: &str) -> Result<()>;
     async fn get_object(&self, account_id: i64, key: &str) -> Result<Option<ObjectRow>>;
-    async fn list_objects(&self, account_id: i64) -> Result<Vec<ObjectRow>>;
+    /// A page of an account's objects, newest first (then by key): at
+    /// most `limit`, after `after` (the last of the page before).
+    async fn list_objects(
+        &self,
+        account_id: i64,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ObjectRow>>;
     async fn delete_object(&self, account_id: i64, key: &str) -> Result<bool>;
 }
 
@@ -42,12 +50,23 @@ impl ObjectIndex for SqlStore {
         row.as_ref().map(object_row).transpose()
     }
 
-    async fn list_objects(&self, account_id: i64) -> Result<Vec<ObjectRow>> {
+    async fn list_objects(
+        &self,
+        account_id: i64,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ObjectRow>> {
+        let (at, key) = after.map_or((i64::MAX, ""), |c| (c.at_ms, c.id.as_str()));
         let rows = query(
             "SELECT key, size, sha256, created_at FROM objects WHERE account_id = ? \
-             ORDER BY created_at DESC, key",
+             AND (created_at < ? OR (created_at = ? AND key > ?)) \
+             ORDER BY created_at DESC, key LIMIT ?",
         )
         .bind(account_id)
+        .bind(at)
+        .bind(at)
+        .bind(key)
+        .bind(i64::from(limit))
         .fetch_all(self.db.read())
         .await?;
         rows.iter().map(object_row).collect()

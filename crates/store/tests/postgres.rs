@@ -215,3 +215,11 @@ async fn pricing_subscriptions_and_limits() {
     };
     common::pricing_subscriptions_and_limits(&s).await;
 }
+
+#[tokio::test]
+async fn usage_pages_and_aggregates() {
+    let Some((_drop, s, _)) = pg("usage_pages_and_aggregates").await else {
+        return;
+    };
+    common::usage_pages_and_aggregates(&s).await;
+}

@@ -87,7 +87,13 @@ fn journaled_usage_survives_a_crash_and_is_written_once() {
         let (_, user, v) = fixture(&s).await;
         // One record reaches the database before the crash.
         s.record_usage(usage("c0", user, v.id)).await.unwrap();
-        assert_eq!(s.list_usage(UsageScope::All, None).await.unwrap().len(), 1);
+        assert_eq!(
+            s.list_usage(UsageScope::All, None, None, 1000)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         for i in 1..200 {
             let mut u = usage(&format!("c{i}"), user, v.id);
             u.kind = accelhub_domain::UsageKind::Call;
@@ -121,7 +127,10 @@ fn journaled_usage_survives_a_crash_and_is_written_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let s = SqlStore::open_sqlite(&db).await.unwrap();
-        let records = s.list_usage(UsageScope::All, None).await.unwrap();
+        let records = s
+            .list_usage(UsageScope::All, None, None, 1000)
+            .await
+            .unwrap();
         let mut ids: Vec<_> = records.iter().map(|r| r.id.clone()).collect();
         ids.sort();
         ids.dedup();
@@ -165,4 +174,10 @@ async fn reviews_replies_and_stats() {
 async fn pricing_subscriptions_and_limits() {
     let (_d, s) = store().await;
     common::pricing_subscriptions_and_limits(&s).await;
+}
+
+#[tokio::test]
+async fn usage_pages_and_aggregates() {
+    let (_d, s) = store().await;
+    common::usage_pages_and_aggregates(&s).await;
 }

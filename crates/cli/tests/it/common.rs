@@ -241,6 +241,17 @@ impl Drop for Server {
     }
 }
 
+/// A process's peak resident memory (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
 /// Poll until the version's verification finishes.
 pub async fn wait_verified(c: &Client, ip: &str, version: &str) -> IpVersion {
     let start = Instant::now();

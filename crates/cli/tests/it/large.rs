@@ -5,16 +5,6 @@ use crate::common::*;
 use accelhub_domain::{JobState, Params, Role};
 use sha2::{Digest, Sha256};
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_large_job_streams_with_bounded_memory() {
     const SIZE: usize = 192 << 20;

@@ -13,6 +13,7 @@ mod durability;
 mod flow;
 mod genomics;
 mod genomics_ip;
+mod hardening;
 mod large;
 mod market;
 mod sandbox;

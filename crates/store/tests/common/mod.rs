@@ -208,7 +208,7 @@ pub async fn a_job_is_claimed_once_and_billed_once(s: &dyn Store) {
     // A retried metering write of the same id is ignored too.
     s.record_usage(usage("j1", user, v.id)).await.unwrap();
     let records = s
-        .list_usage(UsageScope::Consumer(user), None)
+        .list_usage(UsageScope::Consumer(user), None, None, 1000)
         .await
         .unwrap();
     assert_eq!(records.len(), 1);
@@ -274,14 +274,14 @@ pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) 
     // Vendors see the use of their IPs.
     s.record_usage(usage("c1", user, v.id)).await.unwrap();
     assert_eq!(
-        s.list_usage(UsageScope::Vendor(vendor), None)
+        s.list_usage(UsageScope::Vendor(vendor), None, None, 1000)
             .await
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        s.list_usage(UsageScope::Vendor(user), None)
+        s.list_usage(UsageScope::Vendor(user), None, None, 1000)
             .await
             .unwrap()
             .len(),
@@ -289,7 +289,7 @@ pub async fn expired_leases_requeue_then_fail_after_max_attempts(s: &dyn Store) 
     );
     let later = Utc::now() + Duration::seconds(5);
     assert!(s
-        .list_usage(UsageScope::All, Some(later))
+        .list_usage(UsageScope::All, Some(later), None, 1000)
         .await
         .unwrap()
         .is_empty());
@@ -314,12 +314,133 @@ pub async fn concurrent_usage_is_all_read_back(s: Arc<dyn Store>) {
     for t in tasks {
         t.await.unwrap();
     }
-    let records = s
-        .list_usage(UsageScope::Consumer(user), None)
-        .await
-        .unwrap();
+    let records = all_usage(s.as_ref(), UsageScope::Consumer(user), 1000).await;
     assert_eq!(records.len(), 2000);
     assert!(records.iter().all(|r| r.price == Money(2000)));
+}
+
+/// Every record of `scope`, page after page of `limit`.
+pub async fn all_usage(
+    s: &dyn Store,
+    scope: UsageScope,
+    limit: u32,
+) -> Vec<accelhub_domain::UsageRecord> {
+    let mut out: Vec<accelhub_domain::UsageRecord> = Vec::new();
+    let mut after: Option<accelhub_domain::Cursor> = None;
+    loop {
+        let page = s
+            .list_usage(scope, None, after.as_ref(), limit)
+            .await
+            .unwrap();
+        assert!(page.len() <= limit as usize);
+        let Some(last) = page.last() else { break };
+        after = Some(accelhub_domain::Cursor {
+            at_ms: last.created_at.timestamp_millis(),
+            id: last.id.clone(),
+        });
+        out.extend(page);
+    }
+    out
+}
+
+/// Issue 14, defect 2: usage is read a page at a time (every record once,
+/// in order, ties broken by id), and what invoices need is added up by the
+/// database: totals, each stretch's use, the first uses' bytes, the uses
+/// before a time.
+pub async fn usage_pages_and_aggregates(s: &dyn Store) {
+    let (vendor, user, v) = fixture(s).await;
+    let other = s.create_account("o", Role::User, "h3").await.unwrap().id;
+    for i in 0..57u64 {
+        let mut u = usage(
+            &format!("r{i:03}"),
+            if i % 5 == 0 { other } else { user },
+            v.id,
+        );
+        u.bytes_in = 100 + i;
+        u.kind = match i % 7 {
+            0 => accelhub_domain::UsageKind::Reserve,
+            1 => accelhub_domain::UsageKind::Call,
+            _ => accelhub_domain::UsageKind::Job,
+        };
+        u.billed = i % 11 != 3;
+        s.record_usage(u).await.unwrap();
+    }
+    let all = all_usage(s, UsageScope::All, 1000).await;
+    assert_eq!(all.len(), 57);
+    for limit in [1, 7, 56, 57] {
+        let paged = all_usage(s, UsageScope::All, limit).await;
+        assert_eq!(paged, all, "pages of {limit}");
+    }
+    assert!(all
+        .windows(2)
+        .all(|w| (w[0].created_at, &w[0].id) < (w[1].created_at, &w[1].id)));
+    for scope in [
+        UsageScope::All,
+        UsageScope::Consumer(user),
+        UsageScope::Vendor(vendor),
+        UsageScope::Vendor(user),
+    ] {
+        let records = all_usage(s, scope, 10).await;
+        assert_eq!(
+            s.usage_totals(scope, None).await.unwrap(),
+            accelhub_domain::UsageTotals::of(&records),
+            "{scope:?}"
+        );
+    }
+
+    let from = Utc::now() - Duration::hours(1);
+    let to = Utc::now() + Duration::hours(1);
+    let mine: Vec<_> = all_usage(s, UsageScope::Consumer(user), 1000)
+        .await
+        .into_iter()
+        .filter(|r| r.billed)
+        .collect();
+    let uses: Vec<_> = mine
+        .iter()
+        .filter(|r| r.kind != accelhub_domain::UsageKind::Reserve)
+        .collect();
+    let stats = s.use_stats(user, "acme/x", from, to).await.unwrap();
+    assert_eq!(stats.uses, uses.len() as u64);
+    assert_eq!(stats.bytes_in, uses.iter().map(|r| r.bytes_in).sum::<u64>());
+    assert_eq!(stats.version.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        stats.reserved_us,
+        mine.iter()
+            .filter(|r| r.kind == accelhub_domain::UsageKind::Reserve)
+            .map(|r| r.device_time_us)
+            .sum::<u64>()
+    );
+    assert_eq!(
+        s.use_stats(user, "acme/other", from, to).await.unwrap(),
+        Default::default()
+    );
+    for k in [0u64, 1, 5, 1000] {
+        assert_eq!(
+            s.first_uses_bytes(user, "acme/x", from, to, k)
+                .await
+                .unwrap(),
+            uses.iter()
+                .take(k as usize)
+                .map(|r| r.bytes_in)
+                .sum::<u64>(),
+            "k={k}"
+        );
+    }
+    assert_eq!(
+        s.count_uses(user, "acme/x", to).await.unwrap(),
+        uses.len() as u64
+    );
+    assert_eq!(s.count_uses(user, "acme/x", from).await.unwrap(), 0);
+    let mut pairs = s.usage_pairs(UsageScope::All, from, to).await.unwrap();
+    pairs.sort();
+    let mut want = vec![(user, "acme/x".to_string()), (other, "acme/x".to_string())];
+    want.sort();
+    assert_eq!(pairs, want);
+    assert!(s
+        .usage_pairs(UsageScope::Vendor(user), from, to)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Agent tokens resolve until revoked; nodes register, heartbeat and are

@@ -1,0 +1,229 @@
+//! Issue 14: defects found by probing the server from outside, each with
+//! the test that failed before its fix.
+
+use crate::common::*;
+use accelhub_domain::Role;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+/// Every file under `dir`, recursively.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Defect 4: a named PUT whose `accelhub-sha256` did not match deleted the
+/// object already under the key (GET 404, listing stale, jobs failing).
+#[tokio::test]
+async fn a_corrupted_upload_leaves_the_old_object_as_it_was() {
+    let server = Server::start();
+    let user = server.account("erin", Role::User).await;
+    let old = b"ACGT the first upload".to_vec();
+    let put = user
+        .put_object(Some("reads.fq"), old.clone(), None)
+        .await
+        .unwrap();
+    let wrong = hex::encode(Sha256::digest(b"what the client meant to send"));
+    let err = user
+        .put_object(
+            Some("reads.fq"),
+            b"bytes damaged in transit".to_vec(),
+            Some(&wrong),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    assert!(err.to_string().contains("unchanged"), "{err}");
+
+    let got = user.get_object("reads.fq").await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), old.as_slice());
+    let listed = user.objects().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sha256, put.sha256);
+    assert_eq!(listed[0].size, old.len() as u64);
+    // Nothing of the failed upload is left in the store's scratch space.
+    assert_eq!(files(&server.data.join("objects/.tmp")).len(), 0);
+}
+
+/// Defect 7: publishes that fail after sealing began (here: concurrent
+/// duplicates of one version, all past the version check, of which one
+/// wins the row) left their sealed blobs behind.
+#[tokio::test]
+async fn failed_publishes_leave_no_sealed_blobs() {
+    let server = Server::start();
+    let vendor = server.account("acme", Role::Vendor).await;
+    let dir = ips_dir().join("echo");
+    // The built-in IPs' packages, published at start.
+    let packages = server.data.join("objects/data/packages");
+    let builtin = std::fs::read_dir(&packages).unwrap().count();
+    let attempts = 8;
+    let results = futures::future::join_all((0..attempts).map(|_| vendor.publish_dir(&dir))).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.status(), Some(StatusCode::CONFLICT), "{r}");
+    }
+    wait_verified(&vendor, "acme/echo", "1.0.0").await;
+    // One version's files, in one package folder, and nothing else.
+    let folders: Vec<_> = std::fs::read_dir(&packages).unwrap().flatten().collect();
+    assert_eq!(folders.len(), builtin + 1, "{folders:?}");
+    let kept = folders
+        .iter()
+        .map(|f| files(&f.path()).len())
+        .collect::<Vec<_>>();
+    assert!(kept.iter().all(|n| *n >= 2), "{kept:?}");
+    assert_eq!(files(&server.data.join("objects/.tmp")).len(), 0);
+}
+
+/// Run `sql` on the server's database (SQLite, or the suite's PostgreSQL
+/// schema), behind its back.
+async fn execute(server: &Server, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match std::fs::read_to_string(server.data.join("test-database.url")) {
+        Ok(url) => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+        Err(_) => {
+            let url = format!("sqlite://{}", server.data.join("accelhub.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+/// Defect 2: after 1.26 M calls one usage read returned 336 MB and took
+/// the server from 197 MB to 2.5 GB; invoices read every record. With a
+/// million records, every read of usage and every invoice (and the
+/// spending-limit check before a call) holds memory and latency bounds.
+#[tokio::test]
+async fn a_million_usage_records_are_read_in_bounded_memory_and_time() {
+    const N: i64 = 1_000_000;
+    let server = Server::start();
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user = server.account("mia", Role::User).await;
+    for ip in ["genomics/index", "genomics/align"] {
+        wait_verified(&user, ip, "1.0.0").await;
+    }
+    publish(&vendor, &ips_dir().join("echo")).await;
+    user.deploy("acme/echo", None).await.unwrap();
+    user.invoke(
+        "acme/echo",
+        &Default::default(),
+        bytes::Bytes::from_static(b"x"),
+    )
+    .await
+    .unwrap();
+    // Reading usage moves the call's record from the journal to the table.
+    assert_eq!(user.usage(None).await.unwrap().records.len(), 1);
+    // A million more calls of the same user and version, over the minutes
+    // before now.
+    let now = chrono::Utc::now().timestamp_millis();
+    execute(
+        &server,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {N}) \
+             INSERT INTO usage (id, kind, account_id, version_id, device, bytes_in, bytes_out, \
+             device_time_us, price_micros, billed, outcome, created_at) \
+             SELECT 'bulk_' || i, u.kind, u.account_id, u.version_id, u.device, 1000, 1000, 50, \
+             u.price_micros, 1, 'ok', {now} - 1 - (i / 2) FROM n, \
+             (SELECT * FROM usage WHERE billed = 1 LIMIT 1) u"
+        ),
+    )
+    .await;
+    let admin = server.admin();
+    let before = peak_rss_kib(server.pid()) / 1024;
+    let timed = |what: &'static str, start: std::time::Instant| {
+        let took = start.elapsed();
+        eprintln!("{what}: {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{what} took {took:?}"
+        );
+    };
+
+    let start = std::time::Instant::now();
+    let page = user.usage_page(None, None, None).await.unwrap();
+    timed("a user's first usage page", start);
+    assert_eq!(page.records.len(), 100);
+    assert_eq!(page.totals.records, N as u64 + 1);
+    let price = page.records[0].price;
+    assert_eq!(page.totals.amount.0, price.0 * (N + 1));
+    // Deep pages cost what the first does, and never repeat a record.
+    let mut cursor = page.next.clone().unwrap();
+    let mut last = page.records.last().unwrap().id.clone();
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let p = user
+            .usage_page(None, Some(&cursor), Some(1000))
+            .await
+            .unwrap();
+        timed("a later usage page", start);
+        assert_eq!(p.records.len(), 1000);
+        assert_ne!(p.records[0].id, last);
+        last = p.records.last().unwrap().id.clone();
+        cursor = p.next.unwrap();
+    }
+    for (who, c) in [("vendor", &vendor), ("operator", &admin)] {
+        let start = std::time::Instant::now();
+        let p = c.usage_page(None, None, Some(1000)).await.unwrap();
+        timed(who, start);
+        assert_eq!(p.records.len(), 1000);
+        assert_eq!(p.totals.records, N as u64 + 1, "{who}");
+    }
+    // A page past the maximum is refused with what to do.
+    let err = user
+        .usage_page(None, None, Some(100_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+
+    // Invoices: rated from aggregates, exact.
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let in_month = {
+        let start = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        1 + (1..=N).filter(|i| now - 1 - i / 2 >= start).count() as i64
+    };
+    for (who, c) in [("user", &user), ("vendor", &vendor), ("operator", &admin)] {
+        let start = std::time::Instant::now();
+        let invoice = c.invoice(None).await.unwrap();
+        timed(who, start);
+        assert_eq!(invoice.total.0, price.0 * in_month, "{who}: {invoice:?}");
+    }
+    // The spending-limit check before a call rates the month too.
+    user.set_spending_limit(Some(accelhub_domain::Money(i64::MAX / 4)))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    user.invoke(
+        "acme/echo",
+        &Default::default(),
+        bytes::Bytes::from_static(b"y"),
+    )
+    .await
+    .unwrap();
+    timed("a call under a spending limit", start);
+
+    let after = peak_rss_kib(server.pid()) / 1024;
+    eprintln!("peak RSS {before} MiB before the reads, {after} MiB after");
+    assert!(
+        after < before + 100,
+        "the reads raised the server's peak RSS from {before} MiB to {after} MiB"
+    );
+}
