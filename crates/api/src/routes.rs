@@ -303,7 +303,14 @@ pub async fn invoke(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    Ok((headers, r.output).into_response())
+    let body = match r.output {
+        accelhub_core::CallBody::Bytes(b) => Body::from(b),
+        accelhub_core::CallBody::Stream { size, stream } => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            Body::from_stream(stream)
+        }
+    };
+    Ok((headers, body).into_response())
 }
 
 // ---- Objects ------------------------------------------------------------

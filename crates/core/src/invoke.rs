@@ -14,16 +14,46 @@
 //! task moves records into the `usage` table in large transactions.
 
 use crate::*;
+use accelhub_device::{Output, OutputSink};
 use accelhub_domain::UsageKind;
 
+/// A sync call's output past this size goes to a scratch file as the IP
+/// writes it, and is streamed from there: two floods of gigabytes cost
+/// disk, not memory.
+const SPILL_AFTER: usize = 1 << 20;
+
+/// A successful sync call's output.
+pub enum CallBody {
+    Bytes(Bytes),
+    /// A large output, streamed from its scratch file (already unlinked:
+    /// the open handle is its last reference, so it goes when the stream
+    /// does, sent or not).
+    Stream {
+        size: u64,
+        stream: accelhub_objects::ByteStream,
+    },
+}
+
+impl CallBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            CallBody::Bytes(b) => b.len() as u64,
+            CallBody::Stream { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The result of a successful sync call.
-#[derive(Debug, Clone)]
 pub struct CallResult {
     pub call_id: String,
     pub ip: String,
     pub version: String,
     pub device: String,
-    pub output: Bytes,
+    pub output: CallBody,
     pub log: Bytes,
     pub price: Money,
     pub device_time: Duration,
@@ -57,6 +87,10 @@ impl Platform {
         let bytes_in = input.len() as u64;
         let mut call = CallInput::in_memory(input, params, version.limits);
         call.objects = objects;
+        call.output = OutputSink::Spill {
+            dir: self.config.scratch_dir.join("sync"),
+            memory_bytes: SPILL_AFTER,
+        };
         let image = Self::image_id(&imp);
         let key = imp.artifact_key.clone();
         let started = std::time::Instant::now();
@@ -94,12 +128,25 @@ impl Platform {
         match result {
             Ok((load, out)) => {
                 self.metrics.image_load(&imp.device, &load);
+                let output = match out.output {
+                    Output::Bytes(b) => CallBody::Bytes(b),
+                    Output::File { path, size } => {
+                        let stream = accelhub_worker::file_stream(&path).await;
+                        // Unlinked now: no crash or dropped connection
+                        // can leave it behind.
+                        let _ = tokio::fs::remove_file(&path).await;
+                        let stream = stream.map_err(|e| {
+                            CoreError::Internal(format!("cannot read the call's output: {e}"))
+                        })?;
+                        CallBody::Stream { size, stream }
+                    }
+                };
                 Ok(CallResult {
                     call_id,
                     ip: version.ip.clone(),
                     version: version.version.clone(),
                     device: imp.device.clone(),
-                    output: out.output.bytes(),
+                    output,
                     log: out.log,
                     price: version.price,
                     device_time: out.device_time,

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{CoreError, Result};
-pub use invoke::CallResult;
+pub use invoke::{CallBody, CallResult};
 
 pub(crate) use cache::{TtlCache, CACHE_TTL, VERSION_CACHE};
 pub(crate) use catalog::version_view;

@@ -11,6 +11,7 @@
 //! a suite each of them runs on its own devices.
 
 pub mod kernel_host;
+pub mod output;
 
 #[cfg(any(feature = "testing", doc))]
 pub mod conformance;
@@ -171,10 +172,14 @@ pub fn guard_byte(i: usize) -> u8 {
 /// Where a call's output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSink {
-    /// Kept in memory (sync calls).
+    /// Kept in memory (small outputs: verification's test vectors).
     Memory,
     /// Written to this file (jobs): memory stays bounded whatever the size.
     File(PathBuf),
+    /// Kept in memory up to `memory_bytes`, then moved to a new file in
+    /// `dir` (sync calls): [`Output::File`] then names it, and its reader
+    /// removes it.
+    Spill { dir: PathBuf, memory_bytes: usize },
 }
 
 /// One call: input, where its output goes, parameters, limits.

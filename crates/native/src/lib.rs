@@ -26,7 +26,7 @@ mod stream;
 
 use accelhub_device::{
     Backend, CallData, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
-    LoadReport, Output, OutputSink,
+    LoadReport,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -145,7 +145,7 @@ impl NativeBackend {
 pub(crate) struct KernelCall {
     pub input: stream::Guarded,
     pub input_name: String,
-    pub output: stream::Capped,
+    pub output: accelhub_device::output::OutputWriter,
     pub params: accelhub_domain::Params,
     pub objects: std::collections::BTreeMap<String, accelhub_device::ObjectArg>,
     pub control: Arc<accelhub_device::CallControl>,
@@ -247,11 +247,8 @@ impl Backend for NativeBackend {
             CallData::Stream(s) => stream::Guarded::stream(s, &runtime, control.clone(), deadline),
         };
         let limit = call.limits.output_bytes;
-        let output = match &call.output {
-            OutputSink::Memory => stream::Capped::memory(limit),
-            OutputSink::File(path) => stream::Capped::file(path, limit)
-                .map_err(|e| CallError::Device(format!("cannot create the output file: {e}")))?,
-        };
+        let output = accelhub_device::output::OutputWriter::new(&call.output, limit)
+            .map_err(|e| CallError::Device(format!("cannot create the call's output: {e}")))?;
         let mut kc = KernelCall {
             input,
             input_name: call.input_name,
@@ -304,13 +301,6 @@ impl Backend for NativeBackend {
             .output
             .finish()
             .map_err(|e| CallError::Device(format!("cannot write the output: {e}")))?;
-        let output = match (output, call.output) {
-            (stream::Finished::Memory(v), _) => Output::Bytes(Bytes::from(v)),
-            (stream::Finished::File(size), OutputSink::File(path)) => Output::File { path, size },
-            (stream::Finished::File(_), OutputSink::Memory) => {
-                return Err(CallError::Device("output sink mismatch".into()))
-            }
-        };
         Ok(CallOutput {
             output,
             log,

@@ -1,13 +1,11 @@
-//! Blocking readers and writers for kernels: inputs that stop at the
-//! call's deadline or cancellation and count what they read, and outputs
-//! that stop at the call's size limit.
+//! Blocking readers for kernels: inputs that stop at the call's deadline
+//! or cancellation and count what they read. (Outputs are the device
+//! crate's `OutputWriter`.)
 
 use accelhub_device::CallControl;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use std::fs::File;
-use std::io::{BufWriter, Cursor, Read, Write};
-use std::path::Path;
+use std::io::{Cursor, Read};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,88 +90,6 @@ impl Read for Guarded {
     }
 }
 
-enum Sink {
-    Memory(Vec<u8>),
-    File(BufWriter<File>),
-}
-
-/// A call's output: memory or a file, refusing bytes past the limit.
-pub(crate) struct Capped {
-    sink: Sink,
-    written: u64,
-    limit: u64,
-    exceeded: bool,
-}
-
-pub(crate) enum Finished {
-    Memory(Vec<u8>),
-    /// The file's size.
-    File(u64),
-}
-
-impl Capped {
-    pub fn memory(limit: u64) -> Self {
-        Capped {
-            sink: Sink::Memory(Vec::new()),
-            written: 0,
-            limit,
-            exceeded: false,
-        }
-    }
-
-    pub fn file(path: &Path, limit: u64) -> std::io::Result<Self> {
-        Ok(Capped {
-            sink: Sink::File(BufWriter::with_capacity(1 << 20, File::create(path)?)),
-            written: 0,
-            limit,
-            exceeded: false,
-        })
-    }
-
-    pub fn exceeded(&self) -> bool {
-        self.exceeded
-    }
-
-    pub fn finish(self) -> std::io::Result<Finished> {
-        match self.sink {
-            Sink::Memory(v) => Ok(Finished::Memory(v)),
-            Sink::File(mut f) => {
-                f.flush()?;
-                f.get_ref().sync_data()?;
-                Ok(Finished::File(self.written))
-            }
-        }
-    }
-}
-
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.written + buf.len() as u64 > self.limit {
-            self.exceeded = true;
-            return Err(std::io::Error::other(format!(
-                "the output exceeds its limit of {} bytes",
-                self.limit
-            )));
-        }
-        let n = match &mut self.sink {
-            Sink::Memory(v) => {
-                v.extend_from_slice(buf);
-                buf.len()
-            }
-            Sink::File(f) => f.write(buf)?,
-        };
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.sink {
-            Sink::Memory(_) => Ok(()),
-            Sink::File(f) => f.flush(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,20 +114,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("deadline"));
-    }
-
-    #[test]
-    fn output_stops_at_its_limit() {
-        let mut c = Capped::memory(4);
-        c.write_all(b"abc").unwrap();
-        assert!(c.write_all(b"de").is_err());
-        assert!(c.exceeded());
-        let dir = tempfile::tempdir().unwrap();
-        let mut f = Capped::file(&dir.path().join("o"), 10).unwrap();
-        f.write_all(b"0123456789").unwrap();
-        match f.finish().unwrap() {
-            Finished::File(n) => assert_eq!(n, 10),
-            Finished::Memory(_) => panic!("a file sink finished in memory"),
-        }
     }
 }

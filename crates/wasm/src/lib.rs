@@ -20,9 +20,10 @@
 mod stdin;
 mod stdout;
 
+use accelhub_device::output::OutputWriter;
 use accelhub_device::{
     Backend, CallControl, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
-    LoadReport, Output, OutputSink,
+    LoadReport,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -371,33 +372,15 @@ fn root_cause(e: &wasmtime::Error) -> String {
     format!("{e:#}")
 }
 
-enum Stdout {
-    Memory(MemoryOutputPipe),
-    File(stdout::FileSink, std::path::PathBuf),
-}
-
 async fn run(
     engine: &Engine,
     pre: &InstancePre<State>,
     call: CallInput,
 ) -> Result<CallOutput, CallError> {
     let limits = call.limits;
-    let out_cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
-    let stdout = match &call.output {
-        OutputSink::Memory => Stdout::Memory(MemoryOutputPipe::new(out_cap)),
-        OutputSink::File(path) => {
-            let file = std::fs::File::create(path).map_err(|e| {
-                CallError::Device(format!(
-                    "cannot create the output file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            Stdout::File(
-                stdout::FileSink::new(file, limits.output_bytes),
-                path.clone(),
-            )
-        }
-    };
+    let writer = OutputWriter::new(&call.output, limits.output_bytes)
+        .map_err(|e| CallError::Device(format!("cannot create the call's output: {e}")))?;
+    let stdout = stdout::Stdout::new(writer);
     let stderr = MemoryOutputPipe::new(LOG_CAP);
     let params = serde_json::Value::Object(call.params).to_string();
     let stdin = stdin::CountingInput::new(call.input, call.control.clone());
@@ -405,13 +388,10 @@ async fn run(
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdin(stdin.clone())
+        .stdout(stdout.clone())
         .stderr(stderr.clone())
         .arg("ip")
         .env("ACCELHUB_PARAMS", &params);
-    match &stdout {
-        Stdout::Memory(p) => builder.stdout(p.clone()),
-        Stdout::File(f, _) => builder.stdout(f.clone()),
-    };
     let wasi = builder.build_p1();
     let mut store = Store::new(
         engine,
@@ -461,21 +441,7 @@ async fn run(
         .try_into_inner()
         .map(|b| b.freeze())
         .unwrap_or_default();
-    let (output, output_hit) = match stdout {
-        Stdout::Memory(p) => {
-            let bytes = p.try_into_inner().map(|b| b.freeze()).unwrap_or_default();
-            // A capped pipe refuses the write that would overflow it; the
-            // guest then fails with its output at (or near) the cap.
-            let hit = bytes.len() + 4096 > out_cap;
-            (Output::Bytes(bytes), hit)
-        }
-        Stdout::File(sink, path) => {
-            let size = sink
-                .finish()
-                .map_err(|e| CallError::Device(format!("cannot write the output: {e}")))?;
-            (Output::File { path, size }, sink.exceeded())
-        }
-    };
+    let output_hit = stdout.exceeded();
 
     let err = match result {
         Ok(()) => None,
@@ -485,6 +451,9 @@ async fn run(
         },
     };
     let Some(err) = err else {
+        let output = stdout
+            .finish()
+            .map_err(|e| CallError::Device(format!("cannot write the output: {e}")))?;
         return Ok(CallOutput {
             output,
             log,

@@ -1,10 +1,11 @@
-//! The call's stdout when it goes to a file: written as it comes, capped.
+//! The call's stdout: the shared [`OutputWriter`] (memory, a file, or
+//! memory that spills to a file), as WASI's output stream.
 
+use accelhub_device::output::OutputWriter;
+use accelhub_device::Output;
 use bytes::Bytes;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
@@ -12,60 +13,49 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 #[derive(Clone)]
-pub(crate) struct FileSink {
-    file: Arc<Mutex<Option<BufWriter<File>>>>,
-    written: Arc<AtomicU64>,
-    cap: u64,
-    exceeded: Arc<AtomicBool>,
+pub(crate) struct Stdout {
+    writer: Arc<Mutex<Option<OutputWriter>>>,
 }
 
-impl FileSink {
-    pub(crate) fn new(file: File, cap: u64) -> Self {
-        FileSink {
-            file: Arc::new(Mutex::new(Some(BufWriter::with_capacity(1 << 20, file)))),
-            written: Arc::new(AtomicU64::new(0)),
-            cap,
-            exceeded: Arc::new(AtomicBool::new(false)),
+impl Stdout {
+    pub(crate) fn new(writer: OutputWriter) -> Self {
+        Stdout {
+            writer: Arc::new(Mutex::new(Some(writer))),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OutputWriter>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the IP wrote past its output limit.
     pub(crate) fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
+        self.lock().as_ref().is_some_and(OutputWriter::exceeded)
     }
 
-    /// Flush and close; returns the bytes written.
-    pub(crate) fn finish(&self) -> std::io::Result<u64> {
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut w) = guard.take() {
-            w.flush()?;
-            w.get_ref().sync_all()?;
+    /// Flush and close; where the output is.
+    pub(crate) fn finish(&self) -> std::io::Result<Output> {
+        match self.lock().take() {
+            Some(w) => w.finish(),
+            None => Err(std::io::Error::other("the output was already closed")),
         }
-        Ok(self.written.load(Ordering::Relaxed))
     }
 
     fn put(&self, bytes: &[u8]) -> Result<(), String> {
-        let before = self.written.load(Ordering::Relaxed);
-        if before + bytes.len() as u64 > self.cap {
-            self.exceeded.store(true, Ordering::Relaxed);
-            return Err(format!("output beyond its limit of {} bytes", self.cap));
-        }
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock();
         let w = guard.as_mut().ok_or("output closed")?;
         w.write_all(bytes)
-            .map_err(|e| format!("cannot write the output: {e}"))?;
-        self.written
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(())
+            .map_err(|e| format!("cannot write the output: {e}"))
     }
 }
 
-impl IsTerminal for FileSink {
+impl IsTerminal for Stdout {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for FileSink {
+impl StdoutStream for Stdout {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
@@ -76,11 +66,11 @@ impl StdoutStream for FileSink {
 }
 
 #[wasmtime_wasi::async_trait]
-impl Pollable for FileSink {
+impl Pollable for Stdout {
     async fn ready(&mut self) {}
 }
 
-impl OutputStream for FileSink {
+impl OutputStream for Stdout {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.put(&bytes).map_err(|e| StreamError::trap(&e))
     }
@@ -94,7 +84,7 @@ impl OutputStream for FileSink {
     }
 }
 
-impl AsyncWrite for FileSink {
+impl AsyncWrite for Stdout {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,

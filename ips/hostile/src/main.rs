@@ -8,6 +8,7 @@
 //! - `spin`: burn `iters` iterations, then echo (a slow but honest call)
 //! - `fail`: complain on stderr and exit with code 3
 //! - `trap`: execute `unreachable`
+//! - `repeat`: write `mb` MiB of a byte pattern (a large honest output)
 //! - `sleep`: sleep `secs` seconds in the host (WASI `poll_oneoff`), then
 //!   echo; a deadline or cancel must end it while it sleeps
 
@@ -61,6 +62,16 @@ fn main() {
             }
             eprintln!("hostile: spun {iters} times ({x:x})");
             echo();
+        }
+        "repeat" => {
+            let mb: usize = param(&params, "mb").and_then(|s| s.parse().ok()).unwrap_or(1);
+            let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i % 251) as u8).collect();
+            let mut out = io::stdout().lock();
+            for _ in 0..mb {
+                if out.write_all(&chunk).is_err() {
+                    std::process::exit(1);
+                }
+            }
         }
         "sleep" => {
             let secs: u64 = param(&params, "secs").and_then(|s| s.parse().ok()).unwrap_or(120);

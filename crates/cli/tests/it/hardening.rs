@@ -227,3 +227,67 @@ async fn a_million_usage_records_are_read_in_bounded_memory_and_time() {
         "the reads raised the server's peak RSS from {before} MiB to {after} MiB"
     );
 }
+
+/// Defect 5: a sync call's output was held in memory whole, up to the IP's
+/// `output_mb` (4 GiB at most): two floods took the server to 3 GB. Large
+/// outputs now spill to a scratch file and stream from it.
+#[tokio::test]
+async fn large_sync_outputs_stream_in_bounded_memory() {
+    const MB: usize = 160;
+    let server = Server::start();
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user = server.account("ivan", Role::User).await;
+    for ip in ["genomics/index", "genomics/align"] {
+        wait_verified(&user, ip, "1.0.0").await;
+    }
+    let pkg = package("hostile", |t| {
+        t.replace("output_mb = 1", "output_mb = 1024")
+            .replace("timeout_ms = 2000", "timeout_ms = 120000")
+    });
+    publish(&vendor, pkg.path()).await;
+    user.deploy("acme/hostile", None).await.unwrap();
+    // Warm up: the module compiled and one small call made.
+    user.invoke("acme/hostile", &Default::default(), bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let before = peak_rss_kib(server.pid()) / 1024;
+
+    let mut params = accelhub_domain::Params::new();
+    params.insert("mode".into(), "repeat".into());
+    params.insert("mb".into(), MB.to_string().into());
+    let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i % 251) as u8).collect();
+    let mut want = Sha256::new();
+    for _ in 0..MB {
+        want.update(&chunk);
+    }
+    let want = hex::encode(want.finalize());
+    let call = || async {
+        let (_, resp) = user
+            .invoke_response("acme/hostile", &params, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(resp.content_length(), Some((MB << 20) as u64));
+        let mut h = Sha256::new();
+        let mut n = 0usize;
+        let mut s = resp.bytes_stream();
+        use futures::StreamExt;
+        while let Some(c) = s.next().await {
+            let c = c.unwrap();
+            n += c.len();
+            h.update(&c);
+        }
+        (n, hex::encode(h.finalize()))
+    };
+    let (a, b) = tokio::join!(call(), call());
+    for (n, digest) in [a, b] {
+        assert_eq!(n, MB << 20);
+        assert_eq!(digest, want);
+    }
+    let after = peak_rss_kib(server.pid()) / 1024;
+    assert!(
+        after < before + 96,
+        "two {MB} MiB outputs raised the server's peak RSS from {before} MiB to {after} MiB"
+    );
+    // The spilled files are gone.
+    assert_eq!(files(&server.data.join("scratch/sync")).len(), 0);
+}

@@ -461,15 +461,17 @@ impl<R: KernelRuntime> Backend for KernelHost<R> {
         };
         let output = match &call.output {
             OutputSink::Memory => Output::Bytes(Bytes::from(ran.output)),
-            OutputSink::File(path) => {
-                let size = ran.output.len() as u64;
-                tokio::fs::write(path, &ran.output)
-                    .await
-                    .map_err(|e| CallError::Device(format!("writing the output: {e}")))?;
-                Output::File {
-                    path: path.clone(),
-                    size,
-                }
+            sink => {
+                let sink = sink.clone();
+                let limit = call.limits.output_bytes;
+                tokio::task::spawn_blocking(move || {
+                    let mut w = crate::output::OutputWriter::new(&sink, limit)?;
+                    std::io::Write::write_all(&mut w, &ran.output)?;
+                    w.finish()
+                })
+                .await
+                .map_err(|e| CallError::Device(format!("writing the output: {e}")))?
+                .map_err(|e| CallError::Device(format!("writing the output: {e}")))?
             }
         };
         Ok(CallOutput {

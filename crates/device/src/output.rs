@@ -1,0 +1,177 @@
+//! A call's output as a backend writes it: one capped writer for every
+//! backend, going where the call's [`OutputSink`] says. Past its limit it
+//! refuses bytes (and remembers it did); a spilling sink keeps small
+//! outputs in memory and moves a large one to a file in its folder as soon
+//! as it outgrows its memory share, so that no output of any size is held
+//! in memory whole.
+
+use crate::{Output, OutputSink};
+use bytes::Bytes;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(BufWriter<File>, PathBuf),
+}
+
+/// Writes a call's output, capped at its limit.
+pub struct OutputWriter {
+    sink: Sink,
+    /// Where to spill, and past how many bytes in memory.
+    spill: Option<(PathBuf, usize)>,
+    written: u64,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl OutputWriter {
+    /// A writer for `sink`, refusing bytes past `limit`. A file sink's file
+    /// is created now.
+    pub fn new(sink: &OutputSink, limit: u64) -> std::io::Result<OutputWriter> {
+        let (sink, spill) = match sink {
+            OutputSink::Memory => (Sink::Memory(Vec::new()), None),
+            OutputSink::File(path) => (file(path.clone())?, None),
+            OutputSink::Spill { dir, memory_bytes } => (
+                Sink::Memory(Vec::new()),
+                Some((dir.clone(), *memory_bytes)),
+            ),
+        };
+        Ok(OutputWriter {
+            sink,
+            spill,
+            written: 0,
+            limit,
+            exceeded: false,
+        })
+    }
+
+    /// Whether a write was refused for the limit.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Flush, and say where the output is.
+    pub fn finish(mut self) -> std::io::Result<Output> {
+        match std::mem::replace(&mut self.sink, Sink::Memory(Vec::new())) {
+            Sink::Memory(v) => Ok(Output::Bytes(Bytes::from(v))),
+            Sink::File(mut f, path) => {
+                f.flush()?;
+                f.get_ref().sync_data()?;
+                Ok(Output::File {
+                    path,
+                    size: self.written,
+                })
+            }
+        }
+    }
+}
+
+/// A spilled output nobody finished (the call failed) takes its file
+/// with it; a sink's own file is its owner's.
+impl Drop for OutputWriter {
+    fn drop(&mut self) {
+        if let (Sink::File(_, path), Some(_)) = (&self.sink, &self.spill) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn file(path: PathBuf) -> std::io::Result<Sink> {
+    Ok(Sink::File(
+        BufWriter::with_capacity(1 << 20, File::create(&path)?),
+        path,
+    ))
+}
+
+impl Write for OutputWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() as u64 > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other(format!(
+                "the output exceeds its limit of {} bytes",
+                self.limit
+            )));
+        }
+        if let (Sink::Memory(v), Some((dir, memory))) = (&self.sink, &self.spill) {
+            if v.len() + buf.len() > *memory {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let path = dir.join(format!(
+                    "output-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(dir)?;
+                let mut spilled = file(path)?;
+                if let Sink::File(f, _) = &mut spilled {
+                    f.write_all(v)?;
+                }
+                self.sink = spilled;
+            }
+        }
+        let n = match &mut self.sink {
+            Sink::Memory(v) => {
+                v.extend_from_slice(buf);
+                buf.len()
+            }
+            Sink::File(f, _) => f.write(buf)?,
+        };
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.sink {
+            Sink::Memory(_) => Ok(()),
+            Sink::File(f, _) => f.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_outputs_stay_in_memory_and_large_ones_spill_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = OutputSink::Spill {
+            dir: dir.path().to_path_buf(),
+            memory_bytes: 10,
+        };
+        let mut w = OutputWriter::new(&sink, 100).unwrap();
+        w.write_all(b"0123456789").unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(matches!(w.finish().unwrap(), Output::Bytes(b) if b.as_ref() == b"0123456789"));
+
+        let mut w = OutputWriter::new(&sink, 100).unwrap();
+        w.write_all(b"01234567").unwrap();
+        w.write_all(b"89abcdef").unwrap();
+        let Output::File { path, size } = w.finish().unwrap() else {
+            panic!("not spilled")
+        };
+        assert_eq!(size, 16);
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789abcdef");
+
+        // A spilled output that is never finished leaves no file.
+        let mut w = OutputWriter::new(&sink, 100).unwrap();
+        w.write_all(&[7u8; 50]).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // Past the limit: refused, and said so.
+        let mut w = OutputWriter::new(&sink, 12).unwrap();
+        w.write_all(b"0123456789").unwrap();
+        assert!(w.write_all(b"abc").is_err());
+        assert!(w.exceeded());
+        assert_eq!(w.written(), 10);
+    }
+}
