@@ -14,6 +14,7 @@ mod flow;
 mod genomics;
 mod genomics_ip;
 mod large;
+mod limits;
 mod market;
 mod sandbox;
 mod scaleout;
