@@ -40,7 +40,8 @@ pub struct HttpConfig {
     /// Time to send a request's header, and the most a kept-alive
     /// connection stays idle.
     pub header_timeout: Duration,
-    /// Time a request body may send nothing while it is read.
+    /// Time a request body may send nothing while it is read, and a
+    /// client may read nothing of a response.
     pub body_idle_timeout: Duration,
     /// Requests per second per API token (per address without one) on
     /// `/v1`, the agent protocol excepted; 0: no limit.

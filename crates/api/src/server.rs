@@ -13,7 +13,12 @@
 //!   connection closes after it too.
 //! - **Body idle timeout.** A request body that sends nothing for
 //!   `body_idle_timeout` while the handler waits for it fails the read;
-//!   the request is answered 408 and the connection closed.
+//!   the request is answered 408 and the connection closed. A client that
+//!   reads nothing of a response for as long (a write to it makes no
+//!   progress) has its connection closed: slow readers hold no connection
+//!   forever either. Except on the agent protocol: an agent streams a
+//!   job's input into the device as the device consumes it, and may pause
+//!   reading longer while it computes.
 //! - **Accept errors** (EMFILE, ENFILE, ENOBUFS: they repeat until
 //!   something closes) pause the loop briefly instead of spinning.
 //! - **Shutdown.** Accepting stops, every connection finishes its request
@@ -36,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
@@ -134,7 +140,15 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let io = StallIo::new(stream, timeouts.body_idle);
+    let exempt = io.exempt.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        // HTTP/1.1 answers in order: this request's response is the next
+        // thing written.
+        exempt.store(
+            req.uri().path().starts_with("/v1/agent/"),
+            Ordering::Relaxed,
+        );
         request(app.clone(), req, peer, timeouts.body_idle)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -142,7 +156,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header)
         .keep_alive(true);
-    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
     tokio::select! {
         done = conn.as_mut() => {
             if let Err(e) = done {
@@ -245,5 +259,103 @@ impl HttpBody for IdleBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection whose writes fail once one has made no progress for
+/// `limit`: the client stopped reading (unless `exempt`).
+struct StallIo {
+    inner: TcpStream,
+    limit: Duration,
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+    exempt: Arc<AtomicBool>,
+}
+
+impl StallIo {
+    fn new(inner: TcpStream, limit: Duration) -> Self {
+        StallIo {
+            inner,
+            limit,
+            stalled_since: None,
+            exempt: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A write's outcome, failing it when it has waited too long.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match polled {
+            Poll::Ready(r) => {
+                self.stalled_since = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.exempt.load(Ordering::Relaxed) => {
+                self.stalled_since = None;
+                Poll::Pending
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self
+                    .stalled_since
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.stalled_since = None;
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client read nothing for {} s", limit.as_secs()),
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl AsyncRead for StallIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

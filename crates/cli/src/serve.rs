@@ -75,7 +75,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ACCELHUB_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
     /// Seconds a request body may send nothing before the request is
-    /// answered 408 and its connection closed.
+    /// answered 408 and its connection closed; a client that reads nothing
+    /// of a response this long is disconnected too.
     #[arg(long, env = "ACCELHUB_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
     pub body_idle_timeout_secs: u64,
     /// Requests per second each API token may send to /v1 (requests

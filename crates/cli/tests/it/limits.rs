@@ -245,3 +245,35 @@ async fn a_token_over_its_rate_gets_429_and_others_do_not() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_response_is_disconnected() {
+    let (server, _dir) = start(&[("ACCELHUB_BODY_IDLE_TIMEOUT_SECS", "1")]);
+    // Larger than what the socket buffers of both ends hold.
+    let size = 64 << 20;
+    server
+        .admin()
+        .put_object(Some("big"), vec![5u8; size], None)
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(addr(&server)).await.unwrap();
+    let head = format!(
+        "GET /v1/objects/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.admin_token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Read nothing for a while, then everything there is.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = read_to_close(&mut s, Duration::from_secs(20))
+        .await
+        .expect("the connection is still open 20 s after the response");
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "{}",
+        &got[..got.len().min(200)]
+    );
+    assert!(
+        got.len() < size,
+        "the whole response came: the stalled reader was never cut"
+    );
+}
