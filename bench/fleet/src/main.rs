@@ -113,6 +113,8 @@ async fn run_setup(bin: &Path, root: &Path, pg: &str, s: &Setup, args: &Args) ->
     let mut serve = Command::new(bin);
     serve
         .args(["serve", "--listen", "127.0.0.1:0", "--no-builtin-ips"])
+        // Jobs are submitted flat out: the per-token rate limit is off.
+        .args(["--rate-limit", "0"])
         .args(["--wasm-slots", "8", "--data"])
         .arg(data.path());
     if s.postgres {

@@ -111,7 +111,15 @@ fn spawn(cmd: &mut Command, marker: &str) -> Result<Proc> {
 fn start_accelhub(bin: &Path, data: &Path) -> Result<Proc> {
     spawn(
         Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            // Measured flat out: the per-token rate limit is off.
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--rate-limit",
+                "0",
+                "--data",
+            ])
             .arg(data)
             .env("RUST_LOG", "warn"),
         "accelhub listening on ",

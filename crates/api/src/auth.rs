@@ -6,6 +6,7 @@ use accelhub_domain::Account;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use std::sync::Arc;
 
 /// The authenticated account making the request.
@@ -40,8 +41,12 @@ impl FromRequestParts<AppState> for Ctx {
 
 /// The bearer token of a request (account or agent token).
 pub(crate) fn bearer(parts: &Parts) -> Result<&str, CoreError> {
-    parts
-        .headers
+    bearer_token(&parts.headers).ok_or(CoreError::Unauthorized)
+}
+
+/// The bearer token in these headers, if any.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -49,5 +54,4 @@ pub(crate) fn bearer(parts: &Parts) -> Result<&str, CoreError> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .ok_or(CoreError::Unauthorized)
 }

@@ -6,10 +6,13 @@ mod auth;
 mod console;
 mod error;
 mod extract;
+mod limits;
 mod routes;
+mod server;
 
 pub use auth::{Caller, Ctx};
 pub use error::{ApiError, Problem};
+pub use limits::{RateLimiter, TokenBucket};
 
 use accelhub_core::Platform;
 use axum::extract::{MatchedPath, Request, State};
@@ -19,12 +22,47 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use utoipa::OpenApi;
 
 #[derive(Clone)]
 pub struct AppState {
     pub platform: Arc<Platform>,
+}
+
+/// The operator's bounds on what HTTP clients may hold and ask for (set by
+/// `accelhub serve`'s flags). How each is enforced: `server.rs` and
+/// `limits.rs`.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time to send a request's header, and the most a kept-alive
+    /// connection stays idle.
+    pub header_timeout: Duration,
+    /// Time a request body may send nothing while it is read, and a
+    /// client may read nothing of a response.
+    pub body_idle_timeout: Duration,
+    /// Requests per second per API token (per address without one) on
+    /// `/v1`, the agent protocol excepted; 0: no limit.
+    pub rate_limit: f64,
+    /// Requests a token may send at once above its rate.
+    pub rate_burst: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            // About half what one kept-alive client gets from a 2-core
+            // server (BENCHMARKS.md): a bound on one token's share, not a
+            // brake on ordinary use.
+            rate_limit: 5000.0,
+            rate_burst: 10_000,
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -122,9 +160,9 @@ impl utoipa::Modify for SecurityAddon {
 }
 
 /// The whole HTTP surface.
-pub fn router(platform: Arc<Platform>) -> Router {
+pub fn router(platform: Arc<Platform>, config: &HttpConfig) -> Router {
     let state = AppState { platform };
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/account", get(routes::whoami))
         .route(
             "/accounts",
@@ -184,6 +222,16 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/fleet", get(routes::fleet))
         .route("/agents", post(agent::create_agent).get(agent::list_agents))
         .route("/agents/{name}", axum::routing::delete(agent::revoke_agent))
+        .route("/openapi.json", get(openapi_json));
+    if let Some(limiter) = RateLimiter::new(config.rate_limit, config.rate_burst) {
+        // On the routes above only: the agent protocol below is paced by
+        // the agents themselves (see `limits.rs`).
+        api = api.layer(axum::middleware::from_fn_with_state(
+            Arc::new(limiter),
+            limits::rate_limit,
+        ));
+    }
+    let api = api
         .route("/agent/register", post(agent::register))
         .route("/agent/heartbeat", post(agent::heartbeat))
         .route("/agent/claim", post(agent::claim))
@@ -193,7 +241,6 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/agent/jobs/{id}/artifact", get(agent::artifact))
         .route("/agent/jobs/{id}/output", axum::routing::put(agent::output))
         .route("/agent/jobs/{id}/finish", post(agent::finish))
-        .route("/openapi.json", get(openapi_json))
         // Bodies are read by the handlers, each with its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable());
 
@@ -270,13 +317,13 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Serve until `shutdown` resolves, then finish in-flight requests; within
+/// `config`'s bounds on connections, timeouts and rates.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     platform: Arc<Platform>,
+    config: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(platform))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(platform, &config), &config, shutdown).await
 }

@@ -65,6 +65,29 @@ pub struct ServeArgs {
     /// still serves the API, sync calls and verification.
     #[arg(long)]
     pub no_local_jobs: bool,
+    /// Most HTTP connections served at once; further clients wait in the
+    /// listen backlog until one closes. Keep it well below the open-file
+    /// limit (`ulimit -n`).
+    #[arg(long, env = "ACCELHUB_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's header; a kept-alive
+    /// connection idle this long is closed too.
+    #[arg(long, env = "ACCELHUB_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may send nothing before the request is
+    /// answered 408 and its connection closed; a client that reads nothing
+    /// of a response this long is disconnected too.
+    #[arg(long, env = "ACCELHUB_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
+    /// Requests per second each API token may send to /v1 (requests
+    /// without a token: each address); above it, 429 with Retry-After.
+    /// The agent protocol, /healthz and /metrics are not limited. 0: no
+    /// limit.
+    #[arg(long, env = "ACCELHUB_RATE_LIMIT", default_value_t = 5000.0)]
+    pub rate_limit: f64,
+    /// Requests a token may send at once above --rate-limit.
+    #[arg(long, env = "ACCELHUB_RATE_BURST", default_value_t = 10_000)]
+    pub rate_burst: u32,
 }
 
 /// The devices of a node, for `serve`'s embedded agent and `accelhub agent`.
@@ -296,7 +319,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data.display(),
         token_path.display()
     );
-    accelhub_api::serve(listener, platform, shutdown_signal()).await?;
+    let http = accelhub_api::HttpConfig {
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_idle_timeout: Duration::from_secs(args.body_idle_timeout_secs.max(1)),
+        rate_limit: args.rate_limit,
+        rate_burst: args.rate_burst.max(1),
+    };
+    accelhub_api::serve(listener, platform, http, shutdown_signal()).await?;
     eprintln!("shutting down: finishing running jobs (10 s at most)");
     if tokio::time::timeout(Duration::from_secs(10), loops.shutdown())
         .await

@@ -15,6 +15,7 @@ mod genomics;
 mod genomics_ip;
 mod hardening;
 mod large;
+mod limits;
 mod market;
 mod sandbox;
 mod scaleout;
