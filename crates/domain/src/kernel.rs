@@ -629,6 +629,19 @@ mod tests {
         assert!(Arg::parse("f32 x = abc").is_err());
     }
 
+    // Found fuzzing (issue 14): serde_json's default float parsing is not
+    // correctly rounded, so a default printed (as kernel bundles store
+    // specs) parsed back to another float, 1 ulp away.
+    #[test]
+    fn a_float_default_prints_and_parses_back_to_the_same_float() {
+        let text = format!("f32 s = 55555555{}", "2".repeat(47));
+        let a = Arg::parse(&text).unwrap();
+        assert_eq!(a.to_string(), "f32 s = 5.555555522222222e+54");
+        assert_eq!(Arg::parse(&a.to_string()).unwrap(), a);
+        let v: serde_json::Value = serde_json::from_str("5.555555522222222e+54").unwrap();
+        assert_eq!(v.to_string(), "5.555555522222222e+54");
+    }
+
     fn spec() -> KernelSpec {
         KernelSpec {
             format: ProgramFormat::Source,
