@@ -116,6 +116,7 @@ struct Input {
 }
 
 /// The SAM specification's reg2bin (section 5.3), as written there.
+#[allow(clippy::eq_op)]
 fn spec_reg2bin(beg: i64, end: i64) -> i64 {
     let end = end - 1;
     if beg >> 14 == end >> 14 {
@@ -231,13 +232,13 @@ fn check_record(body: &[u8], r: &Rec) {
         assert_eq!(packed[l_seq / 2] & 15, 0, "padding nibble");
     }
     let qual = c.take(l_seq);
-    for i in 0..l_seq {
+    for (i, &written) in qual.iter().enumerate() {
         let q = if r.reverse {
             r.qual[l_seq - 1 - i]
         } else {
             r.qual[i]
         };
-        assert_eq!(qual[i], q - 33);
+        assert_eq!(written, q - 33);
     }
     if let Some((nm, md, score, sub)) = &r.tags {
         assert_eq!(c.take(3), b"NMi");
