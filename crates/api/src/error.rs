@@ -103,6 +103,11 @@ impl From<CoreError> for ApiError {
                 err.problem.log = Some(log);
                 err
             }
+            CoreError::InsufficientStorage(_) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient-storage",
+                detail,
+            ),
             CoreError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 ApiError::new(

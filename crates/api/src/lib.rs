@@ -253,7 +253,7 @@ pub fn router(platform: Arc<Platform>, config: &HttpConfig) -> Router {
         .route("/", get(console::index))
         .route("/console/app.js", get(console::app_js))
         .route("/console/app.css", get(console::app_css))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -266,6 +266,22 @@ async fn openapi_json() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
     )
+}
+
+/// Up (the first line), and the state of the data's disk: `ok`, `low` or
+/// `full` (writes then fail with 507; deletes still work). Always 200
+/// while the process serves: a full disk is not cured by a restart.
+async fn healthz(State(state): State<AppState>) -> String {
+    let mib = |b: u64| b >> 20;
+    match state.platform.disk() {
+        Ok(d) => format!(
+            "ok\ndisk: {} ({} MiB free of {} MiB)\n",
+            d.state(),
+            mib(d.free_bytes),
+            mib(d.total_bytes)
+        ),
+        Err(e) => format!("ok\ndisk: unknown ({e})\n"),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -36,15 +36,26 @@ pub enum CoreError {
         exit_code: Option<i32>,
         log: String,
     },
+    /// The server's disk is full: nothing was written; deletes still work.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// What a user reads when the server's disk is full.
+const FULL: &str = "the server's disk is full, so nothing was stored; delete objects you no \
+                    longer need (`accelhub object rm`) or ask the operator for space, then retry";
 
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => CoreError::Conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => CoreError::NotFound(format!("{what} not found")),
+            StoreError::Full(why) => {
+                tracing::warn!("disk full: {why}");
+                CoreError::InsufficientStorage(FULL.into())
+            }
             other => CoreError::Internal(other.to_string()),
         }
     }
@@ -52,6 +63,10 @@ impl From<StoreError> for CoreError {
 
 impl From<ObjectError> for CoreError {
     fn from(e: ObjectError) -> Self {
+        if e.is_full() {
+            tracing::warn!("disk full: {e}");
+            return CoreError::InsufficientStorage(FULL.into());
+        }
         match e {
             ObjectError::NotFound(k) => {
                 CoreError::NotFound(format!("object '{}' not found", public_key(&k)))

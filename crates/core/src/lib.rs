@@ -15,6 +15,7 @@ mod catalog;
 mod deploy;
 mod error;
 mod fleet;
+mod health;
 mod invoke;
 pub mod jobs;
 pub mod metrics;
@@ -47,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{CoreError, Result};
+pub use health::DiskState;
 pub use invoke::{CallBody, CallResult};
 
 pub(crate) use cache::{TtlCache, CACHE_TTL, VERSION_CACHE};

@@ -90,13 +90,17 @@ impl Platform {
         }))
     }
 
+    /// Delete an object: its bytes first, then its index row. On a full
+    /// disk the database may need the space the bytes free to record the
+    /// delete; a delete that fails half-way is completed by a retry.
     pub async fn delete_object(&self, account: &Account, key: &str) -> Result<()> {
-        if !self.store.delete_object(account.id, key).await? {
+        if self.store.get_object(account.id, key).await?.is_none() {
             return Err(CoreError::NotFound(format!("you have no object '{key}'")));
         }
         self.objects
             .delete(&account_object_key(account.id, key))
             .await?;
+        self.store.delete_object(account.id, key).await?;
         Ok(())
     }
 }

@@ -34,10 +34,9 @@ impl OutputWriter {
         let (sink, spill) = match sink {
             OutputSink::Memory => (Sink::Memory(Vec::new()), None),
             OutputSink::File(path) => (file(path.clone())?, None),
-            OutputSink::Spill { dir, memory_bytes } => (
-                Sink::Memory(Vec::new()),
-                Some((dir.clone(), *memory_bytes)),
-            ),
+            OutputSink::Spill { dir, memory_bytes } => {
+                (Sink::Memory(Vec::new()), Some((dir.clone(), *memory_bytes)))
+            }
         };
         Ok(OutputWriter {
             sink,

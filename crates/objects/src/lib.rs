@@ -41,6 +41,16 @@ pub enum ObjectError {
     Io(#[from] std::io::Error),
 }
 
+impl ObjectError {
+    /// Whether the store failed for want of space (a full disk or quota).
+    pub fn is_full(&self) -> bool {
+        matches!(self, ObjectError::Io(e) if matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ))
+    }
+}
+
 /// What was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutResult {

@@ -114,14 +114,26 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(|e| io_err("creating the usage journal", &path, e))?;
-        // Write every block now: see the module's documentation.
-        file.write_all(&vec![0u8; SEGMENT_BYTES])
-            .map_err(|e| io_err("allocating the usage journal", &path, e))?;
-        // SAFETY: the file is ours (created above, inside the data
-        // directory); nothing else resizes it while it is mapped.
-        let map = unsafe { memmap2::MmapMut::map_mut(&file) }
-            .map_err(|e| io_err("mapping the usage journal", &path, e))?;
-        Ok(Segment { map, len: 0, path })
+        // Write every block now: see the module's documentation. A segment
+        // that cannot be made whole is removed at once: a full disk must
+        // not leave a litter of empty segments behind.
+        let made = file
+            .write_all(&vec![0u8; SEGMENT_BYTES])
+            .map_err(|e| io_err("allocating the usage journal", &path, e))
+            .and_then(|()| {
+                // SAFETY: the file is ours (created above, inside the data
+                // directory); nothing else resizes it while it is mapped.
+                unsafe { memmap2::MmapMut::map_mut(&file) }
+                    .map_err(|e| io_err("mapping the usage journal", &path, e))
+            });
+        match made {
+            Ok(map) => Ok(Segment { map, len: 0, path }),
+            Err(e) => {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
     }
 
     /// Copy `line` in; false when it does not fit.
@@ -175,6 +187,9 @@ impl std::fmt::Debug for Journal {
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    if crate::disk_full(&e) {
+        return StoreError::Full(format!("{what}: {e}"));
+    }
     StoreError::Database(format!("{what} {}: {e}", path.display()))
 }
 

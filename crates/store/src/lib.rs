@@ -76,6 +76,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(String),
+    /// The disk (of the database or the usage journal) is full.
+    #[error("no space left on the server's disk: {0}")]
+    Full(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -84,6 +87,11 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_string())
             }
+            // SQLITE_FULL; PostgreSQL's disk_full.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("13" | "53100")) => {
+                StoreError::Full(db.message().to_string())
+            }
+            sqlx::Error::Io(io) if disk_full(io) => StoreError::Full(io.to_string()),
             _ => StoreError::Database(e.to_string()),
         }
     }
@@ -100,6 +108,14 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Whether an I/O error says the disk (or the quota) is full.
+pub(crate) fn disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
 
 /// One implementation of a version, with where its sealed artifact lives.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -247,9 +247,13 @@ async fn large_sync_outputs_stream_in_bounded_memory() {
     publish(&vendor, pkg.path()).await;
     user.deploy("acme/hostile", None).await.unwrap();
     // Warm up: the module compiled and one small call made.
-    user.invoke("acme/hostile", &Default::default(), bytes::Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    user.invoke(
+        "acme/hostile",
+        &Default::default(),
+        bytes::Bytes::from_static(b"x"),
+    )
+    .await
+    .unwrap();
     let before = peak_rss_kib(server.pid()) / 1024;
 
     let mut params = accelhub_domain::Params::new();
@@ -290,4 +294,153 @@ async fn large_sync_outputs_stream_in_bounded_memory() {
     );
     // The spilled files are gone.
     assert_eq!(files(&server.data.join("scratch/sync")).len(), 0);
+}
+
+/// A small file system (tmpfs) for one test, unmounted when dropped;
+/// `None`, with a note, where mounting is not allowed (it needs root or
+/// CAP_SYS_ADMIN, as this project's CI has).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(test: &str, mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipping {test}: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Defect 6: on a full disk, 7,256 of 12,000 calls got a 500, each
+/// leaving an empty usage-journal segment, and deleting an object failed
+/// too. Now: 507 with what to do, no litter, deletes work, /healthz says
+/// so, and billing is exact across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_gives_507_leaves_no_litter_and_deletes_still_work() {
+    let Some(disk) = SmallDisk::mount("a_full_disk_gives_507", 24) else {
+        return;
+    };
+    let data = disk.dir.path().join("data");
+    let server = Server::start_in(&data, &["--no-builtin-ips"]);
+    let vendor = server.account("acme", Role::Vendor).await;
+    let token = server
+        .admin()
+        .create_account("nia", Role::User)
+        .await
+        .unwrap()
+        .token;
+    let user = server.client(&token);
+    publish(&vendor, &ips_dir().join("echo")).await;
+    user.deploy("acme/echo", None).await.unwrap();
+    let http = reqwest::Client::new();
+    let health = || async {
+        http.get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(health().await.contains("disk: ok"), "{}", health().await);
+
+    // Fill the disk with objects until the server says it is full.
+    let mut stored = Vec::new();
+    let full = loop {
+        let key = format!("fill/{}", stored.len());
+        match user.put_object(Some(&key), vec![7u8; 1 << 20], None).await {
+            Ok(_) => stored.push(key),
+            Err(e) => break e,
+        }
+        assert!(stored.len() < 64, "24 MiB never filled up");
+    };
+    assert_eq!(
+        full.status(),
+        Some(StatusCode::INSUFFICIENT_STORAGE),
+        "{full}"
+    );
+    assert!(full.to_string().contains("disk is full"), "{full}");
+    assert!(
+        !full.to_string().contains(&*data.to_string_lossy()),
+        "{full}"
+    );
+    assert!(stored.len() >= 4, "only {} objects fit", stored.len());
+    let h = health().await;
+    assert!(h.contains("disk: full") || h.contains("disk: low"), "{h}");
+
+    // Calls on the full disk: each is answered 200 or 507, never 500.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let user = accelhub_client::Client::new(&server.url, Some(token.clone())).unwrap();
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0u64;
+            for i in 0..750 {
+                let r = user
+                    .invoke(
+                        "acme/echo",
+                        &Default::default(),
+                        bytes::Bytes::from(format!("{t}-{i}")),
+                    )
+                    .await;
+                match r {
+                    Ok(_) => {
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        assert_eq!(e.status(), Some(StatusCode::INSUFFICIENT_STORAGE), "{e}");
+                        refused += 1;
+                    }
+                }
+            }
+            refused
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.unwrap();
+    }
+    let ok = answered.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("on the full disk: {ok} calls answered, {refused} refused with 507");
+    // No empty (or partial) journal segments.
+    for f in std::fs::read_dir(&data).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.contains("-usage-") {
+            let len = f.metadata().unwrap().len();
+            assert_eq!(len, 1 << 20, "{name} is {len} bytes");
+        }
+    }
+
+    // Deletes work on the full disk and free it.
+    for key in &stored {
+        user.delete_object(key).await.unwrap();
+    }
+    assert!(health().await.contains("disk: ok"), "{}", health().await);
+    user.put_object(Some("after"), b"room again".to_vec(), None)
+        .await
+        .unwrap();
+    // Billing is exact: every call answered 200 (and the earlier ones)
+    // billed once, none of the refused.
+    let usage = user.usage(None).await.unwrap();
+    assert_eq!(usage.totals.billed, ok, "{:?}", usage.totals);
+    assert_eq!(files(&data.join("objects/.tmp")).len(), 0);
 }
