@@ -439,7 +439,11 @@ impl Platform {
             .get_stream(&account_object_key(j.account_id, &j.input_key))
             .await
             .map_err(|e| {
-                CoreError::NotFound(format!("cannot read input object '{}': {e}", j.input_key))
+                CoreError::NotFound(format!(
+                    "cannot read input object '{}': {}",
+                    j.input_key,
+                    CoreError::from(e)
+                ))
             })?;
         Ok((info, stream))
     }

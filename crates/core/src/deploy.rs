@@ -279,7 +279,8 @@ impl Platform {
                         .get_stream(&path)
                         .await
                         .map(|(_, s)| s)
-                        .map_err(|e| std::io::Error::other(e.to_string()))
+                        // Named as the owner knows it, never by its path.
+                        .map_err(|e| std::io::Error::other(CoreError::from(e).to_string()))
                 })
             });
             out.insert(
@@ -312,7 +313,7 @@ impl Platform {
                         let sealed = objects
                             .get(&key, max)
                             .await
-                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                            .map_err(|e| std::io::Error::other(CoreError::from(e).to_string()))?;
                         let clear = sealer
                             .open(&sealed)
                             .map_err(|e| std::io::Error::other(e.to_string()))?;

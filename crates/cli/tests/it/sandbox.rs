@@ -186,6 +186,12 @@ async fn a_job_whose_input_vanished_fails_clearly_and_unbilled() {
         error.contains("cannot read input object") && error.contains(&b.key),
         "{error}"
     );
+    // Named as the user knows it, not by where it is stored (issue 14,
+    // defect 9).
+    assert!(
+        !error.contains("accounts/") && !error.contains("packages/"),
+        "{error}"
+    );
     assert!(done.output_key.is_none());
     let first = user.wait_job(&first.id, |_| {}).await.unwrap();
     assert_eq!(first.state, accelhub_domain::JobState::Succeeded);
