@@ -21,8 +21,12 @@ use accelhub_store::{UsageScope, VersionRow};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 
+/// Plan changes an account may make to one IP in a month.
+const MAX_PLAN_CHANGES: usize = 10;
+
 impl Platform {
-    /// Subscribe the caller to a plan of an IP, from now on.
+    /// Subscribe the caller to a plan of an IP, from now on (at most
+    /// [`MAX_PLAN_CHANGES`] times an IP a month).
     pub async fn subscribe(&self, caller: &Account, req: &Subscribe) -> Result<Subscription> {
         self.require_user(caller, "subscribe to plans")?;
         let name: IpName = req.ip.parse().map_err(CoreError::BadRequest)?;
@@ -45,15 +49,29 @@ impl Platform {
                     .join(", ")
             )));
         }
+        // A subscription history is read whole by rating: it must not grow
+        // without bound.
+        let now = Utc::now();
+        let month = Month::of(now);
+        let changes = self
+            .store
+            .subscriptions(Some(caller.id), Some(&ip))
+            .await?
+            .iter()
+            .filter(|(_, s)| s.since >= month.start)
+            .count();
+        if changes >= MAX_PLAN_CHANGES {
+            return Err(CoreError::QuotaExceeded(format!(
+                "you changed your plan of '{ip}' {changes} times this month, the most \
+                 allowed; the plan now in force stays until the 1st"
+            )));
+        }
         // What the deployment held under the plan in force so far is
         // metered before the plan changes.
         if let Some(dep) = self.store.get_deployment(caller.id, &ip).await? {
             self.meter_reservation(&dep, Utc::now()).await?;
         }
-        let s = self
-            .store
-            .subscribe(caller.id, &ip, &req.plan, Utc::now())
-            .await?;
+        let s = self.store.subscribe(caller.id, &ip, &req.plan, now).await?;
         self.current_plans.remove(&(caller.id, ip));
         Ok(s)
     }

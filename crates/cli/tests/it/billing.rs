@@ -177,3 +177,25 @@ async fn plans_quotas_limits_and_invoices() {
         "{text}"
     );
 }
+
+/// Issue 14, defect 2: a subscription history is read whole when a month
+/// is rated, so a user may not grow it without bound: ten plan changes an
+/// IP a month, then 429 until the 1st.
+#[tokio::test]
+async fn plan_changes_are_bounded() {
+    let server = Server::start();
+    let acme = server.account("acme", Role::Vendor).await;
+    let bob = server.account("bob", Role::User).await;
+    let dir = package("echo", |m| {
+        m.replace("[pricing]\nper_call = 0.0001\n", PRICING)
+    });
+    publish(&acme, dir.path()).await;
+    for i in 0..10 {
+        let plan = if i % 2 == 0 { "pro" } else { "per-call" };
+        bob.subscribe("acme/echo", plan).await.unwrap();
+    }
+    let e = bob.subscribe("acme/echo", "pro").await.unwrap_err();
+    assert_eq!(status(&e), Some(429), "{e}");
+    assert!(e.to_string().contains("until the 1st"), "{e}");
+    assert_eq!(bob.subscriptions().await.unwrap().len(), 10);
+}
