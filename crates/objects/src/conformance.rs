@@ -7,7 +7,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-fn chunks(data: &[u8], size: usize) -> ByteStream {
+/// `data` as a stream of `size`-byte chunks.
+pub fn chunks(data: &[u8], size: usize) -> ByteStream {
     let v: Vec<std::io::Result<Bytes>> = data
         .chunks(size)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -15,7 +16,8 @@ fn chunks(data: &[u8], size: usize) -> ByteStream {
     Box::pin(futures::stream::iter(v))
 }
 
-async fn read_all(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
+/// An object's whole content, checked against its announced size.
+pub async fn read_all(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
     let (size, mut stream) = s.get_stream(key).await.unwrap();
     let mut out = Vec::new();
     while let Some(c) = stream.next().await {

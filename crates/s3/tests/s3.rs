@@ -4,10 +4,10 @@
 //! own.
 #![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
-use accelhub_objects::{ByteStream, ObjectError, ObjectStore};
+use accelhub_objects::conformance::{chunks, read_all};
+use accelhub_objects::{ObjectError, ObjectStore};
 use accelhub_s3::S3Store;
 use bytes::Bytes;
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 async fn s3(test: &str) -> Option<S3Store> {
@@ -37,24 +37,6 @@ async fn s3(test: &str) -> Option<S3Store> {
         .expect("reach the S3 server");
     assert!(r.status().is_success(), "create bucket: {}", r.status());
     Some(S3Store::from_url(&format!("s3://{bucket}/objects?endpoint={endpoint}")).unwrap())
-}
-
-fn chunks(data: &[u8], size: usize) -> ByteStream {
-    let v: Vec<std::io::Result<Bytes>> = data
-        .chunks(size)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    Box::pin(futures::stream::iter(v))
-}
-
-async fn read_all(s: &S3Store, key: &str) -> Vec<u8> {
-    let (size, mut stream) = s.get_stream(key).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(c) = stream.next().await {
-        out.extend_from_slice(&c.unwrap());
-    }
-    assert_eq!(out.len() as u64, size);
-    out
 }
 
 #[tokio::test]

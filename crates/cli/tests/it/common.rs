@@ -241,6 +241,21 @@ impl Drop for Server {
     }
 }
 
+/// Read a response's body as it streams: its length and SHA-256 (hex).
+pub async fn stream_digest(resp: reqwest::Response) -> (usize, String) {
+    use futures::StreamExt;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut n = 0usize;
+    let mut s = resp.bytes_stream();
+    while let Some(c) = s.next().await {
+        let c = c.unwrap();
+        n += c.len();
+        h.update(&c);
+    }
+    (n, hex::encode(h.finalize()))
+}
+
 /// A process's peak resident memory (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

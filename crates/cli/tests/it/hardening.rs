@@ -271,16 +271,7 @@ async fn large_sync_outputs_stream_in_bounded_memory() {
             .await
             .unwrap();
         assert_eq!(resp.content_length(), Some((MB << 20) as u64));
-        let mut h = Sha256::new();
-        let mut n = 0usize;
-        let mut s = resp.bytes_stream();
-        use futures::StreamExt;
-        while let Some(c) = s.next().await {
-            let c = c.unwrap();
-            n += c.len();
-            h.update(&c);
-        }
-        (n, hex::encode(h.finalize()))
+        stream_digest(resp).await
     };
     let (a, b) = tokio::join!(call(), call());
     for (n, digest) in [a, b] {

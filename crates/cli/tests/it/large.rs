@@ -66,17 +66,9 @@ async fn a_large_job_streams_with_bounded_memory() {
             .unwrap(),
         digest
     );
-    let mut h = Sha256::new();
-    let mut n = 0usize;
-    let mut s = resp.bytes_stream();
-    use futures::StreamExt;
-    while let Some(c) = s.next().await {
-        let c = c.unwrap();
-        n += c.len();
-        h.update(&c);
-    }
+    let (n, got) = stream_digest(resp).await;
     assert_eq!(n, SIZE);
-    assert_eq!(hex::encode(h.finalize()), digest);
+    assert_eq!(got, digest);
 
     // The server never held the data in memory: the job raised its peak
     // by far less than the data's size.
