@@ -24,8 +24,10 @@ pub struct IpPath(pub String);
 #[into_params(parameter_in = Path)]
 pub struct IpSegments {
     /// The vendor's namespace.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", example = "acme")]
     namespace: String,
     /// The IP's name.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", example = "echo")]
     name: String,
 }
 

@@ -7,6 +7,7 @@ mod console;
 mod error;
 mod extract;
 mod limits;
+mod openapi;
 mod routes;
 mod server;
 
@@ -21,6 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use openapi::ErrorResponses;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use utoipa::OpenApi;
@@ -120,7 +122,7 @@ impl Default for HttpConfig {
         agent::finish,
     ),
     components(schemas(Problem)),
-    modifiers(&SecurityAddon),
+    modifiers(&SecurityAddon, &ErrorResponses),
     // Every path takes an account token unless it says otherwise (the
     // agent protocol takes an agent token).
     security(("token" = [])),

@@ -194,8 +194,9 @@ pub async fn show_version(
 
 /// Deploy an IP for the caller (user).
 #[utoipa::path(post, path = "/v1/deployments", tag = "deployments", request_body = DeployRequest,
-    responses((status = 201, body = Deployment), (status = 404, body = Problem),
-        (status = 409, body = Problem)))]
+    responses((status = 201, body = Deployment),
+        (status = 403, description = "Only user accounts deploy", body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn deploy(
     c: Ctx,
     ApiJson(req): ApiJson<DeployRequest>,
@@ -217,7 +218,9 @@ pub async fn deploy(
 /// autoscaler's latest decisions.
 #[utoipa::path(get, path = "/v1/deployments/{namespace}/{name}", tag = "deployments",
     params(IpSegments),
-    responses((status = 200, body = Deployment), (status = 404, body = Problem)))]
+    responses((status = 200, body = Deployment),
+        (status = 403, description = "Only user accounts have deployments", body = Problem),
+        (status = 404, body = Problem)))]
 pub async fn show_deployment(c: Ctx, IpPath(ip): IpPath) -> ApiResult<Json<Deployment>> {
     Ok(Json(c.platform.deployment(&c.me, &ip).await?))
 }
@@ -261,8 +264,12 @@ fn parse_params(text: Option<&str>) -> ApiResult<Params> {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "The IP's output", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 402, description = "Over the caller's monthly spending limit", body = Problem),
+        (status = 403, description = "Only user accounts call IPs", body = Problem),
         (status = 404, body = Problem), (status = 413, body = Problem),
-        (status = 422, description = "The IP failed the call", body = Problem)))]
+        (status = 422, description = "The IP failed the call", body = Problem),
+        (status = 429, description = "Over the request rate or the plan's monthly quota", body = Problem),
+        (status = 503, description = "No device of the IP's classes is available", body = Problem)))]
 pub async fn invoke(
     c: Ctx,
     IpPath(ip): IpPath,
@@ -458,8 +465,12 @@ pub async fn delete_object(c: Ctx, ApiPath(key): ApiPath<String>) -> ApiResult<S
 
 /// Queue a job on one of the caller's objects.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
-    responses((status = 202, body = Job), (status = 404, body = Problem),
-        (status = 413, body = Problem)))]
+    responses((status = 202, body = Job),
+        (status = 402, description = "Over the caller's monthly spending limit", body = Problem),
+        (status = 403, description = "Only user accounts submit jobs", body = Problem),
+        (status = 404, body = Problem), (status = 413, body = Problem),
+        (status = 429, description = "Over the request rate or the plan's monthly quota", body = Problem),
+        (status = 503, description = "No device of the IP's classes is available", body = Problem)))]
 pub async fn submit_job(
     c: Ctx,
     ApiJson(req): ApiJson<SubmitJob>,

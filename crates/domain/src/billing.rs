@@ -575,6 +575,10 @@ pub struct Subscription {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscribe {
+    #[schema(
+        pattern = r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$",
+        example = "acme/echo"
+    )]
     pub ip: String,
     pub plan: String,
 }

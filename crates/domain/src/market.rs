@@ -35,6 +35,7 @@ pub struct Reply {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitReview {
+    #[schema(minimum = 1, maximum = 5)]
     pub stars: u8,
     #[serde(default)]
     pub text: String,

@@ -139,6 +139,10 @@ pub struct CreatedAccount {
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     /// `namespace/name`.
+    #[schema(
+        pattern = r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$",
+        example = "acme/echo"
+    )]
     pub ip: String,
     /// A verified version; default: the newest verified one.
     pub version: Option<String>,
@@ -157,8 +161,13 @@ pub struct DeployRequest {
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
     /// `namespace/name` of a deployed IP.
+    #[schema(
+        pattern = r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$",
+        example = "acme/echo"
+    )]
     pub ip: String,
     /// Key of one of the caller's objects.
+    #[schema(example = "ping")]
     pub input: String,
     /// The call's parameters.
     #[serde(default)]

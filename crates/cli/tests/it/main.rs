@@ -17,6 +17,7 @@ mod hardening;
 mod large;
 mod limits;
 mod market;
+mod openapi;
 mod sandbox;
 mod scaleout;
 mod security;
