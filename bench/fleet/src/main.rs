@@ -13,14 +13,14 @@
 //! (needs `target/release/accelhub` and PostgreSQL at
 //! $ACCELHUB_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/test)
 
+use accelhub_bench_support::{accelhub_bin, build_ips, median, spawn};
 use accelhub_client::Client;
 use accelhub_domain::{JobState, Params};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use futures::StreamExt;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -40,43 +40,6 @@ struct Args {
     /// The accelhub binary.
     #[arg(long)]
     accelhub: Option<PathBuf>,
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start a process and wait for a line starting with `marker`.
-fn spawn(cmd: &mut Command, marker: &str) -> Result<(Proc, String)> {
-    let mut child = cmd
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = marker.to_string();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find(&wanted) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line[i + wanted.len()..].trim().to_string());
-                }
-            }
-        }
-    });
-    let rest = rx
-        .recv_timeout(Duration::from_secs(60))
-        .with_context(|| format!("no '{marker}' from the process"))?;
-    Ok((Proc(child), rest))
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<()> {
@@ -100,11 +63,6 @@ struct Outcome {
     jobs_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 async fn run_setup(bin: &Path, root: &Path, pg: &str, s: &Setup, args: &Args) -> Result<Outcome> {
@@ -133,7 +91,8 @@ async fn run_setup(bin: &Path, root: &Path, pg: &str, s: &Setup, args: &Args) ->
     if s.agents > 0 {
         serve.arg("--no-local-jobs");
     }
-    let (_server, url) = spawn(&mut serve, "accelhub listening on ")?;
+    let server = spawn(&mut serve, "accelhub listening on ")?;
+    let url = server.said.clone();
     let admin = Client::new(
         &url,
         Some(
@@ -266,24 +225,9 @@ async fn run_setup(bin: &Path, root: &Path, pg: &str, s: &Setup, args: &Args) ->
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let bin = args
-        .accelhub
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/accelhub"));
-    if !bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p accelhub` first",
-            bin.display()
-        );
-    }
-    if !Command::new("bash")
-        .arg(root.join("scripts/build-ips.sh"))
-        .status()?
-        .success()
-    {
-        bail!("building the example IPs failed");
-    }
+    let root = accelhub_bench_support::root();
+    let bin = accelhub_bin(args.accelhub.clone())?;
+    build_ips()?;
     let pg = std::env::var("ACCELHUB_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let setups = [

@@ -9,11 +9,11 @@
 //! Usage: cargo run --release -p accelhub-bench-invoke -- [--seconds 5]
 //! (builds on `target/release/accelhub`; run `cargo build --release -p accelhub` first)
 
-use anyhow::{bail, Context, Result};
+use accelhub_bench_support::{accelhub_bin, build_ips, deploy_echo, median, serve, spawn, Proc};
+use anyhow::{bail, Result};
 use clap::Parser;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -70,60 +70,8 @@ fn raw_server() -> Result<()> {
     })
 }
 
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, marker: &str) -> Result<Proc> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let marker = marker.to_string();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix(&marker) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_string());
-                }
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("the server did not start")?;
-    Ok(Proc { child, url })
-}
-
 fn start_accelhub(bin: &Path, data: &Path) -> Result<Proc> {
-    spawn(
-        Command::new(bin)
-            // Measured flat out: the per-token rate limit is off.
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--rate-limit",
-                "0",
-                "--data",
-            ])
-            .arg(data)
-            .env("RUST_LOG", "warn"),
-        "accelhub listening on ",
-    )
+    serve(bin, data, &[])
 }
 
 struct Stats {
@@ -187,67 +135,15 @@ async fn load(
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 async fn run(args: Args) -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let bin = args
-        .accelhub
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/accelhub"));
-    if !bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p accelhub` first",
-            bin.display()
-        );
-    }
-    let status = Command::new("bash")
-        .arg(root.join("scripts/build-ips.sh"))
-        .status()?;
-    if !status.success() {
-        bail!("building the example IPs failed");
-    }
+    let bin = accelhub_bin(args.accelhub.clone())?;
+    build_ips()?;
 
     let data = tempfile::tempdir()?;
     let server = start_accelhub(&bin, data.path())?;
-    let admin = std::fs::read_to_string(data.path().join("admin.token"))?
-        .trim()
-        .to_string();
-    let cli = |token: &str, args: &[&str], url: &str| -> Result<String> {
-        let out = Command::new(&bin)
-            .args(args)
-            .env("ACCELHUB_URL", url)
-            .env("ACCELHUB_TOKEN", token)
-            .output()?;
-        if !out.status.success() {
-            bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8(out.stdout)?.trim().to_string())
-    };
-    let vendor = cli(
-        &admin,
-        &["account", "create", "acme", "--role", "vendor"],
-        &server.url,
-    )?;
-    let user = cli(
-        &admin,
-        &["account", "create", "bench", "--role", "user"],
-        &server.url,
-    )?;
-    cli(
-        &vendor,
-        &[
-            "ip",
-            "publish",
-            root.join("ips/echo").to_str().unwrap_or_default(),
-            "--wait",
-        ],
-        &server.url,
-    )?;
-    cli(&user, &["deploy", "acme/echo"], &server.url)?;
+    let user = deploy_echo(&server.said, data.path(), "bench")
+        .await?
+        .user_token;
 
     let raw = spawn(
         Command::new(std::env::current_exe()?).arg("--raw-server"),
@@ -256,8 +152,8 @@ async fn run(args: Args) -> Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let ah_url = format!("{}/v1/invoke/acme/echo", server.url);
-    let raw_url = format!("{}/echo", raw.url);
+    let ah_url = format!("{}/v1/invoke/acme/echo", server.said);
+    let raw_url = format!("{}/echo", raw.said);
     // Warm both.
     load(&client, &ah_url, Some(&user), 4, 0.5).await?;
     load(&client, &raw_url, None, 4, 0.5).await?;
@@ -303,7 +199,7 @@ async fn run(args: Args) -> Result<()> {
     for _ in 0..args.cold_starts {
         let server = start_accelhub(&bin, data.path())?;
         let c = reqwest::Client::new();
-        let url = format!("{}/v1/invoke/acme/echo", server.url);
+        let url = format!("{}/v1/invoke/acme/echo", server.said);
         let mut times = Vec::new();
         for _ in 0..2 {
             let t = Instant::now();

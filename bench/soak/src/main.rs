@@ -24,15 +24,14 @@
 //! Usage: cargo build --release -p accelhub -p accelhub-bench-soak &&
 //!        target/release/accelhub-bench-soak [--seconds 600] [--clients 64]
 
+use accelhub_bench_support::{accelhub_bin, build_ips, deploy_echo, rss_kib, serve, Echo};
 use accelhub_client::Client;
-use accelhub_domain::{JobState, Money, Params, Role, VersionStatus};
+use accelhub_domain::{JobState, Money, Params};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,66 +128,6 @@ impl Tally {
     }
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(bin: &Path, data: &Path) -> Result<Server> {
-    let mut child = Command::new(bin)
-        // Measured flat out: the per-token rate limit is off.
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--data",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn accelhub serve")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("accelhub listening on ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_string());
-                }
-            } else if line.contains("ERROR") || line.contains("WARN") {
-                eprintln!("server: {line}");
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("the server did not start")?;
-    Ok(Server { child, url })
-}
-
-/// The server's resident set, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -268,55 +207,13 @@ async fn client_loop(
 }
 
 async fn run(args: Args) -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = args
-        .accelhub
-        .clone()
-        .unwrap_or_else(|| target.join("release/accelhub"));
-    if !bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p accelhub` first",
-            bin.display()
-        );
-    }
-    let status = Command::new("bash")
-        .arg(root.join("scripts/build-ips.sh"))
-        .status()?;
-    if !status.success() {
-        bail!("building the example IPs failed");
-    }
+    let bin = accelhub_bin(args.accelhub.clone())?;
+    build_ips()?;
 
     let data = tempfile::tempdir()?;
-    let server = start_server(&bin, data.path())?;
-    let pid = server.child.id();
-    let admin_token = std::fs::read_to_string(data.path().join("admin.token"))?
-        .trim()
-        .to_string();
-    let admin = Client::new(&server.url, Some(admin_token))?;
-    let vendor = admin.create_account("acme", Role::Vendor).await?;
-    let user = admin.create_account("soak", Role::User).await?;
-    let vendor = admin.with_token(vendor.token);
-    let user = admin.with_token(user.token);
-    let v = vendor.publish_dir(&root.join("ips/echo")).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let details = vendor.ip("acme/echo").await?;
-        let status = details
-            .versions
-            .iter()
-            .find(|x| x.version == v.version)
-            .map(|x| x.status);
-        match status {
-            Some(VersionStatus::Verified) => break,
-            Some(VersionStatus::Rejected) => bail!("acme/echo was rejected"),
-            _ if Instant::now() > deadline => bail!("acme/echo was not verified in 2 min"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    user.deploy("acme/echo", None).await?;
+    let server = serve(&bin, data.path(), &[])?;
+    let pid = server.pid();
+    let Echo { user, .. } = deploy_echo(&server.said, data.path(), "soak").await?;
     // One call, to learn the price (and billed like the rest).
     let (info, _) = user
         .invoke("acme/echo", &Params::new(), Bytes::from_static(b"x"))
@@ -329,7 +226,7 @@ async fn run(args: Args) -> Result<()> {
     println!(
         "soak: {} clients for {} s against {} (pid {pid}); mix per 20 turns: 17 calls, 1 job, \
          1 usage read, 1 invoice; warm-up {} s; price per call {price}",
-        args.clients, args.seconds, server.url, args.warmup
+        args.clients, args.seconds, server.said, args.warmup
     );
     println!(
         "| t s | ops/s | errors | call p50/p99 ms | job p50/p99 ms | usage p50/p99 ms | invoice p50/p99 ms | RSS MiB |"

@@ -47,6 +47,13 @@ pub enum CoreError {
 const FULL: &str = "the server's disk is full, so nothing was stored; delete objects you no \
                     longer need (`accelhub object rm`) or ask the operator for space, then retry";
 
+impl CoreError {
+    /// The server's disk is full (507), told as a user can act on it.
+    pub fn disk_full() -> CoreError {
+        CoreError::InsufficientStorage(FULL.into())
+    }
+}
+
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -159,6 +159,10 @@ impl Platform {
 
     pub(crate) fn call_error(&self, call_id: &str, e: ExecError) -> CoreError {
         match e {
+            ExecError::Call(accelhub_device::CallError::StorageFull { .. }) => {
+                tracing::warn!("disk full writing the output of call {call_id}");
+                CoreError::disk_full()
+            }
             ExecError::Call(c) => CoreError::CallFailed {
                 call_id: call_id.to_string(),
                 kind: c.kind().to_string(),

@@ -273,6 +273,9 @@ pub enum CallError {
     OutputTooLarge { limit_bytes: u64, log: Bytes },
     #[error("the call was cancelled")]
     Cancelled { log: Bytes },
+    /// The server's disk filled up while the call's output was written.
+    #[error("the server's disk is full: the call's output could not be kept")]
+    StorageFull { log: Bytes },
     #[error("image {0} is not loaded")]
     NotLoaded(String),
     #[error("cannot read the input: {0}")]
@@ -286,8 +289,18 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The output could not be finished: a full disk, or a device error.
+    pub fn output(e: std::io::Error, log: Bytes) -> CallError {
+        if output::is_disk_full(&e) {
+            CallError::StorageFull { log }
+        } else {
+            CallError::Device(format!("cannot write the output: {e}"))
+        }
+    }
+
     /// A short machine-readable kind: `exit`, `trap`, `deadline`, `memory`,
-    /// `output`, `cancelled`, `not_loaded`, `input`, `invalid`, `device`.
+    /// `output`, `cancelled`, `storage`, `not_loaded`, `input`, `invalid`,
+    /// `device`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Exit { .. } => "exit",
@@ -296,6 +309,7 @@ impl CallError {
             CallError::Memory { .. } => "memory",
             CallError::OutputTooLarge { .. } => "output",
             CallError::Cancelled { .. } => "cancelled",
+            CallError::StorageFull { .. } => "storage",
             CallError::NotLoaded(_) => "not_loaded",
             CallError::Input(_) => "input",
             CallError::Invalid(_) => "invalid",
@@ -310,7 +324,8 @@ impl CallError {
             | CallError::Deadline { log, .. }
             | CallError::Memory { log, .. }
             | CallError::OutputTooLarge { log, .. }
-            | CallError::Cancelled { log } => log,
+            | CallError::Cancelled { log }
+            | CallError::StorageFull { log } => log,
             CallError::NotLoaded(_)
             | CallError::Input(_)
             | CallError::Invalid(_)

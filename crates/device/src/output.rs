@@ -25,6 +25,7 @@ pub struct OutputWriter {
     written: u64,
     limit: u64,
     exceeded: bool,
+    full: bool,
 }
 
 impl OutputWriter {
@@ -44,12 +45,18 @@ impl OutputWriter {
             written: 0,
             limit,
             exceeded: false,
+            full: false,
         })
     }
 
     /// Whether a write was refused for the limit.
     pub fn exceeded(&self) -> bool {
         self.exceeded
+    }
+
+    /// Whether a write failed because the disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.full
     }
 
     /// Bytes written so far.
@@ -90,8 +97,37 @@ fn file(path: PathBuf) -> std::io::Result<Sink> {
     ))
 }
 
+/// Whether `e` says the disk (or the user's quota on it) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl Write for OutputWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.put(buf);
+        if let Err(e) = &written {
+            self.full |= is_disk_full(e);
+        }
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let flushed = match &mut self.sink {
+            Sink::Memory(_) => Ok(()),
+            Sink::File(f, _) => f.flush(),
+        };
+        if let Err(e) = &flushed {
+            self.full |= is_disk_full(e);
+        }
+        flushed
+    }
+}
+
+impl OutputWriter {
+    fn put(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.written + buf.len() as u64 > self.limit {
             self.exceeded = true;
             return Err(std::io::Error::other(format!(
@@ -108,11 +144,12 @@ impl Write for OutputWriter {
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 ));
                 std::fs::create_dir_all(dir)?;
-                let mut spilled = file(path)?;
-                if let Sink::File(f, _) = &mut spilled {
-                    f.write_all(v)?;
+                // The file is the sink's before anything is written to it,
+                // so that a failed write (a full disk) leaves it to `Drop`.
+                let memory = std::mem::replace(&mut self.sink, file(path)?);
+                if let (Sink::File(f, _), Sink::Memory(v)) = (&mut self.sink, memory) {
+                    f.write_all(&v)?;
                 }
-                self.sink = spilled;
             }
         }
         let n = match &mut self.sink {
@@ -125,18 +162,25 @@ impl Write for OutputWriter {
         self.written += n as u64;
         Ok(n)
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.sink {
-            Sink::Memory(_) => Ok(()),
-            Sink::File(f, _) => f.flush(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_from_other_failures() {
+        // /dev/full answers every write with ENOSPC.
+        let sink = OutputSink::File("/dev/full".into());
+        let mut w = OutputWriter::new(&sink, 1 << 30).unwrap();
+        let e = w.write_all(&vec![0u8; 4 << 20]).unwrap_err();
+        assert!(is_disk_full(&e), "{e}");
+        assert!(w.disk_full());
+        assert!(!w.exceeded());
+        let mut w = OutputWriter::new(&OutputSink::Memory, 4).unwrap();
+        assert!(!is_disk_full(&w.write_all(b"12345").unwrap_err()));
+        assert!(!w.disk_full());
+    }
 
     #[test]
     fn small_outputs_stay_in_memory_and_large_ones_spill_to_a_file() {

@@ -277,6 +277,9 @@ impl Backend for NativeBackend {
         let log = Bytes::from(kc.log);
         let cancelled = control.cancel.load(std::sync::atomic::Ordering::Relaxed);
         // Whatever the kernel said, these causes come first.
+        if kc.output.disk_full() {
+            return Err(CallError::StorageFull { log });
+        }
         if kc.output.exceeded() {
             return Err(CallError::OutputTooLarge {
                 limit_bytes: limit,
@@ -300,7 +303,7 @@ impl Backend for NativeBackend {
         let output = kc
             .output
             .finish()
-            .map_err(|e| CallError::Device(format!("cannot write the output: {e}")))?;
+            .map_err(|e| CallError::output(e, log.clone()))?;
         Ok(CallOutput {
             output,
             log,

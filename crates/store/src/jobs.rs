@@ -161,11 +161,12 @@ impl JobStore for SqlStore {
     ) -> Result<Vec<JobRow>> {
         let (at, id) = after.map_or((i64::MAX, ""), |c| (c.at_ms, c.id.as_str()));
         let rows = query(format!(
-            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = ? \
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = ? AND j.created_at <= ? \
              AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?)) \
              ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
         ))
         .bind(account_id)
+        .bind(at)
         .bind(at)
         .bind(at)
         .bind(id)
@@ -376,7 +377,7 @@ impl JobStore for SqlStore {
         .execute(tx.exec())
         .await?;
         if let Some(u) = usage {
-            insert_usage(tx.exec(), &[(u, now)]).await?;
+            insert_usage(&mut tx, &[(u, now)]).await?;
         }
         tx.commit().await?;
         Ok(true)

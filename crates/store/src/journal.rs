@@ -19,7 +19,9 @@
 //! open, journal files left behind are replayed; the usage id is the table's primary key, so a
 //! record ingested before the crash and replayed after it is written once.
 //! Readers of the `usage` table call [`Journal::flush`] first, so they see
-//! every record appended before they asked.
+//! every record appended before they asked. The ingester writes records
+//! with `billing::insert_usage`, which adds them to the daily rollups in
+//! the same transaction.
 
 use crate::sql::Db;
 use crate::{NewUsage, Result, StoreError};
@@ -36,8 +38,6 @@ use tokio::sync::{watch, Notify};
 /// How long the ingester lets records gather before it moves them, unless
 /// a reader is waiting.
 const GATHER: Duration = Duration::from_millis(20);
-/// Rows per INSERT statement (12 bound values each; SQLite allows 32766).
-const ROWS_PER_STATEMENT: usize = 512;
 /// Size of one journal segment (about 4000 records).
 const SEGMENT_BYTES: usize = 1 << 20;
 /// How long a reader waits for pending records to reach the database.
@@ -371,9 +371,7 @@ fn read_journal(path: &Path) -> Result<Vec<(NewUsage, i64)>> {
 /// Insert records in one transaction; ids already present are left alone.
 async fn insert_all(writer: &Db, rows: &[(NewUsage, i64)]) -> Result<()> {
     let mut tx = writer.begin().await?;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        crate::billing::insert_usage(tx.exec(), chunk).await?;
-    }
+    crate::billing::insert_usage(&mut tx, rows).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -115,7 +115,7 @@ impl MarketStore for SqlStore {
     async fn has_used(&self, account_id: i64, ip: &str) -> Result<bool> {
         self.flush_usage().await?;
         let row = query(
-            "SELECT 1 FROM usage u JOIN versions v ON v.id = u.version_id \
+            "SELECT 1 FROM usage_daily u JOIN versions v ON v.id = u.version_id \
              JOIN ips i ON i.id = v.ip_id \
              WHERE u.account_id = ? AND i.full_name = ? AND u.billed = 1 \
              AND u.kind <> 'reserve' LIMIT 1",

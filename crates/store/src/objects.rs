@@ -58,11 +58,12 @@ impl ObjectIndex for SqlStore {
     ) -> Result<Vec<ObjectRow>> {
         let (at, key) = after.map_or((i64::MAX, ""), |c| (c.at_ms, c.id.as_str()));
         let rows = query(
-            "SELECT key, size, sha256, created_at FROM objects WHERE account_id = ? \
-             AND (created_at < ? OR (created_at = ? AND key > ?)) \
+            "SELECT key, size, sha256, created_at FROM objects \
+             WHERE account_id = ? AND created_at <= ? AND (created_at < ? OR (created_at = ? AND key > ?)) \
              ORDER BY created_at DESC, key LIMIT ?",
         )
         .bind(account_id)
+        .bind(at)
         .bind(at)
         .bind(at)
         .bind(key)

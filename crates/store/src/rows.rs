@@ -32,9 +32,11 @@ pub(crate) const REVIEW_SELECT: &str =
 pub(crate) const RATING_STATS: &str = "SELECT i.full_name, CAST(SUM(r.stars) AS BIGINT), COUNT(*) \
      FROM reviews r JOIN ips i ON i.id = r.ip_id GROUP BY i.full_name";
 
-/// Successful use per IP: name, uses, distinct users.
-pub(crate) const USE_STATS: &str = "SELECT i.full_name, COUNT(*), COUNT(DISTINCT u.account_id) \
-     FROM usage u JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
+/// Successful use per IP: name, uses, distinct users (from the daily
+/// rollups, which hold every record).
+pub(crate) const USE_STATS: &str =
+    "SELECT i.full_name, CAST(SUM(u.records) AS BIGINT), COUNT(DISTINCT u.account_id) \
+     FROM usage_daily u JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
      WHERE u.billed = 1 AND u.kind <> 'reserve' GROUP BY i.full_name";
 
 /// Queued jobs a scheduler sees of one account's IP version at most, so

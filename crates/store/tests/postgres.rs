@@ -217,6 +217,14 @@ async fn pricing_subscriptions_and_limits() {
 }
 
 #[tokio::test]
+async fn usage_rollups_agree_with_records() {
+    let Some((_drop, s, _)) = pg("usage_rollups_agree_with_records").await else {
+        return;
+    };
+    common::usage_rollups_agree_with_records(&s).await;
+}
+
+#[tokio::test]
 async fn usage_pages_and_aggregates() {
     let Some((_drop, s, _)) = pg("usage_pages_and_aggregates").await else {
         return;

@@ -177,6 +177,12 @@ async fn pricing_subscriptions_and_limits() {
 }
 
 #[tokio::test]
+async fn usage_rollups_agree_with_records() {
+    let (_d, s) = store().await;
+    common::usage_rollups_agree_with_records(&s).await;
+}
+
+#[tokio::test]
 async fn usage_pages_and_aggregates() {
     let (_d, s) = store().await;
     common::usage_pages_and_aggregates(&s).await;

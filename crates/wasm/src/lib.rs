@@ -442,6 +442,7 @@ async fn run(
         .map(|b| b.freeze())
         .unwrap_or_default();
     let output_hit = stdout.exceeded();
+    let disk_full = stdout.disk_full();
 
     let err = match result {
         Ok(()) => None,
@@ -453,7 +454,7 @@ async fn run(
     let Some(err) = err else {
         let output = stdout
             .finish()
-            .map_err(|e| CallError::Device(format!("cannot write the output: {e}")))?;
+            .map_err(|e| CallError::output(e, log.clone()))?;
         return Ok(CallOutput {
             output,
             log,
@@ -477,6 +478,9 @@ async fn run(
             limit_bytes: limits.memory_bytes,
             log,
         });
+    }
+    if disk_full {
+        return Err(CallError::StorageFull { log });
     }
     if output_hit {
         return Err(CallError::OutputTooLarge {

@@ -33,6 +33,11 @@ impl Stdout {
         self.lock().as_ref().is_some_and(OutputWriter::exceeded)
     }
 
+    /// Whether a write of the output failed for a full disk.
+    pub(crate) fn disk_full(&self) -> bool {
+        self.lock().as_ref().is_some_and(OutputWriter::disk_full)
+    }
+
     /// Flush and close; where the output is.
     pub(crate) fn finish(&self) -> std::io::Result<Output> {
         match self.lock().take() {
