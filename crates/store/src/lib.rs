@@ -23,6 +23,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod subscriptions;
 
 pub use accounts::AccountStore;
 pub use billing::BillingStore;
@@ -32,6 +33,7 @@ pub use fleet::FleetStore;
 pub use jobs::JobStore;
 pub use market::MarketStore;
 pub use objects::ObjectIndex;
+pub use subscriptions::SubscriptionPages;
 
 use journal::Journal;
 use sql::Db;
@@ -349,6 +351,7 @@ pub trait Store:
     + FleetStore
     + MarketStore
     + BillingStore
+    + SubscriptionPages
     + Send
     + Sync
     + 'static
@@ -364,6 +367,7 @@ impl<T> Store for T where
         + FleetStore
         + MarketStore
         + BillingStore
+        + SubscriptionPages
         + Send
         + Sync
         + 'static
