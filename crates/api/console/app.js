@@ -54,6 +54,28 @@ async function api(path, { method = "GET", body, json, headers = {}, raw = false
   return r.json();
 }
 
+// Every item of a list the API pages (1000 a page): follow its
+// `Link: <…>; rel="next"` headers to the last page.
+async function apiAll(path) {
+  const items = [];
+  let next = `${path}${path.includes("?") ? "&" : "?"}limit=1000`;
+  while (next) {
+    const r = await api(next, { raw: true });
+    items.push(...await r.json());
+    next = nextLink(r.headers.get("link"));
+  }
+  return items;
+}
+
+// The target of a `Link` header's rel="next" (RFC 8288), if any.
+function nextLink(header) {
+  for (const part of (header || "").split(",")) {
+    const m = part.trim().match(/^<([^>]*)>\s*;(.*)$/);
+    if (m && m[2].split(";").some(p => ["rel=\"next\"", "rel=next"].includes(p.trim()))) return m[1];
+  }
+  return null;
+}
+
 function errorBox(e) {
   return el("div", { class: "error", role: "alert", text: e.message || String(e) });
 }
@@ -231,7 +253,7 @@ async function market(params) {
   view.replaceChildren(el("h1", { text: "Marketplace" }), el("section", {}, form), list);
   const p = new URLSearchParams();
   for (const k of ["q", "device", "sort"]) if (params.get(k)) p.set(k, params.get(k));
-  const entries = await api(`/v1/ips?${p}`);
+  const entries = await apiAll(`/v1/ips?${p}`);
   if (!entries.length) list.append(el("p", { class: "muted", text: "No IP matches." }));
   for (const e of entries) {
     const v = e.latest;
@@ -303,7 +325,7 @@ function tryIt(ip, v) {
     ev.preventDefault();
     out.replaceChildren(el("p", { class: "muted", text: "Running…" }));
     try {
-      const deps = await api("/v1/deployments");
+      const deps = await apiAll("/v1/deployments");
       if (!deps.some(x => x.ip === ip)) await api("/v1/deployments", { method: "POST", json: { ip } });
       const body = file.files[0] ? await file.files[0].arrayBuffer() : new TextEncoder().encode(input.value);
       const q = params.value.trim() ? `?params=${encodeURIComponent(params.value.trim())}` : "";
@@ -383,7 +405,7 @@ function monthPicker(current) {
 
 async function dashboard() {
   const [deps, jobs, usage, inv, limit] = await Promise.all([
-    api("/v1/deployments"), api("/v1/jobs"), api("/v1/usage"), api("/v1/invoices"), api("/v1/account/spending-limit"),
+    apiAll("/v1/deployments"), api("/v1/jobs"), api("/v1/usage"), api("/v1/invoices"), api("/v1/account/spending-limit"),
   ]);
   const limitInput = el("input", { id: "limit", placeholder: "e.g. 25.00 (empty: none)", value: limit.monthly || "" });
   const month = inv.month;
@@ -414,9 +436,9 @@ async function dashboard() {
 
 async function vendorPortal() {
   const [entries, usage, inv] = await Promise.all([
-    api(`/v1/ips?vendor=${encodeURIComponent(me.name)}&sort=name`), api("/v1/usage"), api("/v1/invoices"),
+    apiAll(`/v1/ips?vendor=${encodeURIComponent(me.name)}&sort=name`), api("/v1/usage"), api("/v1/invoices"),
   ]);
-  const reviews = (await Promise.all(entries.map(e => api(`/v1/ips/${ipPath(e.ip)}/reviews`)))).flat();
+  const reviews = (await Promise.all(entries.map(e => apiAll(`/v1/ips/${ipPath(e.ip)}/reviews`)))).flat();
   const file = el("input", { type: "file", id: "package", accept: ".tar,application/x-tar" });
   const msg = el("div", { id: "publish-result" });
   view.replaceChildren(
@@ -449,7 +471,7 @@ async function vendorPortal() {
 }
 
 async function operatorView() {
-  const [accounts, fleet, inv] = await Promise.all([api("/v1/accounts"), api("/v1/fleet"), api("/v1/invoices")]);
+  const [accounts, nodes, inv] = await Promise.all([apiAll("/v1/accounts"), apiAll("/v1/fleet"), api("/v1/invoices")]);
   const name = el("input", { placeholder: "name" });
   const role = el("select", {}, ["user", "vendor"].map(r => el("option", { value: r, text: r })));
   const msg = el("div");
@@ -457,7 +479,7 @@ async function operatorView() {
     el("h1", { text: "Operator" }),
     el("section", { id: "platform" }, el("h2", { text: `Platform ${inv.month}` }), invoiceTable(inv)),
     el("section", { id: "fleet" }, el("h2", { text: "Fleet" }),
-      fleet.nodes.map(n => el("div", {}, el("strong", { text: `${n.name} (${n.health})` }),
+      nodes.map(n => el("div", {}, el("strong", { text: `${n.name} (${n.health})` }),
         el("table", {}, n.devices.map(d => el("tr", {}, el("td", { text: d.class }),
           el("td", { text: `${d.busy}/${d.slots} busy` }),
           el("td", { text: (d.hardware || []).map(h => `${h.name} (${h.vendor})`).join("; ") }),

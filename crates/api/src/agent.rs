@@ -4,7 +4,8 @@
 //! and end. Agent requests carry an agent token and their node's name in
 //! the `accelhub-node` header.
 
-use crate::extract::{body_stream, octets, ApiJson, ApiPath};
+use crate::extract::{body_stream, octets, ApiJson, ApiPath, ApiQuery};
+use crate::routes::{paged, PageQuery};
 use crate::{ApiError, AppState, Ctx, Problem};
 use accelhub_core::AgentTokenRow;
 use accelhub_domain::{
@@ -78,11 +79,17 @@ pub async fn create_agent(
     ))
 }
 
-/// Agent tokens (operator only).
-#[utoipa::path(get, path = "/v1/agents", tag = "fleet",
-    responses((status = 200, body = [AgentToken]), (status = 403, body = Problem)))]
-pub async fn list_agents(c: Ctx) -> ApiResult<Json<Vec<AgentToken>>> {
-    Ok(Json(c.platform.list_agents(&c.me).await?))
+/// Agent tokens (operator only), oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/agents", tag = "fleet", params(PageQuery),
+    responses((status = 200, body = [AgentToken],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_agents(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .list_agents(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/agents", &q, page))
 }
 
 /// Revoke an agent token (operator only).

@@ -5,7 +5,7 @@ use crate::extract::{
 };
 use crate::{ApiError, Caller, Ctx, Problem};
 use accelhub_domain::{
-    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, Fleet,
+    Account, CatalogEntry, CreateAccount, CreatedAccount, DeployRequest, Deployment, FleetNode,
     IpDetails, IpVersion, Job, ObjectInfo, Params, Role, SubmitJob, UsageReport,
 };
 use axum::body::Body;
@@ -42,11 +42,17 @@ pub async fn create_account(
     Ok((StatusCode::CREATED, Json(CreatedAccount { account, token })))
 }
 
-/// List accounts (operator only).
-#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
-    responses((status = 200, body = [Account]), (status = 403, body = Problem)))]
-pub async fn list_accounts(c: Ctx) -> ApiResult<Json<Vec<Account>>> {
-    Ok(Json(c.platform.list_accounts(&c.me).await?))
+/// List accounts (operator only), oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(PageQuery),
+    responses((status = 200, body = [Account],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_accounts(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .list_accounts(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/accounts", &q, page))
 }
 
 // ---- Catalog ------------------------------------------------------------
@@ -86,13 +92,16 @@ pub struct CatalogQuery {
     pub sort: Option<String>,
 }
 
-/// The catalog: every IP with its newest version.
-#[utoipa::path(get, path = "/v1/ips", tag = "catalog", params(CatalogQuery),
-    responses((status = 200, body = [CatalogEntry])))]
+/// The catalog: every IP with its newest version, a page at a time.
+#[utoipa::path(get, path = "/v1/ips", tag = "catalog", params(CatalogQuery, PageQuery),
+    responses((status = 200, body = [CatalogEntry],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem)))]
 pub async fn catalog(
     c: Ctx,
     ApiQuery(q): ApiQuery<CatalogQuery>,
-) -> ApiResult<Json<Vec<CatalogEntry>>> {
+    ApiQuery(p): ApiQuery<PageQuery>,
+) -> ApiResult<Response> {
     let sort = match q.sort.as_deref() {
         None | Some("") => accelhub_domain::CatalogSort::default(),
         Some(s) => s.parse().map_err(ApiError::bad_request)?,
@@ -103,7 +112,25 @@ pub async fn catalog(
         q.device.as_deref(),
         q.vendor.as_deref(),
     );
-    Ok(Json(c.platform.catalog(&c.me, &filter, sort).await?))
+    let page = c
+        .platform
+        .catalog(&c.me, &filter, sort, p.cursor()?.as_ref(), p.limit)
+        .await?;
+    // The next page keeps the search and the order.
+    let mut path = String::from("/v1/ips");
+    for (k, v) in [
+        ("q", &q.q),
+        ("tag", &q.tag),
+        ("device", &q.device),
+        ("vendor", &q.vendor),
+        ("sort", &q.sort),
+    ] {
+        if let Some(v) = v {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(&format!("{k}={}", utf8_percent(v)));
+        }
+    }
+    Ok(paged(&path, &p, page))
 }
 
 /// One IP: its versions, their status and verification reports, its
@@ -130,15 +157,23 @@ pub async fn put_review(
     Ok(Json(c.platform.review(&c.me, &ip, &req).await?))
 }
 
-/// An IP's reviews, newest first, with its vendor's replies.
+/// An IP's reviews, newest first, with its vendor's replies, a page at a
+/// time.
 #[utoipa::path(get, path = "/v1/ips/{namespace}/{name}/reviews", tag = "catalog",
-    params(IpSegments),
-    responses((status = 200, body = [accelhub_domain::Review]), (status = 404, body = Problem)))]
+    params(IpSegments, PageQuery),
+    responses((status = 200, body = [accelhub_domain::Review],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_reviews(
     c: Ctx,
     IpPath(ip): IpPath,
-) -> ApiResult<Json<Vec<accelhub_domain::Review>>> {
-    Ok(Json(c.platform.reviews(&ip).await?))
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .reviews(&ip, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged(&format!("/v1/ips/{ip}/reviews"), &q, page))
 }
 
 /// The `{id}` of a review's route.
@@ -225,11 +260,17 @@ pub async fn show_deployment(c: Ctx, IpPath(ip): IpPath) -> ApiResult<Json<Deplo
     Ok(Json(c.platform.deployment(&c.me, &ip).await?))
 }
 
-/// The caller's deployments.
-#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
-    responses((status = 200, body = [Deployment])))]
-pub async fn list_deployments(c: Ctx) -> ApiResult<Json<Vec<Deployment>>> {
-    Ok(Json(c.platform.deployments(&c.me).await?))
+/// The caller's deployments, by IP name, a page at a time.
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments", params(PageQuery),
+    responses((status = 200, body = [Deployment],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem)))]
+pub async fn list_deployments(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .deployments(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/deployments", &q, page))
 }
 
 /// Remove the caller's deployment of an IP.
@@ -386,7 +427,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn cursor(&self) -> ApiResult<Option<accelhub_domain::Cursor>> {
+    pub(crate) fn cursor(&self) -> ApiResult<Option<accelhub_domain::Cursor>> {
         self.cursor
             .as_deref()
             .map(str::parse)
@@ -396,8 +437,9 @@ impl PageQuery {
 }
 
 /// A page of a list as JSON, with a `Link: <path?cursor=…>; rel="next"`
-/// header (RFC 8288) when there is a next page.
-fn paged<T: serde::Serialize>(
+/// header (RFC 8288) when there is a next page (`path` may carry a query
+/// of its own, which the link keeps).
+pub(crate) fn paged<T: serde::Serialize>(
     path: &str,
     q: &PageQuery,
     page: accelhub_domain::Page<T>,
@@ -405,8 +447,9 @@ fn paged<T: serde::Serialize>(
     let mut resp = Json(page.items).into_response();
     if let Some(next) = page.next {
         let limit = q.limit.unwrap_or(accelhub_domain::PAGE_DEFAULT);
+        let sep = if path.contains('?') { '&' } else { '?' };
         let link = format!(
-            "<{path}?cursor={}&limit={limit}>; rel=\"next\"",
+            "<{path}{sep}cursor={}&limit={limit}>; rel=\"next\"",
             utf8_percent(&next.to_string())
         );
         if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
@@ -576,11 +619,17 @@ pub async fn usage(c: Ctx, ApiQuery(q): ApiQuery<UsageQuery>) -> ApiResult<Json<
 }
 
 /// Nodes, devices and slots: what each slot holds, utilisation, resident
-/// data (operator only).
-#[utoipa::path(get, path = "/v1/fleet", tag = "fleet",
-    responses((status = 200, body = Fleet), (status = 403, body = Problem)))]
-pub async fn fleet(c: Ctx) -> ApiResult<Json<Fleet>> {
-    Ok(Json(c.platform.fleet(&c.me).await?))
+/// data (operator only). Nodes by name, a page at a time.
+#[utoipa::path(get, path = "/v1/fleet", tag = "fleet", params(PageQuery),
+    responses((status = 200, body = [FleetNode],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn fleet(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .fleet(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/fleet", &q, page))
 }
 
 // ---- Billing ------------------------------------------------------------
@@ -602,13 +651,17 @@ pub async fn subscribe(
 }
 
 /// The caller's subscriptions, oldest first (a plan is in force from its
-/// `since` until the next).
-#[utoipa::path(get, path = "/v1/subscriptions", tag = "billing",
-    responses((status = 200, body = [accelhub_domain::billing::Subscription])))]
-pub async fn list_subscriptions(
-    c: Ctx,
-) -> ApiResult<Json<Vec<accelhub_domain::billing::Subscription>>> {
-    Ok(Json(c.platform.subscriptions(&c.me).await?))
+/// `since` until the next), a page at a time.
+#[utoipa::path(get, path = "/v1/subscriptions", tag = "billing", params(PageQuery),
+    responses((status = 200, body = [accelhub_domain::billing::Subscription],
+        headers(("link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 400, body = Problem)))]
+pub async fn list_subscriptions(c: Ctx, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+    let page = c
+        .platform
+        .subscriptions(&c.me, q.cursor()?.as_ref(), q.limit)
+        .await?;
+    Ok(paged("/v1/subscriptions", &q, page))
 }
 
 /// Set or remove (`{"monthly": null}`) the caller's monthly spending limit.

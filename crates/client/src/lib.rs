@@ -187,8 +187,9 @@ impl Client {
             .await
     }
 
+    /// Every account (operator), page after page.
     pub async fn accounts(&self) -> Result<Vec<Account>> {
-        self.json(self.req(Method::GET, "/v1/accounts")).await
+        self.all_pages("/v1/accounts?limit=1000").await
     }
 
     // ---- Catalog ----
@@ -208,16 +209,13 @@ impl Client {
         self.publish(archive).await
     }
 
+    /// The whole catalog (or what matches `query`), page after page.
     pub async fn catalog(&self, query: Option<&str>) -> Result<Vec<CatalogEntry>> {
-        let mut r = self.req(Method::GET, "/v1/ips");
-        if let Some(q) = query {
-            r = r.query(&[("q", q)]);
-        }
-        self.json(r).await
+        self.search(query, None, None, None, None).await
     }
 
     /// Search the catalog: words, tag, device class, vendor, and the
-    /// order (`newest`, `rating`, `usage`, `name`).
+    /// order (`newest`, `rating`, `usage`, `name`); every page.
     pub async fn search(
         &self,
         query: Option<&str>,
@@ -226,19 +224,25 @@ impl Client {
         vendor: Option<&str>,
         sort: Option<&str>,
     ) -> Result<Vec<CatalogEntry>> {
-        let mut q: Vec<(&str, &str)> = Vec::new();
-        for (k, v) in [
-            ("q", query),
-            ("tag", tag),
-            ("device", device),
-            ("vendor", vendor),
-            ("sort", sort),
-        ] {
-            if let Some(v) = v {
-                q.push((k, v));
+        let mut url = reqwest::Url::parse("http://server/v1/ips")
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in [
+                ("q", query),
+                ("tag", tag),
+                ("device", device),
+                ("vendor", vendor),
+                ("sort", sort),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, v);
+                }
             }
+            q.append_pair("limit", &accelhub_domain::PAGE_MAX.to_string());
         }
-        self.json(self.req(Method::GET, "/v1/ips").query(&q)).await
+        let first = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        self.all_pages(&first).await
     }
 
     pub async fn subscribe(
@@ -254,8 +258,9 @@ impl Client {
             .await
     }
 
+    /// Every subscription of the caller, oldest first, page after page.
     pub async fn subscriptions(&self) -> Result<Vec<accelhub_domain::billing::Subscription>> {
-        self.json(self.req(Method::GET, "/v1/subscriptions")).await
+        self.all_pages("/v1/subscriptions?limit=1000").await
     }
 
     /// Set (or with `None` remove) the monthly spending limit.
@@ -293,8 +298,9 @@ impl Client {
         .await
     }
 
+    /// Every review of an IP, newest first, page after page.
     pub async fn reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>> {
-        self.json(self.req(Method::GET, &format!("/v1/ips/{}/reviews", check_ip(ip)?)))
+        self.all_pages(&format!("/v1/ips/{}/reviews?limit=1000", check_ip(ip)?))
             .await
     }
 
@@ -350,8 +356,9 @@ impl Client {
             .await
     }
 
+    /// Every deployment of the caller, by IP name, page after page.
     pub async fn deployments(&self) -> Result<Vec<Deployment>> {
-        self.json(self.req(Method::GET, "/v1/deployments")).await
+        self.all_pages("/v1/deployments?limit=1000").await
     }
 
     pub async fn undeploy(&self, ip: &str) -> Result<()> {
@@ -429,7 +436,7 @@ impl Client {
 
     /// A list the server pages: follow its `Link: <…>; rel="next"` headers
     /// from `first` to the last page.
-    async fn all_pages<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>> {
+    pub async fn all_pages<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>> {
         let mut out = Vec::new();
         let mut next = Some(first.to_string());
         while let Some(path) = next.take() {
@@ -519,9 +526,12 @@ impl Client {
 
     // ---- Usage ----
 
-    /// Nodes, devices and slots (operator only).
+    /// Nodes, devices and slots (operator only): every node, page after
+    /// page.
     pub async fn fleet(&self) -> Result<accelhub_domain::Fleet> {
-        self.json(self.req(Method::GET, "/v1/fleet")).await
+        Ok(accelhub_domain::Fleet {
+            nodes: self.all_pages("/v1/fleet?limit=1000").await?,
+        })
     }
 
     /// One page of usage records (at most `limit`, after `cursor`), with
@@ -568,8 +578,9 @@ impl Client {
             .await
     }
 
+    /// Every agent token (operator), page after page.
     pub async fn agents(&self) -> Result<Vec<AgentToken>> {
-        self.json(self.req(Method::GET, "/v1/agents")).await
+        self.all_pages("/v1/agents?limit=1000").await
     }
 
     pub async fn revoke_agent(&self, name: &str) -> Result<()> {

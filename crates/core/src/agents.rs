@@ -80,15 +80,27 @@ impl Platform {
         Ok((agent_view(row), token))
     }
 
-    pub async fn list_agents(&self, caller: &Account) -> Result<Vec<AgentToken>> {
+    /// A page of the agent tokens, oldest first (operator only).
+    pub async fn list_agents(
+        &self,
+        caller: &Account,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<AgentToken>> {
         Self::operator_only(caller, "lists agent tokens")?;
-        Ok(self
-            .store
-            .list_agents()
-            .await?
-            .into_iter()
-            .map(agent_view)
-            .collect())
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
+        let after = after
+            .map(accelhub_domain::Cursor::int_id)
+            .transpose()
+            .map_err(CoreError::BadRequest)?;
+        let rows = self.store.list_agents(after, limit).await?;
+        Ok(
+            accelhub_domain::Page::of(rows, limit, |a| accelhub_domain::Cursor {
+                at_ms: a.created_at.timestamp_millis(),
+                id: a.id.to_string(),
+            })
+            .map(agent_view),
+        )
     }
 
     /// Revoke an agent token (operator only): its agent is refused from

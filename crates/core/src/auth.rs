@@ -73,13 +73,30 @@ impl Platform {
         Ok((account, token))
     }
 
-    pub async fn list_accounts(&self, caller: &Account) -> Result<Vec<Account>> {
+    /// A page of the accounts, oldest first (operator only).
+    pub async fn list_accounts(
+        &self,
+        caller: &Account,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<Account>> {
         if caller.role != Role::Operator {
             return Err(CoreError::Forbidden(
                 "only the operator lists accounts".into(),
             ));
         }
-        Ok(self.store.list_accounts().await?)
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
+        let after = after
+            .map(accelhub_domain::Cursor::int_id)
+            .transpose()
+            .map_err(CoreError::BadRequest)?;
+        let items = self.store.accounts_page(after, limit).await?;
+        Ok(accelhub_domain::Page::of(items, limit, |a| {
+            accelhub_domain::Cursor {
+                at_ms: a.created_at.timestamp_millis(),
+                id: a.id.to_string(),
+            }
+        }))
     }
 
     /// On first start: create the operator account. Returns its token when

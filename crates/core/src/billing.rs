@@ -85,15 +85,29 @@ impl Platform {
             .ok_or_else(|| CoreError::NotFound(format!("no verified IP named '{ip}'")))
     }
 
-    /// The caller's subscriptions, oldest first.
-    pub async fn subscriptions(&self, caller: &Account) -> Result<Vec<Subscription>> {
-        Ok(self
+    /// A page of the caller's subscriptions, oldest first.
+    pub async fn subscriptions(
+        &self,
+        caller: &Account,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<Subscription>> {
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
+        let after = after
+            .map(|c| c.int_id().map(|id| (c.at_ms, id)))
+            .transpose()
+            .map_err(CoreError::BadRequest)?;
+        let rows = self
             .store
-            .subscriptions(Some(caller.id), None)
-            .await?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect())
+            .subscriptions_page(caller.id, after, limit)
+            .await?;
+        Ok(
+            accelhub_domain::Page::of(rows, limit, |(id, s)| accelhub_domain::Cursor {
+                at_ms: s.since.timestamp_millis(),
+                id: id.to_string(),
+            })
+            .map(|(_, s)| s),
+        )
     }
 
     pub async fn set_spending_limit(&self, caller: &Account, req: &SpendingLimit) -> Result<()> {

@@ -5,15 +5,26 @@ use crate::*;
 impl Platform {
     // ---- Catalog ---------------------------------------------------------
 
-    /// The catalog: every IP with its newest version, its ratings and use,
-    /// filtered and sorted.
+    /// A page of the catalog: every IP with its newest version, its
+    /// ratings and use, filtered and sorted.
+    ///
+    /// The catalog is ordered by values computed across tables (ratings
+    /// and use, aggregated from reviews and usage) and filtered on fields
+    /// kept as JSON (tags, devices), so no single index gives its order:
+    /// it is built in memory (one entry per IP, not per version or call)
+    /// and cut after the cursor's IP (named by the cursor's id). Entries
+    /// that move while a client pages (a new version, a new rating) may be
+    /// seen twice or missed, as with any list ordered by changing values.
     pub async fn catalog(
         &self,
         caller: &Account,
         filter: &accelhub_domain::CatalogFilter,
         sort: accelhub_domain::CatalogSort,
-    ) -> Result<Vec<CatalogEntry>> {
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<CatalogEntry>> {
         use accelhub_domain::CatalogSort;
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
         let stats = self.store.ip_stats().await?;
         let mut out = Vec::new();
         for v in self.store.list_latest_versions().await? {
@@ -49,7 +60,23 @@ impl Platform {
                     .then_with(|| a.ip.cmp(&b.ip))
             }),
         }
-        Ok(out)
+        let start = match after {
+            None => 0,
+            Some(c) => {
+                out.iter().position(|e| e.ip == c.id).ok_or_else(|| {
+                    CoreError::BadRequest(format!(
+                        "'{c}' is not a cursor of this listing (its IP is no longer in it): \
+                             list again from the first page"
+                    ))
+                })? + 1
+            }
+        };
+        Ok(accelhub_domain::Page::cut(out, start, limit, |e| {
+            accelhub_domain::Cursor {
+                at_ms: e.latest.published_at.timestamp_millis(),
+                id: e.ip.clone(),
+            }
+        }))
     }
 
     /// One IP: its versions, ratings, use and reviews.
@@ -70,7 +97,11 @@ impl Platform {
             .get(&ip)
             .copied()
             .unwrap_or_default();
-        let reviews = self.store.list_reviews(&ip).await?;
+        // The newest page of reviews; `GET …/reviews` pages through all.
+        let reviews = self
+            .store
+            .list_reviews(&ip, None, accelhub_domain::PAGE_MAX)
+            .await?;
         Ok(accelhub_domain::IpDetails {
             ip,
             versions,
@@ -105,14 +136,30 @@ impl Platform {
             .await?)
     }
 
-    /// An IP's reviews, newest first.
-    pub async fn reviews(&self, ip: &str) -> Result<Vec<accelhub_domain::Review>> {
+    /// A page of an IP's reviews, newest first (by their last change).
+    pub async fn reviews(
+        &self,
+        ip: &str,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<accelhub_domain::Review>> {
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
+        let after = after
+            .map(|c| c.int_id().map(|id| (c.at_ms, id)))
+            .transpose()
+            .map_err(CoreError::BadRequest)?;
         let name: IpName = ip.parse().map_err(CoreError::BadRequest)?;
         let ip = name.to_string();
         if self.store.ip_vendor(&ip).await?.is_none() {
             return Err(CoreError::NotFound(format!("no IP named '{ip}'")));
         }
-        Ok(self.store.list_reviews(&ip).await?)
+        let items = self.store.list_reviews(&ip, after, limit).await?;
+        Ok(accelhub_domain::Page::of(items, limit, |r| {
+            accelhub_domain::Cursor {
+                at_ms: r.updated_at.timestamp_millis(),
+                id: r.id.to_string(),
+            }
+        }))
     }
 
     /// The IP's vendor answers a review (writing again replaces the reply).

@@ -97,14 +97,32 @@ impl Platform {
         Ok(deployment_view(row, chosen))
     }
 
-    pub async fn deployments(&self, account: &Account) -> Result<Vec<Deployment>> {
-        let mut out = Vec::new();
-        for d in self.store.list_deployments(account.id).await? {
+    /// A page of the caller's deployments, by IP name.
+    pub async fn deployments(
+        &self,
+        account: &Account,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<Deployment>> {
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
+        let rows = self
+            .store
+            .list_deployments(account.id, after.map(|c| c.id.as_str()), limit)
+            .await?;
+        // The cursor is the page's last row (a row whose version is gone
+        // is left out of the page, not out of the paging).
+        let page =
+            accelhub_domain::Page::of(rows, limit, |d| accelhub_domain::Cursor::named(&d.ip));
+        let mut items = Vec::with_capacity(page.items.len());
+        for d in page.items {
             if let Some(v) = self.store.get_version_by_id(d.version_id).await? {
-                out.push(deployment_view(d, &v));
+                items.push(deployment_view(d, &v));
             }
         }
-        Ok(out)
+        Ok(accelhub_domain::Page {
+            items,
+            next: page.next,
+        })
     }
 
     /// One of the caller's deployments, with the autoscaler's latest

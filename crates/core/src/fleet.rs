@@ -6,14 +6,25 @@ use crate::*;
 impl Platform {
     // ---- Fleet -----------------------------------------------------------
 
-    /// Nodes, devices and slots, what each holds and how busy it is
-    /// (operator only).
-    pub async fn fleet(&self, account: &Account) -> Result<accelhub_domain::Fleet> {
+    /// A page of the fleet's nodes, by name: devices and slots, what each
+    /// holds and how busy it is (operator only).
+    ///
+    /// The fleet is built in memory from this process's devices and the
+    /// nodes agents registered (one entry per node), and naming what
+    /// slots hold needs every version's images, so the page is cut from
+    /// that list by name: the nodes named after the cursor's id.
+    pub async fn fleet(
+        &self,
+        account: &Account,
+        after: Option<&accelhub_domain::Cursor>,
+        limit: Option<u32>,
+    ) -> Result<accelhub_domain::Page<accelhub_domain::FleetNode>> {
         if account.role != Role::Operator {
             return Err(CoreError::Forbidden(
                 "only the operator sees the fleet".into(),
             ));
         }
+        let limit = accelhub_domain::page_limit(limit).map_err(CoreError::BadRequest)?;
         // Image ids name an artifact's digest; name it by IP version.
         let mut names: BTreeMap<String, String> = BTreeMap::new();
         for latest in self.store.list_latest_versions().await? {
@@ -73,8 +84,15 @@ impl Platform {
                 },
             );
         }
-        Ok(accelhub_domain::Fleet {
-            nodes: nodes.into_values().collect(),
-        })
+        // Nodes are ordered by name, so a node that went away since the
+        // page before does not lose the place.
+        if let Some(c) = after {
+            nodes = nodes.split_off(c.id.as_str());
+            nodes.remove(c.id.as_str());
+        }
+        let nodes: Vec<accelhub_domain::FleetNode> = nodes.into_values().collect();
+        Ok(accelhub_domain::Page::cut(nodes, 0, limit, |n| {
+            accelhub_domain::Cursor::named(&n.name)
+        }))
     }
 }

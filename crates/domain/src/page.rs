@@ -3,7 +3,8 @@
 //! page costs the same however deep it is.
 
 /// Where a page ends: its last item's time and id (lists are ordered by
-/// time, then id). Written `MILLIS.ID` in the API.
+/// time, then id). Written `MILLIS.ID` in the API. Lists ordered by a name
+/// alone carry 0 as the time and the name as the id ([`Cursor::named`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     /// The last item's time, in Unix milliseconds.
@@ -28,6 +29,44 @@ impl<T> Page<T> {
             _ => None,
         };
         Page { items, next }
+    }
+
+    /// The page of `limit` items starting at `start` of a whole list
+    /// computed in memory, in its order (for lists that are not read from
+    /// one table in a stable order); it has a next page when items remain.
+    pub fn cut(items: Vec<T>, start: usize, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Page<T> {
+        let more = items.len() > start.saturating_add(limit as usize);
+        let items: Vec<T> = items.into_iter().skip(start).take(limit as usize).collect();
+        let next = items.last().filter(|_| more).map(cursor);
+        Page { items, next }
+    }
+
+    /// The same page with each item converted.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
+    }
+}
+
+impl Cursor {
+    /// The cursor of a list ordered by name alone.
+    pub fn named(name: &str) -> Cursor {
+        Cursor {
+            at_ms: 0,
+            id: name.to_string(),
+        }
+    }
+
+    /// The id as a number, for lists whose ids are numbers.
+    pub fn int_id(&self) -> Result<i64, String> {
+        self.id.parse().map_err(|_| {
+            format!(
+                "'{self}' is not a cursor of this list: pass the next page's cursor of the \
+                 previous page as it was"
+            )
+        })
     }
 }
 
@@ -91,5 +130,20 @@ mod tests {
         assert_eq!(page_limit(Some(PAGE_MAX)), Ok(PAGE_MAX));
         assert!(page_limit(Some(0)).is_err());
         assert!(page_limit(Some(PAGE_MAX + 1)).is_err());
+        assert_eq!("5.42".parse::<Cursor>().unwrap().int_id(), Ok(42));
+        assert!("5.x".parse::<Cursor>().unwrap().int_id().is_err());
+    }
+
+    #[test]
+    fn lists_computed_in_memory_are_cut_into_pages() {
+        let c = |n: &u32| Cursor::named(&n.to_string());
+        let p = Page::cut((0..5).collect(), 0, 2, c);
+        assert_eq!((p.items, p.next), (vec![0, 1], Some(Cursor::named("1"))));
+        let p = Page::cut((0..5).collect(), 4, 2, c);
+        assert_eq!((p.items, p.next), (vec![4], None));
+        let p = Page::cut((0..4).collect(), 2, 2, c);
+        assert_eq!((p.items, p.next), (vec![2, 3], None));
+        let p = Page::cut((0..4).collect::<Vec<u32>>(), 9, 2, c);
+        assert_eq!((p.items, p.next), (vec![], None));
     }
 }

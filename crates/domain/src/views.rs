@@ -114,7 +114,8 @@ pub struct IpDetails {
     /// Ratings and use, all versions.
     #[serde(default)]
     pub stats: crate::IpStats,
-    /// Newest first.
+    /// The newest 1000, newest first (`GET /v1/ips/{namespace}/{name}/reviews`
+    /// pages through all).
     #[serde(default)]
     pub reviews: Vec<crate::Review>,
 }

@@ -10,7 +10,11 @@ pub trait AccountStore {
     /// Create an account with its first token (hashed).
     async fn create_account(&self, name: &str, role: Role, token_hash: &str) -> Result<Account>;
     async fn account_by_token(&self, token_hash: &str) -> Result<Option<Account>>;
+    /// Every account, by id.
     async fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// A page of accounts, by id (ids grow as accounts are created): at
+    /// most `limit`, after the account `after_id`.
+    async fn accounts_page(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<Account>>;
 }
 
 #[async_trait::async_trait]
@@ -54,6 +58,17 @@ impl AccountStore for SqlStore {
         let rows = query("SELECT id, name, role, created_at FROM accounts ORDER BY id")
             .fetch_all(self.db.read())
             .await?;
+        rows.iter().map(account_row).collect()
+    }
+
+    async fn accounts_page(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<Account>> {
+        let rows = query(
+            "SELECT id, name, role, created_at FROM accounts WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after_id.unwrap_or(i64::MIN))
+        .bind(i64::from(limit))
+        .fetch_all(self.db.read())
+        .await?;
         rows.iter().map(account_row).collect()
     }
 }

@@ -13,7 +13,7 @@
 //! partial days at its ends from the records. Month starts are whole days,
 //! so invoices and the spending check read rollups only.
 
-use crate::sql::{query, Arg, Tx};
+use crate::sql::{keyset, query, Arg, Order, Tx};
 use crate::*;
 use accelhub_domain::billing::{Subscription, UseStats};
 use accelhub_domain::{Cursor, UsageTotals};
@@ -78,6 +78,15 @@ pub trait BillingStore {
         plan: &str,
         since: DateTime<Utc>,
     ) -> Result<Subscription>;
+    /// A page of an account's subscriptions, oldest first (by `since`,
+    /// then id), each with its id: at most `limit`, after `after` (the
+    /// last one's `since` in Unix milliseconds and its id).
+    async fn subscriptions_page(
+        &self,
+        account_id: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Subscription)>>;
     /// An account's subscription history, oldest first (all IPs, or one).
     async fn subscriptions(
         &self,
@@ -397,18 +406,12 @@ impl BillingStore for SqlStore {
              u.bytes_out, u.device_time_us, u.price_micros, u.billed, u.outcome, u.created_at \
              FROM usage u JOIN accounts a ON a.id = u.account_id \
              JOIN versions v ON v.id = u.version_id JOIN ips i ON i.id = v.ip_id \
-             WHERE {cond} AND u.created_at >= ? \
-             AND (u.created_at > ? OR (u.created_at = ? AND u.id > ?)) \
-             ORDER BY u.created_at, u.id LIMIT ?"
+             WHERE {cond} AND u.created_at >= ? AND {page}",
+            page = keyset("u.created_at", "u.id", Order::Asc)
         ))
         .bind(id)
-        // The cursor's time bounds the index scan too (PostgreSQL does not
-        // take a bound from the OR below).
-        .bind(since.map(millis).unwrap_or(i64::MIN).max(after_ms))
-        .bind(after_ms)
-        .bind(after_ms)
-        .bind(after_id)
-        .bind(i64::from(limit))
+        .bind(since.map(millis).unwrap_or(i64::MIN))
+        .bind_page(after_ms, after_id, limit)
         .fetch_all(self.db.read())
         .await?;
         rows.iter()
@@ -588,6 +591,36 @@ impl BillingStore for SqlStore {
             plan: plan.to_string(),
             since: from_millis(millis(since)),
         })
+    }
+
+    async fn subscriptions_page(
+        &self,
+        account_id: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Subscription)>> {
+        let (at, id) = after.unwrap_or((i64::MIN, i64::MIN));
+        let rows = query(format!(
+            "SELECT s.id, i.full_name, s.plan, s.since FROM subscriptions s \
+             JOIN ips i ON i.id = s.ip_id WHERE s.account_id = ? AND {}",
+            keyset("s.since", "s.id", Order::Asc)
+        ))
+        .bind(account_id)
+        .bind_page(at, id, limit)
+        .fetch_all(self.db.read())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.get(0)?,
+                    Subscription {
+                        ip: r.get(1)?,
+                        plan: r.get(2)?,
+                        since: from_millis(r.get(3)?),
+                    },
+                ))
+            })
+            .collect()
     }
 
     async fn subscriptions(

@@ -18,7 +18,14 @@ pub trait DeploymentStore {
         version_id: i64,
     ) -> Result<DeploymentRow>;
     async fn get_deployment(&self, account_id: i64, ip: &str) -> Result<Option<DeploymentRow>>;
-    async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>>;
+    /// A page of an account's deployments, by IP name: at most `limit`,
+    /// after the IP `after` (the last of the page before).
+    async fn list_deployments(
+        &self,
+        account_id: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeploymentRow>>;
     async fn delete_deployment(&self, account_id: i64, ip: &str) -> Result<bool>;
     async fn set_scaling(&self, deployment_id: &str, scaling: &Scaling) -> Result<()>;
     /// Advance how far a deployment's reservation is metered, from `from`
@@ -101,11 +108,19 @@ impl DeploymentStore for SqlStore {
         row.as_ref().map(deployment_row).transpose()
     }
 
-    async fn list_deployments(&self, account_id: i64) -> Result<Vec<DeploymentRow>> {
+    async fn list_deployments(
+        &self,
+        account_id: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeploymentRow>> {
         let rows = query(format!(
-            "{DEPLOYMENT_SELECT} WHERE d.account_id = ? ORDER BY i.full_name"
+            "{DEPLOYMENT_SELECT} WHERE d.account_id = ? AND i.full_name > ? \
+             ORDER BY i.full_name LIMIT ?"
         ))
         .bind(account_id)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
         .fetch_all(self.db.read())
         .await?;
         rows.iter().map(deployment_row).collect()

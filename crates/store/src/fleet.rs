@@ -10,7 +10,9 @@ pub trait FleetStore {
     async fn create_agent(&self, name: &str, token_hash: &str) -> Result<AgentTokenRow>;
     /// The agent a token belongs to, unless it was revoked.
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentTokenRow>>;
-    async fn list_agents(&self) -> Result<Vec<AgentTokenRow>>;
+    /// A page of agent tokens, by id (ids grow as tokens are issued): at
+    /// most `limit`, after the token `after_id`.
+    async fn list_agents(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<AgentTokenRow>>;
     /// Revoke an agent's token. Returns false if there is no such agent.
     async fn revoke_agent(&self, name: &str) -> Result<bool>;
     /// Register a node or record its heartbeat: it is up, seen now, held
@@ -53,8 +55,10 @@ impl FleetStore for SqlStore {
         row.as_ref().map(agent_row).transpose()
     }
 
-    async fn list_agents(&self) -> Result<Vec<AgentTokenRow>> {
-        let rows = query(format!("{AGENT_COLS} ORDER BY id"))
+    async fn list_agents(&self, after_id: Option<i64>, limit: u32) -> Result<Vec<AgentTokenRow>> {
+        let rows = query(format!("{AGENT_COLS} WHERE id > ? ORDER BY id LIMIT ?"))
+            .bind(after_id.unwrap_or(i64::MIN))
+            .bind(i64::from(limit))
             .fetch_all(self.db.read())
             .await?;
         rows.iter().map(agent_row).collect()

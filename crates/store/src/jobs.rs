@@ -8,7 +8,7 @@
 
 use crate::billing::insert_usage;
 use crate::rows::{attempt_row, job_row, JOB_COLS, JOB_FROM, QUEUED_PER_VERSION};
-use crate::sql::{placeholders, query, Arg, Lock, Row, Tx};
+use crate::sql::{keyset, placeholders, query, Arg, Lock, Order, Row, Tx};
 use crate::*;
 use accelhub_domain::JobState;
 
@@ -161,16 +161,11 @@ impl JobStore for SqlStore {
     ) -> Result<Vec<JobRow>> {
         let (at, id) = after.map_or((i64::MAX, ""), |c| (c.at_ms, c.id.as_str()));
         let rows = query(format!(
-            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = ? AND j.created_at <= ? \
-             AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?)) \
-             ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
+            "SELECT {JOB_COLS} {JOB_FROM} WHERE j.account_id = ? AND {page}",
+            page = keyset("j.created_at", "j.id", Order::Desc)
         ))
         .bind(account_id)
-        .bind(at)
-        .bind(at)
-        .bind(at)
-        .bind(id)
-        .bind(limit as i64)
+        .bind_page(at, id, limit)
         .fetch_all(self.db.read())
         .await?;
         rows.iter().map(job_row).collect()

@@ -2,7 +2,7 @@
 //! and use.
 
 use crate::rows::{ip_stats_of, review_row, RATING_STATS, REVIEW_SELECT, USE_STATS};
-use crate::sql::query;
+use crate::sql::{keyset, query, Order};
 use crate::*;
 use accelhub_domain::{IpStats, Review};
 use std::collections::BTreeMap;
@@ -19,7 +19,15 @@ pub trait MarketStore {
         now: DateTime<Utc>,
     ) -> Result<Review>;
     /// Reviews of an IP, newest first.
-    async fn list_reviews(&self, ip: &str) -> Result<Vec<Review>>;
+    /// A page of an IP's reviews, newest first (by `updated_at`, then id):
+    /// at most `limit`, after `after` (the last one's `updated_at` in
+    /// Unix milliseconds and its id).
+    async fn list_reviews(
+        &self,
+        ip: &str,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<Review>>;
     /// Set the vendor's reply to review `id` of `ip`; `None` if there is
     /// no such review of that IP.
     async fn reply_review(
@@ -72,11 +80,19 @@ impl MarketStore for SqlStore {
         self.review(row.get(0)?).await
     }
 
-    async fn list_reviews(&self, ip: &str) -> Result<Vec<Review>> {
+    async fn list_reviews(
+        &self,
+        ip: &str,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<Review>> {
+        let (at, id) = after.unwrap_or((i64::MAX, i64::MAX));
         let rows = query(format!(
-            "{REVIEW_SELECT} WHERE i.full_name = ? ORDER BY r.updated_at DESC, r.id DESC"
+            "{REVIEW_SELECT} WHERE i.full_name = ? AND {}",
+            keyset("r.updated_at", "r.id", Order::Desc)
         ))
         .bind(ip)
+        .bind_page(at, id, limit)
         .fetch_all(self.db.read())
         .await?;
         rows.iter().map(review_row).collect()

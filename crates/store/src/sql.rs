@@ -203,7 +203,41 @@ pub(crate) fn query(sql: impl Into<Cow<'static, str>>) -> Query {
     }
 }
 
+/// Which way a list runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Order {
+    Asc,
+    Desc,
+}
+
+/// Keyset paging (see `accelhub_domain::page`): the condition, order and
+/// limit that read the page after a cursor of a list ordered by the
+/// column `at`, then `id`. Bind its values with [`Query::bind_page`].
+/// The condition repeats the cursor's `at` as a plain bound: PostgreSQL
+/// takes no index bound from the `OR`, and would read the list from its
+/// start for every page.
+pub(crate) fn keyset(at: &str, id: &str, order: Order) -> String {
+    let (cmp, dir) = match order {
+        Order::Asc => (">", ""),
+        Order::Desc => ("<", " DESC"),
+    };
+    format!(
+        "{at} {cmp}= ? AND ({at} {cmp} ? OR ({at} = ? AND {id} {cmp} ?)) \
+         ORDER BY {at}{dir}, {id}{dir} LIMIT ?"
+    )
+}
+
 impl Query {
+    /// Bind the values of a [`keyset`]: the last item's `at` and `id`,
+    /// and the page's size.
+    pub(crate) fn bind_page(self, at: i64, id: impl Into<Arg>, limit: u32) -> Query {
+        self.bind(at)
+            .bind(at)
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+    }
+
     pub(crate) fn bind(mut self, v: impl Into<Arg>) -> Query {
         self.args.push(v.into());
         self

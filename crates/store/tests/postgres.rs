@@ -231,3 +231,11 @@ async fn usage_pages_and_aggregates() {
     };
     common::usage_pages_and_aggregates(&s).await;
 }
+
+#[tokio::test]
+async fn lists_page_by_keyset() {
+    let Some((_drop, s, _)) = pg("lists_page_by_keyset").await else {
+        return;
+    };
+    common::lists_page_by_keyset(&s).await;
+}

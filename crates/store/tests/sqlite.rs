@@ -187,3 +187,9 @@ async fn usage_pages_and_aggregates() {
     let (_d, s) = store().await;
     common::usage_pages_and_aggregates(&s).await;
 }
+
+#[tokio::test]
+async fn lists_page_by_keyset() {
+    let (_d, s) = store().await;
+    common::lists_page_by_keyset(&s).await;
+}

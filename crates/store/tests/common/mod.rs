@@ -694,7 +694,7 @@ pub async fn agents_and_nodes(s: &dyn Store) {
     assert!(s.revoke_agent("rack1").await.unwrap());
     assert!(!s.revoke_agent("rack9").await.unwrap());
     assert_eq!(s.agent_by_token("ha").await.unwrap(), None);
-    assert!(s.list_agents().await.unwrap()[0].revoked);
+    assert!(s.list_agents(None, 10).await.unwrap()[0].revoked);
 }
 
 /// A scheduler's view of the queue (oldest first, per device class) and
@@ -925,7 +925,7 @@ pub async fn reviews_replies_and_stats(s: &dyn Store) {
         .unwrap();
     assert_eq!(replied.reply.unwrap().text, "thanks");
 
-    let listed = s.list_reviews("acme/x").await.unwrap();
+    let listed = s.list_reviews("acme/x", None, 10).await.unwrap();
     assert_eq!(
         listed.iter().map(|r| r.id).collect::<Vec<_>>(),
         [r2.id, r1.id],
@@ -1018,4 +1018,136 @@ pub async fn pricing_subscriptions_and_limits(s: &dyn Store) {
     );
     s.set_spending_limit(user, None).await.unwrap();
     assert_eq!(s.spending_limit(user).await.unwrap(), None);
+}
+
+/// Issue 14: the lists the API pages are read a page at a time by keyset
+/// (every item once, in order, ties in time broken by id): accounts and
+/// agent tokens by id, deployments by IP name, reviews newest first,
+/// subscriptions oldest first.
+pub async fn lists_page_by_keyset(s: &dyn Store) {
+    let (vendor, user, _) = fixture(s).await;
+    let now = Utc::now();
+    let mut accounts = vec![vendor, user];
+    let mut ips = Vec::new();
+    for i in 0..5 {
+        let a = s
+            .create_account(&format!("p{i}"), Role::User, &format!("hp{i}"))
+            .await
+            .unwrap();
+        accounts.push(a.id);
+        s.create_agent(&format!("agent{i}"), &format!("ha{i}"))
+            .await
+            .unwrap();
+        // Created in an order other than their names'.
+        let ip = format!("acme/ip{}", (i * 3) % 5);
+        let v = s
+            .create_version(NewVersion {
+                ip: ip.clone(),
+                vendor_id: vendor,
+                version: semver::Version::new(1, 0, 0),
+                summary: "x".into(),
+                description: None,
+                tags: vec![],
+                price: Money(1),
+                limits: Limits::DEFAULT,
+                implementations: vec![],
+                objects: vec![],
+                tests: vec![],
+                pricing: Default::default(),
+            })
+            .await
+            .unwrap();
+        s.upsert_deployment(&format!("dep{i}"), user, v.id)
+            .await
+            .unwrap();
+        ips.push(ip);
+        // The same time for all: ids break the ties.
+        s.put_review("acme/x", a.id, 4, &format!("r{i}"), now)
+            .await
+            .unwrap();
+        s.subscribe(user, "acme/x", &format!("plan{i}"), now)
+            .await
+            .unwrap();
+    }
+    ips.sort();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.accounts_page(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.iter().map(|a| a.id));
+    }
+    assert_eq!(seen, accounts);
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_agents(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.iter().map(|a| a.name.clone()));
+    }
+    assert_eq!(
+        seen,
+        (0..5).map(|i| format!("agent{i}")).collect::<Vec<_>>()
+    );
+
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let page = s
+            .list_deployments(user, seen.last().map(String::as_str), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page.into_iter().map(|d| d.ip));
+    }
+    assert_eq!(seen, ips);
+    assert!(s
+        .list_deployments(vendor, None, 2)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_reviews("acme/x", after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some((last.updated_at.timestamp_millis(), last.id));
+        seen.extend(page.iter().map(|r| r.text.clone()));
+    }
+    assert_eq!(
+        seen,
+        ["r4", "r3", "r2", "r1", "r0"],
+        "newest first, then by id"
+    );
+    assert!(s
+        .list_reviews("acme/ip0", None, 2)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.subscriptions_page(user, after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some((id, last)) = page.last() else { break };
+        after = Some((last.since.timestamp_millis(), *id));
+        seen.extend(page.iter().map(|(_, sub)| sub.plan.clone()));
+    }
+    assert_eq!(seen, (0..5).map(|i| format!("plan{i}")).collect::<Vec<_>>());
+    assert!(s
+        .subscriptions_page(vendor, None, 2)
+        .await
+        .unwrap()
+        .is_empty());
 }
