@@ -6,7 +6,8 @@
 //! (64-byte input, output checked), 1 job (upload the input as an object,
 //! `POST /v1/jobs`, poll it to the end, check its output, delete the
 //! object), 1 usage read (`GET /v1/usage`, a page of 100, and the next
-//! page when there is one), 1 invoice (`GET /v1/invoices`).
+//! page when there is one), 1 invoice (`GET /v1/invoices`); `--mix`
+//! changes the turns of the last three, to tell which load a trend follows.
 //!
 //! Every `--interval` seconds it prints ops/s, errors, p50/p99 per kind
 //! and the server's RSS (`VmRSS` of /proc/PID/status, sampled each
@@ -56,6 +57,11 @@ struct Args {
     /// The accelhub binary (default: target/release/accelhub).
     #[arg(long)]
     accelhub: Option<PathBuf>,
+    /// Turns out of 20 given to jobs, usage reads and invoices (the rest
+    /// are calls): e.g. `20,0,0` for jobs alone, to tell which kind of
+    /// load a memory or latency trend follows.
+    #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
+    mix: Vec<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -174,6 +180,7 @@ async fn usage(c: &Client) -> Result<()> {
 async fn client_loop(
     c: Client,
     n: usize,
+    mix: [usize; 3],
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
 ) -> Result<()> {
@@ -182,11 +189,15 @@ async fn client_loop(
     // Clients start at different turns, so each kind runs all the time.
     let mut turn = n;
     while !stop.load(Ordering::Relaxed) {
-        let kind = match turn % 20 {
-            0 => Kind::Job,
-            1 => Kind::Usage,
-            2 => Kind::Invoice,
-            _ => Kind::Call,
+        let t = turn % 20;
+        let kind = if t < mix[0] {
+            Kind::Job
+        } else if t < mix[0] + mix[1] {
+            Kind::Usage
+        } else if t < mix[0] + mix[1] + mix[2] {
+            Kind::Invoice
+        } else {
+            Kind::Call
         };
         turn += 1;
         let t = Instant::now();
@@ -207,6 +218,10 @@ async fn client_loop(
 }
 
 async fn run(args: Args) -> Result<()> {
+    let mix = match args.mix[..] {
+        [j, u, i] if j + u + i <= 20 => [j, u, i],
+        _ => bail!("--mix takes three turns out of 20 (jobs,usage,invoices), 20 at most in all"),
+    };
     let bin = accelhub_bin(args.accelhub.clone())?;
     build_ips()?;
 
@@ -224,9 +239,16 @@ async fn run(args: Args) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("price header {:?}: {e}", info.price))?;
 
     println!(
-        "soak: {} clients for {} s against {} (pid {pid}); mix per 20 turns: 17 calls, 1 job, \
-         1 usage read, 1 invoice; warm-up {} s; price per call {price}",
-        args.clients, args.seconds, server.said, args.warmup
+        "soak: {} clients for {} s against {} (pid {pid}); mix per 20 turns: {} calls, {} jobs, \
+         {} usage reads, {} invoices; warm-up {} s; price per call {price}",
+        args.clients,
+        args.seconds,
+        server.said,
+        20 - mix.iter().sum::<usize>(),
+        mix[0],
+        mix[1],
+        mix[2],
+        args.warmup
     );
     println!(
         "| t s | ops/s | errors | call p50/p99 ms | job p50/p99 ms | usage p50/p99 ms | invoice p50/p99 ms | RSS MiB |"
@@ -243,6 +265,7 @@ async fn run(args: Args) -> Result<()> {
         tasks.push(tokio::spawn(client_loop(
             user.clone(),
             n,
+            mix,
             stop.clone(),
             tally.clone(),
         )));
