@@ -26,6 +26,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The most threads the async runtime's blocking pool may start: what
+    /// the node's devices need when this runs one (`serve`, `agent`).
+    pub fn blocking_threads(&self) -> usize {
+        match &self.command {
+            Command::Serve(s) => s.devices.blocking_threads(),
+            Command::Agent(a) => a.devices.blocking_threads(),
+            _ => 64,
+        }
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
     /// Server URL.

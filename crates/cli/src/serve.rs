@@ -130,7 +130,28 @@ pub struct DeviceArgs {
     pub max_memory_mb: u64,
 }
 
+/// Threads the async runtime's blocking pool may start for file IO
+/// (objects, job inputs and outputs, scratch files), at least.
+const BLOCKING_IO_THREADS: usize = 32;
+
 impl DeviceArgs {
+    /// The most threads the runtime's blocking pool may start on this node.
+    ///
+    /// Each thread the pool starts keeps about 2 MiB of allocator memory
+    /// once it has run, and the pool grows to the highest concurrency it
+    /// has seen: under tokio's default of 512, a busy server's RSS grew in
+    /// steps for minutes (BENCHMARKS.md, "Soak"). The bound is the file IO
+    /// share (4 per core, [`BLOCKING_IO_THREADS`] at least) plus one per
+    /// cpu slot: a native kernel holds its thread for the whole call while
+    /// it reads its input through file IO on other threads of the pool, so
+    /// those are never all taken by kernels. (OpenCL and CUDA calls hold a
+    /// thread too, but with their input already read: past the bound they
+    /// wait their turn, and free it within their deadline.)
+    pub fn blocking_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (4 * cores).max(BLOCKING_IO_THREADS) + self.cpu_slots.max(1)
+    }
+
     /// The most an IP may ask for on these devices.
     pub fn max_limits(&self) -> Limits {
         Limits {
