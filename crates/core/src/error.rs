@@ -61,7 +61,7 @@ impl From<StoreError> for CoreError {
             StoreError::NotFound(what) => CoreError::NotFound(format!("{what} not found")),
             StoreError::Full(why) => {
                 tracing::warn!("disk full: {why}");
-                CoreError::InsufficientStorage(FULL.into())
+                CoreError::disk_full()
             }
             other => CoreError::Internal(other.to_string()),
         }
@@ -72,7 +72,7 @@ impl From<ObjectError> for CoreError {
     fn from(e: ObjectError) -> Self {
         if e.is_full() {
             tracing::warn!("disk full: {e}");
-            return CoreError::InsufficientStorage(FULL.into());
+            return CoreError::disk_full();
         }
         match e {
             ObjectError::NotFound(k) => {

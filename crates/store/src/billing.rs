@@ -13,6 +13,7 @@
 //! partial days at its ends from the records. Month starts are whole days,
 //! so invoices and the spending check read rollups only.
 
+use crate::rows::subscription_row;
 use crate::sql::{keyset, query, Arg, Order, Tx};
 use crate::*;
 use accelhub_domain::billing::{Subscription, UseStats};
@@ -609,18 +610,7 @@ impl BillingStore for SqlStore {
         .bind_page(at, id, limit)
         .fetch_all(self.db.read())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.get(0)?,
-                    Subscription {
-                        ip: r.get(1)?,
-                        plan: r.get(2)?,
-                        since: from_millis(r.get(3)?),
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(subscription_row).collect()
     }
 
     async fn subscriptions(
@@ -638,18 +628,7 @@ impl BillingStore for SqlStore {
         .bind(ip.unwrap_or(""))
         .fetch_all(self.db.read())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.get(0)?,
-                    Subscription {
-                        ip: r.get(1)?,
-                        plan: r.get(2)?,
-                        since: from_millis(r.get(3)?),
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(subscription_row).collect()
     }
 
     async fn set_spending_limit(&self, account_id: i64, monthly: Option<Money>) -> Result<()> {

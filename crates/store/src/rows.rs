@@ -111,6 +111,19 @@ pub(crate) fn job_row(r: &Row) -> Result<JobRow> {
     })
 }
 
+/// A subscription row: (its account id or its own id, as selected first;
+/// IP name; plan; since).
+pub(crate) fn subscription_row(r: &Row) -> Result<(i64, accelhub_domain::billing::Subscription)> {
+    Ok((
+        r.get(0)?,
+        accelhub_domain::billing::Subscription {
+            ip: r.get(1)?,
+            plan: r.get(2)?,
+            since: from_millis(r.get(3)?),
+        },
+    ))
+}
+
 pub(crate) fn account_row(r: &Row) -> Result<Account> {
     let role: String = r.get(2)?;
     Ok(Account {

@@ -8,6 +8,25 @@ use accelhub_store::*;
 use chrono::{Duration, Utc};
 use std::sync::Arc;
 
+/// A version of `ip` with nothing but its number and price (the tests
+/// that need more set it on the result).
+pub fn new_version(ip: &str, vendor_id: i64, version: semver::Version, price: i64) -> NewVersion {
+    NewVersion {
+        ip: ip.into(),
+        vendor_id,
+        version,
+        summary: "x".into(),
+        description: None,
+        tags: vec![],
+        price: Money(price),
+        limits: Limits::DEFAULT,
+        implementations: vec![],
+        objects: vec![],
+        tests: vec![],
+        pricing: Default::default(),
+    }
+}
+
 pub async fn fixture(s: &dyn Store) -> (i64, i64, VersionRow) {
     let vendor = s.create_account("acme", Role::Vendor, "h1").await.unwrap();
     let user = s.create_account("u", Role::User, "h2").await.unwrap();
@@ -454,20 +473,12 @@ pub async fn usage_rollups_agree_with_records(s: &SqlStore) {
     let (vendor, user, v1) = fixture(s).await;
     let other = s.create_account("o", Role::User, "h3").await.unwrap().id;
     let v2 = s
-        .create_version(NewVersion {
-            ip: "acme/x".into(),
-            vendor_id: vendor,
-            version: semver::Version::new(1, 1, 0),
-            summary: "x".into(),
-            description: None,
-            tags: vec![],
-            price: Money(3000),
-            limits: Limits::DEFAULT,
-            implementations: vec![],
-            objects: vec![],
-            tests: vec![],
-            pricing: Default::default(),
-        })
+        .create_version(new_version(
+            "acme/x",
+            vendor,
+            semver::Version::new(1, 1, 0),
+            3000,
+        ))
         .await
         .unwrap();
     const DAY: i64 = 86_400_000;
@@ -957,18 +968,8 @@ pub async fn pricing_subscriptions_and_limits(s: &dyn Store) {
     };
     let v = s
         .create_version(NewVersion {
-            ip: "acme/x".into(),
-            vendor_id: vendor,
-            version: semver::Version::new(2, 0, 0),
-            summary: "x".into(),
-            description: None,
-            tags: vec![],
-            price: Money(2000),
-            limits: Limits::DEFAULT,
-            implementations: vec![],
-            objects: vec![],
-            tests: vec![],
             pricing: terms.clone(),
+            ..new_version("acme/x", vendor, semver::Version::new(2, 0, 0), 2000)
         })
         .await
         .unwrap();
@@ -1041,20 +1042,7 @@ pub async fn lists_page_by_keyset(s: &dyn Store) {
         // Created in an order other than their names'.
         let ip = format!("acme/ip{}", (i * 3) % 5);
         let v = s
-            .create_version(NewVersion {
-                ip: ip.clone(),
-                vendor_id: vendor,
-                version: semver::Version::new(1, 0, 0),
-                summary: "x".into(),
-                description: None,
-                tags: vec![],
-                price: Money(1),
-                limits: Limits::DEFAULT,
-                implementations: vec![],
-                objects: vec![],
-                tests: vec![],
-                pricing: Default::default(),
-            })
+            .create_version(new_version(&ip, vendor, semver::Version::new(1, 0, 0), 1))
             .await
             .unwrap();
         s.upsert_deployment(&format!("dep{i}"), user, v.id)
