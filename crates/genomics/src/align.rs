@@ -4,7 +4,7 @@
 
 use crate::dp::{banded, ungapped, Alignment, Op, Scoring};
 use crate::fastq::{FastqReader, PairReader, Read};
-use crate::index::{sketch, Index, Minimizer};
+use crate::index::{hash64, sketch, Index, Minimizer};
 use crate::seq::{revcomp_into, LETTER};
 use crate::{GenomicsError, Result};
 use std::io::Write;
@@ -49,7 +49,7 @@ impl Default for AlignOptions {
             scoring: Scoring::default(),
             max_occ: 500,
             band: 12,
-            batch: 20_000,
+            batch: 10_000,
             command_line: String::new(),
             format: Format::Sam,
         }
@@ -64,10 +64,17 @@ pub struct Hit {
     pub pos: u64,
     pub reverse: bool,
     pub cigar: Vec<(Op, u32)>,
+    /// The best score of a stretch of the alignment, with no clipping
+    /// penalty, as bwa's `AS`: a read with a mismatch near its end aligns
+    /// end to end (clipping costs more), yet scores as if clipped there.
+    /// It ranks placements and pairs, and MAPQ reads it, as bwa's does.
     pub score: i32,
     pub nm: u32,
     pub md: String,
     ref_len: u64,
+    /// Seed hits of the cluster it was extended from (0: found by mate
+    /// rescue).
+    seeds: u32,
 }
 
 impl Hit {
@@ -92,6 +99,41 @@ impl Hit {
 
     fn same_place(&self, o: &Hit) -> bool {
         self.contig == o.contig && self.pos == o.pos && self.reverse == o.reverse
+    }
+
+    /// The place as one number, for breaking ties.
+    fn place(&self) -> u64 {
+        ((self.contig as u64) << 40) ^ (self.pos << 1) ^ self.reverse as u64
+    }
+}
+
+/// The seed of a read's tie-breaking: a hash of its name, so that equally
+/// good placements are chosen uniformly at random over reads, yet the same
+/// read gets the same choice in every run and with any thread count.
+fn name_seed(name: &[u8]) -> u64 {
+    // FNV-1a.
+    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The rank of a place among equals, for a read with tie seed `seed`.
+fn tie(seed: u64, place: u64) -> u64 {
+    hash64(seed ^ place.wrapping_mul(0x9e37_79b9_7f4a_7c15), u64::MAX)
+}
+
+/// The rank of a cluster among equally strong ones. Its place counts in
+/// 2 kb buckets first, so that the two mates of a fragment in a repeat
+/// order its copies alike and look at the same ones.
+fn cluster_tie(seed: u64, diag: i64, reverse: bool) -> u64 {
+    let at = (diag + DIAG_BIAS) as u64;
+    (tie(seed, at >> 11) & !0xffff) | (tie(seed, at << 1 | reverse as u64) & 0xffff)
+}
+
+/// Sort hits best first, equals in the read's random order.
+fn rank(hits: &mut [Hit], seed: u64) {
+    if hits.len() > 1 {
+        hits.sort_by_cached_key(|h| (std::cmp::Reverse(h.score), tie(seed, h.place())));
     }
 }
 
@@ -125,6 +167,22 @@ struct Mapped {
     /// Fraction of the read's minimizers too frequent to look up: the read
     /// lies (partly) in a repeat whose copies were not all examined.
     repeat: f32,
+    /// The seed clusters this read's own search did not extend (strongest
+    /// first, at most [`MAX_KEPT`]): pairing looks at them, since a
+    /// fragment in a repeat is placed by its two mates together.
+    rest: Vec<Cluster>,
+}
+
+/// A cluster of seed hits on one diagonal band: how many, which strand,
+/// and the diagonal (reference position of the read's first base, on the
+/// read's strand there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cluster {
+    count: u32,
+    reverse: bool,
+    diag: i64,
+    /// Rank among equally strong clusters ([`cluster_tie`]).
+    tie: u64,
 }
 
 /// Insert-size bounds for proper pairs.
@@ -166,6 +224,47 @@ struct Scratch {
     mins: Vec<Minimizer>,
     hits: Vec<u64>,
     rc: Vec<u8>,
+    /// Room for [`sort_keys`].
+    tmp: Vec<u64>,
+}
+
+/// Bits of a seed hit's key: the diagonal (plus [`DIAG_BIAS`]) below
+/// [`STRAND_BIT`], the strand above.
+const STRAND_BIT: u32 = 42;
+const DIAG_MASK: u64 = (1 << STRAND_BIT) - 1;
+
+/// Sort seed-hit keys (below 2^44): a repeat's read has thousands, where
+/// four radix passes of 11 bits beat a comparison sort.
+fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>) {
+    const BITS: u32 = 11;
+    const PASSES: u32 = 4;
+    if v.len() < 256 {
+        v.sort_unstable();
+        return;
+    }
+    tmp.clear();
+    tmp.resize(v.len(), 0);
+    let mut counts = [0usize; 1 << BITS];
+    for pass in 0..PASSES {
+        let shift = pass * BITS;
+        let digit = |k: u64| ((k >> shift) & ((1 << BITS) - 1)) as usize;
+        counts.fill(0);
+        for &k in v.iter() {
+            counts[digit(k)] += 1;
+        }
+        let mut at = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = at;
+            at += n;
+        }
+        for &k in v.iter() {
+            let d = digit(k);
+            tmp[counts[d]] = k;
+            counts[d] += 1;
+        }
+        std::mem::swap(v, tmp);
+    }
 }
 
 const DIAG_BIAS: i64 = 1 << 40;
@@ -180,6 +279,8 @@ enum Gapped {
 /// Most candidate loci extended per read: enough to see the copies of a
 /// segmental duplication, so that MAPQ knows the read is not unique.
 const MAX_CANDIDATES: usize = 16;
+/// Most unextended clusters kept per read for pairing.
+const MAX_KEPT: usize = 32;
 /// MAPQ per point of score between the best pair and the next best
 /// explanation (BWA uses 6.02 for one read).
 const PAIR_Q: f64 = 6.02;
@@ -259,7 +360,7 @@ impl<'a> Aligner<'a> {
         Ok(())
     }
 
-    fn map(&self, seq: &[u8], s: &mut Scratch) -> Mapped {
+    fn map(&self, seq: &[u8], seed: u64, s: &mut Scratch) -> Mapped {
         let l = seq.len();
         let k = self.idx.params.k as i64;
         s.mins.clear();
@@ -281,22 +382,23 @@ impl<'a> Aligner<'a> {
                     rpos - (l as i64 + k - 2 - m.pos as i64)
                 };
                 let strand = (!same) as u64;
-                s.hits.push((strand << 63) | (diag + DIAG_BIAS) as u64);
+                s.hits
+                    .push((strand << STRAND_BIT) | (diag + DIAG_BIAS) as u64);
             }
         }
-        s.hits.sort_unstable();
-        // Clusters of nearby diagonals on one strand: (count, strand, mode diag).
+        sort_keys(&mut s.hits, &mut s.tmp);
+        // Clusters of nearby diagonals on one strand.
         let band = self.opts.band as i64;
-        let mut clusters: Vec<(u32, bool, i64)> = Vec::new();
+        let mut clusters: Vec<Cluster> = Vec::new();
         let mut i = 0;
         while i < s.hits.len() {
-            let strand = s.hits[i] >> 63;
-            let first = (s.hits[i] & !(1 << 63)) as i64 - DIAG_BIAS;
+            let strand = s.hits[i] >> STRAND_BIT;
+            let first = (s.hits[i] & DIAG_MASK) as i64 - DIAG_BIAS;
             let (mut count, mut mode, mut mode_n, mut run_d, mut run_n) =
                 (0u32, first, 0u32, first, 0u32);
             while i < s.hits.len() {
-                let st = s.hits[i] >> 63;
-                let d = (s.hits[i] & !(1 << 63)) as i64 - DIAG_BIAS;
+                let st = s.hits[i] >> STRAND_BIT;
+                let d = (s.hits[i] & DIAG_MASK) as i64 - DIAG_BIAS;
                 if st != strand || d - first > band {
                     break;
                 }
@@ -313,10 +415,26 @@ impl<'a> Aligner<'a> {
                 count += 1;
                 i += 1;
             }
-            clusters.push((count, strand == 1, mode));
+            let (reverse, diag) = (strand == 1, mode);
+            clusters.push(Cluster {
+                count,
+                reverse,
+                diag,
+                tie: cluster_tie(seed, diag, reverse),
+            });
         }
-        clusters.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
-        let top = clusters.first().map(|c| c.0).unwrap_or(0);
+        // Strongest first; equals in the read's random order, so that the
+        // candidate cut and ties favour no strand and no side.
+        let key = |c: &Cluster| (std::cmp::Reverse(c.count), c.tie);
+        // Only the strongest are ever looked at.
+        let keep = 2 * MAX_CANDIDATES + MAX_KEPT;
+        let unexamined = clusters.len().saturating_sub(keep);
+        if unexamined > 0 {
+            clusters.select_nth_unstable_by_key(keep, key);
+            clusters.truncate(keep);
+        }
+        clusters.sort_unstable_by_key(key);
+        let top = clusters.first().map(|c| c.count).unwrap_or(0);
         let mut out = Mapped {
             repeat: skipped as f32 / s.mins.len().max(1) as f32,
             ..Default::default()
@@ -324,23 +442,38 @@ impl<'a> Aligner<'a> {
         let mut seen: Vec<(bool, u64)> = Vec::new();
         // The reverse complement once, for every reverse-strand candidate.
         revcomp_into(seq, &mut s.rc);
-        for (n, &(count, reverse, diag)) in clusters.iter().take(MAX_CANDIDATES).enumerate() {
+        let mut tried = 0;
+        // (score, seeds) of the best hit so far.
+        let mut lead = (i32::MIN, 0u32);
+        for (n, c) in clusters.iter().take(2 * MAX_CANDIDATES).enumerate() {
+            let (count, reverse, diag) = (c.count, c.reverse, c.diag);
             if count * 4 < top && out.hits.len() >= 2 {
                 break;
             }
+            // Past the usual candidates, only clusters as strong as the
+            // best hit's: in a repeat of many copies, they are what tells
+            // its MAPQ that the read is not unique.
+            if n >= MAX_CANDIDATES && count < lead.1 {
+                break;
+            }
+            tried = n + 1;
             // Gapped extension for the best candidate; other strong ones
             // get it when their ungapped alignment had to clip (the mark
             // of an indel); a weak one only needs an ungapped score, as
             // the sub-optimal for MAPQ.
             let gapped = if n == 0 {
                 Gapped::Always
-            } else if count * 2 >= top {
+            } else if count * 2 >= top && n < MAX_CANDIDATES {
                 Gapped::IfClipped
             } else {
                 Gapped::Never
             };
             let q: &[u8] = if reverse { &s.rc } else { seq };
-            if let Some(h) = self.extend(q, diag, reverse, gapped) {
+            if let Some(mut h) = self.extend(q, diag, reverse, gapped) {
+                h.seeds = count;
+                if h.score > lead.0 {
+                    lead = (h.score, count);
+                }
                 let key = (
                     h.reverse,
                     self.idx.reference.contigs[h.contig].offset + h.pos,
@@ -351,7 +484,7 @@ impl<'a> Aligner<'a> {
                 }
             }
         }
-        out.hits.sort_by_key(|h| std::cmp::Reverse(h.score));
+        rank(&mut out.hits, seed);
         if let Some(best) = out.hits.first() {
             // Alternatives are hits of the same part of the read; a hit of
             // another part (a chimera's other half) is no competitor.
@@ -364,10 +497,16 @@ impl<'a> Aligner<'a> {
             out.sub = alternatives().map(|h| h.score).max().unwrap_or(0).max(0);
             out.n_equal = alternatives().filter(|h| h.score >= best.score).count() as u32;
             // Unexamined weaker clusters still say the read is not unique.
-            if clusters.len() > out.hits.len() && out.sub == 0 {
+            if clusters.len() + unexamined > out.hits.len() && out.sub == 0 {
                 out.sub = self.idx.params.k as i32;
             }
         }
+        // Kept for pairing: those strong enough to have been candidates.
+        let rest = clusters[tried.min(clusters.len())..]
+            .iter()
+            .take(MAX_KEPT)
+            .take_while(|c| c.count * 4 >= top);
+        out.rest = rest.copied().collect();
         out
     }
 
@@ -383,11 +522,18 @@ impl<'a> Aligner<'a> {
         let sc = &self.opts.scoring;
         let mut best: Option<(Alignment, i64)> = None;
         if diag >= cs && diag + l <= ce {
-            let (a, mism) = ungapped(sc, q, &r.seq[diag as usize..(diag + l) as usize]);
-            let clipped = a.cigar.len() > 1;
+            let refw = &r.seq[diag as usize..(diag + l) as usize];
+            let (a, mism) = ungapped(sc, q, refw);
+            // An indel shifts the rest of the read off the diagonal, where
+            // three bases in four mismatch: the ungapped alignment clips
+            // there, or (near an end) leaves mismatches crowded there.
+            // Only when that end lies on another diagonal of the band can
+            // the gapped search do better; scattered mismatches and
+            // sequencing errors at an end are left as they are.
+            let band = self.opts.band as i64;
+            let shifted = || shifted_end(q, &r.seq[cs as usize..ce as usize], diag - cs, &a, band);
             let done = match gapped {
-                Gapped::Always => mism <= 2,
-                Gapped::IfClipped => mism <= 2 || !clipped,
+                Gapped::Always | Gapped::IfClipped => mism <= 2 || !shifted(),
                 Gapped::Never => true,
             };
             best = Some((a, diag));
@@ -437,16 +583,22 @@ impl<'a> Aligner<'a> {
         if g < c.offset || g + ref_len > c.offset + c.len {
             return None;
         }
-        let (nm, md) = nm_md(q, &r.seq[g as usize..(g + ref_len) as usize], &a.cigar);
+        let (nm, md, local) = nm_md(
+            q,
+            &r.seq[g as usize..(g + ref_len) as usize],
+            &a.cigar,
+            &self.opts.scoring,
+        );
         Some(Hit {
             contig: ci,
             pos: g - c.offset,
             reverse,
             cigar: a.cigar,
-            score: a.score,
+            score: local,
             nm,
             md,
             ref_len,
+            seeds: 0,
         })
     }
 
@@ -475,7 +627,7 @@ impl<'a> Aligner<'a> {
             let chunks = self.parallel(&batch, |reads, s, buf| {
                 let mut mapped = 0;
                 for r in reads {
-                    let m = self.map(&r.seq, s);
+                    let m = self.map(&r.seq, name_seed(&r.name), s);
                     let q = mapq_of(&m, r.seq.len(), &self.opts.scoring);
                     if !m.hits.is_empty() {
                         mapped += 1;
@@ -490,6 +642,7 @@ impl<'a> Aligner<'a> {
                         sub: m.sub,
                         rg: rg.as_deref(),
                         sa: None,
+                        xa: None,
                     };
                     self.write_with_split(buf, rec, &m.hits, m.repeat);
                 }
@@ -536,7 +689,7 @@ impl<'a> Aligner<'a> {
                 .parallel(&batch, |reads, s, _| {
                     reads
                         .iter()
-                        .map(|r| self.map(&r.seq, s))
+                        .map(|r| self.map(&r.seq, name_seed(&r.name), s))
                         .collect::<Vec<_>>()
                 })
                 .into_iter()
@@ -588,6 +741,7 @@ impl<'a> Aligner<'a> {
                         let mut s = Scratch {
                             mins: Vec::new(),
                             hits: Vec::new(),
+                            tmp: Vec::new(),
                             rc: Vec::new(),
                         };
                         let mut buf = Vec::new();
@@ -604,6 +758,68 @@ impl<'a> Aligner<'a> {
     }
 }
 
+/// Whether an indel may explain an end of the ungapped alignment `a` of
+/// `q` at diagonal `diag` of the contig `seq`: the end that it clips, or
+/// whose outer [`CROWDED_END`] bases hold two mismatches or more, matches
+/// another diagonal within `band` with at most one mismatch in eight.
+fn shifted_end(q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> bool {
+    let l = q.len();
+    if diag < 0 || diag as usize + l > seq.len() {
+        return true;
+    }
+    let r = &seq[diag as usize..diag as usize + l];
+    let clip = |c: Option<&(Op, u32)>| match c {
+        Some((Op::SoftClip, n)) => *n as usize,
+        _ => 0,
+    };
+    let e = CROWDED_END.min(l);
+    // How far in from an end the trouble reaches: the clip, or the
+    // innermost of two or more mismatches in the outer bases (`at(k)` is
+    // the read position `k` bases in from that end).
+    let reach = |at: &dyn Fn(usize) -> usize, clipped: usize| {
+        let mut mism = (0..e).filter(|&k| q[at(k)] != r[at(k)]);
+        let crowded = match (mism.next(), mism.last()) {
+            (Some(_), Some(inner)) => inner + 1,
+            _ => 0,
+        };
+        clipped.max(crowded).min(l)
+    };
+    let head = reach(&|k| k, clip(a.cigar.first()));
+    let tail = reach(&|k| l - 1 - k, clip(a.cigar.last()));
+    let fits = |range: std::ops::Range<usize>, s: i64| {
+        let start = diag + s + range.start as i64;
+        if start < 0 || (start as usize + range.len()) > seq.len() {
+            return false;
+        }
+        let w = &seq[start as usize..start as usize + range.len()];
+        let mism = q[range.clone()]
+            .iter()
+            .zip(w)
+            .filter(|(x, y)| x != y)
+            .count();
+        mism * 8 <= range.len()
+    };
+    // The outer part of the end only: the inner bases may be the indel's
+    // own, and a second indel further in would shift them again.
+    let outer = |n: usize| n.saturating_sub(INDEL_SLACK).min(OUTER_END);
+    let (head, tail) = (outer(head), outer(tail));
+    let shifts = || (-band..=band).filter(|&s| s != 0);
+    (head >= MIN_SHIFTED && shifts().any(|s| fits(0..head, s)))
+        || (tail >= MIN_SHIFTED && shifts().any(|s| fits(l - tail..l, s)))
+}
+
+/// Bases next to a suspected indel left out of [`shifted_end`]'s test.
+const INDEL_SLACK: usize = 3;
+/// The most of an end [`shifted_end`] compares.
+const OUTER_END: usize = 16;
+
+/// The ends [`shifted_end`] looks at for crowded mismatches: an indel
+/// further in makes the ungapped alignment clip.
+const CROWDED_END: usize = 24;
+/// The shortest end worth a gapped search: below it, an indel and a
+/// clip explain the bases about as well.
+const MIN_SHIFTED: usize = 5;
+
 /// Drop repeated placements (same strand and start), keeping the first.
 fn dedupe(hs: &mut Vec<Hit>) {
     let mut seen: Vec<(usize, u64, bool)> = Vec::new();
@@ -616,4 +832,70 @@ fn dedupe(hs: &mut Vec<Hit>) {
             true
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 33) as u8 & 3
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_radix_sort_sorts_as_the_comparison_sort() {
+        let mut tmp = Vec::new();
+        for n in [0, 5, 255, 256, 1000, 5000] {
+            let mut x = 0x2545_f491_4f6c_dd1du64 ^ n as u64;
+            let keys: Vec<u64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Strand bit and diagonals as the seed hits have them.
+                    (x & (1 << STRAND_BIT)) | ((x >> 20) & DIAG_MASK)
+                })
+                .collect();
+            let (mut a, mut b) = (keys.clone(), keys);
+            sort_keys(&mut a, &mut tmp);
+            b.sort_unstable();
+            assert_eq!(a, b, "{n} keys");
+        }
+    }
+
+    /// Where the gapped search is worth its cost: an end shifted by an
+    /// indel is, scattered substitutions and a noisy end are not.
+    #[test]
+    fn only_an_end_on_another_diagonal_asks_for_the_gapped_search() {
+        let s = Scoring::default();
+        let seq = random(1000, 99);
+        let at = 400usize;
+        let check = |q: &[u8]| {
+            let (a, _) = ungapped(&s, q, &seq[at..at + q.len()]);
+            shifted_end(q, &seq, at as i64, &a, 12)
+        };
+        // A 2-base deletion 20 bases before the end.
+        let mut del = seq[at..at + 130].to_vec();
+        del.drain(110..112);
+        assert!(check(&del[..128]));
+        // An inserted base 12 bases after the start: the head lies one
+        // diagonal off the tail's.
+        let mut ins = seq[at + 1..at + 13].to_vec();
+        ins.push((seq[at + 12] + 2) % 4);
+        ins.extend_from_slice(&seq[at + 13..at + 128]);
+        assert!(check(&ins));
+        // Substitutions, scattered or crowded at an end, shift nothing.
+        let mut sub = seq[at..at + 128].to_vec();
+        for p in [3, 40, 77, 120, 124] {
+            sub[p] = (sub[p] + 1) % 4;
+        }
+        assert!(!check(&sub));
+    }
 }

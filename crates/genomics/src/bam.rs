@@ -51,6 +51,10 @@ pub struct Fields<'a> {
     pub rg: Option<&'a str>,
     /// The `SA` tag's value.
     pub sa: Option<&'a str>,
+    /// The `MC` tag's value: the mate's CIGAR.
+    pub mc: Option<&'a str>,
+    /// The `XA` tag's value: alternative placements.
+    pub xa: Option<&'a str>,
 }
 
 /// The bin of a 0-based, end-exclusive interval (SAM specification 5.3).
@@ -135,15 +139,13 @@ pub fn record(buf: &mut Vec<u8>, f: &Fields) {
         buf.extend_from_slice(b"XSi");
         buf.extend_from_slice(&sub.to_le_bytes());
     }
-    if let Some(rg) = f.rg {
-        buf.extend_from_slice(b"RGZ");
-        buf.extend_from_slice(rg.as_bytes());
-        buf.push(0);
-    }
-    if let Some(sa) = f.sa {
-        buf.extend_from_slice(b"SAZ");
-        buf.extend_from_slice(sa.as_bytes());
-        buf.push(0);
+    for (tag, value) in [(b"RG", f.rg), (b"SA", f.sa), (b"MC", f.mc), (b"XA", f.xa)] {
+        if let Some(v) = value {
+            buf.extend_from_slice(tag);
+            buf.push(b'Z');
+            buf.extend_from_slice(v.as_bytes());
+            buf.push(0);
+        }
     }
     let size = (buf.len() - start - 4) as u32;
     buf[start..start + 4].copy_from_slice(&size.to_le_bytes());

@@ -137,13 +137,14 @@ pub fn banded(s: &Scoring, read: &[u8], refw: &[u8], lo: isize, hi: isize) -> Op
     MATRICES.with(|m| banded_in(&mut m.borrow_mut(), s, read, refw, lo, hi))
 }
 
-/// DP matrices, kept per thread between calls: every cell a call reads is
-/// written by that call first, so they are never cleared.
+/// DP rows and the traceback matrix, kept per thread between calls:
+/// every cell a call reads is written by that call first, so they are
+/// never cleared.
 #[derive(Default)]
 struct Matrices {
-    h: Vec<i32>,
-    e: Vec<i32>,
-    f: Vec<i32>,
+    /// H and F of the row above and of this row (band index + 1 spare).
+    h: [Vec<i32>; 2],
+    f: [Vec<i32>; 2],
     tb: Vec<u8>,
 }
 
@@ -161,103 +162,100 @@ fn banded_in(
         return None;
     }
     let w = (hi - lo + 1) as usize;
-    // Row-major over the band: cell (i, d) is read row i (1-based),
-    // column j = i + lo + d (1-based reference column).
+    // Cell (i, d) is read row i (1-based) and reference column
+    // j = i + lo + d (1-based). Only two rows of scores are kept; the
+    // traceback keeps every cell.
     let (go, ge) = (s.gap_open + s.gap_extend, s.gap_extend);
     let cells = (n + 1) * w;
-    for v in [&mut mx.h, &mut mx.e, &mut mx.f] {
-        if v.len() < cells {
-            v.resize(cells, NEG);
+    for v in mx.h.iter_mut().chain(mx.f.iter_mut()) {
+        if v.len() < w + 1 {
+            v.resize(w + 1, NEG);
         }
     }
     if mx.tb.len() < cells {
         mx.tb.resize(cells, 0);
     }
-    let (h, e, f) = (&mut mx.h[..cells], &mut mx.e[..cells], &mut mx.f[..cells]);
+    let tb = &mut mx.tb[..cells];
+    let [h0, h1] = &mut mx.h;
+    let [f0, f1] = &mut mx.f;
+    let (mut ph, mut ch) = (&mut h0[..w + 1], &mut h1[..w + 1]);
+    let (mut pf, mut cf) = (&mut f0[..w + 1], &mut f1[..w + 1]);
+    let col = |i: usize, d: usize| i as isize + lo + d as isize;
+    // The valid band indexes of row i: 1 <= j <= m (row 0: 0 <= j <= m).
+    let span = |i: usize, first: isize| {
+        let a = (first - i as isize - lo).max(0) as usize;
+        let b = (m as isize - i as isize - lo).min(w as isize - 1);
+        (a, b)
+    };
+    // Row 0: free start anywhere on the reference.
+    ph.fill(NEG);
+    pf.fill(NEG);
+    let (a0, b0) = span(0, 0);
+    if (a0 as isize) <= b0 {
+        ph[a0..=b0 as usize].fill(0);
+    }
     // H: best score ending at the cell; E: ending in a gap in the read
     // (deletion), from the left; F: in a gap in the reference (insertion),
-    // from above.
-    // Traceback: bits 0-1 source of H (0 start, 1 diag, 2 E, 3 F);
-    // bit 2: E extended; bit 3: F extended.
-    let tb = &mut mx.tb[..cells];
-    let col = |i: usize, d: usize| i as isize + lo + d as isize;
-    // Row 0: free start anywhere on the reference.
-    for d in 0..w {
-        h[d] = if (0..=m as isize).contains(&col(0, d)) {
-            0
-        } else {
-            NEG
-        };
-        e[d] = NEG;
-        f[d] = NEG;
-    }
+    // from above. Traceback: bits 0-1 source of H (0 start, 1 diag, 2 E,
+    // 3 F); bit 2: E extended; bit 3: F extended.
     let mut best = (NEG, 0usize, 0usize); // score, i, d: local end
+                                          // A read row may also start the alignment (its start clipped).
+    let start_here = -s.clip;
     for i in 1..=n {
-        let row = i * w;
-        let prow = (i - 1) * w;
-        // A read row may also start the alignment (its start clipped).
-        let start_here = -s.clip;
-        for d in 0..w {
-            let j = col(i, d);
-            if j < 1 || j > m as isize {
-                h[row + d] = NEG;
-                e[row + d] = NEG;
-                f[row + d] = NEG;
-                continue;
-            }
-            let jj = j as usize;
-            // Diagonal predecessor (i-1, j-1) is band index d in the row above.
-            let hdiag = h[prow + d];
-            let diag_from = if i == 1 { 0 } else { hdiag.max(start_here) };
-            let diag = diag_from + sub(s, read[i - 1], refw[jj - 1]);
-            // E: from (i, j-1), band index d-1 in this row.
-            let (ev, eext) = if d > 0 {
-                let open = h[row + d - 1] - go;
-                let ext = e[row + d - 1] - ge;
-                if ext > open {
-                    (ext, true)
+        let row = &mut tb[i * w..(i + 1) * w];
+        // The read base's score against each reference code.
+        let rb = read[i - 1];
+        let prof: [i32; 5] = std::array::from_fn(|c| sub(s, rb, c as u8));
+        ch.fill(NEG);
+        cf.fill(NEG);
+        let (a, b) = span(i, 1);
+        if (a as isize) <= b {
+            let b = b as usize;
+            let refs = &refw[(col(i, a) - 1) as usize..col(i, b) as usize];
+            let (mut hl, mut el) = (NEG, NEG); // H and E of the cell to the left
+                                               // The row's cells as zipped slices: no index to check per cell.
+            let above = ph[a..=b]
+                .iter()
+                .zip(&ph[a + 1..=b + 1])
+                .zip(&pf[a + 1..=b + 1]);
+            let here = ch[a..=b]
+                .iter_mut()
+                .zip(cf[a..=b].iter_mut())
+                .zip(row[a..=b].iter_mut());
+            for ((&rc, ((&hdiag, &hup), &fup)), ((hc, fc), t)) in refs.iter().zip(above).zip(here) {
+                // Row 0 holds 0 wherever row 1 may start, above the
+                // clipping cost, so row 1 needs no case of its own.
+                let from_start = start_here > hdiag;
+                let diag = hdiag.max(start_here) + prof[(rc as usize).min(4)];
+                let (eo, ex) = (hl - go, el - ge);
+                let (fo, fx) = (hup - go, fup - ge);
+                let (ev, fv) = (eo.max(ex), fo.max(fx));
+                let hv = diag.max(ev).max(fv);
+                let src = if fv > diag.max(ev) {
+                    3
+                } else if ev > diag {
+                    2
                 } else {
-                    (open, false)
+                    u8::from(!from_start)
+                };
+                *hc = hv;
+                *fc = fv;
+                *t = src | (u8::from(ex > eo) << 2) | (u8::from(fx > fo) << 3);
+                hl = hv;
+                el = ev;
+            }
+            // End in this row: the rest of the read is clipped unless it is
+            // the last. The row's best first, the cell only when it wins.
+            let end_cost = if i == n { 0 } else { s.clip };
+            let row_best = ch[a..=b].iter().copied().max().unwrap_or(NEG);
+            if row_best - end_cost > best.0 {
+                if let Some(d) = (a..=b).find(|&d| ch[d] == row_best) {
+                    best = (row_best - end_cost, i, d);
                 }
-            } else {
-                (NEG, false)
-            };
-            // F: from (i-1, j), band index d+1 in the row above.
-            let (fv, fext) = if d + 1 < w {
-                let open = h[prow + d + 1] - go;
-                let ext = f[prow + d + 1] - ge;
-                if ext > open {
-                    (ext, true)
-                } else {
-                    (open, false)
-                }
-            } else {
-                (NEG, false)
-            };
-            e[row + d] = ev;
-            f[row + d] = fv;
-            let (mut hv, mut src) = (diag, 1u8);
-            if ev > hv {
-                hv = ev;
-                src = 2;
-            }
-            if fv > hv {
-                hv = fv;
-                src = 3;
-            }
-            // Where the diagonal came from the clipped start, not the
-            // cell above-left, record it as a start.
-            if src == 1 && i > 1 && start_here > hdiag {
-                src = 0;
-            }
-            h[row + d] = hv;
-            tb[row + d] = src | ((eext as u8) << 2) | ((fext as u8) << 3);
-            // End here: the rest of the read is clipped unless i == n.
-            let end_score = if i == n { hv } else { hv - s.clip };
-            if end_score > best.0 {
-                best = (end_score, i, d);
             }
         }
+        std::mem::swap(&mut ph, &mut ch);
+        std::mem::swap(&mut pf, &mut cf);
     }
     if best.0 <= 0 {
         return None;

@@ -496,3 +496,172 @@ fn pair_mapq_falls_with_the_number_of_paralogs() {
         "one base against seven copies: {q8} {mate8}"
     );
 }
+
+/// A genome with an exact duplication, its second copy reverse
+/// complemented: every read from it matches both copies equally, one on
+/// each strand.
+fn inverted_duplication() -> (Index, std::ops::Range<usize>) {
+    let mut rng = Rng(5150);
+    let len = 200_000usize;
+    let mut seq: Vec<u8> = (0..len).map(|_| rng.below(4) as u8).collect();
+    let unit = 20_000..24_000;
+    let copy = revcomp(&seq[unit.clone()]);
+    seq[120_000..124_000].copy_from_slice(&copy);
+    let reference = Reference {
+        contigs: vec![Contig {
+            name: "g".into(),
+            offset: 0,
+            len: len as u64,
+        }],
+        seq,
+    };
+    let idx = Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap();
+    (idx, unit)
+}
+
+/// Equally good placements are chosen at random over reads, by a hash of
+/// the read's name: half on each copy and each strand, not the first one
+/// found; and the same choice in every run, with any thread count. The
+/// other copy is listed in XA.
+#[test]
+fn ties_are_broken_by_the_read_name_without_strand_or_side_bias() {
+    let (idx, unit) = inverted_duplication();
+    let s = &idx.reference.seq;
+    let q = "I".repeat(150);
+    let mut fq = String::new();
+    let n = 400;
+    for i in 0..n {
+        let p = unit.start + 50 + (i * 37) % (unit.len() - 300);
+        writeln!(fq, "@tie{i}\n{}\n+\n{q}", letters(&s[p..p + 150])).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("se.fq"), fq).unwrap();
+    let run = |threads: usize| {
+        let opts = AlignOptions {
+            threads,
+            batch: 64,
+            ..Default::default()
+        };
+        let al = Aligner::new(&idx, opts);
+        let mut out = Vec::new();
+        let reader = FastqReader::open(&dir.path().join("se.fq")).unwrap();
+        al.align_single(reader, &mut out, &mut |_| {}).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let sam = run(1);
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('@'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        body(&sam),
+        body(&run(2)),
+        "the same choice with any thread count"
+    );
+    assert_eq!(body(&sam), body(&run(1)), "and in every run");
+    let (_, recs) = parse(&sam);
+    assert_eq!(recs.len(), n);
+    let reverse = recs.iter().filter(|r| r.flag & 0x10 != 0).count();
+    for r in &recs {
+        assert_eq!(r.mapq, 0, "{} ties", r.name);
+        // The other copy, on the other strand, is the one alternative.
+        let xa = r.tags.iter().find_map(|t| t.strip_prefix("XA:Z:"));
+        let xa = xa.unwrap_or_else(|| panic!("{} has no XA", r.name));
+        assert_eq!(xa.matches(';').count(), 1, "{xa}");
+        let fields: Vec<&str> = xa.trim_end_matches(';').split(',').collect();
+        assert_eq!(fields[0], "g");
+        let (strand, at) = fields[1].split_at(1);
+        assert_eq!(strand == "-", r.flag & 0x10 == 0, "{xa}");
+        let at: usize = at.parse().unwrap();
+        assert_eq!(
+            at > 100_000,
+            r.pos < 100_000,
+            "{xa} for a read at {}",
+            r.pos
+        );
+        assert_eq!((fields[2], fields[3]), ("150M", "0"));
+    }
+    // 400 fair coin flips: 200 +- 3 standard deviations.
+    assert!(
+        (170..=230).contains(&reverse),
+        "{reverse} of {n} on the reverse strand"
+    );
+}
+
+/// SAM tags as bwa writes them: MC carries the mate's CIGAR, and AS the
+/// best local score (a mismatch two bases from the end is aligned through,
+/// yet scores as if clipped there).
+#[test]
+fn mate_cigar_and_local_score_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
+    simulate(&idx.reference, 200, dir.path());
+    // Pair 0 gets a mismatch at mate 1's second-to-last base.
+    let text = std::fs::read_to_string(dir.path().join("r1.fq")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut seq = lines[1].clone().into_bytes();
+    seq[148] = if seq[148] == b'A' { b'C' } else { b'A' };
+    lines[1] = String::from_utf8(seq).unwrap();
+    std::fs::write(dir.path().join("r1.fq"), lines.join("\n") + "\n").unwrap();
+    let al = Aligner::new(&idx, AlignOptions::default());
+    let mut out = Vec::new();
+    let reader = PairReader::open(&dir.path().join("r1.fq"), &dir.path().join("r2.fq")).unwrap();
+    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    for pair in recs.chunks(2) {
+        for (r, mate) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
+            let mc = format!("MC:Z:{}", mate.cigar);
+            assert!(r.tags.contains(&mc), "{}: {:?} lacks {mc}", r.name, r.tags);
+        }
+    }
+    let p0 = &recs[0];
+    assert_eq!(p0.name, "p0");
+    assert_eq!(p0.cigar, "150M");
+    assert!(p0.tags.contains(&"NM:i:1".to_string()), "{:?}", p0.tags);
+    // Forward strand: the mismatch is at reference offset 148.
+    let md = if p0.flag & 0x10 == 0 {
+        "MD:Z:148"
+    } else {
+        "MD:Z:1"
+    };
+    assert!(p0.tags.iter().any(|t| t.starts_with(md)), "{:?}", p0.tags);
+    assert!(p0.tags.contains(&"AS:i:148".to_string()), "{:?}", p0.tags);
+}
+
+/// A mate too different from the reference for any seed of its own (a
+/// mismatch every ten bases) is still found next to its partner: rescue
+/// searches every diagonal of the window where a proper pair puts it.
+#[test]
+fn a_mate_without_seeds_is_rescued_next_to_its_partner() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
+    let truth = simulate(&idx.reference, 200, dir.path());
+    let text = std::fs::read_to_string(dir.path().join("r2.fq")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut seq = lines[1].clone().into_bytes();
+    for p in (5..seq.len()).step_by(10) {
+        seq[p] = if seq[p] == b'A' { b'C' } else { b'A' };
+    }
+    lines[1] = String::from_utf8(seq).unwrap();
+    std::fs::write(dir.path().join("r2.fq"), lines.join("\n") + "\n").unwrap();
+    let al = Aligner::new(&idx, AlignOptions::default());
+    let mut out = Vec::new();
+    let reader = PairReader::open(&dir.path().join("r1.fq"), &dir.path().join("r2.fq")).unwrap();
+    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    let (ci, _, p2) = truth[0];
+    let mate = &recs[1];
+    assert_eq!(mate.name, "p0");
+    assert_eq!(
+        (mate.rname.as_str(), mate.pos),
+        (format!("ctg{}", ci + 1).as_str(), p2 + 1)
+    );
+    assert!(mate.flag & 0x2 != 0, "a proper pair: {}", mate.flag);
+    assert!(
+        mate.tags.contains(&"NM:i:15".to_string()),
+        "{:?}",
+        mate.tags
+    );
+}

@@ -126,7 +126,7 @@ fn resident_index(kc: &mut KernelCall, o: &ObjectArg) -> Result<Arc<Index>, Kern
             inner: std::io::BufReader::with_capacity(1 << 20, open_object(kc, o)?),
             hash: Sha256::new(),
         };
-        let idx = Index::read_from(&mut r, Path::new(&o.key)).map_err(|e| match e {
+        let idx = Index::read_from(&mut r, Path::new(&o.key), o.size).map_err(|e| match e {
             GenomicsError::Invalid(m) => KernelError::Input(format!(
                 "parameter 'index': {m} (build one with genomics/index)"
             )),

@@ -5,7 +5,7 @@ use super::*;
 
 impl Aligner<'_> {
     /// Look for a mate near its partner: the window where a proper pair
-    /// puts it, on the opposite strand.
+    /// puts it, on the opposite strand, the whole window searched.
     pub(super) fn rescue(
         &self,
         mate_seq: &[u8],
@@ -37,42 +37,147 @@ impl Aligner<'_> {
         } else {
             mate_seq.to_vec()
         };
-        // Seeds inside the window only, repetitive ones included (the
-        // window makes them specific): each minimizer's positions are
-        // sorted, so the window is two binary searches.
+        // Every diagonal of the window, by its count of matching bases: a
+        // mate with too many differences for any seed of its own is still
+        // found, as a full alignment would (an indel leaves the longer
+        // part on one diagonal). Equal counts go to the one nearest the
+        // insert size's mean.
         let (gs, ge) = (c.offset as i64 + ws, c.offset as i64 + we);
-        s.mins.clear();
-        sketch(&q, self.idx.params, &mut s.mins);
-        s.hits.clear();
-        for m in &s.mins {
-            let occ = self.idx.get(m.hash);
-            let from = occ.partition_point(|&p| ((p >> 1) as i64) < gs);
-            let to = occ.partition_point(|&p| ((p >> 1) as i64) < ge);
-            for &p in &occ[from..to] {
-                if (p & 1 == 1) != m.reverse {
-                    continue;
+        let expected = if reverse {
+            c.offset as i64 + partner.pos as i64 + ins.mean as i64 - l
+        } else {
+            c.offset as i64 + partner.end() as i64 - ins.mean as i64
+        };
+        let window = &r.seq[gs as usize..ge as usize];
+        let mut best: Option<(usize, i64)> = None; // matches, diagonal
+        for (off, w) in window.windows(q.len()).enumerate() {
+            let matches = q.iter().zip(w).map(|(a, b)| (a == b) as u32).sum::<u32>() as usize;
+            let d = gs + off as i64;
+            let better = match best {
+                None => true,
+                Some((m, bd)) => {
+                    matches > m || (matches == m && (d - expected).abs() < (bd - expected).abs())
                 }
-                let diag = (p >> 1) as i64 - m.pos as i64;
-                s.hits.push((diag + DIAG_BIAS) as u64);
+            };
+            if better {
+                best = Some((matches, d));
             }
         }
-        s.hits.sort_unstable();
-        // The densest run of diagonals within the band.
-        let band = self.opts.band as i64;
-        let (mut best_n, mut best_d, mut j) = (0usize, 0i64, 0usize);
-        for i in 0..s.hits.len() {
-            while s.hits[i] - s.hits[j] > band as u64 {
-                j += 1;
-            }
-            if i + 1 - j > best_n {
-                best_n = i + 1 - j;
-                best_d = s.hits[j] as i64 - DIAG_BIAS;
-            }
-        }
-        if best_n == 0 {
+        // Half the read matching is more than chance (a quarter).
+        let (matches, best_d) = best?;
+        if matches * 2 <= q.len() {
             return None;
         }
         self.extend(&q, best_d, reverse, Gapped::Always)
+    }
+
+    /// Extend the clusters that pair: both mates' seed clusters (extended
+    /// or not) are matched up by the insert-size model, and the strongest
+    /// pairs by their seeds together get extended where a mate's own
+    /// search left them. In a repeat, the copy where both mates' seeds
+    /// agree is found even when neither mate's own top candidates held it.
+    /// Returns whether hits were added (after the others, unranked).
+    #[allow(clippy::too_many_arguments)]
+    fn pair_clusters(
+        &self,
+        r1: &Read,
+        r2: &Read,
+        m1: &Mapped,
+        m2: &Mapped,
+        h1: &mut Vec<Hit>,
+        h2: &mut Vec<Hit>,
+        ins: &InsertModel,
+        s: &mut Scratch,
+    ) -> bool {
+        if m1.rest.is_empty() && m2.rest.is_empty() {
+            return false;
+        }
+        let (l1, l2) = (r1.seq.len() as i64, r2.seq.len() as i64);
+        let spots = |hs: &[Hit], rest: &[Cluster]| -> Vec<Spot> {
+            let contigs = &self.idx.reference.contigs;
+            let mut v: Vec<Spot> = hs
+                .iter()
+                .filter(|h| h.seeds > 0)
+                .map(|h| {
+                    let lead = match h.cigar.first() {
+                        Some((Op::SoftClip, n)) => *n as i64,
+                        _ => 0,
+                    };
+                    Spot {
+                        count: h.seeds,
+                        reverse: h.reverse,
+                        diag: (contigs[h.contig].offset + h.pos) as i64 - lead,
+                        done: true,
+                    }
+                })
+                .collect();
+            v.extend(rest.iter().map(|c| Spot {
+                count: c.count,
+                reverse: c.reverse,
+                diag: c.diag,
+                done: false,
+            }));
+            v
+        };
+        let (a, b) = (spots(h1, &m1.rest), spots(h2, &m2.rest));
+        let (lo, hi) = (ins.lo as i64, ins.hi as i64);
+        let seed = name_seed(&r1.name);
+        // (seeds together, tie, index in a, index in b)
+        let mut pairs: Vec<(u32, u64, usize, usize)> = Vec::new();
+        for (i, x) in a.iter().enumerate() {
+            for (j, y) in b.iter().enumerate() {
+                if x.reverse == y.reverse {
+                    continue;
+                }
+                let t = if x.reverse {
+                    x.diag + l1 - y.diag
+                } else {
+                    y.diag + l2 - x.diag
+                };
+                if t >= lo && t <= hi {
+                    pairs.push((
+                        x.count + y.count,
+                        cluster_tie(seed, x.diag, x.reverse),
+                        i,
+                        j,
+                    ));
+                }
+            }
+        }
+        if pairs.iter().all(|p| a[p.2].done && b[p.3].done) {
+            return false;
+        }
+        pairs.sort_unstable_by_key(|p| (std::cmp::Reverse(p.0), p.1));
+        let top = pairs[0].0;
+        let mut done1: Vec<usize> = Vec::new();
+        let mut done2: Vec<usize> = Vec::new();
+        let mut added = false;
+        for &(n, _, i, j) in pairs.iter().take(MAX_CANDIDATES) {
+            if n * 2 < top {
+                break;
+            }
+            for (spot, k, done, read, hs) in [
+                (&a[i], i, &mut done1, r1, &mut *h1),
+                (&b[j], j, &mut done2, r2, &mut *h2),
+            ] {
+                if spot.done || done.contains(&k) {
+                    continue;
+                }
+                done.push(k);
+                let q: &[u8] = if spot.reverse {
+                    revcomp_into(&read.seq, &mut s.rc);
+                    &s.rc
+                } else {
+                    &read.seq
+                };
+                if let Some(mut h) = self.extend(q, spot.diag, spot.reverse, Gapped::IfClipped) {
+                    h.seeds = spot.count;
+                    hs.push(h);
+                    added = true;
+                }
+            }
+        }
+        added
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -101,11 +206,16 @@ impl Aligner<'_> {
         let good = |hs: &[Hit]| -> Vec<Hit> {
             let top = hs.first().map(|h| h.score).unwrap_or(0);
             hs.iter()
-                .take(8)
+                .take(MAX_CANDIDATES)
                 .filter(|h| h.score + 20 >= top)
                 .cloned()
                 .collect()
         };
+        let seed = name_seed(&r1.name);
+        if self.pair_clusters(r1, r2, m1, m2, &mut h1, &mut h2, ins, s) {
+            rank(&mut h1, seed);
+            rank(&mut h2, seed);
+        }
         let (g1, g2) = (good(&h1), good(&h2));
         for a in &g1 {
             if !h2.iter().any(|b| near(a, b)) {
@@ -123,12 +233,12 @@ impl Aligner<'_> {
         }
         dedupe(&mut h1);
         dedupe(&mut h2);
-        h1.sort_by_key(|h| std::cmp::Reverse(h.score));
-        h2.sort_by_key(|h| std::cmp::Reverse(h.score));
-        // Best proper combination against the best unpaired one.
+        rank(&mut h1, seed);
+        rank(&mut h2, seed);
+        // Best proper combination against the best unpaired one; equally
+        // good pairs in the read's random order.
         const UNPAIRED: i32 = 17;
-        let mut best_pair: Option<(i32, usize, usize)> = None;
-        let mut second_pair = 0i32;
+        let mut best_pair: Option<(i32, u64, usize, usize)> = None;
         let mut scores: Vec<i32> = Vec::new();
         for (i, a) in h1.iter().enumerate() {
             for (j, b) in h2.iter().enumerate() {
@@ -140,17 +250,20 @@ impl Aligner<'_> {
                 let pen = (z * z * 0.5 * 0.72).min(UNPAIRED as f64) as i32;
                 let score = a.score + b.score - pen;
                 scores.push(score);
-                match best_pair {
-                    Some((bs, _, _)) if score <= bs => second_pair = second_pair.max(score),
-                    _ => {
-                        if let Some((bs, _, _)) = best_pair {
-                            second_pair = second_pair.max(bs);
-                        }
-                        best_pair = Some((score, i, j));
-                    }
+                let order = tie(seed, a.place() ^ b.place().rotate_left(32));
+                let better = match best_pair {
+                    None => true,
+                    Some((bs, bo, _, _)) => score > bs || (score == bs && order < bo),
+                };
+                if better {
+                    best_pair = Some((score, order, i, j));
                 }
             }
         }
+        // The runner-up: the best of the other pairs (an equal one counts).
+        scores.sort_unstable_by(|x, y| y.cmp(x));
+        let second_pair = scores.get(1).copied().unwrap_or(0);
+        let best_pair = best_pair.map(|(score, _, i, j)| (score, i, j));
         // Other pairs about as good as the runner-up (within one
         // mismatch): each is one more place the fragment may come from.
         let one_mismatch = sc.matched + sc.mismatch;
@@ -223,6 +336,7 @@ impl Aligner<'_> {
                 sub: m.sub,
                 rg,
                 sa: None,
+                xa: None,
             };
             self.write_with_split(buf, rec, hits, m.repeat);
         }
@@ -231,6 +345,15 @@ impl Aligner<'_> {
             if proper { 2 } else { 0 },
         )
     }
+}
+
+/// Where a mate may lie, for pairing: an extended hit or a cluster of
+/// seeds not yet extended.
+struct Spot {
+    count: u32,
+    reverse: bool,
+    diag: i64,
+    done: bool,
 }
 
 /// Fragment length of two placements in forward-reverse orientation.

@@ -55,10 +55,15 @@ impl Aligner<'_> {
         hits: &[Hit],
         repeat: f32,
     ) {
-        let split = primary.hit.and_then(|p| {
-            self.split_of(hits, p, primary.read.seq.len(), repeat)
-                .map(|s| (p, s))
-        });
+        let len = primary.read.seq.len();
+        let xa = primary.hit.and_then(|p| self.xa_tag(hits, p, len));
+        let primary = Rec {
+            xa: xa.as_deref(),
+            ..primary
+        };
+        let split = primary
+            .hit
+            .and_then(|p| self.split_of(hits, p, len, repeat).map(|s| (p, s)));
         let Some((p, split)) = split else {
             write_record(buf, self, &primary);
             return;
@@ -83,9 +88,44 @@ impl Aligner<'_> {
                 tlen: tlen_of(Some(split.hit), primary.mate),
                 sub: 0,
                 sa: Some(&to_primary),
+                xa: None,
                 ..primary
             },
         );
+    }
+
+    /// `XA` tag text: the other placements of the part of the read the
+    /// primary aligns that score at least 80% of it, as `bwa mem -h 5`
+    /// lists them, when there are at most [`MAX_XA`] (more say only that
+    /// the read is a repeat, as MAPQ does).
+    pub(super) fn xa_tag(&self, hits: &[Hit], primary: &Hit, len: usize) -> Option<String> {
+        let span = primary.read_span(len);
+        let alts = || {
+            hits.iter().filter(|h| {
+                !h.same_place(primary)
+                    && h.score * 5 >= primary.score * 4
+                    && !disjoint(span, h.read_span(len))
+            })
+        };
+        let n = alts().count();
+        if n == 0 || n > MAX_XA {
+            return None;
+        }
+        let mut t = String::new();
+        for h in alts() {
+            let _ = std::fmt::Write::write_fmt(
+                &mut t,
+                format_args!(
+                    "{},{}{},",
+                    self.idx.reference.contigs[h.contig].name,
+                    if h.reverse { '-' } else { '+' },
+                    h.pos + 1
+                ),
+            );
+            push_cigar(&mut t, &h.cigar);
+            let _ = std::fmt::Write::write_fmt(&mut t, format_args!(",{};", h.nm));
+        }
+        Some(t)
     }
 
     /// `SA` tag text of one alignment (`rname,pos,strand,CIGAR,mapQ,NM;`).
@@ -109,11 +149,18 @@ pub(super) fn write_out(out: &mut dyn Write, buf: &[u8]) -> Result<()> {
     })
 }
 
-/// NM and MD of an alignment (`q` on the alignment's strand; `r` the
+/// NM, MD and the best local score (no clipping penalty, see
+/// [`Hit::score`]) of an alignment (`q` on the alignment's strand; `r` the
 /// aligned reference span).
-pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> (u32, String) {
+pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) -> (u32, String, i32) {
     let (mut qi, mut ri, mut nm, mut run) = (0usize, 0usize, 0u32, 0u32);
     let mut md = String::new();
+    // The best-scoring stretch of the path (Kadane over its operations).
+    let (mut cur, mut best) = (0i32, 0i32);
+    let mut step = |x: i32| {
+        cur = (cur + x).max(0);
+        best = best.max(cur);
+    };
     for &(op, n) in cigar {
         let n = n as usize;
         match op {
@@ -121,9 +168,11 @@ pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> (u32, String) {
             Op::Ins => {
                 qi += n;
                 nm += n as u32;
+                step(-(sc.gap_open + sc.gap_extend * n as i32));
             }
             Op::Del => {
-                md.push_str(&run.to_string());
+                step(-(sc.gap_open + sc.gap_extend * n as i32));
+                push_num(&mut md, run);
                 run = 0;
                 md.push('^');
                 for &c in &r[ri..ri + n] {
@@ -137,8 +186,10 @@ pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> (u32, String) {
                     let (a, b) = (q[qi + k], r[ri + k]);
                     if a == b && a < 4 {
                         run += 1;
+                        step(sc.matched);
                     } else {
-                        md.push_str(&run.to_string());
+                        step(if a > 3 || b > 3 { -1 } else { -sc.mismatch });
+                        push_num(&mut md, run);
                         run = 0;
                         md.push(LETTER[b as usize] as char);
                         nm += 1;
@@ -149,8 +200,23 @@ pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> (u32, String) {
             }
         }
     }
-    md.push_str(&run.to_string());
-    (nm, md)
+    push_num(&mut md, run);
+    (nm, md, best)
+}
+
+/// Append a number's digits, without the allocation of `to_string`.
+fn push_num(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// One SAM/BAM record to write.
@@ -165,7 +231,12 @@ pub(super) struct Rec<'a> {
     pub(super) rg: Option<&'a str>,
     /// The `SA` tag's value: the read's other parts (or its primary).
     pub(super) sa: Option<&'a str>,
+    /// The `XA` tag's value: the read's alternative placements.
+    pub(super) xa: Option<&'a str>,
 }
+
+/// Most alternative placements listed in `XA`.
+pub(super) const MAX_XA: usize = 5;
 
 pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
     let Rec {
@@ -178,6 +249,7 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
         sub,
         rg,
         sa,
+        xa,
     } = *rec;
     let contigs = &al.idx.reference.contigs;
     let paired = flag & 0x1 != 0;
@@ -206,6 +278,11 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
             _ => (None, None),
         };
         let tags = hit.map(|h| (h.nm, h.md.as_str(), h.score, sub));
+        let mc = mate.map(|m| {
+            let mut c = String::new();
+            push_cigar(&mut c, &m.cigar);
+            c
+        });
         crate::bam::record(
             buf,
             &crate::bam::Fields {
@@ -225,6 +302,8 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
                 tags,
                 rg,
                 sa,
+                mc: mc.as_deref(),
+                xa,
             },
         );
         return;
@@ -288,11 +367,19 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
             h.nm, h.md, h.score, sub
         );
     }
+    if let Some(m) = mate {
+        let mut c = String::from("\tMC:Z:");
+        push_cigar(&mut c, &m.cigar);
+        buf.extend_from_slice(c.as_bytes());
+    }
     if let Some(id) = rg {
         let _ = write!(buf, "\tRG:Z:{id}");
     }
     if let Some(sa) = sa {
         let _ = write!(buf, "\tSA:Z:{sa}");
+    }
+    if let Some(xa) = xa {
+        let _ = write!(buf, "\tXA:Z:{xa}");
     }
     buf.push(b'\n');
 }
