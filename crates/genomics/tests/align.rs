@@ -491,8 +491,10 @@ fn pair_mapq_falls_with_the_number_of_paralogs() {
         q2 > q4 && q4 > q8,
         "more paralogs, less confidence: {q2} {q4} {q8}"
     );
+    // BWA-MEM's scale: 6.02 per point of pair score (one mismatch is 5
+    // points: 30), less 4.343 ln(n + 1) for n near-equal pairs (7: 9).
     assert!(
-        q8 < 20 && mate8 <= q8,
+        q8 <= 21 && mate8 <= q8,
         "one base against seven copies: {q8} {mate8}"
     );
 }

@@ -20,7 +20,7 @@ use std::path::Path;
 
 /// The version both built-in IPs are published at; bump it with any change
 /// to their outputs.
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "1.1.0";
 
 /// Expected alignments of the test vectors (see the module docs).
 pub const ALIGN_PAIRS_SAM: &[u8] = include_bytes!("../vectors/align-pairs.sam");

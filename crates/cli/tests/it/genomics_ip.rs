@@ -5,6 +5,7 @@
 
 use crate::common::{package, random_bases, revcomp_reference, wait_verified, Server};
 use accelhub_domain::{JobState, Params, Role, VersionStatus};
+use accelhub_native::builtin::VERSION;
 use std::io::Write;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -64,7 +65,7 @@ async fn index_then_align_as_jobs_with_the_index_resident() {
     let server = Server::start();
     let admin = server.admin();
     for ip in ["genomics/index", "genomics/align"] {
-        let v = wait_verified(&admin, ip, "1.0.0").await;
+        let v = wait_verified(&admin, ip, VERSION).await;
         assert_eq!(v.status, VersionStatus::Verified, "{ip}: {:?}", v.report);
         assert_eq!(v.devices, vec!["cpu".to_string()]);
         let report = v.report.unwrap();
@@ -171,11 +172,11 @@ async fn index_then_align_as_jobs_with_the_index_resident() {
     );
     let cpu = node.devices.iter().find(|d| d.class == "cpu").unwrap();
     assert!(
-        cpu.loaded.contains(&"genomics/align@1.0.0".to_string()),
+        cpu.loaded.contains(&format!("genomics/align@{VERSION}")),
         "{cpu:?}"
     );
     assert!(
-        cpu.loaded.contains(&"genomics/index@1.0.0".to_string()),
+        cpu.loaded.contains(&format!("genomics/index@{VERSION}")),
         "{cpu:?}"
     );
     let index_sha = user
@@ -193,7 +194,7 @@ async fn index_then_align_as_jobs_with_the_index_resident() {
     let out = server.cli(&server.admin_token, &["fleet"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && text.contains("loaded   genomics/align@1.0.0"),
+        out.status.success() && text.contains(&format!("loaded   genomics/align@{VERSION}")),
         "{text}"
     );
 

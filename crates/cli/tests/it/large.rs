@@ -15,7 +15,7 @@ async fn a_large_job_streams_with_bounded_memory() {
     user.deploy("acme/echo", None).await.unwrap();
     // What the server has used so far: start-up, built-in verification.
     for ip in ["genomics/index", "genomics/align"] {
-        wait_verified(&user, ip, "1.0.0").await;
+        wait_verified(&user, ip, accelhub_native::builtin::VERSION).await;
     }
     let before = peak_rss_kib(server.pid()) / 1024;
 

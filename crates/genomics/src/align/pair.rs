@@ -119,22 +119,28 @@ impl Aligner<'_> {
             }));
             v
         };
-        let (a, b) = (spots(h1, &m1.rest), spots(h2, &m2.rest));
+        let (a, mut b) = (spots(h1, &m1.rest), spots(h2, &m2.rest));
         let (lo, hi) = (ins.lo as i64, ins.hi as i64);
         let seed = name_seed(&r1.name);
+        // Mate 2's spots by place: each of mate 1's finds its partners in
+        // the insert window by binary search.
+        b.sort_unstable_by_key(|y| y.diag);
         // (seeds together, tie, index in a, index in b)
         let mut pairs: Vec<(u32, u64, usize, usize)> = Vec::new();
         for (i, x) in a.iter().enumerate() {
-            for (j, y) in b.iter().enumerate() {
-                if x.reverse == y.reverse {
-                    continue;
+            // Mate 1 forward: mate 2's end in [start + lo, start + hi];
+            // reverse: mate 2's start in [end - hi, end - lo].
+            let (from, to) = if x.reverse {
+                (x.diag + l1 - hi, x.diag + l1 - lo)
+            } else {
+                (x.diag + lo - l2, x.diag + hi - l2)
+            };
+            let first = b.partition_point(|y| y.diag < from);
+            for (j, y) in b.iter().enumerate().skip(first) {
+                if y.diag > to {
+                    break;
                 }
-                let t = if x.reverse {
-                    x.diag + l1 - y.diag
-                } else {
-                    y.diag + l2 - x.diag
-                };
-                if t >= lo && t <= hi {
+                if x.reverse != y.reverse {
                     pairs.push((
                         x.count + y.count,
                         cluster_tie(seed, x.diag, x.reverse),
@@ -152,10 +158,18 @@ impl Aligner<'_> {
         let mut done1: Vec<usize> = Vec::new();
         let mut done2: Vec<usize> = Vec::new();
         let mut added = false;
-        for &(n, _, i, j) in pairs.iter().take(MAX_CANDIDATES) {
+        for (rank, &(n, _, i, j)) in pairs.iter().take(MAX_PAIRED).enumerate() {
             if n * 2 < top {
                 break;
             }
+            // The strongest get the gapped search where an end is
+            // shifted; the rest, an ungapped score to tell the copies of a
+            // repeat apart.
+            let gapped = if rank < MAX_CANDIDATES {
+                Gapped::IfClipped
+            } else {
+                Gapped::Never
+            };
             for (spot, k, done, read, hs) in [
                 (&a[i], i, &mut done1, r1, &mut *h1),
                 (&b[j], j, &mut done2, r2, &mut *h2),
@@ -170,7 +184,7 @@ impl Aligner<'_> {
                 } else {
                     &read.seq
                 };
-                if let Some(mut h) = self.extend(q, spot.diag, spot.reverse, Gapped::IfClipped) {
+                if let Some(mut h) = self.extend(q, spot.diag, spot.reverse, gapped) {
                     h.seeds = spot.count;
                     hs.push(h);
                     added = true;
@@ -217,15 +231,21 @@ impl Aligner<'_> {
             rank(&mut h2, seed);
         }
         let (g1, g2) = (good(&h1), good(&h2));
+        // A partner already there counts only if it is a good one: a weak
+        // hit nearby (another copy's, a repeat's) may hide the real mate.
+        let has_good_partner = |x: &Hit, hs: &[Hit]| {
+            let top = hs.first().map(|h| h.score).unwrap_or(0);
+            hs.iter().any(|y| near(x, y) && y.score + 20 >= top)
+        };
         for a in &g1 {
-            if !h2.iter().any(|b| near(a, b)) {
+            if !has_good_partner(a, &h2) {
                 if let Some(b) = self.rescue(&r2.seq, a, ins, s) {
                     h2.push(b);
                 }
             }
         }
         for b in &g2 {
-            if !h1.iter().any(|a| near(a, b)) {
+            if !has_good_partner(b, &h1) {
                 if let Some(a) = self.rescue(&r1.seq, b, ins, s) {
                     h1.push(a);
                 }
@@ -287,13 +307,7 @@ impl Aligner<'_> {
                 // The pair's own evidence: the score gap to the next best
                 // explanation of both reads, without the single-read
                 // length scaling.
-                let per_point = match (q1 < 5, q2 < 5) {
-                    (true, true) => PAIR_Q_BOTH_AMBIGUOUS,
-                    (true, false) | (false, true) => PAIR_Q_ONE_AMBIGUOUS,
-                    (false, false) => PAIR_Q,
-                };
-                let mut raw =
-                    per_point * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499;
+                let mut raw = PAIR_Q * (score - pair_sub).max(0) as f64 / sc.matched as f64 + 0.499;
                 if n_sub > 0 {
                     raw -= 4.343 * ((n_sub + 1) as f64).ln() + 0.499;
                 }
@@ -346,6 +360,9 @@ impl Aligner<'_> {
         )
     }
 }
+
+/// Most cluster pairs [`Aligner::pair_clusters`] looks at.
+const MAX_PAIRED: usize = 64;
 
 /// Where a mate may lie, for pairing: an extended hit or a cluster of
 /// seeds not yet extended.
