@@ -303,9 +303,14 @@ times its speed.
   with more occurrences; default 500).
 - **Output**: BAM (or SAM), unsorted, with @HD, @SQ, @RG and @PG; FLAG,
   MAPQ on BWA-MEM's 0-60 scale, CIGAR with soft clips, mate fields, NM, MD,
-  AS, XS and RG tags; a supplementary record (flag 0x800, SA tags) for the
-  other part of a chimeric read; unmapped reads kept. Like BWA-MEM by
-  default, no secondary records: XS gives the best alternative's score.
+  AS (the best local score, as BWA-MEM's), XS, MC (the mate's CIGAR, for
+  `samtools markdup` and Picard) and RG tags; a supplementary record (flag
+  0x800, SA tags) for the other part of a chimeric read; unmapped reads
+  kept. Like BWA-MEM by default, no secondary records: XS gives the best
+  alternative's score, and XA lists up to 5 alternative placements
+  (`chr,±pos,CIGAR,NM;`) scoring at least 80% of the primary. Equally good
+  placements are chosen at random by a hash of the read's name: the same
+  in every run, with any thread count.
 - **Progress**: reads aligned.
 
 ```

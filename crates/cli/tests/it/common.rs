@@ -267,6 +267,14 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Poll until the built-in IPs (`genomics/index`, `genomics/align`), which
+/// a server publishes at start-up, are verified.
+pub async fn wait_builtins_verified(c: &Client) {
+    for ip in ["genomics/index", "genomics/align"] {
+        wait_verified(c, ip, accelhub_native::builtin::VERSION).await;
+    }
+}
+
 /// Poll until the version's verification finishes.
 pub async fn wait_verified(c: &Client, ip: &str, version: &str) -> IpVersion {
     let start = Instant::now();

@@ -113,9 +113,7 @@ async fn a_million_usage_records_are_read_in_bounded_memory_and_time() {
     let server = Server::start();
     let vendor = server.account("acme", Role::Vendor).await;
     let user = server.account("mia", Role::User).await;
-    for ip in ["genomics/index", "genomics/align"] {
-        wait_verified(&user, ip, "1.0.0").await;
-    }
+    wait_builtins_verified(&user).await;
     publish(&vendor, &ips_dir().join("echo")).await;
     user.deploy("acme/echo", None).await.unwrap();
     user.invoke(
@@ -254,9 +252,7 @@ async fn large_sync_outputs_stream_in_bounded_memory() {
     let server = Server::start();
     let vendor = server.account("acme", Role::Vendor).await;
     let user = server.account("ivan", Role::User).await;
-    for ip in ["genomics/index", "genomics/align"] {
-        wait_verified(&user, ip, "1.0.0").await;
-    }
+    wait_builtins_verified(&user).await;
     let pkg = package("hostile", |t| {
         t.replace("output_mb = 1", "output_mb = 1024")
             .replace("timeout_ms = 2000", "timeout_ms = 120000")

@@ -14,9 +14,7 @@ async fn a_large_job_streams_with_bounded_memory() {
     publish(&vendor, &ips_dir().join("echo")).await;
     user.deploy("acme/echo", None).await.unwrap();
     // What the server has used so far: start-up, built-in verification.
-    for ip in ["genomics/index", "genomics/align"] {
-        wait_verified(&user, ip, accelhub_native::builtin::VERSION).await;
-    }
+    wait_builtins_verified(&user).await;
     let before = peak_rss_kib(server.pid()) / 1024;
 
     // Upload in chunks, as a stream, without holding it all here either.
