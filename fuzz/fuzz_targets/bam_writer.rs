@@ -35,6 +35,8 @@ struct Rec {
     tags: Option<(u32, String, i32, i32)>,
     rg: Option<String>,
     sa: Option<String>,
+    mc: Option<String>,
+    xa: Option<String>,
 }
 
 fn text(u: &mut Unstructured) -> Result<String> {
@@ -104,6 +106,8 @@ impl<'a> Arbitrary<'a> for Rec {
             },
             rg: if u.arbitrary()? { Some(text(u)?) } else { None },
             sa: if u.arbitrary()? { Some(text(u)?) } else { None },
+            mc: if u.arbitrary()? { Some(text(u)?) } else { None },
+            xa: if u.arbitrary()? { Some(text(u)?) } else { None },
         })
     }
 }
@@ -254,9 +258,11 @@ fn check_record(body: &[u8], r: &Rec) {
         assert_eq!(c.take(3), b"RGZ");
         assert_eq!(c.cstr(), rg.as_bytes());
     }
-    if let Some(sa) = &r.sa {
-        assert_eq!(c.take(3), b"SAZ");
-        assert_eq!(c.cstr(), sa.as_bytes());
+    for (tag, value) in [(b"SAZ", &r.sa), (b"MCZ", &r.mc), (b"XAZ", &r.xa)] {
+        if let Some(v) = value {
+            assert_eq!(c.take(3), tag);
+            assert_eq!(c.cstr(), v.as_bytes());
+        }
     }
     assert!(c.0.is_empty(), "bytes after the record's fields");
 }
@@ -322,6 +328,8 @@ fuzz_target!(|input: Input| {
                 tags: r.tags.as_ref().map(|(a, b, c, d)| (*a, b.as_str(), *c, *d)),
                 rg: r.rg.as_deref(),
                 sa: r.sa.as_deref(),
+                mc: r.mc.as_deref(),
+                xa: r.xa.as_deref(),
             },
         );
         spans.push(start..raw.len());
