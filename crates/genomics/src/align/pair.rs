@@ -48,6 +48,14 @@ impl Aligner<'_> {
         } else {
             c.offset as i64 + partner.end() as i64 - ins.mean as i64
         };
+        // An insert model spread wide (odd libraries) would make the scan
+        // long: it covers at most MAX_SCAN diagonals around the expected one.
+        let half = MAX_SCAN as i64 / 2;
+        let gs = gs.max(expected - half);
+        let ge = ge.min(expected + half + l).max(gs);
+        if ge - gs < l {
+            return None;
+        }
         let window = &r.seq[gs as usize..ge as usize];
         let mut best: Option<(usize, i64)> = None; // matches, diagonal
         for (off, w) in window.windows(q.len()).enumerate() {
@@ -360,6 +368,9 @@ impl Aligner<'_> {
         )
     }
 }
+
+/// Most diagonals a mate rescue compares the mate at.
+const MAX_SCAN: usize = 4096;
 
 /// Most cluster pairs [`Aligner::pair_clusters`] looks at.
 const MAX_PAIRED: usize = 64;
