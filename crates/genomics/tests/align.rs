@@ -667,3 +667,39 @@ fn a_mate_without_seeds_is_rescued_next_to_its_partner() {
         mate.tags
     );
 }
+
+/// A mate with no bases (FASTQ allows an empty sequence) is written
+/// unmapped, with SEQ and QUAL as `*`, and its partner is placed alone:
+/// looking for it next to its partner finds nothing, and fails nothing.
+#[test]
+fn an_empty_mate_is_unmapped_and_its_partner_placed() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
+    let truth = simulate(&idx.reference, 100, dir.path());
+    let text = std::fs::read_to_string(dir.path().join("r2.fq")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1].clear();
+    lines[3].clear();
+    std::fs::write(dir.path().join("r2.fq"), lines.join("\n") + "\n").unwrap();
+    let al = Aligner::new(&idx, AlignOptions::default());
+    let mut out = Vec::new();
+    let reader = PairReader::open(&dir.path().join("r1.fq"), &dir.path().join("r2.fq")).unwrap();
+    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+    let sam = String::from_utf8(out).unwrap();
+    let (_, recs) = parse(&sam);
+    let (ci, p1, _) = truth[0];
+    let (first, empty) = (&recs[0], &recs[1]);
+    assert_eq!((empty.name.as_str(), empty.flag & 0x4), ("p0", 0x4));
+    let line = sam
+        .lines()
+        .find(|l| l.starts_with("p0\t") && l.contains("\t*\t*"))
+        .unwrap();
+    assert_eq!(
+        line.split('\t').nth(1),
+        Some(empty.flag.to_string().as_str())
+    );
+    assert_eq!(
+        (first.rname.as_str(), first.pos),
+        (format!("ctg{}", ci + 1).as_str(), p1 + 1)
+    );
+}

@@ -16,6 +16,9 @@ impl Aligner<'_> {
         let r = &self.idx.reference;
         let c = &r.contigs[partner.contig];
         let l = mate_seq.len() as i64;
+        if l == 0 {
+            return None;
+        }
         let (lo, hi) = (ins.lo as i64, ins.hi as i64);
         // Partner forward: mate reverse, its end in [pos + lo, pos + hi].
         // Partner reverse: mate forward, its start in [end - hi, end - lo].

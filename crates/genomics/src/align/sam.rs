@@ -346,7 +346,10 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
         }
         _ => buf.extend_from_slice(b"\t*\t0\t0\t"),
     }
-    if reverse {
+    if r.seq.is_empty() {
+        // SAM's "not stored" for a read with no bases.
+        buf.extend_from_slice(b"*\t*");
+    } else if reverse {
         buf.extend(
             r.seq
                 .iter()
