@@ -850,14 +850,10 @@ fn dedupe(hs: &mut Vec<Hit>) {
 mod tests {
     use super::*;
 
-    fn random(n: usize, mut x: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 33) as u8 & 3
-            })
+    /// Pseudo-random bases: the index's own integer hash of a counter.
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        (0..n as u64)
+            .map(|i| (hash64(seed << 32 | i, u64::MAX) >> 17) as u8 & 3)
             .collect()
     }
 
@@ -865,12 +861,9 @@ mod tests {
     fn the_radix_sort_sorts_as_the_comparison_sort() {
         let mut tmp = Vec::new();
         for n in [0, 5, 255, 256, 1000, 5000] {
-            let mut x = 0x2545_f491_4f6c_dd1du64 ^ n as u64;
-            let keys: Vec<u64> = (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+            let keys: Vec<u64> = (0..n as u64)
+                .map(|i| {
+                    let x = hash64(i ^ (n as u64) << 40, u64::MAX);
                     // Strand bit and diagonals as the seed hits have them.
                     (x & (1 << STRAND_BIT)) | ((x >> 20) & DIAG_MASK)
                 })

@@ -39,6 +39,20 @@ fn genome() -> Reference {
     Reference { contigs, seq }
 }
 
+/// The index of a one-contig reference, `g`.
+fn one_contig_index(seq: Vec<u8>) -> Index {
+    let len = seq.len() as u64;
+    let reference = Reference {
+        contigs: vec![Contig {
+            name: "g".into(),
+            offset: 0,
+            len,
+        }],
+        seq,
+    };
+    Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap()
+}
+
 fn letters(codes: &[u8]) -> String {
     codes.iter().map(|&c| LETTER[c as usize] as char).collect()
 }
@@ -263,15 +277,7 @@ fn mapq_separates_unique_reads_from_repeats() {
     // Copy 3 kb at 20,000 onto 150,000.
     let dup: Vec<u8> = seq[20_000..23_000].to_vec();
     seq[150_000..153_000].copy_from_slice(&dup);
-    let reference = Reference {
-        contigs: vec![Contig {
-            name: "g".into(),
-            offset: 0,
-            len: len as u64,
-        }],
-        seq,
-    };
-    let idx = Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap();
+    let idx = one_contig_index(seq);
     let al = Aligner::new(&idx, AlignOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let q = "I".repeat(150);
@@ -442,15 +448,7 @@ fn pair_mapq_falls_with_the_number_of_paralogs() {
             // Every paralog differs from the first copy at one base.
             seq[at + 1_100] = (seq[at + 1_100] + 1) % 4;
         }
-        let reference = Reference {
-            contigs: vec![Contig {
-                name: "g".into(),
-                offset: 0,
-                len: len as u64,
-            }],
-            seq,
-        };
-        let idx = Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap();
+        let idx = one_contig_index(seq);
         let s = &idx.reference.seq;
         let q = "I".repeat(150);
         // Mate 1 covers the distinguishing base; mate 2 matches all copies.
@@ -509,15 +507,7 @@ fn inverted_duplication() -> (Index, std::ops::Range<usize>) {
     let unit = 20_000..24_000;
     let copy = revcomp(&seq[unit.clone()]);
     seq[120_000..124_000].copy_from_slice(&copy);
-    let reference = Reference {
-        contigs: vec![Contig {
-            name: "g".into(),
-            offset: 0,
-            len: len as u64,
-        }],
-        seq,
-    };
-    let idx = Index::build(reference, Params::default(), &mut |_, _, _| {}).unwrap();
+    let idx = one_contig_index(seq);
     (idx, unit)
 }
 

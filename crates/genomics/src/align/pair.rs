@@ -87,7 +87,8 @@ impl Aligner<'_> {
     /// pairs by their seeds together get extended where a mate's own
     /// search left them. In a repeat, the copy where both mates' seeds
     /// agree is found even when neither mate's own top candidates held it.
-    /// Returns whether hits were added (after the others, unranked).
+    /// Hits it adds are ranked with the others (`seed`: the pair's tie
+    /// seed).
     #[allow(clippy::too_many_arguments)]
     fn pair_clusters(
         &self,
@@ -98,10 +99,11 @@ impl Aligner<'_> {
         h1: &mut Vec<Hit>,
         h2: &mut Vec<Hit>,
         ins: &InsertModel,
+        seed: u64,
         s: &mut Scratch,
-    ) -> bool {
+    ) {
         if m1.rest.is_empty() && m2.rest.is_empty() {
-            return false;
+            return;
         }
         let (l1, l2) = (r1.seq.len() as i64, r2.seq.len() as i64);
         let spots = |hs: &[Hit], rest: &[Cluster]| -> Vec<Spot> {
@@ -132,7 +134,6 @@ impl Aligner<'_> {
         };
         let (a, mut b) = (spots(h1, &m1.rest), spots(h2, &m2.rest));
         let (lo, hi) = (ins.lo as i64, ins.hi as i64);
-        let seed = name_seed(&r1.name);
         // Mate 2's spots by place: each of mate 1's finds its partners in
         // the insert window by binary search.
         b.sort_unstable_by_key(|y| y.diag);
@@ -162,7 +163,7 @@ impl Aligner<'_> {
             }
         }
         if pairs.iter().all(|p| a[p.2].done && b[p.3].done) {
-            return false;
+            return;
         }
         pairs.sort_unstable_by_key(|p| (std::cmp::Reverse(p.0), p.1));
         let top = pairs[0].0;
@@ -202,7 +203,10 @@ impl Aligner<'_> {
                 }
             }
         }
-        added
+        if added {
+            rank(h1, seed);
+            rank(h2, seed);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -237,10 +241,7 @@ impl Aligner<'_> {
                 .collect()
         };
         let seed = name_seed(&r1.name);
-        if self.pair_clusters(r1, r2, m1, m2, &mut h1, &mut h2, ins, s) {
-            rank(&mut h1, seed);
-            rank(&mut h2, seed);
-        }
+        self.pair_clusters(r1, r2, m1, m2, &mut h1, &mut h2, ins, seed, s);
         let (g1, g2) = (good(&h1), good(&h2));
         // A partner already there counts only if it is a good one: a weak
         // hit nearby (another copy's, a repeat's) may hide the real mate.
