@@ -64,7 +64,8 @@ for s in order:
             ratios[t].append(b['cpu'] / r['cpu'])
     checks = {
         'cpu': cpu >= 8,
-        'strobealign': vs_strobe is None or vs_strobe > 1,
+        # Not measured (no strobealign built) is not met.
+        'strobealign': vs_strobe is not None and vs_strobe > 1,
         'q1': d1 >= -0.1 and a['q1w'] <= b['q1w'],
         'q20': d20 >= -0.1 and a['q20w'] <= b['q20w'],
         'strand': a['q0'] == 0 or abs(fwd - 50) <= 2,
