@@ -2,7 +2,7 @@
 //! extension with a banded affine-gap fallback, paired-end pairing with an
 //! insert-size model estimated from the data, mate rescue, and SAM output.
 
-use crate::dp::{banded, ungapped, Alignment, Op, Scoring};
+use crate::dp::{banded, soft_clips, ungapped, Alignment, Op, Scoring};
 use crate::fastq::{FastqReader, PairReader, Read};
 use crate::index::{hash64, sketch, Index, Minimizer};
 use crate::seq::{revcomp_into, LETTER};
@@ -85,11 +85,7 @@ impl Hit {
     /// The part of the read this hit aligns, in the read's own (forward)
     /// coordinates: `[start, end)`.
     fn read_span(&self, len: usize) -> (usize, usize) {
-        let clip = |c: Option<&(Op, u32)>| match c {
-            Some((Op::SoftClip, n)) => *n as usize,
-            _ => 0,
-        };
-        let (lead, trail) = (clip(self.cigar.first()), clip(self.cigar.last()));
+        let (lead, trail) = soft_clips(&self.cigar);
         if self.reverse {
             (trail, len.saturating_sub(lead))
         } else {
@@ -532,8 +528,8 @@ impl<'a> Aligner<'a> {
             let band = self.opts.band as i64;
             let shifted = || shifted_end(q, &r.seq[cs as usize..ce as usize], diag - cs, &a, band);
             let long_clip = || {
-                let (s, e) = (a.ref_start, a.ref_start + a.ref_len());
-                s.max(q.len() - e) >= LONG_CLIP
+                let (lead, trail) = soft_clips(&a.cigar);
+                lead.max(trail) >= LONG_CLIP
             };
             let done = match gapped {
                 Gapped::Always => mism <= 2 || !(long_clip() || shifted()),
@@ -772,14 +768,10 @@ fn shifted_end(q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> boo
         return true;
     }
     let r = &seq[diag as usize..diag as usize + l];
-    let clip = |c: Option<&(Op, u32)>| match c {
-        Some((Op::SoftClip, n)) => *n as usize,
-        _ => 0,
-    };
     let e = CROWDED_END.min(l);
-    // How far in from an end the trouble reaches: the clip, or the
-    // innermost of two or more mismatches in the outer bases (`at(k)` is
-    // the read position `k` bases in from that end).
+    // How far in from an end mismatches crowd: the innermost of two or
+    // more in its outer bases (`at(k)` is the read position `k` bases in
+    // from that end). The trouble reaches the further of that and the clip.
     let crowded = |at: &dyn Fn(usize) -> usize| {
         let mut mism = (0..e).filter(|&k| q[at(k)] != r[at(k)]);
         match (mism.next(), mism.last()) {
@@ -787,8 +779,7 @@ fn shifted_end(q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> boo
             _ => 0,
         }
     };
-    let (head_clip, tail_clip) = (clip(a.cigar.first()), clip(a.cigar.last()));
-
+    let (head_clip, tail_clip) = soft_clips(&a.cigar);
     let head = head_clip.max(crowded(&|k| k)).min(l);
     let tail = tail_clip.max(crowded(&|k| l - 1 - k)).min(l);
     let fits = |range: std::ops::Range<usize>, s: i64| {

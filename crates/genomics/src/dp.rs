@@ -43,6 +43,15 @@ pub struct Alignment {
     pub score: i32,
 }
 
+/// The soft clips at the start and the end of a CIGAR.
+pub fn soft_clips(cigar: &[(Op, u32)]) -> (usize, usize) {
+    let clip = |c: Option<&(Op, u32)>| match c {
+        Some((Op::SoftClip, n)) => *n as usize,
+        _ => 0,
+    };
+    (clip(cigar.first()), clip(cigar.last()))
+}
+
 impl Alignment {
     pub fn ref_len(&self) -> usize {
         self.cigar

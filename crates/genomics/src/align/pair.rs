@@ -112,10 +112,7 @@ impl Aligner<'_> {
                 .iter()
                 .filter(|h| h.seeds > 0)
                 .map(|h| {
-                    let lead = match h.cigar.first() {
-                        Some((Op::SoftClip, n)) => *n as i64,
-                        _ => 0,
-                    };
+                    let lead = soft_clips(&h.cigar).0 as i64;
                     Spot {
                         count: h.seeds,
                         reverse: h.reverse,
