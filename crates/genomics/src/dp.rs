@@ -86,32 +86,15 @@ fn push(cigar: &mut Vec<(Op, u32)>, op: Op, n: u32) {
 /// Ungapped alignment of `read` against `refw` (same length), clipping an
 /// end when that scores better. Also returns the mismatch count.
 pub fn ungapped(s: &Scoring, read: &[u8], refw: &[u8]) -> (Alignment, u32) {
-    debug_assert_eq!(read.len(), refw.len());
-    let l = read.len();
-    // Best-scoring segment (Kadane), then compare with the full length
-    // under the clipping penalty.
-    let mut full = 0i32;
-    let mut mism = 0u32;
-    let (mut best, mut best_s, mut best_e) = (i32::MIN, 0usize, 0usize);
-    let (mut cur, mut cur_s) = (0i32, 0usize);
-    for i in 0..l {
-        let x = sub(s, read[i], refw[i]);
-        if x < 0 {
-            mism += 1;
-        }
-        full += x;
-        if cur <= 0 {
-            cur = x;
-            cur_s = i;
-        } else {
-            cur += x;
-        }
-        if cur > best {
-            best = cur;
-            best_s = cur_s;
-            best_e = i + 1;
-        }
-    }
+    let l = read.len().min(refw.len());
+    let Kadane {
+        full,
+        mism,
+        best,
+        best_s,
+        best_e,
+        ..
+    } = kadane(s, read, refw);
     let clips = |st: usize, en: usize| (st > 0) as i32 + (en < l) as i32;
     let local = best - s.clip * clips(best_s, best_e);
     let (st, en, score) = if local > full && best > 0 {
@@ -131,6 +114,108 @@ pub fn ungapped(s: &Scoring, read: &[u8], refw: &[u8]) -> (Alignment, u32) {
         },
         mism,
     )
+}
+
+/// The best score of a stretch of `read` on `refw` (same length), with no
+/// gap and no clipping penalty.
+pub fn best_stretch(s: &Scoring, read: &[u8], refw: &[u8]) -> i32 {
+    kadane(s, read, refw).best.max(0)
+}
+
+/// The scores of `read` on `refw`: whole, and the best stretch. Runs of
+/// matches go at once: blocks of 16 equal bases (no N) are one compare,
+/// so a read with a few mismatches costs about as many steps.
+fn kadane(s: &Scoring, read: &[u8], refw: &[u8]) -> Kadane {
+    debug_assert_eq!(read.len(), refw.len());
+    let l = read.len().min(refw.len());
+    let mut k = Kadane::default();
+    // Start of the run of matches not yet added.
+    let mut run = 0usize;
+    let odd = |k: &mut Kadane, run: &mut usize, i: usize| {
+        let x = sub(s, read[i], refw[i]);
+        if x != s.matched {
+            k.matches(*run, i, s.matched);
+            k.step(i, x);
+            *run = i + 1;
+        }
+    };
+    let (rc, _) = read[..l].as_chunks::<16>();
+    let (fc, _) = refw[..l].as_chunks::<16>();
+    for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
+        // Equal, and no N (code 4) among them.
+        if x == y && x.iter().fold(0, |m, &c| m | c) < 4 {
+            continue;
+        }
+        for i in n * 16..n * 16 + 16 {
+            odd(&mut k, &mut run, i);
+        }
+    }
+    for i in rc.len() * 16..l {
+        odd(&mut k, &mut run, i);
+    }
+    k.matches(run, l, s.matched);
+    k
+}
+
+/// The best-scoring segment of a sequence of scores, one score at a time
+/// or a run of equal positive ones at once.
+struct Kadane {
+    full: i32,
+    mism: u32,
+    cur: i32,
+    cur_s: usize,
+    best: i32,
+    best_s: usize,
+    best_e: usize,
+}
+
+impl Default for Kadane {
+    fn default() -> Self {
+        Kadane {
+            full: 0,
+            mism: 0,
+            cur: 0,
+            cur_s: 0,
+            best: i32::MIN,
+            best_s: 0,
+            best_e: 0,
+        }
+    }
+}
+
+impl Kadane {
+    /// Position `i` scores `x`.
+    fn step(&mut self, i: usize, x: i32) {
+        if x < 0 {
+            self.mism += 1;
+        }
+        self.add(i, i + 1, x);
+    }
+
+    /// Positions `from..to` each score `a` (> 0): as many steps, since the
+    /// running sum only grows along them.
+    fn matches(&mut self, from: usize, to: usize, a: i32) {
+        if to > from {
+            self.add(from, to, (to - from) as i32 * a);
+        }
+    }
+
+    /// Positions `from..to` score `v` together, and the running sum may
+    /// only change sign at their start.
+    fn add(&mut self, from: usize, to: usize, v: i32) {
+        self.full += v;
+        if self.cur <= 0 {
+            self.cur = v;
+            self.cur_s = from;
+        } else {
+            self.cur += v;
+        }
+        if self.cur > self.best {
+            self.best = self.cur;
+            self.best_s = self.cur_s;
+            self.best_e = to;
+        }
+    }
 }
 
 const NEG: i32 = i32::MIN / 4;
@@ -409,6 +494,62 @@ mod tests {
         let (a, _) = ungapped(&s, &enc("ACGTTCGTAC"), &enc("ACGTACGTAC"));
         assert_eq!(cig(&a), "10M");
         assert_eq!(a.score, 5);
+    }
+
+    /// The per-base Kadane `ungapped` stands for.
+    fn ungapped_plain(s: &Scoring, read: &[u8], refw: &[u8]) -> (Alignment, u32) {
+        let mut k = Kadane::default();
+        for i in 0..read.len() {
+            k.step(i, sub(s, read[i], refw[i]));
+        }
+        let l = read.len();
+        let clips = |st: usize, en: usize| (st > 0) as i32 + (en < l) as i32;
+        let local = k.best - s.clip * clips(k.best_s, k.best_e);
+        let (st, en, score) = if local > k.full && k.best > 0 {
+            (k.best_s, k.best_e, k.best)
+        } else {
+            (0, l, k.full)
+        };
+        let mut cigar = Vec::new();
+        push(&mut cigar, Op::SoftClip, st as u32);
+        push(&mut cigar, Op::Match, (en - st) as u32);
+        push(&mut cigar, Op::SoftClip, (l - en) as u32);
+        let a = Alignment {
+            ref_start: st,
+            cigar,
+            score,
+        };
+        (a, k.mism)
+    }
+
+    #[test]
+    fn ungapped_by_blocks_is_ungapped_by_bases() {
+        let s = Scoring::default();
+        let mut rnd = crate::draws(0x9e37_79b9_7f4a_7c15u64);
+        for round in 0..3000 {
+            let len = 1 + rnd(180) as usize;
+            let f: Vec<u8> = (0..len).map(|_| rnd(4) as u8).collect();
+            // From identical to random, with Ns on either side.
+            let rate = [0, 2, 10, 40, 100][round % 5];
+            let r: Vec<u8> = f
+                .iter()
+                .map(|&c| match rnd(100) {
+                    v if v < rate => rnd(5) as u8,
+                    98 => 4,
+                    _ => c,
+                })
+                .collect();
+            let mut f = f;
+            if rnd(10) == 0 {
+                let i = rnd(len as u64) as usize;
+                f[i] = 4;
+            }
+            assert_eq!(
+                ungapped(&s, &r, &f),
+                ungapped_plain(&s, &r, &f),
+                "round {round}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! names the file and the 1-based record number.
 
 use crate::io::{open, read_line, Input};
-use crate::seq::{CODE, INVALID};
+use crate::seq::encode_into;
 use crate::{GenomicsError, Result};
 use std::path::Path;
 
@@ -86,18 +86,12 @@ impl FastqReader {
         if !read_line(&mut self.input, &mut self.line)? {
             return Err(self.error("the file ends after the record's header"));
         }
-        r.seq.clear();
-        r.seq.reserve(self.line.len());
-        for (i, &b) in self.line.iter().enumerate() {
-            let c = CODE[b as usize];
-            if c == INVALID {
-                return Err(self.error(format!(
-                    "base {} of the sequence is {:?}, not a nucleotide letter",
-                    i + 1,
-                    b as char
-                )));
-            }
-            r.seq.push(c);
+        if let Err(i) = encode_into(&self.line, &mut r.seq) {
+            return Err(self.error(format!(
+                "base {} of the sequence is {:?}, not a nucleotide letter",
+                i + 1,
+                self.line[i] as char
+            )));
         }
 
         if !read_line(&mut self.input, &mut self.line)? {

@@ -70,50 +70,53 @@ pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
     let mut rev = 0u64;
     let mut len = 0usize; // bases since the last N
                           // Ring of the window's k-mers; u64::MAX marks "none" (a symmetric
-                          // k-mer, or not yet filled).
+                          // k-mer, or not yet filled). Its indexes wrap by comparison, not by
+                          // division: this runs for every base of every read.
     let none = Minimizer {
         hash: u64::MAX,
         pos: 0,
         reverse: false,
     };
     let mut ring = vec![none; w];
+    let next = |i: usize| if i + 1 == w { 0 } else { i + 1 };
     let mut ri = 0usize;
     let mut min_i = 0usize; // ring index of the current minimum
     let mut filled = 0usize; // k-mers in the ring since the last N
-    let mut last_out: Option<(u64, u32)> = None;
+                             // The last minimizer written (hash, position); none yet.
+    let mut last_out = (u64::MAX, 0u32);
     for (i, &c) in seq.iter().enumerate() {
-        let m = if c < 4 {
-            fwd = ((fwd << 2) | c as u64) & mask;
-            rev = (rev >> 2) | ((3 - c as u64) << shift);
-            len += 1;
-            if len >= k && fwd != rev {
-                let reverse = rev < fwd;
-                let canon = if reverse { rev } else { fwd };
-                Minimizer {
-                    hash: hash64(canon, mask),
-                    pos: i as u32,
-                    reverse,
-                }
-            } else {
-                none
-            }
-        } else {
+        if c >= 4 {
             len = 0;
             filled = 0;
-            ring.iter_mut().for_each(|r| *r = none);
+            ring.fill(none);
             continue;
-        };
+        }
+        fwd = ((fwd << 2) | c as u64) & mask;
+        rev = (rev >> 2) | ((3 - c as u64) << shift);
+        len += 1;
         if len < k {
             continue;
         }
+        let m = if fwd != rev {
+            let reverse = rev < fwd;
+            let canon = if reverse { rev } else { fwd };
+            Minimizer {
+                hash: hash64(canon, mask),
+                pos: i as u32,
+                reverse,
+            }
+        } else {
+            none
+        };
         ring[ri] = m;
         filled += 1;
         if filled == w || (filled > w && min_i == ri) {
             // First full window, or the minimum just left it: scan, oldest
             // first, so the leftmost of equal hashes wins.
-            min_i = (ri + 1) % w;
-            for j in 1..w {
-                let idx = (ri + 1 + j) % w;
+            min_i = next(ri);
+            let mut idx = min_i;
+            for _ in 1..w {
+                idx = next(idx);
                 if ring[idx].hash < ring[min_i].hash {
                     min_i = idx;
                 }
@@ -123,12 +126,12 @@ pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
         }
         if filled >= w {
             let cur = ring[min_i];
-            if cur.hash != u64::MAX && last_out != Some((cur.hash, cur.pos)) {
+            if cur.hash != u64::MAX && last_out != (cur.hash, cur.pos) {
                 out.push(cur);
-                last_out = Some((cur.hash, cur.pos));
+                last_out = (cur.hash, cur.pos);
             }
         }
-        ri = (ri + 1) % w;
+        ri = next(ri);
     }
 }
 
@@ -453,4 +456,90 @@ fn read_u64s(r: &mut impl Read, left: &mut u64) -> std::io::Result<Vec<u64>> {
 
 fn read_u32s(r: &mut impl Read, left: &mut u64) -> std::io::Result<Vec<u32>> {
     read_array(r, left, u32::from_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition `sketch` implements, window by window: in every run
+    /// of `w` consecutive k-mers (no N among their bases), the leftmost of
+    /// the least hashes, symmetric k-mers never, each once.
+    fn sketch_by_windows(seq: &[u8], p: Params) -> Vec<Minimizer> {
+        let (k, w) = (p.k as usize, p.w as usize);
+        let mask = (1u64 << (2 * p.k)) - 1;
+        let mut out: Vec<Minimizer> = Vec::new();
+        let mut kmers: Vec<Minimizer> = Vec::new();
+        let flush = |kmers: &mut Vec<Minimizer>, out: &mut Vec<Minimizer>| {
+            for win in kmers.windows(w) {
+                let min = win.iter().min_by_key(|m| m.hash).copied();
+                if let Some(m) = min.filter(|m| m.hash != u64::MAX) {
+                    if out
+                        .last()
+                        .is_none_or(|l| (l.hash, l.pos) != (m.hash, m.pos))
+                    {
+                        out.push(m);
+                    }
+                }
+            }
+            kmers.clear();
+        };
+        let mut run = 0;
+        for i in 0..seq.len() {
+            if seq[i] >= 4 {
+                flush(&mut kmers, &mut out);
+                run = 0;
+                continue;
+            }
+            run += 1;
+            if run < k {
+                continue;
+            }
+            let kmer = &seq[i + 1 - k..=i];
+            let fwd = kmer.iter().fold(0u64, |x, &c| x << 2 | c as u64);
+            let rev = kmer
+                .iter()
+                .rev()
+                .fold(0u64, |x, &c| x << 2 | (3 - c) as u64);
+            kmers.push(if fwd == rev {
+                Minimizer {
+                    hash: u64::MAX,
+                    pos: 0,
+                    reverse: false,
+                }
+            } else {
+                Minimizer {
+                    hash: hash64(fwd.min(rev), mask),
+                    pos: i as u32,
+                    reverse: rev < fwd,
+                }
+            });
+        }
+        flush(&mut kmers, &mut out);
+        out
+    }
+
+    #[test]
+    fn sketch_keeps_to_the_definition() {
+        let mut rnd = crate::draws(0x853c_49e6_748f_ea9bu64);
+        for (k, w) in [(19, 10), (8, 1), (8, 3), (15, 25), (28, 255)] {
+            let p = Params { k, w };
+            for _ in 0..20 {
+                // Random bases, low-complexity stretches (equal hashes,
+                // palindromes) and Ns.
+                let mut seq: Vec<u8> = Vec::new();
+                while seq.len() < 3000 {
+                    match rnd(10) {
+                        0 => seq.extend(std::iter::repeat_n(4, 1 + rnd(3) as usize)),
+                        1 => seq.extend([0, 3].repeat(1 + rnd(30) as usize)),
+                        2 => seq.extend(std::iter::repeat_n(rnd(4) as u8, 40)),
+                        _ => seq.extend((0..50).map(|_| rnd(4) as u8)),
+                    }
+                }
+                let mut fast = Vec::new();
+                sketch(&seq, p, &mut fast);
+                assert_eq!(fast, sketch_by_windows(&seq, p), "k {k} w {w}");
+            }
+        }
+    }
 }

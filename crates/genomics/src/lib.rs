@@ -21,6 +21,18 @@ pub mod index;
 pub mod io;
 pub mod seq;
 
+/// Deterministic draws for the unit tests: `below(n)` is in `0..n`.
+#[cfg(test)]
+pub(crate) fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed;
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
 use std::path::PathBuf;
 
 /// What went wrong, with the file (and the record, for format errors) it

@@ -49,24 +49,88 @@ pub fn revcomp_into(codes: &[u8], out: &mut Vec<u8>) {
     out.extend(codes.iter().rev().map(|&c| complement(c)));
 }
 
+/// For every offset of `q` along `window`, how many of its positions hold
+/// the same code there (`window.len() - q.len() + 1` counts, into `out`).
+/// Sixteen positions at a time into byte lanes (a vector compare and
+/// subtract), both sides padded with codes that match nothing, the lanes
+/// summed every 255 blocks before they can overflow. A mate rescue runs it
+/// over its whole window.
+pub fn matches_along(q: &[u8], window: &[u8], out: &mut Vec<u32>) {
+    const LANES: usize = 16;
+    out.clear();
+    if q.is_empty() || window.len() < q.len() {
+        return;
+    }
+    let span = q.len().div_ceil(LANES) * LANES;
+    let mut qp = vec![0xff; span];
+    qp[..q.len()].copy_from_slice(q);
+    let mut wp = Vec::with_capacity(window.len() + LANES);
+    wp.extend_from_slice(window);
+    wp.resize(window.len() + LANES, 0xfe);
+    let (qc, _) = qp.as_chunks::<LANES>();
+    for o in 0..=window.len() - q.len() {
+        let (wc, _) = wp[o..o + span].as_chunks::<LANES>();
+        let mut total = 0u32;
+        for (qs, ws) in qc.chunks(255).zip(wc.chunks(255)) {
+            let mut lanes = [0u8; LANES];
+            for (x, y) in qs.iter().zip(ws) {
+                for k in 0..LANES {
+                    lanes[k] += u8::from(x[k] == y[k]);
+                }
+            }
+            total += lanes.iter().map(|&v| v as u32).sum::<u32>();
+        }
+        out.push(total);
+    }
+}
+
 /// Encode letters; the position of the first byte that is not a nucleotide
 /// letter is the error.
 pub fn encode_into(letters: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
+    // Translate all, then look for a bad one: two loops without a branch
+    // per byte.
     out.clear();
-    out.reserve(letters.len());
-    for (i, &b) in letters.iter().enumerate() {
-        let c = CODE[b as usize];
-        if c == INVALID {
-            return Err(i);
-        }
-        out.push(c);
+    out.extend(letters.iter().map(|&b| CODE[b as usize]));
+    match out.iter().position(|&c| c == INVALID) {
+        Some(i) => Err(i),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_along_counts_as_a_plain_loop() {
+        // Lengths around the block size and past 255 blocks (lane sums).
+        let mut rnd = crate::draws(0x2545_f491_4f6c_dd1d);
+        // N (4) among the codes.
+        let mut code = || rnd(5) as u8;
+        let mut out = Vec::new();
+        for (len, extra) in [
+            (1usize, 0usize),
+            (15, 3),
+            (16, 16),
+            (17, 40),
+            (100, 57),
+            (4100, 5),
+        ] {
+            let w: Vec<u8> = (0..len + extra).map(|_| code()).collect();
+            // The query: a stretch of the window, with changes.
+            let q: Vec<u8> = w[extra / 2..extra / 2 + len]
+                .iter()
+                .map(|&c| if code() == 0 { (c + 1) % 5 } else { c })
+                .collect();
+            matches_along(&q, &w, &mut out);
+            let plain: Vec<u32> = (0..=extra)
+                .map(|o| q.iter().zip(&w[o..]).filter(|(a, b)| a == b).count() as u32)
+                .collect();
+            assert_eq!(out, plain, "length {len}");
+        }
+        matches_along(&[0, 1], &[0], &mut out);
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn codes_and_complements() {

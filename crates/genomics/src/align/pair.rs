@@ -11,6 +11,7 @@ impl Aligner<'_> {
         mate_seq: &[u8],
         partner: &Hit,
         ins: &InsertModel,
+        floor: i32,
         s: &mut Scratch,
     ) -> Option<Hit> {
         let r = &self.idx.reference;
@@ -60,9 +61,11 @@ impl Aligner<'_> {
             return None;
         }
         let window = &r.seq[gs as usize..ge as usize];
+        let mut counts = Vec::new();
+        matches_along(&q, window, &mut counts);
         let mut best: Option<(usize, i64)> = None; // matches, diagonal
-        for (off, w) in window.windows(q.len()).enumerate() {
-            let matches = q.iter().zip(w).map(|(a, b)| (a == b) as u32).sum::<u32>() as usize;
+        for (off, &matches) in counts.iter().enumerate() {
+            let matches = matches as usize;
             let d = gs + off as i64;
             let better = match best {
                 None => true,
@@ -79,7 +82,7 @@ impl Aligner<'_> {
         if matches * 2 <= q.len() {
             return None;
         }
-        self.extend(&q, best_d, reverse, Gapped::Always)
+        self.extend(&q, best_d, reverse, Gapped::Always(floor))
     }
 
     /// Extend the clusters that pair: both mates' seed clusters (extended
@@ -174,11 +177,6 @@ impl Aligner<'_> {
             // The strongest get the gapped search where an end is
             // shifted; the rest, an ungapped score to tell the copies of a
             // repeat apart.
-            let gapped = if rank < MAX_CANDIDATES {
-                Gapped::IfClipped
-            } else {
-                Gapped::Never
-            };
             for (spot, k, done, read, hs) in [
                 (&a[i], i, &mut done1, r1, &mut *h1),
                 (&b[j], j, &mut done2, r2, &mut *h2),
@@ -192,6 +190,11 @@ impl Aligner<'_> {
                     &s.rc
                 } else {
                     &read.seq
+                };
+                let gapped = if rank < MAX_CANDIDATES {
+                    Gapped::IfClipped(floor_of(hs))
+                } else {
+                    Gapped::Never
                 };
                 if let Some(mut h) = self.extend(q, spot.diag, spot.reverse, gapped) {
                     h.seeds = spot.count;
@@ -246,16 +249,37 @@ impl Aligner<'_> {
             let top = hs.first().map(|h| h.score).unwrap_or(0);
             hs.iter().any(|y| near(x, y) && y.score + 20 >= top)
         };
+        // A proper pair's score: both mates' less the insert's unlikeliness.
+        const UNPAIRED: i32 = 17;
+        let pair_score = |a: &Hit, b: &Hit| {
+            near(a, b).then(|| {
+                let t = insert_of(a, b).unwrap_or(0) as f64;
+                let z = (t - ins.mean) / ins.sd.max(1.0);
+                let pen = (z * z * 0.5 * 0.72).min(UNPAIRED as f64) as i32;
+                a.score + b.score - pen
+            })
+        };
+        // A rescue near a partner whose pair, with the mate matching
+        // throughout, would still trail the best pair already found by
+        // 10 points (MAPQ 60 either way) can change nothing.
+        let paired = h1
+            .iter()
+            .flat_map(|a| h2.iter().filter_map(|b| pair_score(a, b)))
+            .max();
+        let worth = |partner: &Hit, mate: &Read| {
+            paired.is_none_or(|p| partner.score + sc.matched * mate.seq.len() as i32 > p - 10)
+        };
+        let (f1, f2) = (floor_of(&h1), floor_of(&h2));
         for a in &g1 {
-            if !has_good_partner(a, &h2) {
-                if let Some(b) = self.rescue(&r2.seq, a, ins, s) {
+            if !has_good_partner(a, &h2) && worth(a, r2) {
+                if let Some(b) = self.rescue(&r2.seq, a, ins, f2, s) {
                     h2.push(b);
                 }
             }
         }
         for b in &g2 {
-            if !has_good_partner(b, &h1) {
-                if let Some(a) = self.rescue(&r1.seq, b, ins, s) {
+            if !has_good_partner(b, &h1) && worth(b, r1) {
+                if let Some(a) = self.rescue(&r1.seq, b, ins, f1, s) {
                     h1.push(a);
                 }
             }
@@ -266,18 +290,13 @@ impl Aligner<'_> {
         rank(&mut h2, seed);
         // Best proper combination against the best unpaired one; equally
         // good pairs in the read's random order.
-        const UNPAIRED: i32 = 17;
         let mut best_pair: Option<(i32, u64, usize, usize)> = None;
         let mut scores: Vec<i32> = Vec::new();
         for (i, a) in h1.iter().enumerate() {
             for (j, b) in h2.iter().enumerate() {
-                if !near(a, b) {
+                let Some(score) = pair_score(a, b) else {
                     continue;
-                }
-                let t = insert_of(a, b).unwrap_or(0) as f64;
-                let z = (t - ins.mean) / ins.sd.max(1.0);
-                let pen = (z * z * 0.5 * 0.72).min(UNPAIRED as f64) as i32;
-                let score = a.score + b.score - pen;
+                };
                 scores.push(score);
                 let order = tie(seed, a.place() ^ b.place().rotate_left(32));
                 let better = match best_pair {
@@ -368,6 +387,12 @@ impl Aligner<'_> {
             if proper { 2 } else { 0 },
         )
     }
+}
+
+/// The least score that matters for another hit of a read that has
+/// `hits` ([`floor_under`] their best; any score if none).
+fn floor_of(hits: &[Hit]) -> i32 {
+    hits.iter().map(|h| h.score).max().map_or(ANY, floor_under)
 }
 
 /// Most diagonals a mate rescue compares the mate at.

@@ -149,12 +149,12 @@ pub(super) fn write_out(out: &mut dyn Write, buf: &[u8]) -> Result<()> {
     })
 }
 
-/// NM, MD and the best local score (no clipping penalty, see
-/// [`Hit::score`]) of an alignment (`q` on the alignment's strand; `r` the
-/// aligned reference span).
-pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) -> (u32, String, i32) {
-    let (mut qi, mut ri, mut nm, mut run) = (0usize, 0usize, 0u32, 0u32);
-    let mut md = String::new();
+/// NM and the best local score (no clipping penalty, see [`Hit::score`])
+/// of an alignment (`q` on the alignment's strand; `r` the aligned
+/// reference span). Every candidate gets them; MD waits for output
+/// ([`md`]).
+pub(super) fn nm_score(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) -> (u32, i32) {
+    let (mut qi, mut ri, mut nm) = (0usize, 0usize, 0u32);
     // The best-scoring stretch of the path (Kadane over its operations).
     let (mut cur, mut best) = (0i32, 0i32);
     let mut step = |x: i32| {
@@ -165,33 +165,21 @@ pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) -> (u
         let n = n as usize;
         match op {
             Op::SoftClip => qi += n,
-            Op::Ins => {
-                qi += n;
+            Op::Ins | Op::Del => {
+                step(-(sc.gap_open + sc.gap_extend * n as i32));
                 nm += n as u32;
-                step(-(sc.gap_open + sc.gap_extend * n as i32));
-            }
-            Op::Del => {
-                step(-(sc.gap_open + sc.gap_extend * n as i32));
-                push_num(&mut md, run);
-                run = 0;
-                md.push('^');
-                for &c in &r[ri..ri + n] {
-                    md.push(LETTER[c as usize] as char);
+                if op == Op::Ins {
+                    qi += n;
+                } else {
+                    ri += n;
                 }
-                ri += n;
-                nm += n as u32;
             }
             Op::Match => {
-                for k in 0..n {
-                    let (a, b) = (q[qi + k], r[ri + k]);
+                for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
                     if a == b && a < 4 {
-                        run += 1;
                         step(sc.matched);
                     } else {
                         step(if a > 3 || b > 3 { -1 } else { -sc.mismatch });
-                        push_num(&mut md, run);
-                        run = 0;
-                        md.push(LETTER[b as usize] as char);
                         nm += 1;
                     }
                 }
@@ -200,13 +188,66 @@ pub(super) fn nm_md(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) -> (u
             }
         }
     }
-    push_num(&mut md, run);
-    (nm, md, best)
+    (nm, best)
 }
 
-/// Append a number's digits, without the allocation of `to_string`.
-fn push_num(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
+/// The MD tag of an alignment (arguments as [`nm_score`]'s).
+pub(super) fn md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> String {
+    let (mut qi, mut ri, mut run) = (0usize, 0usize, 0u32);
+    let mut md = String::new();
+    for &(op, n) in cigar {
+        let n = n as usize;
+        match op {
+            Op::SoftClip | Op::Ins => qi += n,
+            Op::Del => {
+                push_num(&mut md, run as u64);
+                run = 0;
+                md.push('^');
+                for &c in &r[ri..ri + n] {
+                    md.push(LETTER[c as usize] as char);
+                }
+                ri += n;
+            }
+            Op::Match => {
+                for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
+                    if a == b && a < 4 {
+                        run += 1;
+                    } else {
+                        push_num(&mut md, run as u64);
+                        run = 0;
+                        md.push(LETTER[b as usize] as char);
+                    }
+                }
+                qi += n;
+                ri += n;
+            }
+        }
+    }
+    push_num(&mut md, run as u64);
+    md
+}
+
+/// Text being built: SAM lines as bytes, tags as strings (ASCII only).
+pub(super) trait Text {
+    fn put(&mut self, ascii: &[u8]);
+}
+
+impl Text for Vec<u8> {
+    fn put(&mut self, ascii: &[u8]) {
+        self.extend_from_slice(ascii);
+    }
+}
+
+impl Text for String {
+    fn put(&mut self, ascii: &[u8]) {
+        self.extend(ascii.iter().map(|&b| b as char));
+    }
+}
+
+/// Append a number's digits, without the formatting machinery: a SAM
+/// record has a dozen numbers.
+pub(super) fn push_num(out: &mut impl Text, mut n: u64) {
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -216,7 +257,15 @@ fn push_num(out: &mut String, mut n: u32) {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&d| d as char));
+    out.put(&digits[i..]);
+}
+
+/// A signed number's digits.
+pub(super) fn push_int(out: &mut impl Text, n: i64) {
+    if n < 0 {
+        out.put(b"-");
+    }
+    push_num(out, n.unsigned_abs());
 }
 
 /// One SAM/BAM record to write.
@@ -277,7 +326,10 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
             (true, None) if hit.is_some() => (place.map(|p| p.contig), place.map(|p| p.pos)),
             _ => (None, None),
         };
-        let tags = hit.map(|h| (h.nm, h.md.as_str(), h.score, sub));
+        let md = hit.map(|h| al.md_of(h, &r.seq));
+        let tags = hit
+            .zip(md.as_deref())
+            .map(|(h, md)| (h.nm, md, h.score, sub));
         let mc = mate.map(|m| {
             let mut c = String::new();
             push_cigar(&mut c, &m.cigar);
@@ -313,36 +365,38 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
         Some(h) => (contigs[h.contig].name.as_str(), h.pos + 1),
         None => ("*", 0),
     };
-    let _ = write!(
-        buf,
-        "\t{flag}\t{rname}\t{pos}\t{}\t",
-        if hit.is_some() { q } else { 0 }
-    );
+    buf.push(b'\t');
+    push_num(buf, flag as u64);
+    buf.push(b'\t');
+    buf.extend_from_slice(rname.as_bytes());
+    buf.push(b'\t');
+    push_num(buf, pos);
+    buf.push(b'\t');
+    push_num(buf, if hit.is_some() { q as u64 } else { 0 });
+    buf.push(b'\t');
     match hit {
-        Some(h) => {
-            let mut c = String::new();
-            push_cigar(&mut c, &h.cigar);
-            buf.extend_from_slice(c.as_bytes());
-        }
+        Some(h) => push_cigar(buf, &h.cigar),
         None => buf.push(b'*'),
     }
     match (paired, mate) {
         (true, Some(m)) => {
             let same = place.is_some_and(|p| p.contig == m.contig);
-            let rnext = if same {
-                "="
+            buf.push(b'\t');
+            if same {
+                buf.push(b'=');
             } else {
-                contigs[m.contig].name.as_str()
-            };
-            let _ = write!(
-                buf,
-                "\t{rnext}\t{}\t{}\t",
-                m.pos + 1,
-                if hit.is_some() { tlen } else { 0 }
-            );
+                buf.extend_from_slice(contigs[m.contig].name.as_bytes());
+            }
+            buf.push(b'\t');
+            push_num(buf, m.pos + 1);
+            buf.push(b'\t');
+            push_int(buf, if hit.is_some() { tlen } else { 0 });
+            buf.push(b'\t');
         }
         (true, None) if hit.is_some() => {
-            let _ = write!(buf, "\t=\t{pos}\t0\t");
+            buf.extend_from_slice(b"\t=\t");
+            push_num(buf, pos);
+            buf.extend_from_slice(b"\t0\t");
         }
         _ => buf.extend_from_slice(b"\t*\t0\t0\t"),
     }
@@ -364,37 +418,42 @@ pub(super) fn write_record(buf: &mut Vec<u8>, al: &Aligner, rec: &Rec) {
         buf.extend_from_slice(&r.qual);
     }
     if let Some(h) = hit {
-        let _ = write!(
-            buf,
-            "\tNM:i:{}\tMD:Z:{}\tAS:i:{}\tXS:i:{}",
-            h.nm, h.md, h.score, sub
-        );
+        buf.extend_from_slice(b"\tNM:i:");
+        push_num(buf, h.nm as u64);
+        buf.extend_from_slice(b"\tMD:Z:");
+        buf.extend_from_slice(al.md_of(h, &r.seq).as_bytes());
+        buf.extend_from_slice(b"\tAS:i:");
+        push_int(buf, h.score as i64);
+        buf.extend_from_slice(b"\tXS:i:");
+        push_int(buf, sub as i64);
     }
     if let Some(m) = mate {
-        let mut c = String::from("\tMC:Z:");
-        push_cigar(&mut c, &m.cigar);
-        buf.extend_from_slice(c.as_bytes());
+        buf.extend_from_slice(b"\tMC:Z:");
+        push_cigar(buf, &m.cigar);
     }
     if let Some(id) = rg {
-        let _ = write!(buf, "\tRG:Z:{id}");
+        buf.extend_from_slice(b"\tRG:Z:");
+        buf.extend_from_slice(id.as_bytes());
     }
     if let Some(sa) = sa {
-        let _ = write!(buf, "\tSA:Z:{sa}");
+        buf.extend_from_slice(b"\tSA:Z:");
+        buf.extend_from_slice(sa.as_bytes());
     }
     if let Some(xa) = xa {
-        let _ = write!(buf, "\tXA:Z:{xa}");
+        buf.extend_from_slice(b"\tXA:Z:");
+        buf.extend_from_slice(xa.as_bytes());
     }
     buf.push(b'\n');
 }
 
-pub(super) fn push_cigar(out: &mut String, cigar: &[(Op, u32)]) {
+pub(super) fn push_cigar(out: &mut impl Text, cigar: &[(Op, u32)]) {
     for &(op, n) in cigar {
-        let c = match op {
-            Op::Match => 'M',
-            Op::Ins => 'I',
-            Op::Del => 'D',
-            Op::SoftClip => 'S',
-        };
-        let _ = std::fmt::Write::write_fmt(out, format_args!("{n}{c}"));
+        push_num(out, n as u64);
+        out.put(match op {
+            Op::Match => b"M",
+            Op::Ins => b"I",
+            Op::Del => b"D",
+            Op::SoftClip => b"S",
+        });
     }
 }
