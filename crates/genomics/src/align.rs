@@ -901,10 +901,10 @@ fn shifted_end(q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> Opt
 /// The most a local stretch of `q` could score with the ends of its
 /// ungapped alignment `a` at `diag` of the contig `seq` realigned by one
 /// indel each: an end (its outer [`CROWDED_END`] bases, or its clip if
-/// longer) counts the bases that match where they are or on one other
-/// diagonal of the band, whichever counts most; the middle scores what it
-/// scores where it is. A gapped search that moves the ends does no
-/// better, so a hit that could not matter skips it.
+/// longer) counts its matches with its outer part, up to the best split,
+/// on the best other diagonal of the band; the middle scores what it scores
+/// where it is. A gapped search that moves the ends does no better, so a
+/// hit that could not matter skips it.
 fn reach(sc: &Scoring, q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> i32 {
     let l = q.len();
     let (head_clip, tail_clip) = soft_clips(&a.cigar);
@@ -914,24 +914,31 @@ fn reach(sc: &Scoring, q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64
         return sc.matched * l as i32;
     }
     let at = diag as usize;
-    let end = |range: std::ops::Range<usize>| {
+    // The matches of an end whose outer part (the head's start, the
+    // tail's end) lies on another diagonal: those where it is, plus the
+    // best gain of moving a run of its outer bases.
+    let end = |range: std::ops::Range<usize>, head: bool| {
         let (qz, here) = (&q[range.clone()], &seq[at + range.start..at + range.end]);
-        let matched = |s: i64| {
+        let stay = qz.iter().zip(here).filter(|(x, h)| x == h).count() as i64;
+        let gain = |s: i64| {
             let start = diag + range.start as i64 + s;
             if start < 0 || start as usize + qz.len() > seq.len() {
                 return 0;
             }
             let there = &seq[start as usize..start as usize + qz.len()];
-            qz.iter()
-                .zip(here)
-                .zip(there)
-                .filter(|((x, h), t)| x == h || x == t)
-                .count()
+            let diff = |i: usize| (qz[i] == there[i]) as i64 - (qz[i] == here[i]) as i64;
+            let (mut run, mut top) = (0i64, 0i64);
+            for i in 0..qz.len() {
+                run += diff(if head { i } else { qz.len() - 1 - i });
+                top = top.max(run);
+            }
+            top
         };
-        sc.matched * (-band..=band).map(matched).max().unwrap_or(0) as i32
+        let moved = (-band..=band).map(gain).max().unwrap_or(0);
+        sc.matched * (stay + moved) as i32
     };
     let r = &seq[at..at + l];
-    end(0..from) + end(to..l) + best_stretch(sc, &q[from..to], &r[from..to])
+    end(0..from, true) + end(to..l, false) + best_stretch(sc, &q[from..to], &r[from..to])
 }
 
 /// Diagonals the gapped search adds on either side of those where
@@ -1045,6 +1052,10 @@ mod tests {
             cases += 1;
         }
         assert!(cases > 1800);
+        // And it is a bound worth having: an unrelated read reaches little.
+        let junk = random(150, 999);
+        let (a, _) = ungapped(&s, &junk, &seq[at..at + 150]);
+        assert!(reach(&s, &junk, &seq, at as i64, &a, 12) < 90);
     }
 
     /// Where the gapped search is worth its cost: an end shifted by an
