@@ -575,25 +575,24 @@ impl<'a> Aligner<'a> {
             // Only when that end lies on another diagonal of the band can
             // the gapped search do better; scattered mismatches and
             // sequencing errors at an end are left as they are.
-            let shifted = || shifted_end(q, &r.seq[cs as usize..ce as usize], diag - cs, &a, band);
+            let contig = &r.seq[cs as usize..ce as usize];
+            let shifted = || shifted_end(q, contig, diag - cs, &a, band);
             let long_clip = || {
                 let (lead, trail) = soft_clips(&a.cigar);
                 lead.max(trail) >= LONG_CLIP
             };
-            let reach = |floor: i32| {
-                floor == ANY
-                    || reach(sc, q, &r.seq[cs as usize..ce as usize], diag - cs, &a, band) >= floor
-            };
+            let can_reach =
+                |floor: i32| floor == ANY || reach(sc, q, contig, diag - cs, &a, band) >= floor;
             // The diagonals the gapped search needs: around the shifts
             // that fit the ends, or, for a long clip that fits none (two
             // indels, or errors beside one), all of the band.
             let need = match gapped {
                 _ if mism <= 2 => None,
-                Gapped::Always(floor) if long_clip() => {
-                    shifted().or(Some((-band, band))).filter(|_| reach(floor))
-                }
+                Gapped::Always(floor) if long_clip() => shifted()
+                    .or(Some((-band, band)))
+                    .filter(|_| can_reach(floor)),
                 Gapped::Always(floor) | Gapped::IfClipped(floor) => {
-                    shifted().filter(|_| reach(floor))
+                    shifted().filter(|_| can_reach(floor))
                 }
                 Gapped::Never => None,
             };

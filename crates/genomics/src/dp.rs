@@ -63,7 +63,7 @@ impl Alignment {
 }
 
 #[inline]
-fn sub(s: &Scoring, a: u8, b: u8) -> i32 {
+pub(crate) fn sub(s: &Scoring, a: u8, b: u8) -> i32 {
     if a > 3 || b > 3 {
         -1
     } else if a == b {
@@ -86,7 +86,13 @@ fn push(cigar: &mut Vec<(Op, u32)>, op: Op, n: u32) {
 /// Ungapped alignment of `read` against `refw` (same length), clipping an
 /// end when that scores better. Also returns the mismatch count.
 pub fn ungapped(s: &Scoring, read: &[u8], refw: &[u8]) -> (Alignment, u32) {
-    let l = read.len().min(refw.len());
+    clip_or_not(s, read.len().min(refw.len()), kadane(s, read, refw))
+}
+
+/// The ungapped alignment of `l` bases whose scores `k` summed: the best
+/// stretch, clipped, where that beats the whole under the clipping
+/// penalty; and the mismatch count.
+fn clip_or_not(s: &Scoring, l: usize, k: Kadane) -> (Alignment, u32) {
     let Kadane {
         full,
         mism,
@@ -94,7 +100,7 @@ pub fn ungapped(s: &Scoring, read: &[u8], refw: &[u8]) -> (Alignment, u32) {
         best_s,
         best_e,
         ..
-    } = kadane(s, read, refw);
+    } = k;
     let clips = |st: usize, en: usize| (st > 0) as i32 + (en < l) as i32;
     let local = best - s.clip * clips(best_s, best_e);
     let (st, en, score) = if local > full && best > 0 {
@@ -292,8 +298,9 @@ fn banded_in(
     // (deletion), from the left; F: in a gap in the reference (insertion),
     // from above. Traceback: bits 0-1 source of H (0 start, 1 diag, 2 E,
     // 3 F); bit 2: E extended; bit 3: F extended.
-    let mut best = (NEG, 0usize, 0usize); // score, i, d: local end
-                                          // A read row may also start the alignment (its start clipped).
+    // The best local end: score, row i, band index d.
+    let mut best = (NEG, 0usize, 0usize);
+    // A read row may also start the alignment (its start clipped).
     let start_here = -s.clip;
     for i in 1..=n {
         let row = &mut tb[i * w..(i + 1) * w];
@@ -306,8 +313,9 @@ fn banded_in(
         if (a as isize) <= b {
             let b = b as usize;
             let refs = &refw[(col(i, a) - 1) as usize..col(i, b) as usize];
-            let (mut hl, mut el) = (NEG, NEG); // H and E of the cell to the left
-                                               // The row's cells as zipped slices: no index to check per cell.
+            // H and E of the cell to the left.
+            let (mut hl, mut el) = (NEG, NEG);
+            // The row's cells as zipped slices: no index to check per cell.
             let above = ph[a..=b]
                 .iter()
                 .zip(&ph[a + 1..=b + 1])
@@ -502,24 +510,7 @@ mod tests {
         for i in 0..read.len() {
             k.step(i, sub(s, read[i], refw[i]));
         }
-        let l = read.len();
-        let clips = |st: usize, en: usize| (st > 0) as i32 + (en < l) as i32;
-        let local = k.best - s.clip * clips(k.best_s, k.best_e);
-        let (st, en, score) = if local > k.full && k.best > 0 {
-            (k.best_s, k.best_e, k.best)
-        } else {
-            (0, l, k.full)
-        };
-        let mut cigar = Vec::new();
-        push(&mut cigar, Op::SoftClip, st as u32);
-        push(&mut cigar, Op::Match, (en - st) as u32);
-        push(&mut cigar, Op::SoftClip, (l - en) as u32);
-        let a = Alignment {
-            ref_start: st,
-            cigar,
-            score,
-        };
-        (a, k.mism)
+        clip_or_not(s, read.len(), k)
     }
 
     #[test]

@@ -68,10 +68,11 @@ pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
     let mask = (1u64 << (2 * p.k)) - 1;
     let mut fwd = 0u64;
     let mut rev = 0u64;
-    let mut len = 0usize; // bases since the last N
-                          // Ring of the window's k-mers; u64::MAX marks "none" (a symmetric
-                          // k-mer, or not yet filled). Its indexes wrap by comparison, not by
-                          // division: this runs for every base of every read.
+    // Bases since the last N.
+    let mut len = 0usize;
+    // Ring of the window's k-mers; u64::MAX marks "none" (a symmetric
+    // k-mer, or not yet filled). Its indexes wrap by comparison, not by
+    // division: this runs for every base of every read.
     let none = Minimizer {
         hash: u64::MAX,
         pos: 0,

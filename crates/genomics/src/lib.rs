@@ -21,7 +21,8 @@ pub mod index;
 pub mod io;
 pub mod seq;
 
-/// Deterministic draws for the unit tests: `below(n)` is in `0..n`.
+/// Deterministic draws for the unit tests: each call with `n` returns a
+/// number in `0..n`.
 #[cfg(test)]
 pub(crate) fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
     let mut x = seed;

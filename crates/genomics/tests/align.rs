@@ -123,6 +123,22 @@ struct Rec {
     tags: Vec<String>,
 }
 
+/// Rewrite the first record of a FASTQ file: `edit` gets its lines.
+fn edit_first_record(path: &Path, edit: impl FnOnce(&mut [String])) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    edit(&mut lines[..4]);
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Align the pairs of two FASTQ files: the SAM text.
+fn align_pair_files(al: &Aligner, r1: &Path, r2: &Path) -> String {
+    let mut out = Vec::new();
+    let reader = PairReader::open(r1, r2).unwrap();
+    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 fn parse(sam: &str) -> (Vec<String>, Vec<Rec>) {
     let mut header = Vec::new();
     let mut recs = Vec::new();
@@ -325,10 +341,8 @@ fn mapq_separates_unique_reads_from_repeats() {
     }
     std::fs::write(dir.path().join("p1.fq"), f1).unwrap();
     std::fs::write(dir.path().join("p2.fq"), f2).unwrap();
-    let mut out = Vec::new();
-    let reader = PairReader::open(&dir.path().join("p1.fq"), &dir.path().join("p2.fq")).unwrap();
-    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
-    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    let sam = align_pair_files(&al, &dir.path().join("p1.fq"), &dir.path().join("p2.fq"));
+    let (_, recs) = parse(&sam);
     let inside = &recs[6..8];
     assert!(inside.iter().all(|r| r.mapq == 0), "a pair inside a repeat");
     for (pair, &start) in recs[..6].chunks(2).zip(&starts) {
@@ -418,10 +432,8 @@ fn chimeric_reads_get_a_supplementary_record() {
     assert_eq!(sa(sup), format!("ctg1,40001,+,90M60S,{},0;", p.mapq));
 
     // Paired: mate 1 chimeric, mate 2 near its primary part.
-    let mut out = Vec::new();
-    let reader = PairReader::open(&dir.path().join("c1.fq"), &dir.path().join("c2.fq")).unwrap();
-    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
-    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    let sam = align_pair_files(&al, &dir.path().join("c1.fq"), &dir.path().join("c2.fq"));
+    let (_, recs) = parse(&sam);
     assert_eq!(recs.len(), 3);
     let sup = recs.iter().find(|r| r.flag & 0x800 != 0).unwrap();
     let mate = recs.iter().find(|r| r.flag & 0x80 != 0).unwrap();
@@ -474,10 +486,8 @@ fn pair_mapq_falls_with_the_number_of_paralogs() {
         std::fs::write(dir.path().join("1.fq"), f1).unwrap();
         std::fs::write(dir.path().join("2.fq"), f2).unwrap();
         let al = Aligner::new(&idx, AlignOptions::default());
-        let mut out = Vec::new();
-        let reader = PairReader::open(&dir.path().join("1.fq"), &dir.path().join("2.fq")).unwrap();
-        al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
-        let (_, recs) = parse(&String::from_utf8(out).unwrap());
+        let sam = align_pair_files(&al, &dir.path().join("1.fq"), &dir.path().join("2.fq"));
+        let (_, recs) = parse(&sam);
         (recs[0].pos, recs[0].mapq, recs[1].mapq)
     };
     let (pos2, q2, _) = mapq_with(2);
@@ -591,17 +601,14 @@ fn mate_cigar_and_local_score_tags() {
     let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
     simulate(&idx.reference, 200, dir.path());
     // Pair 0 gets a mismatch at mate 1's second-to-last base.
-    let text = std::fs::read_to_string(dir.path().join("r1.fq")).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut seq = lines[1].clone().into_bytes();
-    seq[148] = if seq[148] == b'A' { b'C' } else { b'A' };
-    lines[1] = String::from_utf8(seq).unwrap();
-    std::fs::write(dir.path().join("r1.fq"), lines.join("\n") + "\n").unwrap();
+    let (r1, r2) = (dir.path().join("r1.fq"), dir.path().join("r2.fq"));
+    edit_first_record(&r1, |lines| {
+        let mut seq = lines[1].clone().into_bytes();
+        seq[148] = if seq[148] == b'A' { b'C' } else { b'A' };
+        lines[1] = String::from_utf8(seq).unwrap();
+    });
     let al = Aligner::new(&idx, AlignOptions::default());
-    let mut out = Vec::new();
-    let reader = PairReader::open(&dir.path().join("r1.fq"), &dir.path().join("r2.fq")).unwrap();
-    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
-    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    let (_, recs) = parse(&align_pair_files(&al, &r1, &r2));
     for pair in recs.chunks(2) {
         for (r, mate) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
             let mc = format!("MC:Z:{}", mate.cigar);
@@ -630,19 +637,16 @@ fn a_mate_without_seeds_is_rescued_next_to_its_partner() {
     let dir = tempfile::tempdir().unwrap();
     let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
     let truth = simulate(&idx.reference, 200, dir.path());
-    let text = std::fs::read_to_string(dir.path().join("r2.fq")).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut seq = lines[1].clone().into_bytes();
-    for p in (5..seq.len()).step_by(10) {
-        seq[p] = if seq[p] == b'A' { b'C' } else { b'A' };
-    }
-    lines[1] = String::from_utf8(seq).unwrap();
-    std::fs::write(dir.path().join("r2.fq"), lines.join("\n") + "\n").unwrap();
+    let (r1, r2) = (dir.path().join("r1.fq"), dir.path().join("r2.fq"));
+    edit_first_record(&r2, |lines| {
+        let mut seq = lines[1].clone().into_bytes();
+        for p in (5..seq.len()).step_by(10) {
+            seq[p] = if seq[p] == b'A' { b'C' } else { b'A' };
+        }
+        lines[1] = String::from_utf8(seq).unwrap();
+    });
     let al = Aligner::new(&idx, AlignOptions::default());
-    let mut out = Vec::new();
-    let reader = PairReader::open(&dir.path().join("r1.fq"), &dir.path().join("r2.fq")).unwrap();
-    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
-    let (_, recs) = parse(&String::from_utf8(out).unwrap());
+    let (_, recs) = parse(&align_pair_files(&al, &r1, &r2));
     let (ci, _, p2) = truth[0];
     let mate = &recs[1];
     assert_eq!(mate.name, "p0");
@@ -666,16 +670,13 @@ fn an_empty_mate_is_unmapped_and_its_partner_placed() {
     let dir = tempfile::tempdir().unwrap();
     let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
     let truth = simulate(&idx.reference, 100, dir.path());
-    let text = std::fs::read_to_string(dir.path().join("r2.fq")).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[1].clear();
-    lines[3].clear();
-    std::fs::write(dir.path().join("r2.fq"), lines.join("\n") + "\n").unwrap();
+    let (r1, r2) = (dir.path().join("r1.fq"), dir.path().join("r2.fq"));
+    edit_first_record(&r2, |lines| {
+        lines[1].clear();
+        lines[3].clear();
+    });
     let al = Aligner::new(&idx, AlignOptions::default());
-    let mut out = Vec::new();
-    let reader = PairReader::open(&dir.path().join("r1.fq"), &dir.path().join("r2.fq")).unwrap();
-    al.align_pairs(reader, &mut out, &mut |_| {}).unwrap();
-    let sam = String::from_utf8(out).unwrap();
+    let sam = align_pair_files(&al, &r1, &r2);
     let (_, recs) = parse(&sam);
     let (ci, p1, _) = truth[0];
     let (first, empty) = (&recs[0], &recs[1]);

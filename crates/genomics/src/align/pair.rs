@@ -232,8 +232,10 @@ impl Aligner<'_> {
         // Rescue a mate missing near one of its partner's good placements:
         // it finds mates whose own seeds missed their locus, and the
         // second-best pair that keeps a repeat's MAPQ honest.
+        // The best score among hits ranked best first (0 for none).
+        let top = |hs: &[Hit]| hs.first().map_or(0, |h| h.score);
         let good = |hs: &[Hit]| -> Vec<Hit> {
-            let top = hs.first().map(|h| h.score).unwrap_or(0);
+            let top = top(hs);
             hs.iter()
                 .take(MAX_CANDIDATES)
                 .filter(|h| h.score + 20 >= top)
@@ -246,7 +248,7 @@ impl Aligner<'_> {
         // A partner already there counts only if it is a good one: a weak
         // hit nearby (another copy's, a repeat's) may hide the real mate.
         let has_good_partner = |x: &Hit, hs: &[Hit]| {
-            let top = hs.first().map(|h| h.score).unwrap_or(0);
+            let top = top(hs);
             hs.iter().any(|y| near(x, y) && y.score + 20 >= top)
         };
         // A proper pair's score: both mates' less the insert's unlikeliness.

@@ -176,12 +176,9 @@ pub(super) fn nm_score(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) ->
             }
             Op::Match => {
                 for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
-                    if a == b && a < 4 {
-                        step(sc.matched);
-                    } else {
-                        step(if a > 3 || b > 3 { -1 } else { -sc.mismatch });
-                        nm += 1;
-                    }
+                    let x = crate::dp::sub(sc, a, b);
+                    step(x);
+                    nm += u32::from(x < 0);
                 }
                 qi += n;
                 ri += n;
