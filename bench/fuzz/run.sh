@@ -19,7 +19,7 @@ secs=${1:?usage: bench/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(manifest package_tar fasta fastq bam_writer kernel_expr agent_messages)
+  targets=(manifest package_tar fasta fastq bam_writer alignments kernel_expr agent_messages)
 fi
 jobs=${FUZZ_JOBS:-1}
 nice=${FUZZ_NICE:-0}

@@ -45,13 +45,93 @@ pub enum GenomicsCmd {
         /// 99.98th percentile).
         #[arg(long, default_value_t = AlignOptions::default().max_occ)]
         max_occ: usize,
+        /// Write the BAM sorted by coordinate, with its index, without an
+        /// unsorted file between (as `genomics sort` would).
+        #[arg(long)]
+        sort: bool,
+        /// Sort and mark duplicates (as `genomics sort --markdup`).
+        #[arg(long)]
+        markdup: bool,
+        /// With --sort: memory for records before runs spill to disk.
+        #[arg(short = 'm', long, default_value = "768M", value_parser = parse_size)]
+        memory: usize,
+    },
+    /// Sort alignments (SAM or BAM) by coordinate into an indexed BAM,
+    /// within bounded memory.
+    Sort {
+        input: PathBuf,
+        /// Output BAM; its index is written beside it (.bai, or .csi for
+        /// references over 512 Mb).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Threads (compression).
+        #[arg(short = 't', long, default_value_t = 1)]
+        threads: usize,
+        /// Memory for records before sorted runs spill to temporary files
+        /// (bytes; K, M, G suffixes).
+        #[arg(short = 'm', long, default_value = "768M", value_parser = parse_size)]
+        memory: usize,
+        /// Directory for temporary files (default: the output's).
+        #[arg(short = 'T', long)]
+        tmp_dir: Option<PathBuf>,
+        /// Compression level, 0-9.
+        #[arg(short = 'l', long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+        level: u32,
+        /// Also mark duplicates, as `genomics markdup` would on the sorted
+        /// file, without writing it twice.
+        #[arg(long)]
+        markdup: bool,
+        /// With --markdup: print its statistics to standard error.
+        #[arg(short = 's')]
+        stats: bool,
+    },
+    /// Mark duplicate reads (flag 0x400) in a coordinate-sorted BAM, as
+    /// samtools markdup does, per library; writes an indexed BAM.
+    Markdup {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(short = 't', long, default_value_t = 1)]
+        threads: usize,
+        /// Remove duplicates instead of flagging them.
+        #[arg(short = 'r')]
+        remove: bool,
+        /// Also flag the secondary, supplementary and unmapped records of
+        /// duplicates.
+        #[arg(short = 'S')]
+        supplementary: bool,
+        /// Print statistics (samtools markdup -s's report) to standard error.
+        #[arg(short = 's')]
+        stats: bool,
+        /// Compression level, 0-9.
+        #[arg(short = 'l', long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+        level: u32,
     },
 }
 
-/// Where alignments go: plain (SAM) or BGZF-compressed (BAM).
+/// A byte count with an optional K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 768M, 2G)"))?;
+    n.checked_mul(mult)
+        .filter(|&b| b >= 1 << 20)
+        .ok_or_else(|| format!("'{s}' must be at least 1M"))
+}
+
+/// Where alignments go: plain (SAM), BGZF-compressed (BAM), or to a
+/// sorted BAM.
 enum Sink {
     Plain(Box<dyn Write>),
-    Bgzf(accelhub_genomics::bam::BgzfWriter<Box<dyn Write>>),
+    Bgzf(Box<accelhub_genomics::bam::BgzfWriter<Box<dyn Write>>>),
+    Sorted(Box<accelhub_genomics::sort::StreamSink>),
 }
 
 fn index_path(prefix: &Path) -> PathBuf {
@@ -68,8 +148,119 @@ fn bar(len: u64, template: &str) -> ProgressBar {
     b
 }
 
+fn report_duplicates(s: &accelhub_genomics::markdup::MarkdupStats) {
+    let dups = s.duplicate_pair + s.duplicate_single;
+    eprintln!(
+        "{dups} of {} examined reads are duplicates ({:.2}%)",
+        s.examined,
+        100.0 * dups as f64 / s.examined.max(1) as f64
+    );
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
 pub fn run(cmd: GenomicsCmd) -> Result<()> {
     match cmd {
+        GenomicsCmd::Sort {
+            input,
+            output,
+            threads,
+            memory,
+            tmp_dir,
+            level,
+            markdup,
+            stats: print_stats,
+        } => {
+            let started = std::time::Instant::now();
+            let tmp_dir = tmp_dir.unwrap_or_else(|| {
+                output
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            });
+            let opts = accelhub_genomics::sort::SortOptions {
+                memory,
+                tmp_dir,
+                threads: threads.max(1),
+                level,
+            };
+            let b = bar(0, "{spinner} {msg} {human_pos} records");
+            let md = markdup.then(|| accelhub_genomics::markdup::MarkdupOptions {
+                threads: threads.max(1),
+                level,
+                remove: false,
+                supplementary: false,
+            });
+            let stats = accelhub_genomics::sort::sort_file(
+                &input,
+                &output,
+                &opts,
+                md.as_ref(),
+                &command_line(),
+                &mut |stage, n| {
+                    b.set_message(stage.to_string());
+                    b.set_position(n);
+                },
+            )?;
+            b.finish_and_clear();
+            if let Some(md) = &stats.markdup {
+                if print_stats {
+                    eprint!("{}", md.report());
+                }
+                report_duplicates(md);
+            }
+            eprintln!(
+                "sorted {} records ({} runs spilled) -> {}, {} ({:.1} s)",
+                stats.records,
+                stats.runs,
+                output.display(),
+                stats.index.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        GenomicsCmd::Markdup {
+            input,
+            output,
+            threads,
+            remove,
+            supplementary,
+            stats: print_stats,
+            level,
+        } => {
+            let started = std::time::Instant::now();
+            let opts = accelhub_genomics::markdup::MarkdupOptions {
+                threads: threads.max(1),
+                level,
+                remove,
+                supplementary,
+            };
+            let b = bar(0, "{spinner} {msg} {human_pos} records");
+            let stats = accelhub_genomics::markdup::markdup_file(
+                &input,
+                &output,
+                &opts,
+                &command_line(),
+                &mut |stage, n| {
+                    b.set_message(stage.to_string());
+                    b.set_position(n);
+                },
+            )?;
+            b.finish_and_clear();
+            if print_stats {
+                eprint!("{}", stats.report());
+            }
+            report_duplicates(&stats);
+            eprintln!(
+                "-> {} ({:.1} s)",
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         GenomicsCmd::Index {
             reference,
             output,
@@ -108,6 +299,9 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             read_group,
             output,
             max_occ,
+            sort,
+            markdup,
+            memory,
         } => {
             if let Some(rg) = &read_group {
                 Aligner::check_read_group(rg)?;
@@ -118,6 +312,28 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 None if output.is_none() => Format::Sam,
                 _ => bail!("the output must end in .sam or .bam"),
             };
+            let sorted = match (&output, sort || markdup) {
+                (Some(o), true) if format == Format::Bam => Some(o.clone()),
+                (_, true) => bail!("--sort and --markdup write an indexed BAM: give -o OUT.bam"),
+                _ => None,
+            };
+            let sort_opts = accelhub_genomics::sort::SortOptions {
+                memory,
+                tmp_dir: output
+                    .as_ref()
+                    .and_then(|o| o.parent())
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(".")),
+                threads: threads.max(1),
+                level: 6,
+            };
+            let md = markdup.then(|| accelhub_genomics::markdup::MarkdupOptions {
+                threads: threads.max(1),
+                level: 6,
+                remove: false,
+                supplementary: false,
+            });
             let started = std::time::Instant::now();
             let path = index_path(&prefix);
             let idx = Index::load(&path)
@@ -127,34 +343,44 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 read_group,
                 max_occ,
                 format,
-                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+                command_line: command_line(),
                 ..Default::default()
             };
             let aligner = Aligner::new(&idx, opts);
             let b = bar(0, "{spinner} aligned {human_pos} reads ({per_sec})");
             // Write next to the destination and rename at the end, so a
             // failure leaves no output that looks complete.
-            let tmp = output.as_ref().map(|o| {
+            // (A sorted BAM does the same through its writer.)
+            let tmp = output.as_ref().filter(|_| sorted.is_none()).map(|o| {
                 let mut s = o.as_os_str().to_owned();
                 s.push(".partial");
                 PathBuf::from(s)
             });
+            let mut sort_stats = None;
             let result = (|| -> Result<_> {
-                let file: Box<dyn Write> = match &tmp {
-                    Some(t) => Box::new(std::io::BufWriter::with_capacity(
-                        1 << 20,
-                        std::fs::File::create(t)
-                            .with_context(|| format!("creating {}", t.display()))?,
-                    )),
-                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-                };
-                let mut sink = match format {
-                    Format::Sam => Sink::Plain(file),
-                    Format::Bam => Sink::Bgzf(accelhub_genomics::bam::bgzf(file)),
+                let mut sink = if sorted.is_some() {
+                    Sink::Sorted(Box::new(accelhub_genomics::sort::StreamSink::new(
+                        &sort_opts,
+                        md.as_ref(),
+                    )))
+                } else {
+                    let file: Box<dyn Write> = match &tmp {
+                        Some(t) => Box::new(std::io::BufWriter::with_capacity(
+                            1 << 20,
+                            std::fs::File::create(t)
+                                .with_context(|| format!("creating {}", t.display()))?,
+                        )),
+                        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                    };
+                    match format {
+                        Format::Sam => Sink::Plain(file),
+                        Format::Bam => Sink::Bgzf(Box::new(accelhub_genomics::bam::bgzf(file))),
+                    }
                 };
                 let out: &mut dyn Write = match &mut sink {
                     Sink::Plain(w) => w,
-                    Sink::Bgzf(w) => w,
+                    Sink::Bgzf(w) => &mut **w,
+                    Sink::Sorted(w) => &mut **w,
                 };
                 let stats = match &r2 {
                     Some(r2) => aligner
@@ -164,7 +390,13 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 };
                 match sink {
                     Sink::Plain(mut w) => w.flush(),
-                    Sink::Bgzf(w) => w.finish().and_then(|mut w| w.flush()),
+                    Sink::Bgzf(w) => w.finish().and_then(|(mut w, _)| w.flush()),
+                    Sink::Sorted(w) => {
+                        let to = sorted.as_deref().unwrap_or(Path::new("out.bam"));
+                        b.set_message("sorting");
+                        sort_stats = Some(w.finish(to, &mut |n| b.set_position(n))?);
+                        Ok(())
+                    }
                 }
                 .context("writing the alignments")?;
                 Ok(stats)
@@ -195,6 +427,16 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 aligner.max_occ(),
                 started.elapsed().as_secs_f64()
             );
+            if let Some(s) = sort_stats {
+                if let Some(md) = &s.markdup {
+                    report_duplicates(md);
+                }
+                eprintln!(
+                    "sorted ({} runs spilled), indexed: {}",
+                    s.runs,
+                    s.index.display()
+                );
+            }
             Ok(())
         }
     }

@@ -1,16 +1,21 @@
-//! BAM output: records encoded as the SAM/BAM specification lays them out
-//! (little-endian fields, 4-bit bases, typed tags), compressed by
-//! `noodles-bgzf` into BGZF blocks with the end-of-file marker.
+//! BAM: records encoded as the SAM/BAM specification lays them out
+//! (little-endian fields, 4-bit bases, typed tags) and compressed into
+//! BGZF ([`crate::bgzf`]); [`record`] reads them in place, [`reader`]
+//! reads SAM or BAM files, [`writer`] writes sorted, indexed BAM.
 
 use crate::dp::Op;
 use std::io::Write;
 
-/// A BGZF writer over `w`; call `finish` on it at the end.
-/// A BGZF-compressing writer.
-pub type BgzfWriter<W> = noodles_bgzf::io::Writer<W>;
+pub mod reader;
+pub mod record;
+pub mod writer;
+
+/// A BGZF writer over `w` (one thread, zlib's default level); call
+/// `finish` on it at the end.
+pub type BgzfWriter<W> = crate::bgzf::Writer<W>;
 
 pub fn bgzf<W: Write>(w: W) -> BgzfWriter<W> {
-    noodles_bgzf::io::Writer::new(w)
+    crate::bgzf::Writer::new(w, 6, 1)
 }
 
 /// The binary header: magic, the SAM header text, the references.

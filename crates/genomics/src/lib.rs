@@ -9,17 +9,25 @@
 //! - [`fastq`]: streaming reads, single or paired, with the same errors,
 //!   and pair checks (same count, same names).
 //! - [`index`]: the minimizer index of a reference, built once and saved.
+//! - [`bgzf`], [`bam`], [`bai`]: BGZF with threads, BAM records read and
+//!   written as bytes, BAI/CSI indexes.
+//! - [`sort`], [`markdup`]: coordinate sort in bounded memory, duplicate
+//!   marking as samtools does it.
 //!
 //! No module knows about tenants, billing or HTTP.
 
 pub mod align;
+pub mod bai;
 pub mod bam;
+pub mod bgzf;
 pub mod dp;
 pub mod fasta;
 pub mod fastq;
 pub mod index;
 pub mod io;
+pub mod markdup;
 pub mod seq;
+pub mod sort;
 
 /// Deterministic draws for the unit tests: each call with `n` returns a
 /// number in `0..n`.

@@ -1,6 +1,7 @@
-//! `accelhub genomics index|align` as a user runs them: a reference with
-//! several contigs (gzip), reads in, SAM out; bad input stops with the file
-//! and record named and leaves no output behind.
+//! `accelhub genomics index|align|sort|markdup` as a user runs them: a
+//! reference with several contigs (gzip), reads in, SAM and BAM out, sorted
+//! and indexed, duplicates marked; bad input stops with the file and record
+//! named and leaves no output behind.
 
 use crate::common::{bin, random_bases, revcomp_reference};
 use std::io::Write;
@@ -152,6 +153,93 @@ fn index_then_align_pairs_to_sam() {
         n += 1;
     }
     assert_eq!(n, 400);
+
+    // Sort (marking duplicates on the way), then mark again on the sorted
+    // file: both indexed, the same records in coordinate order.
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("genomics")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&[
+        "sort",
+        "out.bam",
+        "-o",
+        "sorted.bam",
+        "-t",
+        "2",
+        "--markdup",
+        "-s",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("sorted 400 records") && err.contains("EXAMINED: 400"),
+        "{err}"
+    );
+    assert!(d.join("sorted.bam.bai").exists());
+    let (ok, err) = run(&["markdup", "sorted.bam", "-o", "md.bam"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("of 400 examined reads are duplicates"),
+        "{err}"
+    );
+    let read_all = |p: &Path| {
+        let mut r = accelhub_genomics::bam::reader::Reader::open(p, 1).unwrap();
+        let mut v = Vec::new();
+        let mut b = Vec::new();
+        while r.next_into(&mut b).unwrap() {
+            v.push(b.clone());
+        }
+        v
+    };
+    let sorted = read_all(&d.join("sorted.bam"));
+    assert_eq!(sorted, read_all(&d.join("md.bam")));
+    // Aligning straight into a sorted, marked BAM gives the same records.
+    let out = align(
+        &d.join("ref"),
+        &[&d.join("r1.fq.gz"), &d.join("r2.fq")],
+        &["-t", "2", "-R", "@RG\\tID:t1\\tSM:s", "--markdup"],
+        Some(&d.join("direct.bam")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("indexed"), "{err}");
+    assert_eq!(read_all(&d.join("direct.bam")), sorted);
+    assert!(d.join("direct.bam.bai").exists());
+    let out = align(
+        &d.join("ref"),
+        &[&d.join("r1.fq.gz")],
+        &["--sort"],
+        Some(&d.join("x.sam")),
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("give -o OUT.bam")
+    );
+    assert_eq!(sorted.len(), 400);
+    let keys: Vec<(i32, i32)> = sorted
+        .iter()
+        .map(|b| {
+            let r = accelhub_genomics::bam::record::Record::new(b).unwrap();
+            (r.ref_id(), r.pos())
+        })
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+    // Unsorted input to markdup: refused, naming the file and record, and
+    // no output left; a memory bound too small to work with is refused.
+    let (ok, err) = run(&["markdup", "out.bam", "-o", "bad.bam"]);
+    assert!(
+        !ok && err.contains("out.bam: record") && err.contains("not sorted by coordinate"),
+        "{err}"
+    );
+    assert!(!d.join("bad.bam").exists() && !d.join("bad.bam.partial").exists());
+    let (ok, err) = run(&["sort", "out.bam", "-o", "x.bam", "-m", "10K"]);
+    assert!(!ok && err.contains("at least 1M"), "{err}");
 
     for r in records.chunks(2) {
         let (name, start) = r[0][0].rsplit_once('_').unwrap();

@@ -1,0 +1,281 @@
+//! Coordinate indexes of a sorted BAM: BAI, and CSI where a reference is
+//! longer than BAI's 2^29 bases (SAM specification, section 5).
+//!
+//! Both sort records into the same binning scheme (bins of 2^14 bases up
+//! to one bin for the whole reference, each level 8 times wider), list
+//! for each bin the chunks of the file that hold its records, and add a
+//! pseudo-bin with the reference's mapped and unmapped counts. BAI adds a
+//! linear index of the first record per 16 kb window; CSI has none, and
+//! stores that offset with each bin instead, which lets its depth grow
+//! with the longest reference.
+//!
+//! The builder takes records as they are written, with their [`Spot`]s
+//! in the BGZF output, and needs the finished file's block offsets only
+//! when it writes the index.
+
+use crate::bgzf::{Finished, Spot};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+const MIN_SHIFT: u32 = 14;
+const BAI_DEPTH: u32 = 5;
+/// The longest reference a BAI can index.
+pub const BAI_MAX: u64 = 1 << 29;
+
+/// Which index file to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bai,
+    Csi { depth: u32 },
+}
+
+impl Kind {
+    /// BAI when every reference fits, CSI deep enough for the longest.
+    pub fn for_lengths(lens: impl Iterator<Item = u64>) -> Kind {
+        let longest = lens.max().unwrap_or(0);
+        if longest <= BAI_MAX {
+            return Kind::Bai;
+        }
+        let mut depth = 0;
+        while (1u64 << (MIN_SHIFT + 3 * depth)) < longest {
+            depth += 1;
+        }
+        Kind::Csi { depth }
+    }
+
+    fn depth(self) -> u32 {
+        match self {
+            Kind::Bai => BAI_DEPTH,
+            Kind::Csi { depth } => depth,
+        }
+    }
+
+    /// The index file's name beside `bam`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Kind::Bai => "bai",
+            Kind::Csi { .. } => "csi",
+        }
+    }
+}
+
+/// The bin of 0-based, end-exclusive `[beg, end)` in a scheme of `depth`
+/// levels below the root.
+pub fn bin_of(beg: i64, end: i64, depth: u32) -> u32 {
+    let end = end.max(beg + 1) - 1;
+    let mut shift = MIN_SHIFT;
+    let mut first = ((1u64 << (3 * depth)) - 1) / 7;
+    for level in (1..=depth).rev() {
+        if beg >> shift == end >> shift {
+            return (first + (beg >> shift) as u64) as u32;
+        }
+        shift += 3;
+        first -= 1 << (3 * (level - 1));
+    }
+    0
+}
+
+/// The pseudo-bin holding a reference's counts.
+fn pseudo_bin(depth: u32) -> u32 {
+    (((1u64 << (3 * (depth + 1))) - 1) / 7 + 1) as u32
+}
+
+#[derive(Default)]
+struct RefIndex {
+    bins: BTreeMap<u32, Vec<(Spot, Spot)>>,
+    linear: Vec<Option<Spot>>,
+    first: Option<Spot>,
+    last: Option<Spot>,
+    mapped: u64,
+    unmapped: u64,
+}
+
+/// Collects a sorted BAM's records into an index.
+pub struct Builder {
+    kind: Kind,
+    refs: Vec<RefIndex>,
+    no_coordinate: u64,
+    last: Option<(i32, i64)>,
+}
+
+impl Builder {
+    pub fn new(kind: Kind, n_refs: usize) -> Self {
+        Builder {
+            kind,
+            refs: (0..n_refs).map(|_| RefIndex::default()).collect(),
+            no_coordinate: 0,
+            last: None,
+        }
+    }
+
+    /// Add a record on reference `ref_id` (-1: none) covering `[beg, end)`,
+    /// written from `start` to `stop`. Records must come in coordinate
+    /// order; the error says which one did not.
+    pub fn add(
+        &mut self,
+        ref_id: i32,
+        beg: i64,
+        end: i64,
+        unmapped: bool,
+        start: Spot,
+        stop: Spot,
+    ) -> Result<(), String> {
+        if ref_id < 0 || beg < 0 {
+            self.no_coordinate += 1;
+            self.last = Some((i32::MAX, 0));
+            return Ok(());
+        }
+        if let Some(last) = self.last {
+            if (ref_id, beg) < last {
+                return Err("the records are not sorted by coordinate".into());
+            }
+        }
+        self.last = Some((ref_id, beg));
+        let r = self
+            .refs
+            .get_mut(ref_id as usize)
+            .ok_or("a record names a reference the header lacks")?;
+        let bin = bin_of(beg, end, self.kind.depth());
+        let chunks = r.bins.entry(bin).or_default();
+        match chunks.last_mut() {
+            Some(c) if c.1 == start => c.1 = stop,
+            _ => chunks.push((start, stop)),
+        }
+        let (w0, w1) = (
+            (beg >> MIN_SHIFT) as usize,
+            ((end.max(beg + 1) - 1) >> MIN_SHIFT) as usize,
+        );
+        if r.linear.len() <= w1 {
+            r.linear.resize(w1 + 1, None);
+        }
+        for w in &mut r.linear[w0..=w1] {
+            w.get_or_insert(start);
+        }
+        r.first.get_or_insert(start);
+        r.last = Some(stop);
+        if unmapped {
+            r.unmapped += 1;
+        } else {
+            r.mapped += 1;
+        }
+        Ok(())
+    }
+
+    /// Write the index, with `file`'s block offsets, to `out`.
+    pub fn write(&self, file: &Finished, out: &mut impl Write) -> io::Result<()> {
+        let v = |s: Spot| {
+            file.virtual_of(s)
+                .ok_or_else(|| io::Error::other("an index entry points past the file"))
+        };
+        let mut b = Vec::new();
+        let depth = self.kind.depth();
+        match self.kind {
+            Kind::Bai => b.extend_from_slice(b"BAI\x01"),
+            Kind::Csi { depth } => {
+                b.extend_from_slice(b"CSI\x01");
+                b.extend_from_slice(&(MIN_SHIFT as i32).to_le_bytes());
+                b.extend_from_slice(&(depth as i32).to_le_bytes());
+                b.extend_from_slice(&0i32.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(&(self.refs.len() as i32).to_le_bytes());
+        for r in &self.refs {
+            let has_pseudo = r.first.is_some();
+            b.extend_from_slice(&((r.bins.len() + has_pseudo as usize) as i32).to_le_bytes());
+            for (&bin, chunks) in &r.bins {
+                b.extend_from_slice(&bin.to_le_bytes());
+                if let Kind::Csi { .. } = self.kind {
+                    b.extend_from_slice(&v(chunks[0].0)?.to_le_bytes());
+                }
+                b.extend_from_slice(&(chunks.len() as i32).to_le_bytes());
+                for &(s, e) in chunks {
+                    b.extend_from_slice(&v(s)?.to_le_bytes());
+                    b.extend_from_slice(&v(e)?.to_le_bytes());
+                }
+            }
+            if let (Some(first), Some(last)) = (r.first, r.last) {
+                b.extend_from_slice(&pseudo_bin(depth).to_le_bytes());
+                if let Kind::Csi { .. } = self.kind {
+                    b.extend_from_slice(&0u64.to_le_bytes());
+                }
+                b.extend_from_slice(&2i32.to_le_bytes());
+                b.extend_from_slice(&v(first)?.to_le_bytes());
+                b.extend_from_slice(&v(last)?.to_le_bytes());
+                b.extend_from_slice(&r.mapped.to_le_bytes());
+                b.extend_from_slice(&r.unmapped.to_le_bytes());
+            }
+            if self.kind == Kind::Bai {
+                b.extend_from_slice(&(r.linear.len() as i32).to_le_bytes());
+                // A window no record starts in points at the next one that
+                // does: reading from there misses nothing.
+                let mut next = r.last.map(v).transpose()?.unwrap_or(0);
+                let mut linear = Vec::with_capacity(r.linear.len());
+                for w in r.linear.iter().rev() {
+                    if let Some(s) = w {
+                        next = v(*s)?;
+                    }
+                    linear.push(next);
+                }
+                for off in linear.iter().rev() {
+                    b.extend_from_slice(&off.to_le_bytes());
+                }
+            }
+        }
+        b.extend_from_slice(&self.no_coordinate.to_le_bytes());
+        match self.kind {
+            Kind::Bai => out.write_all(&b)?,
+            Kind::Csi { .. } => {
+                let mut w = crate::bgzf::Writer::new(&mut *out, 6, 1);
+                w.write_all(&b)?;
+                w.finish()?;
+            }
+        }
+        out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_match_the_specification() {
+        for (beg, end) in [
+            (0, 1),
+            (16383, 16385),
+            (100_000, 250_000),
+            (0, 1 << 29),
+            (5 << 20, 9 << 20),
+        ] {
+            assert_eq!(
+                bin_of(beg, end, BAI_DEPTH),
+                crate::bam::reg2bin(beg, end) as u32,
+                "{beg}..{end}"
+            );
+        }
+        assert_eq!(pseudo_bin(BAI_DEPTH), 37450);
+    }
+
+    #[test]
+    fn long_references_get_a_csi_deep_enough() {
+        assert_eq!(Kind::for_lengths([1000, BAI_MAX].into_iter()), Kind::Bai);
+        let k = Kind::for_lengths([BAI_MAX + 1].into_iter());
+        assert_eq!(k, Kind::Csi { depth: 6 });
+        // The last base of a 2^32-base reference sits in the last leaf,
+        // below the pseudo-bin.
+        let leaf = bin_of((1 << 32) - 1, 1 << 32, 6);
+        assert_eq!(leaf as u64, 37449 + (((1u64 << 32) - 1) >> 14));
+        assert!(leaf < pseudo_bin(6));
+    }
+
+    #[test]
+    fn unsorted_records_are_refused() {
+        let s = Spot {
+            block: 0,
+            offset: 0,
+        };
+        let mut b = Builder::new(Kind::Bai, 1);
+        b.add(0, 500, 600, false, s, s).unwrap();
+        assert!(b.add(0, 400, 500, false, s, s).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Writing a coordinate-sorted BAM with its index, all or nothing: both
+//! files are written beside their destinations under `.partial` names and
+//! renamed only when complete, so a failure leaves the old files (or none)
+//! and never a BAM without its index or an index of another BAM.
+
+use super::reader::Header;
+use super::record::{Record, FLAG_UNMAPPED};
+use crate::bai::{Builder, Kind};
+use crate::bgzf;
+use crate::{GenomicsError, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub struct SortedWriter {
+    path: PathBuf,
+    partial: PathBuf,
+    out: bgzf::Writer<BufWriter<File>>,
+    index: Builder,
+    kind: Kind,
+    pub records: u64,
+}
+
+fn partial_of(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+/// The index file beside `bam` (`x.bam.bai` or `x.bam.csi`).
+pub fn index_path(bam: &Path, kind: Kind) -> PathBuf {
+    let mut s = bam.as_os_str().to_owned();
+    s.push(".");
+    s.push(kind.extension());
+    PathBuf::from(s)
+}
+
+impl SortedWriter {
+    /// Start `path` with `header` (whose `SO` is set to coordinate).
+    pub fn create(path: &Path, header: &Header, level: u32, threads: usize) -> Result<Self> {
+        let io_err = |source| GenomicsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let partial = partial_of(path);
+        let file = File::create(&partial).map_err(io_err)?;
+        let mut out = bgzf::Writer::new(BufWriter::with_capacity(1 << 20, file), level, threads);
+        let header = header.with_sort_order("coordinate");
+        out.write_all(&header.to_bam()).map_err(io_err)?;
+        let kind = Kind::for_lengths(header.refs.iter().map(|r| r.1));
+        Ok(SortedWriter {
+            path: path.to_path_buf(),
+            partial,
+            out,
+            index: Builder::new(kind, header.refs.len()),
+            kind,
+            records: 0,
+        })
+    }
+
+    /// Write one record (bytes without the length prefix), in coordinate
+    /// order.
+    pub fn write(&mut self, rec: &Record) -> Result<()> {
+        self.write_flagged(rec, rec.flag())
+    }
+
+    /// Write one record with its flag replaced by `flag`.
+    pub fn write_flagged(&mut self, rec: &Record, flag: u16) -> Result<()> {
+        let start = self.out.spot();
+        let b = rec.bytes();
+        let io_err = |source| GenomicsError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut fixed = [0u8; 4 + 32];
+        fixed[..4].copy_from_slice(&(b.len() as u32).to_le_bytes());
+        fixed[4..].copy_from_slice(&b[..32]);
+        fixed[4 + 14..4 + 16].copy_from_slice(&flag.to_le_bytes());
+        self.out.write_all(&fixed).map_err(io_err)?;
+        self.out.write_all(&b[32..]).map_err(io_err)?;
+        let stop = self.out.spot();
+        self.records += 1;
+        self.index
+            .add(
+                rec.ref_id(),
+                rec.pos() as i64,
+                rec.end(),
+                rec.flag() & FLAG_UNMAPPED != 0,
+                start,
+                stop,
+            )
+            .map_err(|message| GenomicsError::Format {
+                path: self.path.clone(),
+                record: self.records,
+                message,
+            })
+    }
+
+    /// Finish the BAM and its index and move both into place. Returns the
+    /// index's path.
+    pub fn finish(self) -> Result<PathBuf> {
+        let io_err = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| GenomicsError::Io { path: p, source }
+        };
+        let (file, blocks) = self.out.finish().map_err(io_err(&self.path))?;
+        file.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&self.path))?;
+        let index = index_path(&self.path, self.kind);
+        let index_partial = partial_of(&index);
+        let mut w = BufWriter::new(File::create(&index_partial).map_err(io_err(&index))?);
+        self.index.write(&blocks, &mut w).map_err(io_err(&index))?;
+        drop(w);
+        std::fs::rename(&self.partial, &self.path).map_err(io_err(&self.path))?;
+        std::fs::rename(&index_partial, &index).map_err(io_err(&index))?;
+        Ok(index)
+    }
+
+    /// Give up: remove what was written.
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
