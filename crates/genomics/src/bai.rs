@@ -234,6 +234,143 @@ impl Builder {
     }
 }
 
+/// A BAI or CSI read back, for region queries.
+pub struct Index {
+    min_shift: u32,
+    depth: u32,
+    refs: Vec<ReadRef>,
+}
+
+#[derive(Default)]
+struct ReadRef {
+    bins: std::collections::HashMap<u32, Vec<(u64, u64)>>,
+    /// BAI's linear index: the first record of each 16 kb window.
+    linear: Vec<u64>,
+}
+
+fn bad(m: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("a damaged index: {m}"))
+}
+
+/// Reads little-endian values from a byte slice, failing past its end.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(bad("it ends early"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self) -> io::Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> io::Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// A count, bounded by what the rest could hold at `each` bytes apiece.
+    fn count(&mut self, each: usize) -> io::Result<usize> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(each) > self.0.len() {
+            return Err(bad("a count is larger than the file"));
+        }
+        Ok(n)
+    }
+}
+
+impl Index {
+    /// Read a BAI, or a CSI (BGZF-compressed).
+    pub fn read(path: &std::path::Path) -> io::Result<Index> {
+        let raw = std::fs::read(path)?;
+        let data = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            io::Read::read_to_end(&mut crate::bgzf::Reader::new(&raw[..], 1), &mut out)?;
+            out
+        } else {
+            raw
+        };
+        let mut b = Bytes(&data);
+        let magic = b.take(4)?;
+        let (csi, min_shift, depth) = match magic {
+            b"BAI\x01" => (false, MIN_SHIFT, BAI_DEPTH),
+            b"CSI\x01" => {
+                let (m, d) = (b.u32()?, b.u32()?);
+                if !(8..=30).contains(&m) || d > 10 {
+                    return Err(bad("its binning scheme is out of range"));
+                }
+                let aux = b.count(1)?;
+                b.take(aux)?;
+                (true, m, d)
+            }
+            _ => return Err(bad("neither BAI nor CSI")),
+        };
+        let pseudo = pseudo_bin(depth);
+        let n_ref = b.count(4)?;
+        let mut refs = Vec::with_capacity(n_ref);
+        for _ in 0..n_ref {
+            let mut r = ReadRef::default();
+            for _ in 0..b.count(8)? {
+                let bin = b.u32()?;
+                if csi {
+                    b.u64()?;
+                }
+                let n = b.count(16)?;
+                let mut chunks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    chunks.push((b.u64()?, b.u64()?));
+                }
+                if bin != pseudo {
+                    r.bins.insert(bin, chunks);
+                }
+            }
+            if !csi {
+                let n = b.count(8)?;
+                r.linear = (0..n).map(|_| b.u64()).collect::<io::Result<_>>()?;
+            }
+            refs.push(r);
+        }
+        Ok(Index {
+            min_shift,
+            depth,
+            refs,
+        })
+    }
+
+    /// The least virtual offset from which reading in order meets every
+    /// record overlapping `[beg, end)` on `ref_id`; None if none can.
+    pub fn start_of(&self, ref_id: usize, beg: i64, end: i64) -> Option<u64> {
+        let r = self.refs.get(ref_id)?;
+        let (beg, end) = (beg.max(0), end.max(beg.max(0) + 1));
+        let min_off = if r.linear.is_empty() {
+            0
+        } else {
+            let w = ((beg >> MIN_SHIFT) as usize).min(r.linear.len() - 1);
+            r.linear[w]
+        };
+        let mut best: Option<u64> = None;
+        for level in 0..=self.depth {
+            let shift = self.min_shift + 3 * (self.depth - level);
+            let first = ((1u64 << (3 * level)) - 1) / 7;
+            let (lo, hi) = ((beg >> shift) as u64, ((end - 1) >> shift) as u64);
+            for bin in first + lo..=first + hi {
+                let Some(chunks) = r.bins.get(&(bin as u32)) else {
+                    continue;
+                };
+                for &(s, _) in chunks.iter().filter(|c| c.1 > min_off) {
+                    best = Some(best.map_or(s, |b| b.min(s)));
+                }
+            }
+        }
+        best
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -463,6 +463,29 @@ impl<R: Read> Reader<R> {
     }
 }
 
+impl<R: Read + Seek> Reader<R> {
+    /// Go to virtual offset `v` (block start << 16 | offset in block).
+    /// Reading on from there decompresses here, one block at a time.
+    pub fn seek_virtual(&mut self, v: u64) -> io::Result<()> {
+        self.pool = None;
+        self.done = false;
+        self.inner.seek(SeekFrom::Start(v >> 16))?;
+        self.block.clear();
+        self.at = 0;
+        let offset = (v & 0xffff) as usize;
+        if offset > 0 {
+            if !self.next_block()? || offset > self.block.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "an index points past its block",
+                ));
+            }
+            self.at = offset;
+        }
+        Ok(())
+    }
+}
+
 impl<R: Read> Read for Reader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let avail = self.fill_buf()?;

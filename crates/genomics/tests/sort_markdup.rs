@@ -542,3 +542,84 @@ fn a_stream_cut_anywhere_sorts_as_the_file_does() {
     assert!(sink.finish(&cut, &mut |_| {}).is_err());
     assert!(!cut.exists());
 }
+
+#[test]
+fn region_queries_through_bai_and_csi_find_what_a_scan_finds() {
+    use accelhub_genomics::bam::reader::IndexedReader;
+    let dir = tempfile::tempdir().unwrap();
+    for (label, huge) in [("bai", false), ("csi", true)] {
+        let mut text = sam(&mut Rng(13), 3000);
+        if huge {
+            // A reference past BAI's 2^29 bases: the index must be a CSI.
+            text = text.replace("SN:chrB\tLN:90000", "SN:chrB\tLN:900000000");
+        }
+        let input = dir.path().join(format!("{label}.sam"));
+        std::fs::write(&input, text).unwrap();
+        let bam = dir.path().join(format!("{label}.bam"));
+        let st = sort_file(
+            &input,
+            &bam,
+            &opts(dir.path(), 1 << 20),
+            None,
+            "t",
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(st.index.extension().unwrap(), label);
+        let all = records(&bam);
+        let mut r = IndexedReader::open(&bam).unwrap();
+        let mut rng = Rng(17);
+        let mut b = Vec::new();
+        for _ in 0..200 {
+            let rid = rng.below(2) as usize;
+            let beg = rng.below(4000) as i64;
+            let span = if rng.below(5) == 0 { 100_000 } else { 300 };
+            let end = beg + 1 + rng.below(span) as i64;
+            let want: Vec<&Vec<u8>> = all
+                .iter()
+                .filter(|x| {
+                    let x = Record::new(x).unwrap();
+                    x.ref_id() == rid as i32
+                        && x.pos() >= 0
+                        && (x.pos() as i64) < end
+                        && x.end() > beg
+                })
+                .collect();
+            r.fetch(rid, beg, end).unwrap();
+            let mut got = Vec::new();
+            while r.next_into(&mut b).unwrap() {
+                got.push(b.clone());
+            }
+            assert_eq!(got.len(), want.len(), "{label} {rid}:{beg}-{end}");
+            assert!(got.iter().zip(&want).all(|(a, b)| a == *b));
+        }
+        if samtools() {
+            let out = Command::new("samtools")
+                .args(["view", "-c"])
+                .arg(&bam)
+                .arg("chrB:1000-3000")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{label}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // No index: the error says how to make one.
+    let input = dir.path().join("bai.sam");
+    let plain = dir.path().join("plain.bam");
+    sort_file(
+        &input,
+        &plain,
+        &opts(dir.path(), 1 << 20),
+        None,
+        "t",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("plain.bam.bai")).unwrap();
+    let e = IndexedReader::open(&plain).err().unwrap().to_string();
+    assert!(e.contains("plain.bam") && e.contains("no index"), "{e}");
+}

@@ -290,6 +290,121 @@ impl Reader {
     }
 }
 
+/// A sorted, indexed BAM read region by region.
+pub struct IndexedReader {
+    path: PathBuf,
+    bgzf: crate::bgzf::Reader<std::io::BufReader<std::fs::File>>,
+    index: crate::bai::Index,
+    pub header: Header,
+    region: (i32, i64, i64),
+    records: u64,
+}
+
+impl IndexedReader {
+    /// Open `bam` and its index (`.bai` or `.csi` beside it).
+    pub fn open(bam: &Path) -> Result<IndexedReader> {
+        let io_err = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| GenomicsError::Io { path: p, source }
+        };
+        let index_path = ["bai", "csi"]
+            .iter()
+            .map(|e| {
+                let mut s = bam.as_os_str().to_owned();
+                s.push(".");
+                s.push(e);
+                PathBuf::from(s)
+            })
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                format_error(
+                    bam,
+                    0,
+                    "the BAM has no index beside it (.bai or .csi): sort it with accelhub genomics sort, or run samtools index",
+                )
+            })?;
+        let index = crate::bai::Index::read(&index_path).map_err(io_err(&index_path))?;
+        if !crate::bgzf::check_eof(bam).map_err(io_err(bam))? {
+            return Err(format_error(
+                bam,
+                0,
+                "the BAM is truncated: it lacks the BGZF end-of-file block",
+            ));
+        }
+        let f = std::fs::File::open(bam).map_err(io_err(bam))?;
+        let mut bgzf = crate::bgzf::Reader::new(std::io::BufReader::with_capacity(1 << 16, f), 1);
+        let header = read_bam_header(bam, &mut bgzf)?;
+        Ok(IndexedReader {
+            path: bam.to_path_buf(),
+            bgzf,
+            index,
+            header,
+            region: (-1, 0, 0),
+            records: 0,
+        })
+    }
+
+    /// Read the records overlapping `[beg, end)` (0-based) of reference
+    /// `ref_id` with [`IndexedReader::next_into`].
+    pub fn fetch(&mut self, ref_id: usize, beg: i64, end: i64) -> Result<()> {
+        if ref_id >= self.header.refs.len() {
+            return Err(GenomicsError::Invalid(format!(
+                "{}: no reference number {ref_id}",
+                self.path.display()
+            )));
+        }
+        self.region = (ref_id as i32, beg, end);
+        match self.index.start_of(ref_id, beg, end) {
+            Some(v) => self
+                .bgzf
+                .seek_virtual(v)
+                .map_err(|e| crate::io::read_error(&self.path, e))?,
+            None => self.region = (-1, 0, 0),
+        }
+        Ok(())
+    }
+
+    /// The next record of the region into `buf`; false past its end.
+    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        let (ref_id, beg, end) = self.region;
+        if ref_id < 0 {
+            return Ok(false);
+        }
+        loop {
+            buf.clear();
+            let mut len = [0u8; 4];
+            let n = self.records + 1;
+            match crate::bgzf::read_full(&mut self.bgzf, &mut len) {
+                Ok(0) => return Ok(false),
+                Ok(4) => {}
+                Ok(_) => return Err(format_error(&self.path, n, "the file ends inside a record")),
+                Err(e) => return Err(crate::io::read_error(&self.path, e)),
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            if !(32..1 << 28).contains(&len) {
+                return Err(format_error(
+                    &self.path,
+                    n,
+                    format!("a record claims {len} bytes"),
+                ));
+            }
+            buf.resize(len, 0);
+            self.bgzf
+                .read_exact(buf)
+                .map_err(|e| crate::io::read_error(&self.path, e))?;
+            self.records = n;
+            let r = Record::new(buf).map_err(|m| format_error(&self.path, n, m))?;
+            if r.ref_id() != ref_id || r.pos() as i64 >= end {
+                self.region = (-1, 0, 0);
+                return Ok(false);
+            }
+            if r.end() > beg {
+                return Ok(true);
+            }
+        }
+    }
+}
+
 /// Whether the file starts with a BGZF block header.
 fn is_bgzf(path: &Path) -> std::io::Result<bool> {
     let mut head = [0u8; 18];
