@@ -97,25 +97,31 @@ impl SortedWriter {
     }
 
     /// Finish the BAM and its index and move both into place. Returns the
-    /// index's path.
+    /// index's path. On an error, neither is left behind.
     pub fn finish(self) -> Result<PathBuf> {
         let io_err = |p: &Path| {
             let p = p.to_path_buf();
             move |source| GenomicsError::Io { path: p, source }
         };
-        let (file, blocks) = self.out.finish().map_err(io_err(&self.path))?;
-        file.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&self.path))?;
         let index = index_path(&self.path, self.kind);
         let index_partial = partial_of(&index);
-        let mut w = BufWriter::new(File::create(&index_partial).map_err(io_err(&index))?);
-        self.index.write(&blocks, &mut w).map_err(io_err(&index))?;
-        drop(w);
-        std::fs::rename(&self.partial, &self.path).map_err(io_err(&self.path))?;
-        std::fs::rename(&index_partial, &index).map_err(io_err(&index))?;
-        Ok(index)
+        let result = (|| {
+            let (file, blocks) = self.out.finish().map_err(io_err(&self.path))?;
+            file.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&self.path))?;
+            let mut w = BufWriter::new(File::create(&index_partial).map_err(io_err(&index))?);
+            self.index.write(&blocks, &mut w).map_err(io_err(&index))?;
+            drop(w);
+            std::fs::rename(&self.partial, &self.path).map_err(io_err(&self.path))?;
+            std::fs::rename(&index_partial, &index).map_err(io_err(&index))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.partial);
+            let _ = std::fs::remove_file(&index_partial);
+        }
+        result.map(|_| index)
     }
 
     /// Give up: remove what was written.
