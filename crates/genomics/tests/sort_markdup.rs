@@ -404,6 +404,17 @@ fn duplicates_follow_the_rules() {
         "s3\t16\tchrA\t598\t60\t12M\t*\t0\t0\tAC{s}\tII{hi}\tRG:Z:a"
     )
     .unwrap();
+    // A supplementary record of a1 (a duplicate) and of a2 (not).
+    writeln!(
+        t,
+        "a1\t2113\tchrA\t5000\t60\t5S5M\t=\t200\t0\t{s}\t{hi}\tRG:Z:a"
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "a2\t2113\tchrA\t6000\t60\t5S5M\t=\t200\t0\t{s}\t{hi}\tRG:Z:a"
+    )
+    .unwrap();
     let input = dir.path().join("in.sam");
     std::fs::write(&input, &t).unwrap();
     let sorted = dir.path().join("sorted.bam");
@@ -428,7 +439,21 @@ fn duplicates_follow_the_rules() {
         .collect();
     assert_eq!(got, want);
     assert_eq!((stats.duplicate_pair, stats.duplicate_single), (4, 2));
-    assert_eq!(stats.examined, 15);
+    assert_eq!((stats.examined, stats.excluded), (15, 2));
+    assert!(!duplicates(&out).iter().any(|(_, f)| f & 0x800 != 0));
+    // -S flags the supplementary record of a duplicate too.
+    let with_supp = dir.path().join("supp.bam");
+    let o = MarkdupOptions {
+        supplementary: true,
+        ..mdopts()
+    };
+    let st = markdup_file(&sorted, &with_supp, &o, "t", &mut |_, _| {}).unwrap();
+    let supp: Vec<_> = duplicates(&with_supp)
+        .into_iter()
+        .filter(|(_, f)| f & 0x800 != 0)
+        .collect();
+    assert_eq!(supp, vec![(b"a1".to_vec(), 2113)]);
+    assert_eq!(st.duplicate_non_primary, 1);
     // -r drops them.
     let removed = dir.path().join("rm.bam");
     let o = MarkdupOptions {
@@ -436,7 +461,7 @@ fn duplicates_follow_the_rules() {
         ..mdopts()
     };
     let st = markdup_file(&sorted, &removed, &o, "t", &mut |_, _| {}).unwrap();
-    assert_eq!(st.written, 15 - 6);
+    assert_eq!(st.written, 17 - 6);
     assert!(duplicates(&removed).is_empty());
 }
 
