@@ -2,7 +2,7 @@
 //! extension with a banded affine-gap fallback, paired-end pairing with an
 //! insert-size model estimated from the data, mate rescue, and SAM output.
 
-use crate::dp::{banded, best_stretch, soft_clips, ungapped, Alignment, Op, Scoring};
+use crate::dp::{banded, best_stretch, nm_score, soft_clips, ungapped, Alignment, Op, Scoring};
 use crate::fastq::{FastqReader, PairReader, Read};
 use crate::index::{hash64, sketch, Index, Minimizer};
 use crate::seq::{matches_along, revcomp_into, LETTER};

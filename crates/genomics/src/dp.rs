@@ -128,39 +128,41 @@ pub fn best_stretch(s: &Scoring, read: &[u8], refw: &[u8]) -> i32 {
     kadane(s, read, refw).best.max(0)
 }
 
-/// The scores of `read` on `refw`: whole, and the best stretch. Runs of
-/// matches go at once: blocks of 16 equal bases (no N) are one compare,
-/// so a read with a few mismatches costs about as many steps.
+/// The scores of `read` on `refw`: whole, and the best stretch.
 fn kadane(s: &Scoring, read: &[u8], refw: &[u8]) -> Kadane {
-    debug_assert_eq!(read.len(), refw.len());
-    let l = read.len().min(refw.len());
     let mut k = Kadane::default();
-    // Start of the run of matches not yet added.
-    let mut run = 0usize;
-    let odd = |k: &mut Kadane, run: &mut usize, i: usize| {
-        let x = sub(s, read[i], refw[i]);
-        if x != s.matched {
-            k.matches(*run, i, s.matched);
-            k.step(i, x);
-            *run = i + 1;
-        }
-    };
-    let (rc, _) = read[..l].as_chunks::<16>();
-    let (fc, _) = refw[..l].as_chunks::<16>();
-    for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
-        // Equal, and no N (code 4) among them.
-        if x == y && x.iter().fold(0, |m, &c| m | c) < 4 {
-            continue;
-        }
-        for i in n * 16..n * 16 + 16 {
-            odd(&mut k, &mut run, i);
-        }
-    }
-    for i in rc.len() * 16..l {
-        odd(&mut k, &mut run, i);
-    }
-    k.matches(run, l, s.matched);
+    k.along(s, read, refw, 0);
     k
+}
+
+/// NM and the best score of a stretch of an alignment (no clipping
+/// penalty): `q` on the alignment's strand, `r` the reference span it
+/// aligns to. Every candidate gets them, so the matched stretches go by
+/// blocks of bases, as [`ungapped`]'s.
+pub fn nm_score(q: &[u8], r: &[u8], cigar: &[(Op, u32)], s: &Scoring) -> (u32, i32) {
+    let (mut qi, mut ri, mut gaps) = (0usize, 0usize, 0u32);
+    let mut k = Kadane::default();
+    for &(op, n) in cigar {
+        let n = n as usize;
+        match op {
+            Op::SoftClip => qi += n,
+            Op::Ins | Op::Del => {
+                k.add(qi, qi, -(s.gap_open + s.gap_extend * n as i32));
+                gaps += n as u32;
+                if op == Op::Ins {
+                    qi += n;
+                } else {
+                    ri += n;
+                }
+            }
+            Op::Match => {
+                k.along(s, &q[qi..qi + n], &r[ri..ri + n], qi);
+                qi += n;
+                ri += n;
+            }
+        }
+    }
+    (k.mism + gaps, k.best.max(0))
 }
 
 /// The best-scoring segment of a sequence of scores, one score at a time
@@ -190,6 +192,41 @@ impl Default for Kadane {
 }
 
 impl Kadane {
+    /// Add the scores of `read` on `refw` (same length), at positions from
+    /// `base`. Runs of matches go at once: each block of 16 bases gives
+    /// the mask of its bases that do not match (an N never does), so a
+    /// read with a few mismatches costs about as many steps.
+    fn along(&mut self, s: &Scoring, read: &[u8], refw: &[u8], base: usize) {
+        debug_assert_eq!(read.len(), refw.len());
+        let l = read.len().min(refw.len());
+        // Start of the run of matches not yet added.
+        let mut run = 0usize;
+        let mut odd = |k: &mut Kadane, i: usize| {
+            let x = sub(s, read[i], refw[i]);
+            if x != s.matched {
+                k.matches(base + run, base + i, s.matched);
+                k.step(base + i, x);
+                run = i + 1;
+            }
+        };
+        let (rc, _) = read[..l].as_chunks::<16>();
+        let (fc, _) = refw[..l].as_chunks::<16>();
+        for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
+            let mut differ = 0u32;
+            for j in 0..16 {
+                differ |= u32::from(x[j] != y[j] || x[j] > 3) << j;
+            }
+            while differ != 0 {
+                odd(self, n * 16 + differ.trailing_zeros() as usize);
+                differ &= differ - 1;
+            }
+        }
+        for i in rc.len() * 16..l {
+            odd(self, i);
+        }
+        self.matches(base + run, base + l, s.matched);
+    }
+
     /// Position `i` scores `x`.
     fn step(&mut self, i: usize, x: i32) {
         if x < 0 {
@@ -539,6 +576,91 @@ mod tests {
                 ungapped(&s, &r, &f),
                 ungapped_plain(&s, &r, &f),
                 "round {round}"
+            );
+        }
+    }
+
+    /// The per-base path scoring `nm_score` stands for.
+    fn nm_score_plain(q: &[u8], r: &[u8], cigar: &[(Op, u32)], s: &Scoring) -> (u32, i32) {
+        let (mut qi, mut ri, mut nm) = (0usize, 0usize, 0u32);
+        let (mut cur, mut best) = (0i32, 0i32);
+        let mut step = |x: i32| {
+            cur = (cur + x).max(0);
+            best = best.max(cur);
+        };
+        for &(op, n) in cigar {
+            let n = n as usize;
+            match op {
+                Op::SoftClip => qi += n,
+                Op::Ins | Op::Del => {
+                    step(-(s.gap_open + s.gap_extend * n as i32));
+                    nm += n as u32;
+                    if op == Op::Ins {
+                        qi += n;
+                    } else {
+                        ri += n;
+                    }
+                }
+                Op::Match => {
+                    for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
+                        let x = sub(s, a, b);
+                        step(x);
+                        nm += u32::from(x < 0);
+                    }
+                    qi += n;
+                    ri += n;
+                }
+            }
+        }
+        (nm, best)
+    }
+
+    #[test]
+    fn nm_score_by_blocks_is_nm_score_by_bases() {
+        let s = Scoring::default();
+        let mut rnd = crate::draws(0x2545_f491_4f6c_dd1du64);
+        for round in 0..3000 {
+            // A random path: clips, matched runs (long and short), indels.
+            let mut cigar = Vec::new();
+            if rnd(3) == 0 {
+                cigar.push((Op::SoftClip, 1 + rnd(20) as u32));
+            }
+            for _ in 0..1 + rnd(4) {
+                if !cigar.is_empty() && rnd(3) == 0 {
+                    let op = if rnd(2) == 0 { Op::Ins } else { Op::Del };
+                    cigar.push((op, 1 + rnd(6) as u32));
+                }
+                cigar.push((Op::Match, 1 + rnd(70) as u32));
+            }
+            if rnd(3) == 0 {
+                cigar.push((Op::SoftClip, 1 + rnd(20) as u32));
+            }
+            let count = |want: &[Op]| -> usize {
+                cigar
+                    .iter()
+                    .filter(|(o, _)| want.contains(o))
+                    .map(|&(_, n)| n as usize)
+                    .sum()
+            };
+            let (ql, rl) = (
+                count(&[Op::SoftClip, Op::Match, Op::Ins]),
+                count(&[Op::Match, Op::Del]),
+            );
+            let rate = [0, 2, 10, 40, 100][round % 5];
+            let r: Vec<u8> = (0..rl).map(|_| rnd(4) as u8).collect();
+            // The read: the reference's bases where they align, with
+            // changes and Ns; anything elsewhere.
+            let q: Vec<u8> = (0..ql)
+                .map(|i| match rnd(100) {
+                    v if v < rate => rnd(5) as u8,
+                    98 => 4,
+                    _ => r[i.min(rl - 1)],
+                })
+                .collect();
+            assert_eq!(
+                nm_score(&q, &r, &cigar, &s),
+                nm_score_plain(&q, &r, &cigar, &s),
+                "round {round} {cigar:?}"
             );
         }
     }
