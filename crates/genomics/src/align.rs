@@ -221,6 +221,7 @@ struct Scratch {
     rc: Vec<u8>,
     /// Room for [`sort_keys`].
     tmp: Vec<u64>,
+    counts: Vec<u32>,
     clusters: Vec<Cluster>,
 }
 
@@ -233,8 +234,9 @@ const DIAG_MASK: u64 = (1 << STRAND_BIT) - 1;
 /// a radix sort beats a comparison sort. The keys are sorted as offsets
 /// from their least diagonal, with the strand just above the largest
 /// offset: hits on one chromosome take three passes of up to 11 bits, a
-/// repeat's copies close together fewer.
-fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>) {
+/// repeat's copies close together fewer. One read of the keys counts the
+/// digits of every pass; `counts` is room for the counts.
+fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
     const MAX_DIGIT: u32 = 11;
     if v.len() < 256 {
         v.sort_unstable();
@@ -244,32 +246,51 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>) {
         (lo.min(k & DIAG_MASK), hi.max(k & DIAG_MASK))
     });
     let strand_at = u64::BITS - (hi - lo).leading_zeros();
-    for k in v.iter_mut() {
-        *k = ((*k >> STRAND_BIT) << strand_at) | ((*k & DIAG_MASK) - lo);
-    }
     let bits = strand_at + 1;
-    let passes = bits.div_ceil(MAX_DIGIT);
-    let digit_bits = bits.div_ceil(passes);
+    let passes = bits.div_ceil(MAX_DIGIT) as usize;
+    let digit_bits = bits.div_ceil(passes as u32);
+    let radix = 1usize << digit_bits;
+    let digit_mask = radix as u64 - 1;
+    counts.clear();
+    counts.resize(passes * radix, 0);
+    // The passes' count as a constant, so that the per-key loop unrolls.
+    fn count<const P: usize>(
+        v: &mut [u64],
+        counts: &mut [u32],
+        bits: u32,
+        to_offset: impl Fn(u64) -> u64,
+    ) {
+        let radix = 1usize << bits;
+        let mask = radix as u64 - 1;
+        for k in v.iter_mut() {
+            *k = to_offset(*k);
+            for pass in 0..P {
+                counts[pass * radix + ((*k >> (pass as u32 * bits)) & mask) as usize] += 1;
+            }
+        }
+    }
+    let to_offset = |k: u64| ((k >> STRAND_BIT) << strand_at) | ((k & DIAG_MASK) - lo);
+    match passes {
+        1 => count::<1>(v, counts, digit_bits, to_offset),
+        2 => count::<2>(v, counts, digit_bits, to_offset),
+        3 => count::<3>(v, counts, digit_bits, to_offset),
+        _ => count::<4>(v, counts, digit_bits, to_offset),
+    }
     tmp.clear();
     tmp.resize(v.len(), 0);
-    let mut counts = vec![0u32; 1 << digit_bits];
-    for pass in 0..passes {
-        let shift = pass * digit_bits;
-        let digit = |k: u64| ((k >> shift) & ((1 << digit_bits) - 1)) as usize;
-        counts.fill(0);
-        for &k in v.iter() {
-            counts[digit(k)] += 1;
-        }
+    for (pass, c) in counts.chunks_exact_mut(radix).enumerate() {
+        let (src, dst) = (v.as_slice(), tmp.as_mut_slice());
+        let shift = pass as u32 * digit_bits;
         let mut at = 0;
-        for c in counts.iter_mut() {
+        for c in c.iter_mut() {
             let n = *c;
             *c = at;
             at += n;
         }
-        for &k in v.iter() {
-            let d = digit(k);
-            tmp[counts[d] as usize] = k;
-            counts[d] += 1;
+        for &k in src {
+            let d = ((k >> shift) & digit_mask) as usize;
+            dst[c[d] as usize] = k;
+            c[d] += 1;
         }
         std::mem::swap(v, tmp);
     }
@@ -398,57 +419,56 @@ impl<'a> Aligner<'a> {
                 skipped += 1;
                 continue;
             }
-            for &p in occ {
-                let rpos = (p >> 1) as i64;
-                let same = (p & 1 == 1) == m.reverse;
-                let diag = if same {
-                    rpos - m.pos as i64
-                } else {
-                    rpos - (l as i64 + k - 2 - m.pos as i64)
-                };
-                let strand = (!same) as u64;
-                s.hits
-                    .push((strand << STRAND_BIT) | (diag + DIAG_BIAS) as u64);
-            }
+            // A hit on the minimizer's own strand has the read's first
+            // base `pos` before it; on the other, the read runs backwards.
+            let back = [
+                m.pos as i64 - DIAG_BIAS,
+                l as i64 + k - 2 - m.pos as i64 - DIAG_BIAS,
+            ];
+            let rev = m.reverse as u32;
+            // Extended in one go: no capacity test per hit.
+            s.hits.extend(occ.iter().map(|&p| {
+                let strand = ((p & 1) ^ rev) as usize;
+                ((strand as u64) << STRAND_BIT) | ((p >> 1) as i64 - back[strand]) as u64
+            }));
         }
-        sort_keys(&mut s.hits, &mut s.tmp);
-        // Clusters of nearby diagonals on one strand.
-        let band = self.opts.band as i64;
+        sort_keys(&mut s.hits, &mut s.tmp, &mut s.counts);
+        // Clusters of nearby diagonals on one strand: runs of keys within
+        // `band` of their first. Keys of the two strands lie 2^42 apart,
+        // far past any band, so one difference tells both.
+        let band = self.opts.band as u64;
         // The scratch's vector: a repeat's read has thousands.
         let mut clusters = std::mem::take(&mut s.clusters);
         clusters.clear();
+        let hits = &s.hits[..];
         let mut i = 0;
-        while i < s.hits.len() {
-            let strand = s.hits[i] >> STRAND_BIT;
-            let first = (s.hits[i] & DIAG_MASK) as i64 - DIAG_BIAS;
-            let (mut count, mut mode, mut mode_n, mut run_d, mut run_n) =
-                (0u32, first, 0u32, first, 0u32);
-            while i < s.hits.len() {
-                let st = s.hits[i] >> STRAND_BIT;
-                let d = (s.hits[i] & DIAG_MASK) as i64 - DIAG_BIAS;
-                if st != strand || d - first > band {
+        while let Some(&first) = hits.get(i) {
+            // The most frequent diagonal (the first of equals) and the
+            // cluster's size.
+            let (mut mode, mut mode_n, mut run_n) = (first, 1u32, 1u32);
+            let mut j = i + 1;
+            while let Some(&key) = hits.get(j) {
+                if key - first > band {
                     break;
                 }
-                if d == run_d {
-                    run_n += 1;
-                } else {
-                    run_d = d;
-                    run_n = 1;
-                }
+                run_n = if key == hits[j - 1] { run_n + 1 } else { 1 };
                 if run_n > mode_n {
                     mode_n = run_n;
-                    mode = run_d;
+                    mode = key;
                 }
-                count += 1;
-                i += 1;
+                j += 1;
             }
-            let (reverse, diag) = (strand == 1, mode);
+            let (reverse, diag) = (
+                first >> STRAND_BIT == 1,
+                (mode & DIAG_MASK) as i64 - DIAG_BIAS,
+            );
             clusters.push(Cluster {
-                count,
+                count: (j - i) as u32,
                 reverse,
                 diag,
                 tie: cluster_tie(seed, diag, reverse),
             });
+            i = j;
         }
         // Strongest first; equals in the read's random order, so that the
         // candidate cut and ties favour no strand and no side. A read in a
@@ -819,6 +839,7 @@ impl<'a> Aligner<'a> {
                             mins: Vec::new(),
                             hits: Vec::new(),
                             tmp: Vec::new(),
+                            counts: Vec::new(),
                             rc: Vec::new(),
                             clusters: Vec::new(),
                         };
@@ -987,7 +1008,7 @@ mod tests {
 
     #[test]
     fn the_radix_sort_sorts_as_the_comparison_sort() {
-        let mut tmp = Vec::new();
+        let (mut tmp, mut counts) = (Vec::new(), Vec::new());
         for n in [0, 5, 255, 256, 1000, 5000] {
             // Diagonals over all 42 bits, over a chromosome, over a
             // tandem repeat, and all one.
@@ -1001,7 +1022,7 @@ mod tests {
                     })
                     .collect();
                 let (mut a, mut b) = (keys.clone(), keys);
-                sort_keys(&mut a, &mut tmp);
+                sort_keys(&mut a, &mut tmp, &mut counts);
                 b.sort_unstable();
                 assert_eq!(a, b, "{n} keys, spread {spread}");
             }
