@@ -276,10 +276,14 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
         3 => count::<3>(v, counts, digit_bits, to_offset),
         _ => count::<4>(v, counts, digit_bits, to_offset),
     }
-    tmp.clear();
-    tmp.resize(v.len(), 0);
+    // Room for the keys: grown, never cleared (every pass writes every
+    // slot it reads), so the vectors may be longer than the keys.
+    let n = v.len();
+    if tmp.len() < n {
+        tmp.resize(n, 0);
+    }
     for (pass, c) in counts.chunks_exact_mut(radix).enumerate() {
-        let (src, dst) = (v.as_slice(), tmp.as_mut_slice());
+        let (src, dst) = (&v[..n], &mut tmp[..n]);
         let shift = pass as u32 * digit_bits;
         let mut at = 0;
         for c in c.iter_mut() {
@@ -294,6 +298,7 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
         }
         std::mem::swap(v, tmp);
     }
+    v.truncate(n);
     let offset = (1u64 << strand_at) - 1;
     for k in v.iter_mut() {
         *k = ((*k >> strand_at) << STRAND_BIT) | ((*k & offset) + lo);

@@ -193,9 +193,10 @@ impl Default for Kadane {
 
 impl Kadane {
     /// Add the scores of `read` on `refw` (same length), at positions from
-    /// `base`. Runs of matches go at once: each block of 16 bases gives
-    /// the mask of its bases that do not match (an N never does), so a
-    /// read with a few mismatches costs about as many steps.
+    /// `base`. Runs of matches go at once: eight bases are one word, whose
+    /// bytes that do not match (or hold an N, code 4) are found by bit
+    /// arithmetic and visited alone, so a read with a few mismatches costs
+    /// about as many steps.
     fn along(&mut self, s: &Scoring, read: &[u8], refw: &[u8], base: usize) {
         debug_assert_eq!(read.len(), refw.len());
         let l = read.len().min(refw.len());
@@ -209,19 +210,16 @@ impl Kadane {
                 run = i + 1;
             }
         };
-        let (rc, _) = read[..l].as_chunks::<16>();
-        let (fc, _) = refw[..l].as_chunks::<16>();
+        let (rc, _) = read[..l].as_chunks::<8>();
+        let (fc, _) = refw[..l].as_chunks::<8>();
         for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
-            let mut differ = 0u32;
-            for j in 0..16 {
-                differ |= u32::from(x[j] != y[j] || x[j] > 3) << j;
-            }
+            let mut differ = odd_bytes(u64::from_le_bytes(*x), u64::from_le_bytes(*y));
             while differ != 0 {
-                odd(self, n * 16 + differ.trailing_zeros() as usize);
+                odd(self, n * 8 + differ.trailing_zeros() as usize / 8);
                 differ &= differ - 1;
             }
         }
-        for i in rc.len() * 16..l {
+        for i in rc.len() * 8..l {
             odd(self, i);
         }
         self.matches(base + run, base + l, s.matched);
@@ -259,6 +257,19 @@ impl Kadane {
             self.best_e = to;
         }
     }
+}
+
+/// Of eight read and eight reference codes (a word each, little-endian),
+/// the bytes that are not a match: they differ, or the read's is an N
+/// (4, or anything above 3). The answer has the top bit of each such byte
+/// set, and no other bit.
+#[inline]
+fn odd_bytes(read: u64, refw: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let v = (read ^ refw) | (read & 0xfcfc_fcfc_fcfc_fcfc);
+    // A byte's low seven bits, plus 0x7f, carry into its top bit (and
+    // never past it) unless they are all zero.
+    (((v & LOW7) + LOW7) | v) & !LOW7
 }
 
 const NEG: i32 = i32::MIN / 4;
@@ -576,6 +587,31 @@ mod tests {
                 ungapped(&s, &r, &f),
                 ungapped_plain(&s, &r, &f),
                 "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_bytes_marks_the_bytes_that_do_not_match() {
+        let mut rnd = crate::draws(0x6a09_e667_f3bc_c909u64);
+        for _ in 0..20000 {
+            // Codes 0-4 mostly, sometimes anything.
+            let mut code = || {
+                if rnd(8) == 0 {
+                    rnd(256) as u8
+                } else {
+                    rnd(5) as u8
+                }
+            };
+            let x: [u8; 8] = std::array::from_fn(|_| code());
+            let y: [u8; 8] = std::array::from_fn(|j| if rnd(2) == 0 { x[j] } else { code() });
+            let plain = (0..8).fold(0u64, |m, j| {
+                m | (u64::from(x[j] != y[j] || x[j] > 3) << (8 * j + 7))
+            });
+            assert_eq!(
+                odd_bytes(u64::from_le_bytes(x), u64::from_le_bytes(y)),
+                plain,
+                "{x:?} {y:?}"
             );
         }
     }

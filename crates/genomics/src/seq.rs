@@ -68,19 +68,27 @@ pub fn matches_along(q: &[u8], window: &[u8], out: &mut Vec<u32>) {
     wp.extend_from_slice(window);
     wp.resize(window.len() + LANES, 0xfe);
     let (qc, _) = qp.as_chunks::<LANES>();
-    for o in 0..=window.len() - q.len() {
-        let (wc, _) = wp[o..o + span].as_chunks::<LANES>();
-        let mut total = 0u32;
-        for (qs, ws) in qc.chunks(255).zip(wc.chunks(255)) {
-            let mut lanes = [0u8; LANES];
-            for (x, y) in qs.iter().zip(ws) {
-                for k in 0..LANES {
-                    lanes[k] += u8::from(x[k] == y[k]);
-                }
+    let count = |qs: &[[u8; LANES]], ws: &[[u8; LANES]]| {
+        let mut lanes = [0u8; LANES];
+        for (x, y) in qs.iter().zip(ws) {
+            for k in 0..LANES {
+                lanes[k] += u8::from(x[k] == y[k]);
             }
-            total += lanes.iter().map(|&v| v as u32).sum::<u32>();
         }
-        out.push(total);
+        lanes.iter().map(|&v| v as u32).sum::<u32>()
+    };
+    let offsets = 0..=window.len() - q.len();
+    if qc.len() <= 255 {
+        // A read of up to 4080 bases: one sum of the lanes per offset.
+        out.extend(offsets.map(|o| count(qc, wp[o..o + span].as_chunks().0)));
+    } else {
+        out.extend(offsets.map(|o| {
+            let (wc, _) = wp[o..o + span].as_chunks::<LANES>();
+            qc.chunks(255)
+                .zip(wc.chunks(255))
+                .map(|(qs, ws)| count(qs, ws))
+                .sum::<u32>()
+        }));
     }
 }
 
