@@ -290,9 +290,9 @@ pub fn banded(s: &Scoring, read: &[u8], refw: &[u8], lo: isize, hi: isize) -> Op
 /// never cleared.
 #[derive(Default)]
 struct Matrices {
-    /// H and F of the row above and of this row (band index + 1 spare).
-    h: [Vec<i32>; 2],
-    f: [Vec<i32>; 2],
+    /// H and F of the row above and of this row (band index + 1 spare),
+    /// side by side: a cell reads both of the cell above at once.
+    hf: [Vec<[i32; 2]>; 2],
     tb: Vec<u8>,
 }
 
@@ -315,19 +315,17 @@ fn banded_in(
     // traceback keeps every cell.
     let (go, ge) = (s.gap_open + s.gap_extend, s.gap_extend);
     let cells = (n + 1) * w;
-    for v in mx.h.iter_mut().chain(mx.f.iter_mut()) {
+    for v in mx.hf.iter_mut() {
         if v.len() < w + 1 {
-            v.resize(w + 1, NEG);
+            v.resize(w + 1, [NEG; 2]);
         }
     }
     if mx.tb.len() < cells {
         mx.tb.resize(cells, 0);
     }
     let tb = &mut mx.tb[..cells];
-    let [h0, h1] = &mut mx.h;
-    let [f0, f1] = &mut mx.f;
-    let (mut ph, mut ch) = (&mut h0[..w + 1], &mut h1[..w + 1]);
-    let (mut pf, mut cf) = (&mut f0[..w + 1], &mut f1[..w + 1]);
+    let [hf0, hf1] = &mut mx.hf;
+    let (mut above, mut here) = (&mut hf0[..w + 1], &mut hf1[..w + 1]);
     let col = |i: usize, d: usize| i as isize + lo + d as isize;
     // The valid band indexes of row i: 1 <= j <= m (row 0: 0 <= j <= m).
     let span = |i: usize, first: isize| {
@@ -336,11 +334,10 @@ fn banded_in(
         (a, b)
     };
     // Row 0: free start anywhere on the reference.
-    ph.fill(NEG);
-    pf.fill(NEG);
+    above.fill([NEG; 2]);
     let (a0, b0) = span(0, 0);
     if (a0 as isize) <= b0 {
-        ph[a0..=b0 as usize].fill(0);
+        above[a0..=b0 as usize].fill([0, NEG]);
     }
     // H: best score ending at the cell; E: ending in a gap in the read
     // (deletion), from the left; F: in a gap in the reference (insertion),
@@ -355,24 +352,21 @@ fn banded_in(
         // The read base's score against each reference code.
         let rb = read[i - 1];
         let prof: [i32; 5] = std::array::from_fn(|c| sub(s, rb, c as u8));
-        ch.fill(NEG);
-        cf.fill(NEG);
+        here.fill([NEG; 2]);
         let (a, b) = span(i, 1);
         if (a as isize) <= b {
             let b = b as usize;
             let refs = &refw[(col(i, a) - 1) as usize..col(i, b) as usize];
             // H and E of the cell to the left.
             let (mut hl, mut el) = (NEG, NEG);
+            // H of the cell up and left: the previous cell's up.
+            let mut hdiag = above[a][0];
             // The row's cells as zipped slices: no index to check per cell.
-            let above = ph[a..=b]
+            let cells = refs
                 .iter()
-                .zip(&ph[a + 1..=b + 1])
-                .zip(&pf[a + 1..=b + 1]);
-            let here = ch[a..=b]
-                .iter_mut()
-                .zip(cf[a..=b].iter_mut())
-                .zip(row[a..=b].iter_mut());
-            for ((&rc, ((&hdiag, &hup), &fup)), ((hc, fc), t)) in refs.iter().zip(above).zip(here) {
+                .zip(&above[a + 1..=b + 1])
+                .zip(here[a..=b].iter_mut().zip(row[a..=b].iter_mut()));
+            for ((&rc, &[hup, fup]), (hf, t)) in cells {
                 // Row 0 holds 0 wherever row 1 may start, above the
                 // clipping cost, so row 1 needs no case of its own.
                 let from_start = start_here > hdiag;
@@ -388,24 +382,23 @@ fn banded_in(
                 } else {
                     u8::from(!from_start)
                 };
-                *hc = hv;
-                *fc = fv;
+                *hf = [hv, fv];
                 *t = src | (u8::from(ex > eo) << 2) | (u8::from(fx > fo) << 3);
                 hl = hv;
                 el = ev;
+                hdiag = hup;
             }
             // End in this row: the rest of the read is clipped unless it is
             // the last. The row's best first, the cell only when it wins.
             let end_cost = if i == n { 0 } else { s.clip };
-            let row_best = ch[a..=b].iter().copied().max().unwrap_or(NEG);
+            let row_best = here[a..=b].iter().map(|c| c[0]).max().unwrap_or(NEG);
             if row_best - end_cost > best.0 {
-                if let Some(d) = (a..=b).find(|&d| ch[d] == row_best) {
+                if let Some(d) = (a..=b).find(|&d| here[d][0] == row_best) {
                     best = (row_best - end_cost, i, d);
                 }
             }
         }
-        std::mem::swap(&mut ph, &mut ch);
-        std::mem::swap(&mut pf, &mut cf);
+        std::mem::swap(&mut above, &mut here);
     }
     if best.0 <= 0 {
         return None;
