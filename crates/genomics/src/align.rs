@@ -5,7 +5,9 @@
 use crate::dp::{banded, best_stretch, nm_score, soft_clips, ungapped, Alignment, Op, Scoring};
 use crate::fastq::{FastqReader, PairReader, Read};
 use crate::index::{hash64, sketch, Index, Minimizer};
-use crate::seq::{matches_along, revcomp_into, LETTER};
+use crate::seq::{
+    count_equal, differences, equal_bytes, matches_along, revcomp_into, word_at, LETTER,
+};
 use crate::{GenomicsError, Result};
 use std::io::Write;
 
@@ -877,27 +879,24 @@ fn shifted_end(q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> Opt
     // How far in from an end mismatches crowd: the innermost of two or
     // more in its outer bases (`at(k)` is the read position `k` bases in
     // from that end). The trouble reaches the further of that and the clip.
-    let crowded = |at: &dyn Fn(usize) -> usize| {
-        let mut mism = (0..e).filter(|&k| q[at(k)] != r[at(k)]);
-        match (mism.next(), mism.last()) {
-            (Some(_), Some(inner)) => inner + 1,
+    let crowded = |head: bool| {
+        let range = if head { 0..e } else { l - e..l };
+        match differences(&q[range.clone()], &r[range]) {
+            (n, _, last) if n >= 2 && head => last + 1,
+            (n, first, _) if n >= 2 => e - first,
             _ => 0,
         }
     };
     let (head_clip, tail_clip) = soft_clips(&a.cigar);
-    let head = head_clip.max(crowded(&|k| k)).min(l);
-    let tail = tail_clip.max(crowded(&|k| l - 1 - k)).min(l);
+    let head = head_clip.max(crowded(true)).min(l);
+    let tail = tail_clip.max(crowded(false)).min(l);
     let fits = |range: std::ops::Range<usize>, s: i64| {
         let start = diag + s + range.start as i64;
         if start < 0 || (start as usize + range.len()) > seq.len() {
             return false;
         }
         let w = &seq[start as usize..start as usize + range.len()];
-        let mism = q[range.clone()]
-            .iter()
-            .zip(w)
-            .filter(|(x, y)| x != y)
-            .count();
+        let mism = range.len() - count_equal(&q[range.clone()], w);
         mism * 8 <= range.len()
     };
     // The outer part of the end only: the inner bases may be the indel's
@@ -944,18 +943,38 @@ fn reach(sc: &Scoring, q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64
     // best gain of moving a run of its outer bases.
     let end = |range: std::ops::Range<usize>, head: bool| {
         let (qz, here) = (&q[range.clone()], &seq[at + range.start..at + range.end]);
-        let stay = qz.iter().zip(here).filter(|(x, h)| x == h).count() as i64;
+        let stay = count_equal(qz, here) as i64;
+        let words = qz.len().div_ceil(8);
+        // The best running sum, from the outer base in, of +1 where the
+        // base matches there but not here and -1 the other way: eight bases
+        // a word, and only where the two differ.
         let gain = |s: i64| {
             let start = diag + range.start as i64 + s;
             if start < 0 || start as usize + qz.len() > seq.len() {
                 return 0;
             }
             let there = &seq[start as usize..start as usize + qz.len()];
-            let diff = |i: usize| (qz[i] == there[i]) as i64 - (qz[i] == here[i]) as i64;
             let (mut run, mut top) = (0i64, 0i64);
-            for i in 0..qz.len() {
-                run += diff(if head { i } else { qz.len() - 1 - i });
-                top = top.max(run);
+            for k in 0..words {
+                let at = 8 * if head { k } else { words - 1 - k };
+                // Past the end all three pad alike: no difference there.
+                let qw = word_at(qz, at, 0);
+                let moved = equal_bytes(qw, word_at(there, at, 0));
+                let mut differ = moved ^ equal_bytes(qw, word_at(here, at, 0));
+                while differ != 0 {
+                    let bit = if head {
+                        differ.trailing_zeros()
+                    } else {
+                        63 - differ.leading_zeros()
+                    };
+                    differ ^= 1 << bit;
+                    if moved >> bit & 1 == 1 {
+                        run += 1;
+                        top = top.max(run);
+                    } else {
+                        run -= 1;
+                    }
+                }
             }
             top
         };

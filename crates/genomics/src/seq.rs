@@ -92,6 +92,72 @@ pub fn matches_along(q: &[u8], window: &[u8], out: &mut Vec<u32>) {
     }
 }
 
+/// The top bit of each byte of a word.
+pub const TOP_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The top bit of each byte of `v` that is not zero, and no other bit:
+/// eight codes compared at once (a byte's low seven bits, plus 0x7f,
+/// carry into its top bit and never past it, unless they are all zero).
+#[inline]
+pub fn nonzero_bytes(v: u64) -> u64 {
+    const LOW7: u64 = !TOP_BITS;
+    (((v & LOW7) + LOW7) | v) & TOP_BITS
+}
+
+/// The top bit of each byte where the words `a` and `b` hold equal codes.
+#[inline]
+pub fn equal_bytes(a: u64, b: u64) -> u64 {
+    !nonzero_bytes(a ^ b) & TOP_BITS
+}
+
+/// Eight codes of `s` from `at` as a little-endian word, `pad` in the
+/// bytes past its end.
+#[inline]
+pub fn word_at(s: &[u8], at: usize, pad: u8) -> u64 {
+    let part = s.get(at..).unwrap_or(&[]);
+    if let Some(w) = part.first_chunk::<8>() {
+        return u64::from_le_bytes(*w);
+    }
+    // The last few, a byte at a time (a copy of unknown length would be
+    // a call).
+    let mut b = [pad; 8];
+    for (x, &c) in b.iter_mut().zip(part) {
+        *x = c;
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Equal codes at the same positions of `a` and `b` (the shorter's
+/// length), eight at a time.
+pub fn count_equal(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    (0..n)
+        .step_by(8)
+        .map(|at| {
+            // Pads that never match each other.
+            let eq = equal_bytes(word_at(&a[..n], at, 0), word_at(&b[..n], at, 0xff));
+            // One bit per byte at most: a multiply sums them into the top byte.
+            ((eq >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize
+        })
+        .sum()
+}
+
+/// The positions where `a` and `b` differ (the shorter's length): how
+/// many, the first and the last (0 and 0 if none).
+pub fn differences(a: &[u8], b: &[u8]) -> (usize, usize, usize) {
+    let n = a.len().min(b.len());
+    let (mut count, mut first, mut last) = (0, usize::MAX, 0);
+    for at in (0..n).step_by(8) {
+        let diff = nonzero_bytes(word_at(&a[..n], at, 0) ^ word_at(&b[..n], at, 0));
+        if diff != 0 {
+            count += ((diff >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize;
+            first = first.min(at + diff.trailing_zeros() as usize / 8);
+            last = at + (63 - diff.leading_zeros() as usize) / 8;
+        }
+    }
+    (count, if count == 0 { 0 } else { first }, last)
+}
+
 /// Encode letters; the position of the first byte that is not a nucleotide
 /// letter is the error.
 pub fn encode_into(letters: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
@@ -138,6 +204,52 @@ mod tests {
         }
         matches_along(&[0, 1], &[0], &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn word_comparisons_count_as_plain_loops() {
+        let mut rnd = crate::draws(0xbb67_ae85_84ca_a73bu64);
+        // Codes 0-4 mostly, now and then any byte, from one draw.
+        let code = |v: u64| {
+            if v.is_multiple_of(20) {
+                (v >> 5) as u8
+            } else {
+                (v >> 5) as u8 % 5
+            }
+        };
+        for round in 0..5000 {
+            let len = rnd(40) as usize;
+            let a: Vec<u8> = (0..len).map(|_| code(rnd(1 << 14))).collect();
+            let b: Vec<u8> = a
+                .iter()
+                .map(|&c| {
+                    let v = rnd(1 << 16);
+                    if v.is_multiple_of(4) {
+                        code(v >> 2)
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let equal = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+            assert_eq!(count_equal(&a, &b), equal, "round {round}");
+            let diff: Vec<usize> = (0..len).filter(|&i| a[i] != b[i]).collect();
+            let plain = (
+                diff.len(),
+                diff.first().copied().unwrap_or(0),
+                diff.last().copied().unwrap_or(0),
+            );
+            assert_eq!(differences(&a, &b), plain, "round {round}");
+            // A shorter second sequence bounds both.
+            let cut = len / 2;
+            let equal = a.iter().zip(&b[..cut]).filter(|(x, y)| x == y).count();
+            assert_eq!(count_equal(&a, &b[..cut]), equal, "round {round}");
+        }
+        assert_eq!(
+            word_at(&[1, 2, 3], 1, 9),
+            u64::from_le_bytes([2, 3, 9, 9, 9, 9, 9, 9])
+        );
+        assert_eq!(word_at(&[1, 2, 3], 5, 7), u64::from_le_bytes([7; 8]));
     }
 
     #[test]
