@@ -6,7 +6,7 @@ use crate::dp::{banded, best_stretch, nm_score, soft_clips, ungapped, Alignment,
 use crate::fastq::{FastqReader, PairReader, Read};
 use crate::index::{hash64, sketch, Index, Minimizer};
 use crate::seq::{
-    count_equal, differences, equal_bytes, matches_along, revcomp_into, word_at, LETTER,
+    count_equal, differences, equal_bytes, matches_along, odd_bytes, revcomp_into, word_at, LETTER,
 };
 use crate::{GenomicsError, Result};
 use std::io::Write;

@@ -213,7 +213,7 @@ impl Kadane {
         let (rc, _) = read[..l].as_chunks::<8>();
         let (fc, _) = refw[..l].as_chunks::<8>();
         for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
-            let mut differ = odd_bytes(u64::from_le_bytes(*x), u64::from_le_bytes(*y));
+            let mut differ = crate::seq::odd_bytes(u64::from_le_bytes(*x), u64::from_le_bytes(*y));
             while differ != 0 {
                 odd(self, n * 8 + differ.trailing_zeros() as usize / 8);
                 differ &= differ - 1;
@@ -257,15 +257,6 @@ impl Kadane {
             self.best_e = to;
         }
     }
-}
-
-/// Of eight read and eight reference codes (a word each, little-endian),
-/// the bytes that are not a match: they differ, or the read's is an N
-/// (4, or anything above 3). The answer has the top bit of each such byte
-/// set, and no other bit.
-#[inline]
-fn odd_bytes(read: u64, refw: u64) -> u64 {
-    crate::seq::nonzero_bytes((read ^ refw) | (read & 0xfcfc_fcfc_fcfc_fcfc))
 }
 
 const NEG: i32 = i32::MIN / 4;
@@ -576,38 +567,6 @@ mod tests {
                 ungapped(&s, &r, &f),
                 ungapped_plain(&s, &r, &f),
                 "round {round}"
-            );
-        }
-    }
-
-    #[test]
-    fn odd_bytes_marks_the_bytes_that_do_not_match() {
-        let mut rnd = crate::draws(0x6a09_e667_f3bc_c909u64);
-        // Codes 0-4 mostly, sometimes anything, from one draw.
-        let code = |v: u64| {
-            if v.is_multiple_of(8) {
-                (v >> 3) as u8
-            } else {
-                (v >> 3) as u8 % 5
-            }
-        };
-        for _ in 0..20000 {
-            let x: [u8; 8] = std::array::from_fn(|_| code(rnd(1 << 12)));
-            let y: [u8; 8] = std::array::from_fn(|j| {
-                let v = rnd(1 << 13);
-                if v & 1 == 0 {
-                    x[j]
-                } else {
-                    code(v >> 1)
-                }
-            });
-            let plain = (0..8).fold(0u64, |m, j| {
-                m | (u64::from(x[j] != y[j] || x[j] > 3) << (8 * j + 7))
-            });
-            assert_eq!(
-                odd_bytes(u64::from_le_bytes(x), u64::from_le_bytes(y)),
-                plain,
-                "{x:?} {y:?}"
             );
         }
     }

@@ -168,14 +168,21 @@ pub(super) fn md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> String {
                 ri += n;
             }
             Op::Match => {
-                for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
-                    if a == b && a < 4 {
-                        run += 1;
-                    } else {
-                        push_num(&mut md, run as u64);
+                // Eight bases a word: only those that do not match (or are
+                // an N) are visited; the pads past the end match.
+                let (qs, rs) = (&q[qi..qi + n], &r[ri..ri + n]);
+                for at in (0..n).step_by(8) {
+                    let mut differ = odd_bytes(word_at(qs, at, 0), word_at(rs, at, 0));
+                    let mut done = 0;
+                    while differ != 0 {
+                        let j = differ.trailing_zeros() as usize / 8;
+                        differ &= differ - 1;
+                        push_num(&mut md, (run as usize + j - done) as u64);
                         run = 0;
-                        md.push(LETTER[b as usize] as char);
+                        md.push(LETTER[rs[at + j] as usize] as char);
+                        done = j + 1;
                     }
+                    run += ((n - at).min(8) - done) as u32;
                 }
                 qi += n;
                 ri += n;
