@@ -223,7 +223,7 @@ struct Scratch {
     rc: Vec<u8>,
     /// Room for [`sort_keys`].
     tmp: Vec<u64>,
-    counts: Vec<u32>,
+    counts: Vec<Digits>,
     clusters: Vec<Cluster>,
 }
 
@@ -238,8 +238,7 @@ const DIAG_MASK: u64 = (1 << STRAND_BIT) - 1;
 /// offset: hits on one chromosome take three passes of up to 11 bits, a
 /// repeat's copies close together fewer. One read of the keys counts the
 /// digits of every pass; `counts` is room for the counts.
-fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
-    const MAX_DIGIT: u32 = 11;
+fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<Digits>) {
     if v.len() < 256 {
         v.sort_unstable();
         return;
@@ -252,31 +251,39 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
     let passes = bits.div_ceil(MAX_DIGIT) as usize;
     let digit_bits = bits.div_ceil(passes as u32);
     let radix = 1usize << digit_bits;
-    let digit_mask = radix as u64 - 1;
-    counts.clear();
-    counts.resize(passes * radix, 0);
+    // A digit masked to the table's size too: the compiler then knows
+    // every count is in bounds.
+    let digit_mask = (radix - 1) & (MAX_RADIX - 1);
+    if counts.len() < passes {
+        counts.resize(passes, [0; MAX_RADIX]);
+    }
+    for c in &mut counts[..passes] {
+        c[..radix].fill(0);
+    }
     // The passes' count as a constant, so that the per-key loop unrolls.
     fn count<const P: usize>(
         v: &mut [u64],
-        counts: &mut [u32],
+        counts: &mut [Digits],
         bits: u32,
+        mask: usize,
         to_offset: impl Fn(u64) -> u64,
     ) {
-        let radix = 1usize << bits;
-        let mask = radix as u64 - 1;
+        let Some(counts) = counts.get_mut(..P) else {
+            return;
+        };
         for k in v.iter_mut() {
             *k = to_offset(*k);
-            for pass in 0..P {
-                counts[pass * radix + ((*k >> (pass as u32 * bits)) & mask) as usize] += 1;
+            for (pass, c) in counts.iter_mut().enumerate() {
+                c[(*k >> (pass as u32 * bits)) as usize & mask] += 1;
             }
         }
     }
     let to_offset = |k: u64| ((k >> STRAND_BIT) << strand_at) | ((k & DIAG_MASK) - lo);
     match passes {
-        1 => count::<1>(v, counts, digit_bits, to_offset),
-        2 => count::<2>(v, counts, digit_bits, to_offset),
-        3 => count::<3>(v, counts, digit_bits, to_offset),
-        _ => count::<4>(v, counts, digit_bits, to_offset),
+        1 => count::<1>(v, counts, digit_bits, digit_mask, to_offset),
+        2 => count::<2>(v, counts, digit_bits, digit_mask, to_offset),
+        3 => count::<3>(v, counts, digit_bits, digit_mask, to_offset),
+        _ => count::<4>(v, counts, digit_bits, digit_mask, to_offset),
     }
     // Room for the keys: grown, never cleared (every pass writes every
     // slot it reads), so the vectors may be longer than the keys.
@@ -284,17 +291,17 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
     if tmp.len() < n {
         tmp.resize(n, 0);
     }
-    for (pass, c) in counts.chunks_exact_mut(radix).enumerate() {
+    for (pass, c) in counts[..passes].iter_mut().enumerate() {
         let (src, dst) = (&v[..n], &mut tmp[..n]);
         let shift = pass as u32 * digit_bits;
         let mut at = 0;
-        for c in c.iter_mut() {
+        for c in c[..radix].iter_mut() {
             let n = *c;
             *c = at;
             at += n;
         }
         for &k in src {
-            let d = ((k >> shift) & digit_mask) as usize;
+            let d = (k >> shift) as usize & digit_mask;
             dst[c[d] as usize] = k;
             c[d] += 1;
         }
@@ -306,6 +313,11 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<u32>) {
         *k = ((*k >> strand_at) << STRAND_BIT) | ((*k & offset) + lo);
     }
 }
+
+/// The widest digit of [`sort_keys`], and its table of counts.
+const MAX_DIGIT: u32 = 11;
+const MAX_RADIX: usize = 1 << MAX_DIGIT;
+type Digits = [u32; MAX_RADIX];
 
 const DIAG_BIAS: i64 = 1 << 40;
 /// When a candidate gets the banded gapped extension after its ungapped one.
