@@ -80,8 +80,8 @@ pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
     let mut rev = 0u64;
     // Bases since the last N.
     let mut len = 0usize;
-    // Position of the current minimum's last base.
-    let mut min_at = 0usize;
+    // Position of the current minimum's last base, and its hash.
+    let (mut min_at, mut min_hash) = (0usize, u64::MAX);
     // The last minimizer written (hash, position); none yet.
     let mut last_out = (u64::MAX, 0u32);
     for (i, &c) in seq.iter().enumerate() {
@@ -112,23 +112,28 @@ pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
         if kmers == w || min_at < oldest {
             // First full window, or the minimum just left it: scan, oldest
             // first, so the leftmost of equal hashes wins.
-            min_at = oldest;
+            (min_at, min_hash) = (oldest, hashes[at(oldest)]);
             for j in oldest + 1..=i {
-                if hashes[at(j)] < hashes[at(min_at)] {
-                    min_at = j;
+                let h = hashes[at(j)];
+                if h < min_hash {
+                    (min_at, min_hash) = (j, h);
                 }
             }
-        } else if hash < hashes[at(min_at)] {
-            min_at = i;
+        } else if hash < min_hash {
+            (min_at, min_hash) = (i, hash);
+        } else {
+            // The window before had the same minimum: written then (or
+            // none at all).
+            continue;
         }
-        let (h, pos) = (hashes[at(min_at)], min_at as u32);
-        if h != u64::MAX && last_out != (h, pos) {
+        let pos = min_at as u32;
+        if min_hash != u64::MAX && last_out != (min_hash, pos) {
             out.push(Minimizer {
-                hash: h,
+                hash: min_hash,
                 pos,
                 reverse: strands[at(min_at)],
             });
-            last_out = (h, pos);
+            last_out = (min_hash, pos);
         }
     }
 }
