@@ -2,10 +2,12 @@
 //! extension with a banded affine-gap fallback, paired-end pairing with an
 //! insert-size model estimated from the data, mate rescue, and SAM output.
 
-use crate::dp::{banded, best_stretch, soft_clips, ungapped, Alignment, Op, Scoring};
+use crate::dp::{banded, best_stretch, nm_score, soft_clips, ungapped, Alignment, Op, Scoring};
 use crate::fastq::{FastqReader, PairReader, Read};
 use crate::index::{hash64, sketch, Index, Minimizer};
-use crate::seq::{matches_along, revcomp_into, LETTER};
+use crate::seq::{
+    count_equal, differences, equal_bytes, matches_along, odd_bytes, revcomp_into, word_at, LETTER,
+};
 use crate::{GenomicsError, Result};
 use std::io::Write;
 
@@ -221,6 +223,7 @@ struct Scratch {
     rc: Vec<u8>,
     /// Room for [`sort_keys`].
     tmp: Vec<u64>,
+    counts: Vec<Digits>,
     clusters: Vec<Cluster>,
 }
 
@@ -233,9 +236,9 @@ const DIAG_MASK: u64 = (1 << STRAND_BIT) - 1;
 /// a radix sort beats a comparison sort. The keys are sorted as offsets
 /// from their least diagonal, with the strand just above the largest
 /// offset: hits on one chromosome take three passes of up to 11 bits, a
-/// repeat's copies close together fewer.
-fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>) {
-    const MAX_DIGIT: u32 = 11;
+/// repeat's copies close together fewer. One read of the keys counts the
+/// digits of every pass; `counts` is room for the counts.
+fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>, counts: &mut Vec<Digits>) {
     if v.len() < 256 {
         v.sort_unstable();
         return;
@@ -244,40 +247,77 @@ fn sort_keys(v: &mut Vec<u64>, tmp: &mut Vec<u64>) {
         (lo.min(k & DIAG_MASK), hi.max(k & DIAG_MASK))
     });
     let strand_at = u64::BITS - (hi - lo).leading_zeros();
-    for k in v.iter_mut() {
-        *k = ((*k >> STRAND_BIT) << strand_at) | ((*k & DIAG_MASK) - lo);
-    }
     let bits = strand_at + 1;
-    let passes = bits.div_ceil(MAX_DIGIT);
-    let digit_bits = bits.div_ceil(passes);
-    tmp.clear();
-    tmp.resize(v.len(), 0);
-    let mut counts = vec![0u32; 1 << digit_bits];
-    for pass in 0..passes {
-        let shift = pass * digit_bits;
-        let digit = |k: u64| ((k >> shift) & ((1 << digit_bits) - 1)) as usize;
-        counts.fill(0);
-        for &k in v.iter() {
-            counts[digit(k)] += 1;
+    let passes = bits.div_ceil(MAX_DIGIT) as usize;
+    let digit_bits = bits.div_ceil(passes as u32);
+    let radix = 1usize << digit_bits;
+    // A digit masked to the table's size too: the compiler then knows
+    // every count is in bounds.
+    let digit_mask = (radix - 1) & (MAX_RADIX - 1);
+    if counts.len() < passes {
+        counts.resize(passes, [0; MAX_RADIX]);
+    }
+    for c in &mut counts[..passes] {
+        c[..radix].fill(0);
+    }
+    // The passes' count as a constant, so that the per-key loop unrolls.
+    fn count<const P: usize>(
+        v: &mut [u64],
+        counts: &mut [Digits],
+        bits: u32,
+        mask: usize,
+        to_offset: impl Fn(u64) -> u64,
+    ) {
+        let Some(counts) = counts.get_mut(..P) else {
+            return;
+        };
+        for k in v.iter_mut() {
+            *k = to_offset(*k);
+            for (pass, c) in counts.iter_mut().enumerate() {
+                c[(*k >> (pass as u32 * bits)) as usize & mask] += 1;
+            }
         }
+    }
+    let to_offset = |k: u64| ((k >> STRAND_BIT) << strand_at) | ((k & DIAG_MASK) - lo);
+    match passes {
+        1 => count::<1>(v, counts, digit_bits, digit_mask, to_offset),
+        2 => count::<2>(v, counts, digit_bits, digit_mask, to_offset),
+        3 => count::<3>(v, counts, digit_bits, digit_mask, to_offset),
+        _ => count::<4>(v, counts, digit_bits, digit_mask, to_offset),
+    }
+    // Room for the keys: grown, never cleared (every pass writes every
+    // slot it reads), so the vectors may be longer than the keys.
+    let n = v.len();
+    if tmp.len() < n {
+        tmp.resize(n, 0);
+    }
+    for (pass, c) in counts[..passes].iter_mut().enumerate() {
+        let (src, dst) = (&v[..n], &mut tmp[..n]);
+        let shift = pass as u32 * digit_bits;
         let mut at = 0;
-        for c in counts.iter_mut() {
+        for c in c[..radix].iter_mut() {
             let n = *c;
             *c = at;
             at += n;
         }
-        for &k in v.iter() {
-            let d = digit(k);
-            tmp[counts[d] as usize] = k;
-            counts[d] += 1;
+        for &k in src {
+            let d = (k >> shift) as usize & digit_mask;
+            dst[c[d] as usize] = k;
+            c[d] += 1;
         }
         std::mem::swap(v, tmp);
     }
+    v.truncate(n);
     let offset = (1u64 << strand_at) - 1;
     for k in v.iter_mut() {
         *k = ((*k >> strand_at) << STRAND_BIT) | ((*k & offset) + lo);
     }
 }
+
+/// The widest digit of [`sort_keys`], and its table of counts.
+const MAX_DIGIT: u32 = 11;
+const MAX_RADIX: usize = 1 << MAX_DIGIT;
+type Digits = [u32; MAX_RADIX];
 
 const DIAG_BIAS: i64 = 1 << 40;
 /// When a candidate gets the banded gapped extension after its ungapped one.
@@ -398,57 +438,56 @@ impl<'a> Aligner<'a> {
                 skipped += 1;
                 continue;
             }
-            for &p in occ {
-                let rpos = (p >> 1) as i64;
-                let same = (p & 1 == 1) == m.reverse;
-                let diag = if same {
-                    rpos - m.pos as i64
-                } else {
-                    rpos - (l as i64 + k - 2 - m.pos as i64)
-                };
-                let strand = (!same) as u64;
-                s.hits
-                    .push((strand << STRAND_BIT) | (diag + DIAG_BIAS) as u64);
-            }
+            // A hit on the minimizer's own strand has the read's first
+            // base `pos` before it; on the other, the read runs backwards.
+            let back = [
+                m.pos as i64 - DIAG_BIAS,
+                l as i64 + k - 2 - m.pos as i64 - DIAG_BIAS,
+            ];
+            let rev = m.reverse as u32;
+            // Extended in one go: no capacity test per hit.
+            s.hits.extend(occ.iter().map(|&p| {
+                let strand = ((p & 1) ^ rev) as usize;
+                ((strand as u64) << STRAND_BIT) | ((p >> 1) as i64 - back[strand]) as u64
+            }));
         }
-        sort_keys(&mut s.hits, &mut s.tmp);
-        // Clusters of nearby diagonals on one strand.
-        let band = self.opts.band as i64;
+        sort_keys(&mut s.hits, &mut s.tmp, &mut s.counts);
+        // Clusters of nearby diagonals on one strand: runs of keys within
+        // `band` of their first. Keys of the two strands lie 2^42 apart,
+        // far past any band, so one difference tells both.
+        let band = self.opts.band as u64;
         // The scratch's vector: a repeat's read has thousands.
         let mut clusters = std::mem::take(&mut s.clusters);
         clusters.clear();
+        let hits = &s.hits[..];
         let mut i = 0;
-        while i < s.hits.len() {
-            let strand = s.hits[i] >> STRAND_BIT;
-            let first = (s.hits[i] & DIAG_MASK) as i64 - DIAG_BIAS;
-            let (mut count, mut mode, mut mode_n, mut run_d, mut run_n) =
-                (0u32, first, 0u32, first, 0u32);
-            while i < s.hits.len() {
-                let st = s.hits[i] >> STRAND_BIT;
-                let d = (s.hits[i] & DIAG_MASK) as i64 - DIAG_BIAS;
-                if st != strand || d - first > band {
+        while let Some(&first) = hits.get(i) {
+            // The most frequent diagonal (the first of equals) and the
+            // cluster's size.
+            let (mut mode, mut mode_n, mut run_n) = (first, 1u32, 1u32);
+            let mut j = i + 1;
+            while let Some(&key) = hits.get(j) {
+                if key - first > band {
                     break;
                 }
-                if d == run_d {
-                    run_n += 1;
-                } else {
-                    run_d = d;
-                    run_n = 1;
-                }
+                run_n = if key == hits[j - 1] { run_n + 1 } else { 1 };
                 if run_n > mode_n {
                     mode_n = run_n;
-                    mode = run_d;
+                    mode = key;
                 }
-                count += 1;
-                i += 1;
+                j += 1;
             }
-            let (reverse, diag) = (strand == 1, mode);
+            let (reverse, diag) = (
+                first >> STRAND_BIT == 1,
+                (mode & DIAG_MASK) as i64 - DIAG_BIAS,
+            );
             clusters.push(Cluster {
-                count,
+                count: (j - i) as u32,
                 reverse,
                 diag,
                 tie: cluster_tie(seed, diag, reverse),
             });
+            i = j;
         }
         // Strongest first; equals in the read's random order, so that the
         // candidate cut and ties favour no strand and no side. A read in a
@@ -819,6 +858,7 @@ impl<'a> Aligner<'a> {
                             mins: Vec::new(),
                             hits: Vec::new(),
                             tmp: Vec::new(),
+                            counts: Vec::new(),
                             rc: Vec::new(),
                             clusters: Vec::new(),
                         };
@@ -851,27 +891,24 @@ fn shifted_end(q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64) -> Opt
     // How far in from an end mismatches crowd: the innermost of two or
     // more in its outer bases (`at(k)` is the read position `k` bases in
     // from that end). The trouble reaches the further of that and the clip.
-    let crowded = |at: &dyn Fn(usize) -> usize| {
-        let mut mism = (0..e).filter(|&k| q[at(k)] != r[at(k)]);
-        match (mism.next(), mism.last()) {
-            (Some(_), Some(inner)) => inner + 1,
+    let crowded = |head: bool| {
+        let range = if head { 0..e } else { l - e..l };
+        match differences(&q[range.clone()], &r[range]) {
+            (n, _, last) if n >= 2 && head => last + 1,
+            (n, first, _) if n >= 2 => e - first,
             _ => 0,
         }
     };
     let (head_clip, tail_clip) = soft_clips(&a.cigar);
-    let head = head_clip.max(crowded(&|k| k)).min(l);
-    let tail = tail_clip.max(crowded(&|k| l - 1 - k)).min(l);
+    let head = head_clip.max(crowded(true)).min(l);
+    let tail = tail_clip.max(crowded(false)).min(l);
     let fits = |range: std::ops::Range<usize>, s: i64| {
         let start = diag + s + range.start as i64;
         if start < 0 || (start as usize + range.len()) > seq.len() {
             return false;
         }
         let w = &seq[start as usize..start as usize + range.len()];
-        let mism = q[range.clone()]
-            .iter()
-            .zip(w)
-            .filter(|(x, y)| x != y)
-            .count();
+        let mism = range.len() - count_equal(&q[range.clone()], w);
         mism * 8 <= range.len()
     };
     // The outer part of the end only: the inner bases may be the indel's
@@ -918,18 +955,38 @@ fn reach(sc: &Scoring, q: &[u8], seq: &[u8], diag: i64, a: &Alignment, band: i64
     // best gain of moving a run of its outer bases.
     let end = |range: std::ops::Range<usize>, head: bool| {
         let (qz, here) = (&q[range.clone()], &seq[at + range.start..at + range.end]);
-        let stay = qz.iter().zip(here).filter(|(x, h)| x == h).count() as i64;
+        let stay = count_equal(qz, here) as i64;
+        let words = qz.len().div_ceil(8);
+        // The best running sum, from the outer base in, of +1 where the
+        // base matches there but not here and -1 the other way: eight bases
+        // a word, and only where the two differ.
         let gain = |s: i64| {
             let start = diag + range.start as i64 + s;
             if start < 0 || start as usize + qz.len() > seq.len() {
                 return 0;
             }
             let there = &seq[start as usize..start as usize + qz.len()];
-            let diff = |i: usize| (qz[i] == there[i]) as i64 - (qz[i] == here[i]) as i64;
             let (mut run, mut top) = (0i64, 0i64);
-            for i in 0..qz.len() {
-                run += diff(if head { i } else { qz.len() - 1 - i });
-                top = top.max(run);
+            for k in 0..words {
+                let at = 8 * if head { k } else { words - 1 - k };
+                // Past the end all three pad alike: no difference there.
+                let qw = word_at(qz, at, 0);
+                let moved = equal_bytes(qw, word_at(there, at, 0));
+                let mut differ = moved ^ equal_bytes(qw, word_at(here, at, 0));
+                while differ != 0 {
+                    let bit = if head {
+                        differ.trailing_zeros()
+                    } else {
+                        63 - differ.leading_zeros()
+                    };
+                    differ ^= 1 << bit;
+                    if moved >> bit & 1 == 1 {
+                        run += 1;
+                        top = top.max(run);
+                    } else {
+                        run -= 1;
+                    }
+                }
             }
             top
         };
@@ -987,7 +1044,7 @@ mod tests {
 
     #[test]
     fn the_radix_sort_sorts_as_the_comparison_sort() {
-        let mut tmp = Vec::new();
+        let (mut tmp, mut counts) = (Vec::new(), Vec::new());
         for n in [0, 5, 255, 256, 1000, 5000] {
             // Diagonals over all 42 bits, over a chromosome, over a
             // tandem repeat, and all one.
@@ -1001,7 +1058,7 @@ mod tests {
                     })
                     .collect();
                 let (mut a, mut b) = (keys.clone(), keys);
-                sort_keys(&mut a, &mut tmp);
+                sort_keys(&mut a, &mut tmp, &mut counts);
                 b.sort_unstable();
                 assert_eq!(a, b, "{n} keys, spread {spread}");
             }

@@ -128,39 +128,41 @@ pub fn best_stretch(s: &Scoring, read: &[u8], refw: &[u8]) -> i32 {
     kadane(s, read, refw).best.max(0)
 }
 
-/// The scores of `read` on `refw`: whole, and the best stretch. Runs of
-/// matches go at once: blocks of 16 equal bases (no N) are one compare,
-/// so a read with a few mismatches costs about as many steps.
+/// The scores of `read` on `refw`: whole, and the best stretch.
 fn kadane(s: &Scoring, read: &[u8], refw: &[u8]) -> Kadane {
-    debug_assert_eq!(read.len(), refw.len());
-    let l = read.len().min(refw.len());
     let mut k = Kadane::default();
-    // Start of the run of matches not yet added.
-    let mut run = 0usize;
-    let odd = |k: &mut Kadane, run: &mut usize, i: usize| {
-        let x = sub(s, read[i], refw[i]);
-        if x != s.matched {
-            k.matches(*run, i, s.matched);
-            k.step(i, x);
-            *run = i + 1;
-        }
-    };
-    let (rc, _) = read[..l].as_chunks::<16>();
-    let (fc, _) = refw[..l].as_chunks::<16>();
-    for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
-        // Equal, and no N (code 4) among them.
-        if x == y && x.iter().fold(0, |m, &c| m | c) < 4 {
-            continue;
-        }
-        for i in n * 16..n * 16 + 16 {
-            odd(&mut k, &mut run, i);
-        }
-    }
-    for i in rc.len() * 16..l {
-        odd(&mut k, &mut run, i);
-    }
-    k.matches(run, l, s.matched);
+    k.along(s, read, refw, 0);
     k
+}
+
+/// NM and the best score of a stretch of an alignment (no clipping
+/// penalty): `q` on the alignment's strand, `r` the reference span it
+/// aligns to. Every candidate gets them, so the matched stretches go by
+/// blocks of bases, as [`ungapped`]'s.
+pub fn nm_score(q: &[u8], r: &[u8], cigar: &[(Op, u32)], s: &Scoring) -> (u32, i32) {
+    let (mut qi, mut ri, mut gaps) = (0usize, 0usize, 0u32);
+    let mut k = Kadane::default();
+    for &(op, n) in cigar {
+        let n = n as usize;
+        match op {
+            Op::SoftClip => qi += n,
+            Op::Ins | Op::Del => {
+                k.add(qi, qi, -(s.gap_open + s.gap_extend * n as i32));
+                gaps += n as u32;
+                if op == Op::Ins {
+                    qi += n;
+                } else {
+                    ri += n;
+                }
+            }
+            Op::Match => {
+                k.along(s, &q[qi..qi + n], &r[ri..ri + n], qi);
+                qi += n;
+                ri += n;
+            }
+        }
+    }
+    (k.mism + gaps, k.best.max(0))
 }
 
 /// The best-scoring segment of a sequence of scores, one score at a time
@@ -190,6 +192,39 @@ impl Default for Kadane {
 }
 
 impl Kadane {
+    /// Add the scores of `read` on `refw` (same length), at positions from
+    /// `base`. Runs of matches go at once: eight bases are one word, whose
+    /// bytes that do not match (or hold an N, code 4) are found by bit
+    /// arithmetic and visited alone, so a read with a few mismatches costs
+    /// about as many steps.
+    fn along(&mut self, s: &Scoring, read: &[u8], refw: &[u8], base: usize) {
+        debug_assert_eq!(read.len(), refw.len());
+        let l = read.len().min(refw.len());
+        // Start of the run of matches not yet added.
+        let mut run = 0usize;
+        let mut odd = |k: &mut Kadane, i: usize| {
+            let x = sub(s, read[i], refw[i]);
+            if x != s.matched {
+                k.matches(base + run, base + i, s.matched);
+                k.step(base + i, x);
+                run = i + 1;
+            }
+        };
+        let (rc, _) = read[..l].as_chunks::<8>();
+        let (fc, _) = refw[..l].as_chunks::<8>();
+        for (n, (x, y)) in rc.iter().zip(fc).enumerate() {
+            let mut differ = crate::seq::odd_bytes(u64::from_le_bytes(*x), u64::from_le_bytes(*y));
+            while differ != 0 {
+                odd(self, n * 8 + differ.trailing_zeros() as usize / 8);
+                differ &= differ - 1;
+            }
+        }
+        for i in rc.len() * 8..l {
+            odd(self, i);
+        }
+        self.matches(base + run, base + l, s.matched);
+    }
+
     /// Position `i` scores `x`.
     fn step(&mut self, i: usize, x: i32) {
         if x < 0 {
@@ -242,9 +277,9 @@ pub fn banded(s: &Scoring, read: &[u8], refw: &[u8], lo: isize, hi: isize) -> Op
 /// never cleared.
 #[derive(Default)]
 struct Matrices {
-    /// H and F of the row above and of this row (band index + 1 spare).
-    h: [Vec<i32>; 2],
-    f: [Vec<i32>; 2],
+    /// H and F of the row above and of this row (band index + 1 spare),
+    /// side by side: a cell reads both of the cell above at once.
+    hf: [Vec<[i32; 2]>; 2],
     tb: Vec<u8>,
 }
 
@@ -267,19 +302,17 @@ fn banded_in(
     // traceback keeps every cell.
     let (go, ge) = (s.gap_open + s.gap_extend, s.gap_extend);
     let cells = (n + 1) * w;
-    for v in mx.h.iter_mut().chain(mx.f.iter_mut()) {
+    for v in mx.hf.iter_mut() {
         if v.len() < w + 1 {
-            v.resize(w + 1, NEG);
+            v.resize(w + 1, [NEG; 2]);
         }
     }
     if mx.tb.len() < cells {
         mx.tb.resize(cells, 0);
     }
     let tb = &mut mx.tb[..cells];
-    let [h0, h1] = &mut mx.h;
-    let [f0, f1] = &mut mx.f;
-    let (mut ph, mut ch) = (&mut h0[..w + 1], &mut h1[..w + 1]);
-    let (mut pf, mut cf) = (&mut f0[..w + 1], &mut f1[..w + 1]);
+    let [hf0, hf1] = &mut mx.hf;
+    let (mut above, mut here) = (&mut hf0[..w + 1], &mut hf1[..w + 1]);
     let col = |i: usize, d: usize| i as isize + lo + d as isize;
     // The valid band indexes of row i: 1 <= j <= m (row 0: 0 <= j <= m).
     let span = |i: usize, first: isize| {
@@ -288,11 +321,10 @@ fn banded_in(
         (a, b)
     };
     // Row 0: free start anywhere on the reference.
-    ph.fill(NEG);
-    pf.fill(NEG);
+    above.fill([NEG; 2]);
     let (a0, b0) = span(0, 0);
     if (a0 as isize) <= b0 {
-        ph[a0..=b0 as usize].fill(0);
+        above[a0..=b0 as usize].fill([0, NEG]);
     }
     // H: best score ending at the cell; E: ending in a gap in the read
     // (deletion), from the left; F: in a gap in the reference (insertion),
@@ -307,24 +339,21 @@ fn banded_in(
         // The read base's score against each reference code.
         let rb = read[i - 1];
         let prof: [i32; 5] = std::array::from_fn(|c| sub(s, rb, c as u8));
-        ch.fill(NEG);
-        cf.fill(NEG);
+        here.fill([NEG; 2]);
         let (a, b) = span(i, 1);
         if (a as isize) <= b {
             let b = b as usize;
             let refs = &refw[(col(i, a) - 1) as usize..col(i, b) as usize];
             // H and E of the cell to the left.
             let (mut hl, mut el) = (NEG, NEG);
+            // H of the cell up and left: the previous cell's up.
+            let mut hdiag = above[a][0];
             // The row's cells as zipped slices: no index to check per cell.
-            let above = ph[a..=b]
+            let cells = refs
                 .iter()
-                .zip(&ph[a + 1..=b + 1])
-                .zip(&pf[a + 1..=b + 1]);
-            let here = ch[a..=b]
-                .iter_mut()
-                .zip(cf[a..=b].iter_mut())
-                .zip(row[a..=b].iter_mut());
-            for ((&rc, ((&hdiag, &hup), &fup)), ((hc, fc), t)) in refs.iter().zip(above).zip(here) {
+                .zip(&above[a + 1..=b + 1])
+                .zip(here[a..=b].iter_mut().zip(row[a..=b].iter_mut()));
+            for ((&rc, &[hup, fup]), (hf, t)) in cells {
                 // Row 0 holds 0 wherever row 1 may start, above the
                 // clipping cost, so row 1 needs no case of its own.
                 let from_start = start_here > hdiag;
@@ -340,24 +369,23 @@ fn banded_in(
                 } else {
                     u8::from(!from_start)
                 };
-                *hc = hv;
-                *fc = fv;
+                *hf = [hv, fv];
                 *t = src | (u8::from(ex > eo) << 2) | (u8::from(fx > fo) << 3);
                 hl = hv;
                 el = ev;
+                hdiag = hup;
             }
             // End in this row: the rest of the read is clipped unless it is
             // the last. The row's best first, the cell only when it wins.
             let end_cost = if i == n { 0 } else { s.clip };
-            let row_best = ch[a..=b].iter().copied().max().unwrap_or(NEG);
+            let row_best = here[a..=b].iter().map(|c| c[0]).max().unwrap_or(NEG);
             if row_best - end_cost > best.0 {
-                if let Some(d) = (a..=b).find(|&d| ch[d] == row_best) {
+                if let Some(d) = (a..=b).find(|&d| here[d][0] == row_best) {
                     best = (row_best - end_cost, i, d);
                 }
             }
         }
-        std::mem::swap(&mut ph, &mut ch);
-        std::mem::swap(&mut pf, &mut cf);
+        std::mem::swap(&mut above, &mut here);
     }
     if best.0 <= 0 {
         return None;
@@ -539,6 +567,91 @@ mod tests {
                 ungapped(&s, &r, &f),
                 ungapped_plain(&s, &r, &f),
                 "round {round}"
+            );
+        }
+    }
+
+    /// The per-base path scoring `nm_score` stands for.
+    fn nm_score_plain(q: &[u8], r: &[u8], cigar: &[(Op, u32)], s: &Scoring) -> (u32, i32) {
+        let (mut qi, mut ri, mut nm) = (0usize, 0usize, 0u32);
+        let (mut cur, mut best) = (0i32, 0i32);
+        let mut step = |x: i32| {
+            cur = (cur + x).max(0);
+            best = best.max(cur);
+        };
+        for &(op, n) in cigar {
+            let n = n as usize;
+            match op {
+                Op::SoftClip => qi += n,
+                Op::Ins | Op::Del => {
+                    step(-(s.gap_open + s.gap_extend * n as i32));
+                    nm += n as u32;
+                    if op == Op::Ins {
+                        qi += n;
+                    } else {
+                        ri += n;
+                    }
+                }
+                Op::Match => {
+                    for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
+                        let x = sub(s, a, b);
+                        step(x);
+                        nm += u32::from(x < 0);
+                    }
+                    qi += n;
+                    ri += n;
+                }
+            }
+        }
+        (nm, best)
+    }
+
+    #[test]
+    fn nm_score_by_blocks_is_nm_score_by_bases() {
+        let s = Scoring::default();
+        let mut rnd = crate::draws(0x2545_f491_4f6c_dd1du64);
+        for round in 0..3000 {
+            // A random path: clips, matched runs (long and short), indels.
+            let mut cigar = Vec::new();
+            if rnd(3) == 0 {
+                cigar.push((Op::SoftClip, 1 + rnd(20) as u32));
+            }
+            for _ in 0..1 + rnd(4) {
+                if !cigar.is_empty() && rnd(3) == 0 {
+                    let op = if rnd(2) == 0 { Op::Ins } else { Op::Del };
+                    cigar.push((op, 1 + rnd(6) as u32));
+                }
+                cigar.push((Op::Match, 1 + rnd(70) as u32));
+            }
+            if rnd(3) == 0 {
+                cigar.push((Op::SoftClip, 1 + rnd(20) as u32));
+            }
+            let count = |want: &[Op]| -> usize {
+                cigar
+                    .iter()
+                    .filter(|(o, _)| want.contains(o))
+                    .map(|&(_, n)| n as usize)
+                    .sum()
+            };
+            let (ql, rl) = (
+                count(&[Op::SoftClip, Op::Match, Op::Ins]),
+                count(&[Op::Match, Op::Del]),
+            );
+            let rate = [0, 2, 10, 40, 100][round % 5];
+            let r: Vec<u8> = (0..rl).map(|_| rnd(4) as u8).collect();
+            // The read: the reference's bases where they align, with
+            // changes and Ns; anything elsewhere.
+            let q: Vec<u8> = (0..ql)
+                .map(|i| match rnd(100) {
+                    v if v < rate => rnd(5) as u8,
+                    98 => 4,
+                    _ => r[i.min(rl - 1)],
+                })
+                .collect();
+            assert_eq!(
+                nm_score(&q, &r, &cigar, &s),
+                nm_score_plain(&q, &r, &cigar, &s),
+                "round {round} {cigar:?}"
             );
         }
     }

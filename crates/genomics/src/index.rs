@@ -62,34 +62,31 @@ pub fn hash64(key: u64, mask: u64) -> u64 {
 
 /// The minimizers of `seq` (nucleotide codes), in order, appended to `out`.
 pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
+    // The window's k-mers sit in a ring indexed by the position of their
+    // last base, masked: no wrap to test, and a window is found by the
+    // positions themselves. It holds the hashes alone (u64::MAX marks a
+    // symmetric k-mer), which the window's minimum scans, and the strands
+    // apart. This runs for every base of every read.
+    const RING: usize = 256;
+    const _: () = assert!(RING > 255, "the ring holds the widest window");
     let k = p.k as usize;
     let w = p.w as usize;
     let shift = 2 * (p.k - 1);
     let mask = (1u64 << (2 * p.k)) - 1;
+    let mut hashes = [u64::MAX; RING];
+    let mut strands = [false; RING];
+    let at = |i: usize| i & (RING - 1);
     let mut fwd = 0u64;
     let mut rev = 0u64;
     // Bases since the last N.
     let mut len = 0usize;
-    // Ring of the window's k-mers; u64::MAX marks "none" (a symmetric
-    // k-mer, or not yet filled). Its indexes wrap by comparison, not by
-    // division: this runs for every base of every read.
-    let none = Minimizer {
-        hash: u64::MAX,
-        pos: 0,
-        reverse: false,
-    };
-    let mut ring = vec![none; w];
-    let next = |i: usize| if i + 1 == w { 0 } else { i + 1 };
-    let mut ri = 0usize;
-    let mut min_i = 0usize; // ring index of the current minimum
-    let mut filled = 0usize; // k-mers in the ring since the last N
-                             // The last minimizer written (hash, position); none yet.
+    // Position of the current minimum's last base, and its hash.
+    let (mut min_at, mut min_hash) = (0usize, u64::MAX);
+    // The last minimizer written (hash, position); none yet.
     let mut last_out = (u64::MAX, 0u32);
     for (i, &c) in seq.iter().enumerate() {
         if c >= 4 {
             len = 0;
-            filled = 0;
-            ring.fill(none);
             continue;
         }
         fwd = ((fwd << 2) | c as u64) & mask;
@@ -98,41 +95,46 @@ pub fn sketch(seq: &[u8], p: Params, out: &mut Vec<Minimizer>) {
         if len < k {
             continue;
         }
-        let m = if fwd != rev {
-            let reverse = rev < fwd;
-            let canon = if reverse { rev } else { fwd };
-            Minimizer {
-                hash: hash64(canon, mask),
-                pos: i as u32,
-                reverse,
-            }
+        let reverse = rev < fwd;
+        let hash = if fwd != rev {
+            hash64(if reverse { rev } else { fwd }, mask)
         } else {
-            none
+            u64::MAX
         };
-        ring[ri] = m;
-        filled += 1;
-        if filled == w || (filled > w && min_i == ri) {
+        hashes[at(i)] = hash;
+        strands[at(i)] = reverse;
+        // K-mers since the last N: a window needs `w` of them.
+        let kmers = len + 1 - k;
+        if kmers < w {
+            continue;
+        }
+        let oldest = i + 1 - w;
+        if kmers == w || min_at < oldest {
             // First full window, or the minimum just left it: scan, oldest
             // first, so the leftmost of equal hashes wins.
-            min_i = next(ri);
-            let mut idx = min_i;
-            for _ in 1..w {
-                idx = next(idx);
-                if ring[idx].hash < ring[min_i].hash {
-                    min_i = idx;
+            (min_at, min_hash) = (oldest, hashes[at(oldest)]);
+            for j in oldest + 1..=i {
+                let h = hashes[at(j)];
+                if h < min_hash {
+                    (min_at, min_hash) = (j, h);
                 }
             }
-        } else if filled > w && m.hash < ring[min_i].hash {
-            min_i = ri;
+        } else if hash < min_hash {
+            (min_at, min_hash) = (i, hash);
+        } else {
+            // The window before had the same minimum: written then (or
+            // none at all).
+            continue;
         }
-        if filled >= w {
-            let cur = ring[min_i];
-            if cur.hash != u64::MAX && last_out != (cur.hash, cur.pos) {
-                out.push(cur);
-                last_out = (cur.hash, cur.pos);
-            }
+        let pos = min_at as u32;
+        if min_hash != u64::MAX && last_out != (min_hash, pos) {
+            out.push(Minimizer {
+                hash: min_hash,
+                pos,
+                reverse: strands[at(min_at)],
+            });
+            last_out = (min_hash, pos);
         }
-        ri = next(ri);
     }
 }
 
@@ -354,7 +356,12 @@ impl Index {
         let dir = read_u32s(&mut r, &mut left).map_err(io)?;
         // Lookups slice by these tables, so every offset must be in order
         // and in range: a corrupt file is an error, not a panic later.
-        let ascending = |v: &[u32]| v.windows(2).all(|w| w[0] <= w[1]);
+        // Not stopping at the first fault: a loop the compiler runs many
+        // values at a time, over tables of millions.
+        let ascending = |v: &[u32]| {
+            let next = v.get(1..).unwrap_or(&[]);
+            v.iter().zip(next).fold(true, |ok, (a, b)| ok & (a <= b))
+        };
         let consistent = starts.len() == keys.len() + 1
             && starts.last().copied() == Some(positions.len() as u32)
             && ascending(&starts)
@@ -436,7 +443,9 @@ fn read_array<T, const N: usize>(
     *left -= bytes;
     // An unknown size bounds nothing: grow as the bytes arrive.
     let mut v = Vec::with_capacity(if *left > 1 << 40 { 0 } else { n as usize });
-    let mut buf = vec![0u8; 1 << 16];
+    // Chunks larger than the reader's buffer (1 MiB) are read past it,
+    // straight from the file: no copy through it.
+    let mut buf = vec![0u8; (n as usize).saturating_mul(N).min(1 << 22)];
     let mut left = n as usize;
     while left > 0 {
         let take = left.min(buf.len() / N);

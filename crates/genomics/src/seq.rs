@@ -68,20 +68,103 @@ pub fn matches_along(q: &[u8], window: &[u8], out: &mut Vec<u32>) {
     wp.extend_from_slice(window);
     wp.resize(window.len() + LANES, 0xfe);
     let (qc, _) = qp.as_chunks::<LANES>();
-    for o in 0..=window.len() - q.len() {
-        let (wc, _) = wp[o..o + span].as_chunks::<LANES>();
-        let mut total = 0u32;
-        for (qs, ws) in qc.chunks(255).zip(wc.chunks(255)) {
-            let mut lanes = [0u8; LANES];
-            for (x, y) in qs.iter().zip(ws) {
-                for k in 0..LANES {
-                    lanes[k] += u8::from(x[k] == y[k]);
-                }
+    let count = |qs: &[[u8; LANES]], ws: &[[u8; LANES]]| {
+        let mut lanes = [0u8; LANES];
+        for (x, y) in qs.iter().zip(ws) {
+            for k in 0..LANES {
+                lanes[k] += u8::from(x[k] == y[k]);
             }
-            total += lanes.iter().map(|&v| v as u32).sum::<u32>();
         }
-        out.push(total);
+        lanes.iter().map(|&v| v as u32).sum::<u32>()
+    };
+    let offsets = 0..=window.len() - q.len();
+    if qc.len() <= 255 {
+        // A read of up to 4080 bases: one sum of the lanes per offset.
+        out.extend(offsets.map(|o| count(qc, wp[o..o + span].as_chunks().0)));
+    } else {
+        out.extend(offsets.map(|o| {
+            let (wc, _) = wp[o..o + span].as_chunks::<LANES>();
+            qc.chunks(255)
+                .zip(wc.chunks(255))
+                .map(|(qs, ws)| count(qs, ws))
+                .sum::<u32>()
+        }));
     }
+}
+
+/// The top bit of each byte of a word.
+pub const TOP_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The top bit of each byte of `v` that is not zero, and no other bit:
+/// eight codes compared at once (a byte's low seven bits, plus 0x7f,
+/// carry into its top bit and never past it, unless they are all zero).
+#[inline]
+pub fn nonzero_bytes(v: u64) -> u64 {
+    const LOW7: u64 = !TOP_BITS;
+    (((v & LOW7) + LOW7) | v) & TOP_BITS
+}
+
+/// The top bit of each byte where the words `a` and `b` hold equal codes.
+#[inline]
+pub fn equal_bytes(a: u64, b: u64) -> u64 {
+    !nonzero_bytes(a ^ b) & TOP_BITS
+}
+
+/// Of eight read and eight reference codes (a word each, little-endian),
+/// the bytes that are not a match: they differ, or the read's is an N
+/// (4, or anything above 3). The answer has the top bit of each such byte
+/// set, and no other bit.
+#[inline]
+pub fn odd_bytes(read: u64, refw: u64) -> u64 {
+    nonzero_bytes((read ^ refw) | (read & 0xfcfc_fcfc_fcfc_fcfc))
+}
+
+/// Eight codes of `s` from `at` as a little-endian word, `pad` in the
+/// bytes past its end.
+#[inline]
+pub fn word_at(s: &[u8], at: usize, pad: u8) -> u64 {
+    let part = s.get(at..).unwrap_or(&[]);
+    if let Some(w) = part.first_chunk::<8>() {
+        return u64::from_le_bytes(*w);
+    }
+    // The last few, a byte at a time (a copy of unknown length would be
+    // a call).
+    let mut b = [pad; 8];
+    for (x, &c) in b.iter_mut().zip(part) {
+        *x = c;
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Equal codes at the same positions of `a` and `b` (the shorter's
+/// length), eight at a time.
+pub fn count_equal(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    (0..n)
+        .step_by(8)
+        .map(|at| {
+            // Pads that never match each other.
+            let eq = equal_bytes(word_at(&a[..n], at, 0), word_at(&b[..n], at, 0xff));
+            // One bit per byte at most: a multiply sums them into the top byte.
+            ((eq >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize
+        })
+        .sum()
+}
+
+/// The positions where `a` and `b` differ (the shorter's length): how
+/// many, the first and the last (0 and 0 if none).
+pub fn differences(a: &[u8], b: &[u8]) -> (usize, usize, usize) {
+    let n = a.len().min(b.len());
+    let (mut count, mut first, mut last) = (0, usize::MAX, 0);
+    for at in (0..n).step_by(8) {
+        let diff = nonzero_bytes(word_at(&a[..n], at, 0) ^ word_at(&b[..n], at, 0));
+        if diff != 0 {
+            count += ((diff >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize;
+            first = first.min(at + diff.trailing_zeros() as usize / 8);
+            last = at + (63 - diff.leading_zeros() as usize) / 8;
+        }
+    }
+    (count, if count == 0 { 0 } else { first }, last)
 }
 
 /// Encode letters; the position of the first byte that is not a nucleotide
@@ -91,6 +174,11 @@ pub fn encode_into(letters: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
     // per byte.
     out.clear();
     out.extend(letters.iter().map(|&b| CODE[b as usize]));
+    // Whether any is bad, in a loop that does not stop early (so it goes
+    // many bytes at a time); where, only then.
+    if !out.iter().fold(false, |bad, &c| bad | (c == INVALID)) {
+        return Ok(());
+    }
     match out.iter().position(|&c| c == INVALID) {
         Some(i) => Err(i),
         None => Ok(()),
@@ -130,6 +218,84 @@ mod tests {
         }
         matches_along(&[0, 1], &[0], &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn odd_bytes_marks_the_bytes_that_do_not_match() {
+        let mut rnd = crate::draws(0x6a09_e667_f3bc_c909u64);
+        // Codes 0-4 mostly, sometimes anything, from one draw.
+        let code = |v: u64| {
+            if v.is_multiple_of(8) {
+                (v >> 3) as u8
+            } else {
+                (v >> 3) as u8 % 5
+            }
+        };
+        for _ in 0..20000 {
+            let x: [u8; 8] = std::array::from_fn(|_| code(rnd(1 << 12)));
+            let y: [u8; 8] = std::array::from_fn(|j| {
+                let v = rnd(1 << 13);
+                if v & 1 == 0 {
+                    x[j]
+                } else {
+                    code(v >> 1)
+                }
+            });
+            let plain = (0..8).fold(0u64, |m, j| {
+                m | (u64::from(x[j] != y[j] || x[j] > 3) << (8 * j + 7))
+            });
+            assert_eq!(
+                odd_bytes(u64::from_le_bytes(x), u64::from_le_bytes(y)),
+                plain,
+                "{x:?} {y:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn word_comparisons_count_as_plain_loops() {
+        let mut rnd = crate::draws(0xbb67_ae85_84ca_a73bu64);
+        // Codes 0-4 mostly, now and then any byte, from one draw.
+        let code = |v: u64| {
+            if v.is_multiple_of(20) {
+                (v >> 5) as u8
+            } else {
+                (v >> 5) as u8 % 5
+            }
+        };
+        for round in 0..5000 {
+            let len = rnd(40) as usize;
+            let a: Vec<u8> = (0..len).map(|_| code(rnd(1 << 14))).collect();
+            let b: Vec<u8> = a
+                .iter()
+                .map(|&c| {
+                    let v = rnd(1 << 16);
+                    if v.is_multiple_of(4) {
+                        code(v >> 2)
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let equal = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+            assert_eq!(count_equal(&a, &b), equal, "round {round}");
+            let diff: Vec<usize> = (0..len).filter(|&i| a[i] != b[i]).collect();
+            let plain = (
+                diff.len(),
+                diff.first().copied().unwrap_or(0),
+                diff.last().copied().unwrap_or(0),
+            );
+            assert_eq!(differences(&a, &b), plain, "round {round}");
+            // A shorter second sequence bounds both.
+            let cut = len / 2;
+            let equal = a.iter().zip(&b[..cut]).filter(|(x, y)| x == y).count();
+            assert_eq!(count_equal(&a, &b[..cut]), equal, "round {round}");
+        }
+        assert_eq!(
+            word_at(&[1, 2, 3], 1, 9),
+            u64::from_le_bytes([2, 3, 9, 9, 9, 9, 9, 9])
+        );
+        assert_eq!(word_at(&[1, 2, 3], 5, 7), u64::from_le_bytes([7; 8]));
     }
 
     #[test]

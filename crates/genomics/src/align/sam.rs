@@ -149,46 +149,8 @@ pub(super) fn write_out(out: &mut dyn Write, buf: &[u8]) -> Result<()> {
     })
 }
 
-/// NM and the best local score (no clipping penalty, see [`Hit::score`])
-/// of an alignment (`q` on the alignment's strand; `r` the aligned
-/// reference span). Every candidate gets them; MD waits for output
-/// ([`md`]).
-pub(super) fn nm_score(q: &[u8], r: &[u8], cigar: &[(Op, u32)], sc: &Scoring) -> (u32, i32) {
-    let (mut qi, mut ri, mut nm) = (0usize, 0usize, 0u32);
-    // The best-scoring stretch of the path (Kadane over its operations).
-    let (mut cur, mut best) = (0i32, 0i32);
-    let mut step = |x: i32| {
-        cur = (cur + x).max(0);
-        best = best.max(cur);
-    };
-    for &(op, n) in cigar {
-        let n = n as usize;
-        match op {
-            Op::SoftClip => qi += n,
-            Op::Ins | Op::Del => {
-                step(-(sc.gap_open + sc.gap_extend * n as i32));
-                nm += n as u32;
-                if op == Op::Ins {
-                    qi += n;
-                } else {
-                    ri += n;
-                }
-            }
-            Op::Match => {
-                for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
-                    let x = crate::dp::sub(sc, a, b);
-                    step(x);
-                    nm += u32::from(x < 0);
-                }
-                qi += n;
-                ri += n;
-            }
-        }
-    }
-    (nm, best)
-}
-
-/// The MD tag of an alignment (arguments as [`nm_score`]'s).
+/// The MD tag of an alignment (arguments as [`nm_score`]'s): it waits
+/// for output, where NM and the score are every candidate's.
 pub(super) fn md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> String {
     let (mut qi, mut ri, mut run) = (0usize, 0usize, 0u32);
     let mut md = String::new();
@@ -206,14 +168,21 @@ pub(super) fn md(q: &[u8], r: &[u8], cigar: &[(Op, u32)]) -> String {
                 ri += n;
             }
             Op::Match => {
-                for (&a, &b) in q[qi..qi + n].iter().zip(&r[ri..ri + n]) {
-                    if a == b && a < 4 {
-                        run += 1;
-                    } else {
-                        push_num(&mut md, run as u64);
+                // Eight bases a word: only those that do not match (or are
+                // an N) are visited; the pads past the end match.
+                let (qs, rs) = (&q[qi..qi + n], &r[ri..ri + n]);
+                for at in (0..n).step_by(8) {
+                    let mut differ = odd_bytes(word_at(qs, at, 0), word_at(rs, at, 0));
+                    let mut done = 0;
+                    while differ != 0 {
+                        let j = differ.trailing_zeros() as usize / 8;
+                        differ &= differ - 1;
+                        push_num(&mut md, (run as usize + j - done) as u64);
                         run = 0;
-                        md.push(LETTER[b as usize] as char);
+                        md.push(LETTER[rs[at + j] as usize] as char);
+                        done = j + 1;
                     }
+                    run += ((n - at).min(8) - done) as u32;
                 }
                 qi += n;
                 ri += n;
