@@ -129,3 +129,53 @@ for name, body in messages.items():
 # BAM writer: its input is `arbitrary` data; a few byte patterns.
 for i, n in enumerate((64, 256, 1024)):
     put("bam_writer", f"b{i}", bytes((j * 37 + i) % 256 for j in range(n)))
+
+# Alignments (SAM and BAM readers): a SAM with a header, a pair, a single
+# read and an unmapped one (first byte even: plain text); the same as the
+# uncompressed BAM stream (first byte odd: the target compresses it).
+sam_text = (
+    "@HD\tVN:1.6\tSO:coordinate\n@SQ\tSN:c\tLN:1000\n@RG\tID:a\tSM:s\tLB:x\n"
+    "r1\t99\tc\t10\t60\t2S8M\t=\t100\t100\tACGTACGTAC\tIIIIIIIIII\tMC:Z:10M\tRG:Z:a\n"
+    "r2\t0\tc\t50\t60\t4M1I5M\t*\t0\t0\tACGTACGTAC\t*\tNM:i:1\tXA:Z:c,+60,10M,1;\n"
+    "r1\t147\tc\t100\t60\t10M\t=\t10\t-100\tACGTACGTAC\tIIIIIIIIII\tMC:Z:2S8M\tRG:Z:a\n"
+    "r3\t4\t*\t0\t0\t*\t*\t0\t0\tACGT\t!!!!\n"
+)
+put("alignments", "sam", b"\x00" + sam_text.encode())
+
+
+def bam_stream(text):
+    header = "".join(l + "\n" for l in text.splitlines() if l.startswith("@"))
+    refs = [(f["SN"], int(f["LN"])) for f in
+            (dict(x.split(":", 1) for x in l.split("\t")[1:]) for l in text.splitlines()
+             if l.startswith("@SQ"))]
+    out = b"BAM\x01" + struct.pack("<i", len(header)) + header.encode() + struct.pack("<i", len(refs))
+    for n, ln in refs:
+        out += struct.pack("<i", len(n) + 1) + n.encode() + b"\x00" + struct.pack("<i", ln)
+    ops = "MIDNSHP=X"
+    for l in text.splitlines():
+        if l.startswith("@"):
+            continue
+        f = l.split("\t")
+        rid = -1 if f[2] == "*" else 0
+        cig = [(int(n), ops.index(o)) for n, o in re.findall(r"(\d+)(\D)", f[5])] if f[5] != "*" else []
+        seq = f[9]
+        codes = [("=ACMGRSVTWYHKDBN".find(c) % 16) for c in seq]
+        packed = bytes((codes[i] << 4) | (codes[i + 1] if i + 1 < len(codes) else 0)
+                       for i in range(0, len(codes), 2))
+        qual = bytes(255 for _ in seq) if f[10] == "*" else bytes(ord(c) - 33 for c in f[10])
+        mrid = rid if f[6] == "=" else -1
+        rec = struct.pack("<iiBBHHHIiii", rid, int(f[3]) - 1, len(f[0]) + 1, int(f[4]), 4680,
+                          len(cig), int(f[1]), len(seq), mrid, int(f[7]) - 1, int(f[8]))
+        rec += f[0].encode() + b"\x00" + b"".join(struct.pack("<I", n << 4 | o) for n, o in cig)
+        rec += packed + qual
+        for t in f[11:]:
+            tag, ty, v = t.split(":", 2)
+            if ty == "i":
+                rec += tag.encode() + b"i" + struct.pack("<i", int(v))
+            else:
+                rec += tag.encode() + b"Z" + v.encode() + b"\x00"
+        out += struct.pack("<i", len(rec)) + rec
+    return out
+
+
+put("alignments", "bam", b"\x01" + bam_stream(sam_text))
