@@ -113,7 +113,7 @@ awk -F'\t' '{printf "| %s | %.1f | %.1f | %d |\n", $1, $2, $3, $4}' "$rows"
 sum() { awk -F'\t' -v p="$1" '$1 ~ p {w += $2; c += $3} END {printf "%.1f %.1f", w, c}' "$rows"; }
 if [[ " $STAGES " == *" align "* && " $STAGES " == *" sortdup "* ]]; then
   read -r bw bc <<< "$(sum '^(align:bwa|(fixmate|sort|markdup|index):samtools)$')"
-  read -r dw dc <<< "$(sum '^align\+sort\+markdup:accelhub$')"
+  read -r dw dc <<< "$(sum '^align[+]sort[+]markdup:accelhub$')"
   echo
   echo "FASTQ to marked, indexed BAM: bwa + samtools $bw s wall / $bc CPU-s; accelhub align --markdup $dw / $dc" \
     "($(echo "$bw / $dw" | bc -l | cut -c1-4)x wall, $(echo "$bc / $dc" | bc -l | cut -c1-4)x CPU)"
@@ -121,7 +121,7 @@ fi
 if [[ " $STAGES " == *" sortdup "* ]]; then
   read -r sw sc <<< "$(sum '^(fixmate|sort|markdup|index):samtools$')"
   read -r ow oc <<< "$(sum '^(sort|markdup):accelhub$')"
-  read -r fw fc <<< "$(sum '^sort\+markdup:accelhub$')"
+  read -r fw fc <<< "$(sum '^sort[+]markdup:accelhub$')"
   echo
   echo "sort + markdup: samtools $sw s wall / $sc CPU-s; ours in two commands $ow / $oc" \
     "($(echo "$sw / $ow" | bc -l | cut -c1-4)x wall, $(echo "$sc / $oc" | bc -l | cut -c1-4)x CPU);" \
