@@ -145,6 +145,16 @@ fn disjoint(a: (usize, usize), b: (usize, usize)) -> bool {
 
 /// The shortest part of a read given its own (supplementary) record.
 const MIN_SPLIT: usize = 30;
+/// The least a read's other part must add for the two to be joined
+/// across an indel ([`Aligner::join_parts`]).
+const MIN_JOIN_PART: usize = 10;
+/// The longest indel two parts of a read are joined across.
+const MAX_JOIN: i64 = 60;
+/// Three mismatches within this many bases call for a gapped search
+/// ([`crowded_inside`]) ...
+const CROWDED_SPAN: usize = 12;
+/// ... over this many diagonals each side.
+const PAIRED_INDEL_BAND: i64 = 4;
 
 /// A supplementary alignment: another part of a chimeric read, with its
 /// own MAPQ.
@@ -559,6 +569,7 @@ impl<'a> Aligner<'a> {
                 }
             }
         }
+        self.join_parts(seq, &s.rc, &mut out.hits);
         rank(&mut out.hits, seed);
         if let Some(best) = out.hits.first() {
             // Alternatives are hits of the same part of the read; a hit of
@@ -589,6 +600,77 @@ impl<'a> Aligner<'a> {
         }
         s.clusters = clusters;
         out
+    }
+
+    /// A read across an indel longer than the band aligns in two parts,
+    /// each clipped where the other begins: on one strand and contig, a
+    /// few dozen diagonals apart. They are one alignment with a gap (as
+    /// bwa's wider band finds it), which a variant caller needs to see the
+    /// indel at all. Realign the read over both parts' diagonals and keep
+    /// the joined hit in their place when it scores better than the best.
+    fn join_parts(&self, seq: &[u8], rc: &[u8], hits: &mut Vec<Hit>) {
+        let l = seq.len();
+        let Some(bi) = (0..hits.len()).max_by_key(|&i| hits[i].score) else {
+            return;
+        };
+        let b = &hits[bi];
+        let span = b.read_span(l);
+        if span.0 < MIN_JOIN_PART && l - span.1 < MIN_JOIN_PART {
+            return;
+        }
+        let r = &self.idx.reference;
+        // The reference position of the strand's first read base.
+        let diag_of = |h: &Hit| {
+            let lead = soft_clips(&h.cigar).0 as i64;
+            (r.contigs[h.contig].offset + h.pos) as i64 - lead
+        };
+        let d0 = diag_of(b);
+        let partner = hits
+            .iter()
+            .enumerate()
+            .filter(|&(i, h)| {
+                let s = h.read_span(l);
+                let new = s.1.saturating_sub(span.1) + span.0.saturating_sub(s.0);
+                i != bi
+                    && h.contig == b.contig
+                    && h.reverse == b.reverse
+                    && new >= MIN_JOIN_PART
+                    && (1..=MAX_JOIN).contains(&(diag_of(h) - d0).abs())
+            })
+            .max_by_key(|(_, h)| h.score);
+        let Some((pi, p)) = partner else {
+            return;
+        };
+        let d1 = diag_of(p);
+        let c = &r.contigs[b.contig];
+        let (cs, ce) = (c.offset as i64, (c.offset + c.len) as i64);
+        let (lo, hi) = (d0.min(d1) - SHIFT_SLACK, d0.max(d1) + SHIFT_SLACK);
+        let ws = lo.max(cs);
+        let we = (hi + l as i64).min(ce);
+        if we <= ws {
+            return;
+        }
+        let q = if b.reverse { rc } else { seq };
+        let Some(a) = banded(
+            &self.opts.scoring,
+            q,
+            &r.seq[ws as usize..we as usize],
+            (lo - ws) as isize,
+            (hi - ws) as isize,
+        ) else {
+            return;
+        };
+        let Some(mut joined) = self.finish(q, Some((a, ws)), b.contig, b.reverse) else {
+            return;
+        };
+        if joined.score <= b.score {
+            return;
+        }
+        joined.seeds = b.seeds + p.seeds;
+        let (first, second) = (bi.max(pi), bi.min(pi));
+        hits.swap_remove(first);
+        hits.swap_remove(second);
+        hits.push(joined);
     }
 
     /// Extend a read (already on the candidate's strand) at diagonal
@@ -630,9 +712,11 @@ impl<'a> Aligner<'a> {
                 Gapped::Always(floor) if long_clip() => shifted()
                     .or(Some((-band, band)))
                     .filter(|_| can_reach(floor)),
-                Gapped::Always(floor) | Gapped::IfClipped(floor) => {
-                    shifted().filter(|_| can_reach(floor))
-                }
+                Gapped::Always(floor) | Gapped::IfClipped(floor) => shifted()
+                    .or_else(|| {
+                        crowded_inside(q, refw).then_some((-PAIRED_INDEL_BAND, PAIRED_INDEL_BAND))
+                    })
+                    .filter(|_| can_reach(floor)),
                 Gapped::Never => None,
             };
             best = Some((a, diag));
@@ -874,6 +958,25 @@ impl<'a> Aligner<'a> {
                 .collect()
         })
     }
+}
+
+/// Whether three mismatches of an ungapped alignment lie within
+/// [`CROWDED_SPAN`] bases: the mark of two indels a few bases apart (a
+/// deletion and an insertion keep both ends on the diagonal, so no end
+/// looks shifted). The gapped search reports them as the gaps they are,
+/// as bwa's does; a caller reading mismatches there calls false SNVs.
+fn crowded_inside(q: &[u8], refw: &[u8]) -> bool {
+    // Positions of the two mismatches before.
+    let mut last = [usize::MAX; 2];
+    for (i, (&a, &b)) in q.iter().zip(refw).enumerate() {
+        if a != b && a < 4 && b < 4 {
+            if last[0] != usize::MAX && i - last[0] < CROWDED_SPAN {
+                return true;
+            }
+            last = [last[1], i];
+        }
+    }
+    false
 }
 
 /// Whether an indel may explain an end of the ungapped alignment `a` of

@@ -443,6 +443,90 @@ fn chimeric_reads_get_a_supplementary_record() {
     assert!(mate.flag & 0x2 != 0, "the primary parts pair properly");
 }
 
+/// A read across an indel longer than the extension's band aligns in two
+/// parts; they are joined into one record with the gap, on either strand,
+/// as bwa reports it (a caller sees no indel in a clipped read).
+#[test]
+fn reads_across_long_indels_get_the_gap_not_a_split() {
+    let idx = Index::build(genome(), Params::default(), &mut |_, _, _| {}).unwrap();
+    let s = &idx.reference.seq;
+    let dir = tempfile::tempdir().unwrap();
+    let al = Aligner::new(&idx, AlignOptions::default());
+    let q = "I".repeat(150);
+    // (deletion length, insertion length, bases before it).
+    for (del, ins, before) in [
+        (24usize, 0usize, 60usize),
+        (40, 0, 80),
+        (0, 18, 70),
+        (0, 30, 55),
+        (55, 0, 75),
+    ] {
+        for reverse in [false, true] {
+            let start = 60_000 + 1000 * del + 100 * ins;
+            let mut read = s[start..start + before].to_vec();
+            read.extend((0..ins).map(|i| [0u8, 1, 1, 3, 2][i % 5]));
+            let after = 150 - before - ins;
+            let resume = start + before + del;
+            read.extend_from_slice(&s[resume..resume + after]);
+            let read = if reverse { revcomp(&read) } else { read };
+            let fq = dir.path().join("indel.fq");
+            std::fs::write(&fq, format!("@r\n{}\n+\n{q}\n", letters(&read))).unwrap();
+            let mut out = Vec::new();
+            al.align_single(FastqReader::open(&fq).unwrap(), &mut out, &mut |_| {})
+                .unwrap();
+            let (_, recs) = parse(&String::from_utf8(out).unwrap());
+            assert_eq!(
+                recs.len(),
+                1,
+                "{del}D {ins}I reverse={reverse}: {:?}",
+                recs.iter().map(|r| &r.cigar).collect::<Vec<_>>()
+            );
+            let r = &recs[0];
+            assert_eq!(r.pos as usize, start + 1, "{del}D {ins}I {}", r.cigar);
+            let gap = if del > 0 {
+                format!("{del}D")
+            } else {
+                format!("{ins}I")
+            };
+            assert!(
+                r.cigar.contains(&gap) && !r.cigar.contains('S'),
+                "{gap}: {}",
+                r.cigar
+            );
+            assert!(r.mapq >= 30, "{gap}: MAPQ {}", r.mapq);
+        }
+    }
+    // A deletion and an insertion a few bases apart leave both ends on the
+    // diagonal: they are still two gaps, not a run of mismatches.
+    for (gap, reverse) in [(4usize, false), (7, true), (9, false)] {
+        let start = 150_000 + 1000 * gap;
+        let mut read = s[start..start + 70].to_vec();
+        // Skip one reference base, copy `gap` bases, insert one.
+        read.extend_from_slice(&s[start + 71..start + 71 + gap]);
+        read.push((s[start + 71 + gap] + 1) % 4);
+        let rest = 150 - read.len();
+        read.extend_from_slice(&s[start + 71 + gap..start + 71 + gap + rest]);
+        let read = if reverse { revcomp(&read) } else { read };
+        let fq = dir.path().join("pair.fq");
+        std::fs::write(&fq, format!("@r\n{}\n+\n{q}\n", letters(&read))).unwrap();
+        let mut out = Vec::new();
+        al.align_single(FastqReader::open(&fq).unwrap(), &mut out, &mut |_| {})
+            .unwrap();
+        let (_, recs) = parse(&String::from_utf8(out).unwrap());
+        let r = &recs[0];
+        assert!(
+            r.cigar.contains("1D") && r.cigar.contains("1I"),
+            "gap {gap}: {}",
+            r.cigar
+        );
+        assert!(
+            r.tags.contains(&"NM:i:2".to_string()),
+            "gap {gap}: {:?}",
+            r.tags
+        );
+    }
+}
+
 /// In a segmental duplication, a pair told from its paralogs by a single
 /// base of one mate (the other mate matching every copy) is placed at its
 /// copy, but with a MAPQ that falls as copies are added: each near-equal
