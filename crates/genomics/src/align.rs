@@ -145,9 +145,11 @@ fn disjoint(a: (usize, usize), b: (usize, usize)) -> bool {
 
 /// The shortest part of a read given its own (supplementary) record.
 const MIN_SPLIT: usize = 30;
-/// The least a read's other part must add for the two to be joined
-/// across an indel ([`Aligner::join_parts`]).
-const MIN_JOIN_PART: usize = 10;
+/// The least a read's other part must add (and its best part leave
+/// clipped) for the two to be joined across an indel
+/// ([`Aligner::join_parts`]): shorter clips are sequencing errors at an
+/// end far more often, and the realignment costs a wide band.
+const MIN_JOIN_PART: usize = 20;
 /// The longest indel two parts of a read are joined across.
 const MAX_JOIN: i64 = 60;
 /// Three mismatches within this many bases call for a gapped search
@@ -631,7 +633,9 @@ impl<'a> Aligner<'a> {
             .filter(|&(i, h)| {
                 let s = h.read_span(l);
                 let new = s.1.saturating_sub(span.1) + span.0.saturating_sub(s.0);
+                let overlap = s.1.min(span.1).saturating_sub(s.0.max(span.0));
                 i != bi
+                    && overlap <= MIN_JOIN_PART
                     && h.contig == b.contig
                     && h.reverse == b.reverse
                     && new >= MIN_JOIN_PART
@@ -961,22 +965,34 @@ impl<'a> Aligner<'a> {
 }
 
 /// Whether three mismatches of an ungapped alignment lie within
-/// [`CROWDED_SPAN`] bases: the mark of two indels a few bases apart (a
-/// deletion and an insertion keep both ends on the diagonal, so no end
-/// looks shifted). The gapped search reports them as the gaps they are,
-/// as bwa's does; a caller reading mismatches there calls false SNVs.
+/// [`CROWDED_SPAN`] bases, and no more than two others lie elsewhere: the
+/// mark of two indels a few bases apart (a deletion and an insertion keep
+/// both ends on the diagonal, so no end looks shifted). The gapped search
+/// reports them as the gaps they are, as bwa's does; a caller reading
+/// mismatches there calls false SNVs. A diverged copy (a paralog, with
+/// mismatches all along) is no such case and is not searched again.
 fn crowded_inside(q: &[u8], refw: &[u8]) -> bool {
-    // Positions of the two mismatches before.
-    let mut last = [usize::MAX; 2];
+    let mut at = [0usize; 16];
+    let mut n = 0;
     for (i, (&a, &b)) in q.iter().zip(refw).enumerate() {
         if a != b && a < 4 && b < 4 {
-            if last[0] != usize::MAX && i - last[0] < CROWDED_SPAN {
-                return true;
+            if n == at.len() {
+                return false;
             }
-            last = [last[1], i];
+            at[n] = i;
+            n += 1;
         }
     }
-    false
+    let at = &at[..n];
+    // The most mismatches in one window of CROWDED_SPAN bases.
+    let (mut most, mut lo) = (0, 0);
+    for hi in 0..at.len() {
+        while at[hi] - at[lo] >= CROWDED_SPAN {
+            lo += 1;
+        }
+        most = most.max(hi - lo + 1);
+    }
+    most >= 3 && n - most <= 2
 }
 
 /// Whether an indel may explain an end of the ungapped alignment `a` of
