@@ -154,7 +154,7 @@ const MIN_JOIN_PART: usize = 20;
 const MAX_JOIN: i64 = 60;
 /// Three mismatches within this many bases call for a gapped search
 /// ([`crowded_inside`]) ...
-const CROWDED_SPAN: usize = 10;
+const CROWDED_SPAN: usize = 12;
 /// ... over this many diagonals each side.
 const PAIRED_INDEL_BAND: i64 = 4;
 
@@ -716,15 +716,11 @@ impl<'a> Aligner<'a> {
                 Gapped::Always(floor) if long_clip() => shifted()
                     .or(Some((-band, band)))
                     .filter(|_| can_reach(floor)),
-                // Crowded mismatches are searched on the best candidate
-                // only: the others' gapped scores matter as rivals, where
-                // mismatches score nearly as well.
-                Gapped::Always(floor) => shifted()
+                Gapped::Always(floor) | Gapped::IfClipped(floor) => shifted()
                     .or_else(|| {
                         crowded_inside(q, refw).then_some((-PAIRED_INDEL_BAND, PAIRED_INDEL_BAND))
                     })
                     .filter(|_| can_reach(floor)),
-                Gapped::IfClipped(floor) => shifted().filter(|_| can_reach(floor)),
                 Gapped::Never => None,
             };
             best = Some((a, diag));
