@@ -148,6 +148,22 @@ fn bar(len: u64, template: &str) -> ProgressBar {
     b
 }
 
+/// The directory `p` is in (`.` for a bare name): where its temporary
+/// files go.
+fn dir_of(p: &Path) -> PathBuf {
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// A progress callback showing the stage and its count on `b`.
+fn staged(b: &ProgressBar) -> impl FnMut(&str, u64) + '_ {
+    |stage, n| {
+        b.set_message(stage.to_string());
+        b.set_position(n);
+    }
+}
+
 fn report_duplicates(s: &accelhub_genomics::markdup::MarkdupStats) {
     let dups = s.duplicate_pair + s.duplicate_single;
     eprintln!(
@@ -174,13 +190,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             stats: print_stats,
         } => {
             let started = std::time::Instant::now();
-            let tmp_dir = tmp_dir.unwrap_or_else(|| {
-                output
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| PathBuf::from("."))
-            });
+            let tmp_dir = tmp_dir.unwrap_or_else(|| dir_of(&output));
             let opts = accelhub_genomics::sort::SortOptions {
                 memory,
                 tmp_dir,
@@ -200,10 +210,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 &opts,
                 md.as_ref(),
                 &command_line(),
-                &mut |stage, n| {
-                    b.set_message(stage.to_string());
-                    b.set_position(n);
-                },
+                &mut staged(&b),
             )?;
             b.finish_and_clear();
             if let Some(md) = &stats.markdup {
@@ -244,10 +251,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 &output,
                 &opts,
                 &command_line(),
-                &mut |stage, n| {
-                    b.set_message(stage.to_string());
-                    b.set_position(n);
-                },
+                &mut staged(&b),
             )?;
             b.finish_and_clear();
             if print_stats {
@@ -319,12 +323,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             };
             let sort_opts = accelhub_genomics::sort::SortOptions {
                 memory,
-                tmp_dir: output
-                    .as_ref()
-                    .and_then(|o| o.parent())
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| PathBuf::from(".")),
+                tmp_dir: output.as_deref().map_or_else(|| PathBuf::from("."), dir_of),
                 threads: threads.max(1),
                 level: 6,
             };
