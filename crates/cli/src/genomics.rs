@@ -1,6 +1,7 @@
 //! `accelhub genomics`: build a reference index and align reads, locally.
 
 use accelhub_genomics::align::{AlignOptions, Aligner, Format};
+use accelhub_genomics::call::Params as CallParams;
 use accelhub_genomics::fasta::read_reference;
 use accelhub_genomics::fastq::{FastqReader, PairReader};
 use accelhub_genomics::index::{Index, Params};
@@ -106,6 +107,36 @@ pub enum GenomicsCmd {
         /// Compression level, 0-9.
         #[arg(short = 'l', long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
         level: u32,
+    },
+    /// Call germline SNVs and indels (diploid) from a coordinate-sorted
+    /// BAM; writes a bgzipped VCF 4.2 and its tabix index.
+    Call {
+        /// The reference the reads were aligned to (FASTA, plain or gzip).
+        reference: PathBuf,
+        /// Coordinate-sorted BAM (or SAM).
+        input: PathBuf,
+        /// Output VCF (.vcf.gz); its index (.tbi, or .csi for contigs over
+        /// 512 Mb) is written beside it.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Regions to call: chr, chr:beg-end (1-based, inclusive); may be
+        /// repeated.
+        #[arg(short = 'r', long = "region")]
+        regions: Vec<String>,
+        /// Regions to call from a BED file.
+        #[arg(short = 'R', long = "regions-file")]
+        bed: Option<PathBuf>,
+        #[arg(short = 't', long, default_value_t = 1)]
+        threads: usize,
+        /// Sites below this QUAL are not written.
+        #[arg(short = 'q', long, default_value_t = CallParams::default().min_qual)]
+        min_qual: f64,
+        /// Reads below this mapping quality are left out.
+        #[arg(long, default_value_t = CallParams::default().min_mapq)]
+        min_mapq: u8,
+        /// The sample's name (default: the BAM's @RG SM, else its file name).
+        #[arg(short = 's', long)]
+        sample: Option<String>,
     },
 }
 
@@ -260,6 +291,53 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             report_duplicates(&stats);
             eprintln!(
                 "-> {} ({:.1} s)",
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        GenomicsCmd::Call {
+            reference,
+            input,
+            output,
+            regions,
+            bed,
+            threads,
+            min_qual,
+            min_mapq,
+            sample,
+        } => {
+            let started = std::time::Instant::now();
+            let opts = accelhub_genomics::call::CallOptions {
+                threads: threads.max(1),
+                params: CallParams {
+                    min_qual,
+                    min_mapq,
+                    ..CallParams::default()
+                },
+                regions,
+                bed,
+                sample,
+                ..Default::default()
+            };
+            let b = bar(0, "{spinner} calling {msg}");
+            let stats = accelhub_genomics::call::call_file(
+                &reference,
+                &input,
+                &output,
+                &opts,
+                &command_line(),
+                &mut |contig, pos| b.set_message(format!("{contig}:{:.1} Mb", pos as f64 / 1e6)),
+            )?;
+            b.finish_and_clear();
+            eprintln!(
+                "{} SNVs, {} indels (het/hom {:.2}, Ts/Tv {:.2}); {} reads, mean depth {:.1} -> {} ({:.1} s)",
+                stats.snvs,
+                stats.indels,
+                stats.het_hom(),
+                stats.ts_tv(),
+                stats.reads_used,
+                stats.mean_depth(),
                 output.display(),
                 started.elapsed().as_secs_f64()
             );

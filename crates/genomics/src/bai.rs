@@ -93,6 +93,9 @@ struct RefIndex {
 /// Collects a sorted BAM's records into an index.
 pub struct Builder {
     kind: Kind,
+    /// Tabix's configuration (format, columns, meta character, skip) and
+    /// sequence names, for an index of a bgzipped text file.
+    tabix: Option<Vec<u8>>,
     refs: Vec<RefIndex>,
     no_coordinate: u64,
     last: Option<(i32, i64)>,
@@ -102,9 +105,39 @@ impl Builder {
     pub fn new(kind: Kind, n_refs: usize) -> Self {
         Builder {
             kind,
+            tabix: None,
             refs: (0..n_refs).map(|_| RefIndex::default()).collect(),
             no_coordinate: 0,
             last: None,
+        }
+    }
+
+    /// An index of a bgzipped VCF (tabix's TBI, or CSI with tabix's
+    /// configuration) whose contigs are `names`, in order.
+    pub fn for_vcf(kind: Kind, names: &[String]) -> Self {
+        let mut b = Builder::new(kind, names.len());
+        let mut conf = Vec::new();
+        // Format 2 (VCF), sequence column 1, begin column 2, no end
+        // column, '#' starts meta lines, no lines skipped.
+        for v in [2i32, 1, 2, 0, b'#' as i32, 0] {
+            conf.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut nm = Vec::new();
+        for n in names {
+            nm.extend_from_slice(n.as_bytes());
+            nm.push(0);
+        }
+        conf.extend_from_slice(&(nm.len() as i32).to_le_bytes());
+        conf.extend_from_slice(&nm);
+        b.tabix = Some(conf);
+        b
+    }
+
+    /// The index file's extension: `bai`, `csi` or `tbi`.
+    pub fn extension(&self) -> &'static str {
+        match (self.kind, &self.tabix) {
+            (Kind::Bai, Some(_)) => "tbi",
+            (kind, _) => kind.extension(),
         }
     }
 
@@ -169,16 +202,27 @@ impl Builder {
         };
         let mut b = Vec::new();
         let depth = self.kind.depth();
-        match self.kind {
-            Kind::Bai => b.extend_from_slice(b"BAI\x01"),
-            Kind::Csi { depth } => {
+        let n_refs = (self.refs.len() as i32).to_le_bytes();
+        match (self.kind, &self.tabix) {
+            (Kind::Bai, None) => {
+                b.extend_from_slice(b"BAI\x01");
+                b.extend_from_slice(&n_refs);
+            }
+            (Kind::Bai, Some(conf)) => {
+                b.extend_from_slice(b"TBI\x01");
+                b.extend_from_slice(&n_refs);
+                b.extend_from_slice(conf);
+            }
+            (Kind::Csi { depth }, conf) => {
                 b.extend_from_slice(b"CSI\x01");
                 b.extend_from_slice(&(MIN_SHIFT as i32).to_le_bytes());
                 b.extend_from_slice(&(depth as i32).to_le_bytes());
-                b.extend_from_slice(&0i32.to_le_bytes());
+                let conf = conf.as_deref().unwrap_or_default();
+                b.extend_from_slice(&(conf.len() as i32).to_le_bytes());
+                b.extend_from_slice(conf);
+                b.extend_from_slice(&n_refs);
             }
         }
-        b.extend_from_slice(&(self.refs.len() as i32).to_le_bytes());
         for r in &self.refs {
             let has_pseudo = r.first.is_some();
             b.extend_from_slice(&((r.bins.len() + has_pseudo as usize) as i32).to_le_bytes());
@@ -222,9 +266,9 @@ impl Builder {
             }
         }
         b.extend_from_slice(&self.no_coordinate.to_le_bytes());
-        match self.kind {
-            Kind::Bai => out.write_all(&b)?,
-            Kind::Csi { .. } => {
+        match (self.kind, &self.tabix) {
+            (Kind::Bai, None) => out.write_all(&b)?,
+            _ => {
                 let mut w = crate::bgzf::Writer::new(&mut *out, 6, 1);
                 w.write_all(&b)?;
                 w.finish()?;

@@ -13,6 +13,7 @@
 //!   written as bytes, BAI/CSI indexes.
 //! - [`sort`], [`markdup`]: coordinate sort in bounded memory, duplicate
 //!   marking as samtools does it.
+//! - [`call`]: the germline variant caller, BAM to bgzipped, indexed VCF.
 //!
 //! No module knows about tenants, billing or HTTP.
 
@@ -20,6 +21,7 @@ pub mod align;
 pub mod bai;
 pub mod bam;
 pub mod bgzf;
+pub mod call;
 pub mod dp;
 pub mod fasta;
 pub mod fastq;

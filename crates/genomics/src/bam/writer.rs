@@ -17,7 +17,6 @@ pub struct SortedWriter {
     partial: PathBuf,
     out: bgzf::Writer<BufWriter<File>>,
     index: Builder,
-    kind: Kind,
     pub records: u64,
 }
 
@@ -29,15 +28,35 @@ fn partial_of(p: &Path) -> PathBuf {
 
 /// The index file beside `bam` (`x.bam.bai` or `x.bam.csi`).
 pub fn index_path(bam: &Path, kind: Kind) -> PathBuf {
-    let mut s = bam.as_os_str().to_owned();
+    with_extension(bam, kind.extension())
+}
+
+fn with_extension(file: &Path, ext: &str) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
     s.push(".");
-    s.push(kind.extension());
+    s.push(ext);
     PathBuf::from(s)
 }
 
 impl SortedWriter {
     /// Start `path` with `header` (whose `SO` is set to coordinate).
     pub fn create(path: &Path, header: &Header, level: u32, threads: usize) -> Result<Self> {
+        let header = header.with_sort_order("coordinate");
+        let kind = Kind::for_lengths(header.refs.iter().map(|r| r.1));
+        let index = Builder::new(kind, header.refs.len());
+        Self::create_with(path, &header.to_bam(), index, level, threads)
+    }
+
+    /// Start any coordinate-sorted BGZF file: `head` is written first,
+    /// then what [`Self::write_indexed`] is given, indexed by `index`
+    /// (a VCF and its tabix index, for one).
+    pub fn create_with(
+        path: &Path,
+        head: &[u8],
+        index: Builder,
+        level: u32,
+        threads: usize,
+    ) -> Result<Self> {
         let io_err = |source| GenomicsError::Io {
             path: path.to_path_buf(),
             source,
@@ -45,17 +64,44 @@ impl SortedWriter {
         let partial = partial_of(path);
         let file = File::create(&partial).map_err(io_err)?;
         let mut out = bgzf::Writer::new(BufWriter::with_capacity(1 << 20, file), level, threads);
-        let header = header.with_sort_order("coordinate");
-        out.write_all(&header.to_bam()).map_err(io_err)?;
-        let kind = Kind::for_lengths(header.refs.iter().map(|r| r.1));
+        if let Err(e) = out.write_all(head) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(io_err(e));
+        }
         Ok(SortedWriter {
             path: path.to_path_buf(),
             partial,
             out,
-            index: Builder::new(kind, header.refs.len()),
-            kind,
+            index,
             records: 0,
         })
+    }
+
+    /// Write one entry on reference `ref_id` covering `[beg, end)`, made
+    /// of `parts`, in coordinate order.
+    pub fn write_indexed(
+        &mut self,
+        ref_id: i32,
+        beg: i64,
+        end: i64,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        let start = self.out.spot();
+        for p in parts {
+            self.out.write_all(p).map_err(|source| GenomicsError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        let stop = self.out.spot();
+        self.records += 1;
+        self.index
+            .add(ref_id, beg, end, false, start, stop)
+            .map_err(|message| GenomicsError::Format {
+                path: self.path.clone(),
+                record: self.records,
+                message,
+            })
     }
 
     /// Write one record (bytes without the length prefix), in coordinate
@@ -103,7 +149,7 @@ impl SortedWriter {
             let p = p.to_path_buf();
             move |source| GenomicsError::Io { path: p, source }
         };
-        let index = index_path(&self.path, self.kind);
+        let index = with_extension(&self.path, self.index.extension());
         let index_partial = partial_of(&index);
         let result = (|| {
             let (file, blocks) = self.out.finish().map_err(io_err(&self.path))?;

@@ -1,0 +1,871 @@
+//! The caller's method, on one stretch of one contig: pure logic, no IO.
+//!
+//! 1. **Candidates.** A pileup of the reads' alignments counts, at every
+//!    position, the bases of good quality and the insertions and
+//!    deletions the CIGARs hold, left-aligned so that the same indel,
+//!    placed differently by different reads in a repeat, is counted once.
+//!    An allele seen in at least two reads, and in a fair share of them,
+//!    is a candidate.
+//! 2. **Regions.** Each candidate is given a window: its own bases, the
+//!    whole tandem repeat an indel sits in, and flanks. Overlapping
+//!    windows merge into one region, whose candidates are genotyped
+//!    together, so that nearby SNVs and indels and clustered variants
+//!    are judged as haplotypes rather than one position at a time (the
+//!    mismatches a misplaced gap leaves near an indel are explained by
+//!    the indel, not called as SNVs).
+//! 3. **Haplotypes.** Every compatible subset of a region's strongest
+//!    candidates (at most [`MAX_CANDIDATES`]) makes one haplotype.
+//! 4. **Read likelihoods.** Each read is scored against each haplotype:
+//!    where a region holds SNVs only, from the bases the read aligns to
+//!    their positions; where it holds an indel, by aligning the read's
+//!    bases over the region (soft clips included) to the haplotype, with
+//!    base qualities for mismatches and affine gap penalties (a Viterbi
+//!    pair-HMM), so that the read's own CIGAR, which may have put the
+//!    gap in the wrong place or clipped it away, does not decide. How
+//!    much any read can favour one haplotype over another is capped by
+//!    its mapping quality: reads of MAPQ 0 carry no weight.
+//! 5. **Genotypes.** The diploid genotype is the pair of haplotypes with
+//!    the highest posterior (priors: heterozygosity 1e-3 for SNVs and
+//!    1.25e-4 for indels, half of that for homozygous). The variants of
+//!    that pair are reported; per site, reads are marginalised over the
+//!    haplotypes that carry each allele, which gives PL, GQ, AD and QUAL.
+
+use std::collections::HashMap;
+
+/// The most candidates genotyped together in a region (2^6 haplotypes).
+pub const MAX_CANDIDATES: usize = 6;
+/// Bases of flank on each side of a candidate's window.
+const FLANK: i64 = 12;
+/// A region grows no longer than this.
+const MAX_REGION: i64 = 300;
+/// How far from a stretch its reads must reach: the pileup that finds
+/// candidates covers this much on each side, so that a region starting
+/// in the stretch sees all of its candidates.
+pub const REACH: i64 = MAX_REGION * 2;
+/// Base qualities are capped here (and floored at 1).
+const MAX_BASEQ: u8 = 40;
+/// Gap open and extend, as natural logs of probabilities (GATK's 45 and
+/// 10 on the Phred scale).
+const GAP_OPEN: f32 = -10.36;
+const GAP_EXTEND: f32 = -2.30;
+const THETA_SNV: f64 = 1e-3;
+const THETA_INDEL: f64 = 1.25e-4;
+
+/// One aligned read, as the caller needs it.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// 0-based leftmost aligned position.
+    pub pos: i64,
+    /// 0-based, exclusive.
+    pub end: i64,
+    /// (length, op code `MIDNSHP=X` = 0..8).
+    pub cigar: Vec<(u32, u8)>,
+    /// Nucleotide codes, 0..4 (4: N).
+    pub seq: Vec<u8>,
+    /// Phred qualities.
+    pub qual: Vec<u8>,
+    pub mapq: u8,
+}
+
+/// Replace `ref[pos .. pos + del]` by `ins`: an SNV (del 1, one base), a
+/// deletion (ins empty) or an insertion (del 0). Indels are left-aligned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var {
+    pub pos: i64,
+    pub del: u32,
+    pub ins: Vec<u8>,
+}
+
+impl Var {
+    pub fn end(&self) -> i64 {
+        self.pos + self.del as i64
+    }
+
+    pub fn is_snv(&self) -> bool {
+        self.del == 1 && self.ins.len() == 1
+    }
+
+    fn len_change(&self) -> i64 {
+        (self.ins.len() as i64 - self.del as i64).abs()
+    }
+
+    /// Whether the two cannot sit on one haplotype.
+    fn conflicts(&self, o: &Var) -> bool {
+        let (a_ins, b_ins) = (self.del == 0, o.del == 0);
+        match (a_ins, b_ins) {
+            (true, true) => self.pos == o.pos,
+            (true, false) => !o.is_snv() && o.pos <= self.pos && self.pos < o.end(),
+            (false, true) => !self.is_snv() && self.pos <= o.pos && o.pos < self.end(),
+            (false, false) => self.pos < o.end() && o.pos < self.end(),
+        }
+    }
+
+    /// The VCF record's reference span: an indel takes the base before it.
+    fn vcf_span(&self) -> (i64, i64) {
+        if self.is_snv() {
+            (self.pos, self.end())
+        } else {
+            (self.pos - 1, self.end())
+        }
+    }
+}
+
+/// A called site, ready for VCF: alleles as nucleotide codes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// 0-based position of the reference allele.
+    pub pos: i64,
+    /// Reference allele, then the alternates.
+    pub alleles: Vec<Vec<u8>>,
+    pub qual: f64,
+    /// Indexes into `alleles`, smaller first.
+    pub gt: (usize, usize),
+    pub gq: u32,
+    pub dp: u32,
+    pub ad: Vec<u32>,
+    pub pl: Vec<u32>,
+}
+
+/// Settings of the method.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// Bases below this quality are not counted as candidate evidence.
+    pub min_baseq: u8,
+    /// Reads below this mapping quality are left out.
+    pub min_mapq: u8,
+    /// Sites below this QUAL are not reported.
+    pub min_qual: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            min_baseq: 10,
+            min_mapq: 0,
+            min_qual: 10.0,
+        }
+    }
+}
+
+/// Left-align a deletion of `len` bases at `pos`.
+fn left_align_del(r: &[u8], mut pos: i64, len: i64) -> i64 {
+    while pos > 1 && r[pos as usize - 1] == r[(pos + len) as usize - 1] && r[pos as usize - 1] < 4 {
+        pos -= 1;
+    }
+    pos
+}
+
+/// Left-align an insertion of `ins` before `pos`.
+fn left_align_ins(r: &[u8], mut pos: i64, ins: &mut [u8]) -> i64 {
+    while pos > 1 && Some(&r[pos as usize - 1]) == ins.last() && r[pos as usize - 1] < 4 {
+        ins.rotate_right(1);
+        pos -= 1;
+    }
+    pos
+}
+
+/// Where the tandem repeat an indel sits in ends (the indel is
+/// left-aligned, so the repeat runs to the right).
+fn repeat_end(r: &[u8], v: &Var) -> i64 {
+    let n = r.len() as i64;
+    if v.del == 0 {
+        let unit = &v.ins;
+        let mut i = v.pos;
+        while i < n && r[i as usize] == unit[((i - v.pos) as usize) % unit.len()] {
+            i += 1;
+        }
+        i
+    } else {
+        let l = v.del as i64;
+        let mut i = v.end();
+        while i < n && r[i as usize] == r[(i - l) as usize] {
+            i += 1;
+        }
+        i
+    }
+}
+
+/// Pileup counts over `[lo, hi)`.
+struct Pileup {
+    lo: i64,
+    /// Bases of good quality per position: A C G T.
+    bases: Vec<[u32; 4]>,
+    /// Reads covering each position (aligned or deleted).
+    cover: Vec<u32>,
+    indels: HashMap<Var, u32>,
+}
+
+impl Pileup {
+    fn build(r: &[u8], reads: &[Read], lo: i64, hi: i64, p: &Params) -> Pileup {
+        let n = (hi - lo).max(0) as usize;
+        let mut pile = Pileup {
+            lo,
+            bases: vec![[0; 4]; n],
+            cover: vec![0; n],
+            indels: HashMap::new(),
+        };
+        for read in reads {
+            if read.mapq < p.min_mapq.max(1) {
+                continue;
+            }
+            let (mut rp, mut qp) = (read.pos, 0usize);
+            for &(len, op) in &read.cigar {
+                let len = len as usize;
+                match op {
+                    0 | 7 | 8 => {
+                        for k in 0..len {
+                            let at = rp + k as i64;
+                            if at >= lo && at < hi {
+                                let i = (at - lo) as usize;
+                                pile.cover[i] += 1;
+                                let b = read.seq[qp + k];
+                                if b < 4 && read.qual[qp + k] >= p.min_baseq {
+                                    pile.bases[i][b as usize] += 1;
+                                }
+                            }
+                        }
+                        rp += len as i64;
+                        qp += len;
+                    }
+                    1 => {
+                        if rp > lo && rp < hi && read.seq[qp..qp + len].iter().all(|&b| b < 4) {
+                            let mut ins = read.seq[qp..qp + len].to_vec();
+                            let pos = left_align_ins(r, rp, &mut ins);
+                            *pile.indels.entry(Var { pos, del: 0, ins }).or_default() += 1;
+                        }
+                        qp += len;
+                    }
+                    2 => {
+                        if rp > lo && rp < hi {
+                            let pos = left_align_del(r, rp, len as i64);
+                            let v = Var {
+                                pos,
+                                del: len as u32,
+                                ins: Vec::new(),
+                            };
+                            *pile.indels.entry(v).or_default() += 1;
+                        }
+                        for k in 0..len as i64 {
+                            let at = rp + k;
+                            if at >= lo && at < hi {
+                                pile.cover[(at - lo) as usize] += 1;
+                            }
+                        }
+                        rp += len as i64;
+                    }
+                    3 => rp += len as i64,
+                    4 => qp += len,
+                    _ => {}
+                }
+            }
+        }
+        pile
+    }
+
+    fn cover_at(&self, pos: i64) -> u32 {
+        let i = pos - self.lo;
+        if i >= 0 && (i as usize) < self.cover.len() {
+            self.cover[i as usize]
+        } else {
+            0
+        }
+    }
+
+    /// Candidates with their support, sorted by position.
+    fn candidates(&self, r: &[u8]) -> Vec<(Var, u32)> {
+        let mut out = Vec::new();
+        for (i, counts) in self.bases.iter().enumerate() {
+            let pos = self.lo + i as i64;
+            let rb = r[pos as usize];
+            let total: u32 = counts.iter().sum();
+            for (b, &c) in counts.iter().enumerate() {
+                if b as u8 != rb && c >= 2 && c * 10 >= total && rb < 4 {
+                    out.push((
+                        Var {
+                            pos,
+                            del: 1,
+                            ins: vec![b as u8],
+                        },
+                        c,
+                    ));
+                }
+            }
+        }
+        for (v, &c) in &self.indels {
+            let cover = self.cover_at(v.pos).max(self.cover_at(v.pos - 1));
+            if c >= 2 && c * 20 >= cover {
+                out.push((v.clone(), c));
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// A region of candidates genotyped together.
+struct Region {
+    /// Reference window whose reads are scored.
+    beg: i64,
+    end: i64,
+    vars: Vec<(Var, u32)>,
+}
+
+/// Group candidates into regions by their windows.
+fn regions(r: &[u8], cands: Vec<(Var, u32)>) -> Vec<Region> {
+    let n = r.len() as i64;
+    let mut out: Vec<Region> = Vec::new();
+    for (v, c) in cands {
+        let (beg, end) = if v.is_snv() {
+            (v.pos - FLANK, v.end() + FLANK)
+        } else {
+            (v.pos - 1 - FLANK, repeat_end(r, &v).max(v.end()) + FLANK)
+        };
+        let (beg, end) = (beg.max(0), end.min(n));
+        match out.last_mut() {
+            Some(last) if beg < last.end && end - last.beg <= MAX_REGION => {
+                last.end = last.end.max(end);
+                last.vars.push((v, c));
+            }
+            _ => out.push(Region {
+                beg,
+                end,
+                vars: vec![(v, c)],
+            }),
+        }
+    }
+    out
+}
+
+/// Sequence of `ref[beg..end]` with `vars` (sorted, compatible, within)
+/// applied.
+fn apply(r: &[u8], beg: i64, end: i64, vars: &[&Var], out: &mut Vec<u8>) {
+    out.clear();
+    let mut at = beg;
+    for v in vars {
+        out.extend_from_slice(&r[at as usize..v.pos as usize]);
+        out.extend_from_slice(&v.ins);
+        at = v.end();
+    }
+    out.extend_from_slice(&r[at as usize..end as usize]);
+}
+
+fn ln_err(q: u8) -> (f32, f32) {
+    let q = q.clamp(1, MAX_BASEQ);
+    let e = 10f32.powf(-(q as f32) / 10.0);
+    ((1.0 - e).ln(), (e / 3.0).ln())
+}
+
+/// Viterbi log-likelihood of `seg` (codes, with per-base match and
+/// mismatch log-probabilities) aligned whole to any part of `hap`.
+fn align_ll(seg: &[u8], emit: &[(f32, f32)], hap: &[u8], rows: &mut Vec<[f32; 3]>) -> f32 {
+    const NEG: f32 = -1e30;
+    let m = hap.len();
+    rows.clear();
+    // Row 0: the read may start anywhere along the haplotype.
+    rows.resize(m + 1, [0.0, NEG, NEG]);
+    for (&b, &(hit, miss)) in seg.iter().zip(emit) {
+        let mut diag = rows[0];
+        rows[0] = [NEG, NEG, NEG];
+        let mut left = rows[0];
+        for j in 1..=m {
+            let up = rows[j];
+            let e = if b > 3 {
+                0.0
+            } else if b == hap[j - 1] {
+                hit
+            } else {
+                miss
+            };
+            let mm = e + diag[0].max(diag[1]).max(diag[2]);
+            let ins = (up[0] + GAP_OPEN).max(up[1] + GAP_EXTEND);
+            let del = (left[0] + GAP_OPEN).max(left[2] + GAP_EXTEND);
+            let cell = [mm, ins, del];
+            diag = up;
+            rows[j] = cell;
+            left = cell;
+        }
+    }
+    rows.iter().map(|c| c[0].max(c[1])).fold(NEG, f32::max)
+}
+
+/// The read's bases over reference `[beg, end)`, soft clips taken as if
+/// aligned: (first query index, end query index), or None if it has none.
+fn segment(read: &Read, beg: i64, end: i64) -> Option<(usize, usize)> {
+    let (mut rp, mut qp) = (read.pos, 0usize);
+    // A leading soft clip sits before pos.
+    if let Some(&(len, 4)) = read.cigar.first() {
+        rp -= len as i64;
+    }
+    let (mut qs, mut qe) = (None, 0usize);
+    for &(len, op) in &read.cigar {
+        let len = len as usize;
+        match op {
+            0 | 4 | 7 | 8 => {
+                for k in 0..len {
+                    let at = rp + k as i64;
+                    if at >= beg && at < end {
+                        qs.get_or_insert(qp + k);
+                        qe = qp + k + 1;
+                    }
+                }
+                rp += len as i64;
+                qp += len;
+            }
+            1 => {
+                if rp > beg && rp < end {
+                    qs.get_or_insert(qp);
+                    qe = qp + len;
+                }
+                qp += len;
+            }
+            2 | 3 => rp += len as i64,
+            _ => {}
+        }
+    }
+    qs.map(|s| (s, qe.max(s)))
+}
+
+/// The read's base and quality at reference `pos`, from its alignment.
+fn base_at(read: &Read, pos: i64) -> Option<(u8, u8)> {
+    let (mut rp, mut qp) = (read.pos, 0usize);
+    for &(len, op) in &read.cigar {
+        let len = len as i64;
+        match op {
+            0 | 7 | 8 => {
+                if pos >= rp && pos < rp + len {
+                    let q = qp + (pos - rp) as usize;
+                    return Some((read.seq[q], read.qual[q]));
+                }
+                rp += len;
+                qp += len as usize;
+            }
+            1 | 4 => qp += len as usize,
+            2 | 3 => {
+                if pos >= rp && pos < rp + len {
+                    return None;
+                }
+                rp += len;
+            }
+            _ => {}
+        }
+        if rp > pos {
+            return None;
+        }
+    }
+    None
+}
+
+fn log_sum2(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// Genotype likelihoods of allele pairs (VCF order) from per-read allele
+/// log-likelihoods.
+fn genotype_lls(reads: &[Vec<f64>], n_alleles: usize) -> Vec<f64> {
+    let mut gl = Vec::with_capacity(n_alleles * (n_alleles + 1) / 2);
+    for k in 0..n_alleles {
+        for j in 0..=k {
+            let mut s = 0.0;
+            for r in reads {
+                s += log_sum2(r[j], r[k]) - std::f64::consts::LN_2;
+            }
+            gl.push(s);
+        }
+    }
+    gl
+}
+
+fn phred_of_ln(p_ln: f64) -> f64 {
+    -10.0 * p_ln / std::f64::consts::LN_10
+}
+
+/// Call the variants of contig `r` (nucleotide codes) whose regions start
+/// in `[beg, end)`, from `reads` (sorted by position, covering the
+/// regions and their windows).
+pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) -> Vec<Site> {
+    let n = r.len() as i64;
+    let lo = (beg - REACH).max(0);
+    let hi = (end + REACH).min(n);
+    let pile = Pileup::build(r, reads, lo, hi, p);
+    let mut sites = Vec::new();
+    let mut scratch = Scratch::default();
+    for reg in regions(r, pile.candidates(r)) {
+        let first = reg.vars[0].0.pos;
+        if first < beg || first >= end {
+            continue;
+        }
+        genotype_region(r, reads, &reg, p, &mut scratch, &mut sites);
+    }
+    sites.sort_by_key(|s| s.pos);
+    sites
+}
+
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<[f32; 3]>,
+    hap: Vec<u8>,
+    emit: Vec<(f32, f32)>,
+}
+
+fn genotype_region(
+    r: &[u8],
+    reads: &[Read],
+    reg: &Region,
+    p: &Params,
+    s: &mut Scratch,
+    sites: &mut Vec<Site>,
+) {
+    // The strongest candidates, kept in position order.
+    let mut vars = reg.vars.clone();
+    if vars.len() > MAX_CANDIDATES {
+        vars.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        vars.truncate(MAX_CANDIDATES);
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let vars: Vec<Var> = vars.into_iter().map(|v| v.0).collect();
+    let nv = vars.len();
+    let gapped = vars.iter().any(|v| !v.is_snv());
+    // Haplotypes: compatible subsets, as bit masks.
+    let masks: Vec<u32> = (0u32..1 << nv)
+        .filter(|&m| {
+            (0..nv).all(|i| {
+                m & (1 << i) == 0
+                    || (i + 1..nv).all(|j| m & (1 << j) == 0 || !vars[i].conflicts(&vars[j]))
+            })
+        })
+        .collect();
+    let nh = masks.len();
+    let chosen = |m: u32| -> Vec<&Var> {
+        (0..nv)
+            .filter(|&i| m & (1 << i) != 0)
+            .map(|i| &vars[i])
+            .collect()
+    };
+    let max_change: i64 = vars.iter().map(Var::len_change).sum();
+    let slack = 10 + max_change;
+    let (hb, he) = (
+        (reg.beg - slack).max(0),
+        (reg.end + slack).min(r.len() as i64),
+    );
+    let haps: Vec<Vec<u8>> = if gapped {
+        masks
+            .iter()
+            .map(|&m| {
+                apply(r, hb, he, &chosen(m), &mut s.hap);
+                s.hap.clone()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Per-read log-likelihoods (natural logs) of each haplotype.
+    let mut lls: Vec<Vec<f64>> = Vec::new();
+    let first = reads.partition_point(|x| x.end <= reg.beg - 200);
+    for read in &reads[first..] {
+        if read.pos >= reg.end {
+            break;
+        }
+        if read.end <= reg.beg || read.mapq < p.min_mapq {
+            continue;
+        }
+        let mut ll = vec![0f64; nh];
+        if gapped {
+            let Some((qs, qe)) = segment(read, reg.beg, reg.end) else {
+                continue;
+            };
+            let seg = &read.seq[qs..qe];
+            s.emit.clear();
+            s.emit.extend(read.qual[qs..qe].iter().map(|&q| ln_err(q)));
+            for (h, hap) in haps.iter().enumerate() {
+                ll[h] = align_ll(seg, &s.emit, hap, &mut s.rows) as f64;
+            }
+        } else {
+            let mut any = false;
+            for (i, v) in vars.iter().enumerate() {
+                let Some((b, q)) = base_at(read, v.pos) else {
+                    continue;
+                };
+                if b > 3 {
+                    continue;
+                }
+                any = true;
+                let (hit, miss) = ln_err(q);
+                let refb = r[v.pos as usize];
+                for (h, &m) in masks.iter().enumerate() {
+                    let allele = if m & (1 << i) != 0 { v.ins[0] } else { refb };
+                    ll[h] += if b == allele { hit } else { miss } as f64;
+                }
+            }
+            if !any {
+                continue;
+            }
+        }
+        // Mapping quality caps how far a read can favour one haplotype.
+        let best = ll.iter().cloned().fold(f64::MIN, f64::max);
+        let cap = read.mapq.min(60) as f64 * std::f64::consts::LN_10 / 10.0;
+        for x in &mut ll {
+            *x = x.max(best - cap);
+        }
+        lls.push(ll);
+    }
+    if lls.is_empty() {
+        return;
+    }
+    // Priors per haplotype pair from the variants they carry.
+    let ln_theta = |v: &Var| {
+        if v.is_snv() {
+            THETA_SNV.ln()
+        } else {
+            THETA_INDEL.ln()
+        }
+    };
+    let mut best = (f64::MIN, 0usize, 0usize);
+    for a in 0..nh {
+        for b in a..nh {
+            let mut prior = 0.0;
+            for (i, v) in vars.iter().enumerate() {
+                let c = (masks[a] >> i & 1) + (masks[b] >> i & 1);
+                prior += match c {
+                    0 => 0.0,
+                    1 => ln_theta(v),
+                    _ => ln_theta(v) - std::f64::consts::LN_2,
+                };
+            }
+            let mut gl = prior;
+            for ll in &lls {
+                gl += log_sum2(ll[a], ll[b]);
+            }
+            if gl > best.0 {
+                best = (gl, a, b);
+            }
+        }
+    }
+    let called_mask = masks[best.1] | masks[best.2];
+    if called_mask == 0 {
+        return;
+    }
+    // Sites: called variants whose VCF spans overlap go together.
+    let mut spans: Vec<(i64, i64, u32)> = Vec::new();
+    for (i, v) in vars.iter().enumerate() {
+        if called_mask & (1 << i) == 0 {
+            continue;
+        }
+        let (b, e) = v.vcf_span();
+        match spans.last_mut() {
+            Some(last) if b < last.1 => {
+                last.1 = last.1.max(e);
+                last.2 |= 1 << i;
+            }
+            _ => spans.push((b, e, 1 << i)),
+        }
+    }
+    for (sb, se, _) in spans {
+        // Each haplotype's allele over the span, if its variants lie
+        // wholly inside or outside it.
+        let allele_of = |m: u32, out: &mut Vec<u8>| -> bool {
+            let inside: Vec<&Var> = chosen(m)
+                .into_iter()
+                .filter(|v| v.end() > sb && v.pos < se || v.del == 0 && v.pos > sb && v.pos <= se)
+                .collect();
+            if inside
+                .iter()
+                .any(|v| v.pos < sb || v.end() > se || v.del == 0 && v.pos <= sb)
+            {
+                return false;
+            }
+            apply(r, sb, se, &inside, out);
+            true
+        };
+        let mut alleles: Vec<Vec<u8>> = vec![r[sb as usize..se as usize].to_vec()];
+        let mut tmp = Vec::new();
+        for &h in &[best.1, best.2] {
+            if allele_of(masks[h], &mut tmp) && !alleles.contains(&tmp) {
+                alleles.push(tmp.clone());
+            }
+        }
+        if alleles.len() < 2 {
+            continue;
+        }
+        let na = alleles.len();
+        let hap_allele: Vec<Option<usize>> = masks
+            .iter()
+            .map(|&m| {
+                if allele_of(m, &mut tmp) {
+                    alleles.iter().position(|a| *a == tmp)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut per_read: Vec<Vec<f64>> = Vec::with_capacity(lls.len());
+        let mut ad = vec![0u32; na];
+        for ll in &lls {
+            let mut a = vec![f64::MIN; na];
+            for (h, al) in hap_allele.iter().enumerate() {
+                if let Some(k) = *al {
+                    a[k] = a[k].max(ll[h]);
+                }
+            }
+            if a.iter().any(|&x| x == f64::MIN) {
+                continue;
+            }
+            let mut order: Vec<usize> = (0..na).collect();
+            order.sort_by(|&x, &y| a[y].total_cmp(&a[x]));
+            if a[order[0]] - a[order[1]] > 0.2 * std::f64::consts::LN_10 {
+                ad[order[0]] += 1;
+            }
+            per_read.push(a);
+        }
+        let gl = genotype_lls(&per_read, na);
+        let is_indel = alleles.iter().any(|a| a.len() != alleles[0].len());
+        let theta = if is_indel { THETA_INDEL } else { THETA_SNV };
+        let mut post = Vec::with_capacity(gl.len());
+        let mut k0 = 0;
+        for k in 0..na {
+            for j in 0..=k {
+                let prior = match (j, k) {
+                    (0, 0) => 0.0,
+                    (0, _) => theta.ln(),
+                    _ if j == k => theta.ln() - std::f64::consts::LN_2,
+                    _ => 2.0 * theta.ln(),
+                };
+                post.push(gl[k0] + prior);
+                k0 += 1;
+            }
+        }
+        let total =
+            post.iter().cloned().fold(
+                f64::MIN,
+                |acc, x| {
+                    if acc == f64::MIN {
+                        x
+                    } else {
+                        log_sum2(acc, x)
+                    }
+                },
+            );
+        let (gi, _) = post
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
+        if gi == 0 {
+            continue;
+        }
+        let qual = phred_of_ln(post[0] - total).clamp(0.0, 9999.0);
+        if qual < p.min_qual {
+            continue;
+        }
+        // 1 - P(best): the others, summed.
+        let others =
+            post.iter()
+                .enumerate()
+                .filter(|&(i, _)| i != gi)
+                .fold(
+                    f64::MIN,
+                    |acc, (_, &x)| if acc == f64::MIN { x } else { log_sum2(acc, x) },
+                );
+        let gq = phred_of_ln(others - total).clamp(0.0, 99.0).round() as u32;
+        let gl_max = gl.iter().cloned().fold(f64::MIN, f64::max);
+        let pl = gl
+            .iter()
+            .map(|&x| phred_of_ln(x - gl_max).round().min(u32::MAX as f64) as u32)
+            .collect();
+        let mut gt = (0, 0);
+        let mut idx = 0;
+        for k in 0..na {
+            for j in 0..=k {
+                if idx == gi {
+                    gt = (j, k);
+                }
+                idx += 1;
+            }
+        }
+        sites.push(Site {
+            pos: sb,
+            alleles,
+            qual,
+            gt,
+            gq,
+            dp: per_read.len() as u32,
+            ad,
+            pl,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(s: &str) -> Vec<u8> {
+        s.bytes()
+            .map(|b| match b {
+                b'A' => 0,
+                b'C' => 1,
+                b'G' => 2,
+                b'T' => 3,
+                _ => 4,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn indels_are_left_aligned_in_repeats() {
+        let r = codes("GGCACACACATT");
+        // Deleting the last CA of the repeat is deleting its first.
+        assert_eq!(left_align_del(&r, 8, 2), 2);
+        let mut ins = codes("AC");
+        assert_eq!(left_align_ins(&r, 9, &mut ins), 3);
+        assert_eq!(ins, codes("AC"));
+        let v = Var {
+            pos: 2,
+            del: 2,
+            ins: vec![],
+        };
+        assert_eq!(repeat_end(&r, &v), 10);
+    }
+
+    #[test]
+    fn conflicts_follow_the_reference_bases_touched() {
+        let snv = |p| Var {
+            pos: p,
+            del: 1,
+            ins: vec![0],
+        };
+        let del = |p, l| Var {
+            pos: p,
+            del: l,
+            ins: vec![],
+        };
+        let ins = |p| Var {
+            pos: p,
+            del: 0,
+            ins: vec![1],
+        };
+        assert!(snv(5).conflicts(&del(4, 3)));
+        assert!(!snv(7).conflicts(&del(4, 3)));
+        assert!(ins(5).conflicts(&del(4, 3)));
+        assert!(!ins(4).conflicts(&snv(4)));
+        assert!(!ins(7).conflicts(&del(4, 3)));
+        assert!(ins(3).conflicts(&ins(3)));
+    }
+
+    #[test]
+    fn alignment_prefers_the_haplotype_the_read_came_from() {
+        let hap_ref = codes("ACGTTGCAAAAAAAGTCCATG");
+        let hap_del = codes("ACGTTGCAAAAAAGTCCATG");
+        let read = codes("GCAAAAAAGTCC");
+        let emit = vec![ln_err(30); read.len()];
+        let mut rows = Vec::new();
+        let a = align_ll(&read, &emit, &hap_ref, &mut rows);
+        let b = align_ll(&read, &emit, &hap_del, &mut rows);
+        assert!(b > a + 5.0, "{a} {b}");
+        // A read ending inside the homopolymer tells them apart not at all.
+        let short = codes("ACGTTGCAAA");
+        let emit = vec![ln_err(30); short.len()];
+        let a = align_ll(&short, &emit, &hap_ref, &mut rows);
+        let b = align_ll(&short, &emit, &hap_del, &mut rows);
+        assert!((a - b).abs() < 1e-4);
+    }
+}
