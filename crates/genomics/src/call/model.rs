@@ -356,13 +356,30 @@ fn ln_err(q: u8) -> (f32, f32) {
 }
 
 /// Viterbi log-likelihood of `seg` (codes, with per-base match and
-/// mismatch log-probabilities) aligned whole to any part of `hap`.
-fn align_ll(seg: &[u8], emit: &[(f32, f32)], hap: &[u8], rows: &mut Vec<[f32; 3]>) -> f32 {
+/// mismatch log-probabilities) aligned whole to `hap`: from column
+/// `start` if given (the read goes on to the left of the window, whose
+/// edge is there) or from anywhere, and to column `end` if given, or
+/// anywhere.
+fn align_ll(
+    seg: &[u8],
+    emit: &[(f32, f32)],
+    hap: &[u8],
+    start: Option<usize>,
+    end: Option<usize>,
+    rows: &mut Vec<[f32; 3]>,
+) -> f32 {
     const NEG: f32 = -1e30;
     let m = hap.len();
     rows.clear();
-    // Row 0: the read may start anywhere along the haplotype.
-    rows.resize(m + 1, [0.0, NEG, NEG]);
+    match start {
+        Some(s) => {
+            rows.resize(m + 1, [NEG, NEG, NEG]);
+            if s <= m {
+                rows[s] = [0.0, NEG, NEG];
+            }
+        }
+        None => rows.resize(m + 1, [0.0, NEG, NEG]),
+    }
     for (&b, &(hit, miss)) in seg.iter().zip(emit) {
         let mut diag = rows[0];
         rows[0] = [NEG, NEG, NEG];
@@ -385,22 +402,39 @@ fn align_ll(seg: &[u8], emit: &[(f32, f32)], hap: &[u8], rows: &mut Vec<[f32; 3]
             left = cell;
         }
     }
-    rows.iter().map(|c| c[0].max(c[1])).fold(NEG, f32::max)
+    match end {
+        Some(e) if e <= m => rows[e][0].max(rows[e][1]),
+        Some(_) => NEG,
+        None => rows.iter().map(|c| c[0].max(c[1])).fold(NEG, f32::max),
+    }
 }
 
-/// The read's bases over reference `[beg, end)`, soft clips taken as if
-/// aligned: (first query index, end query index), or None if it has none.
-fn segment(read: &Read, beg: i64, end: i64) -> Option<(usize, usize)> {
-    let (mut rp, mut qp) = (read.pos, 0usize);
-    // A leading soft clip sits before pos.
-    if let Some(&(len, 4)) = read.cigar.first() {
-        rp -= len as i64;
+/// Soft-clipped bases at the read's (left, right) ends.
+fn clips(read: &Read) -> (i64, i64) {
+    let clip = |c: Option<&(u32, u8)>| match c {
+        Some(&(n, 4)) => n as i64,
+        _ => 0,
+    };
+    (clip(read.cigar.first()), clip(read.cigar.last()))
+}
+
+/// The read's bases for a window `[beg, end)`: the query range, and
+/// whether the read's alignment goes on past the window's left and right
+/// edges (then the range stops at the edge); a read that ends inside the
+/// window keeps its soft-clipped bases there, which may be an insertion
+/// its alignment left out. None if no base falls inside.
+fn segment(read: &Read, beg: i64, end: i64) -> Option<(usize, usize, bool, bool)> {
+    let (cl, cr) = clips(read);
+    if read.end + cr <= beg || read.pos - cl >= end {
+        return None;
     }
+    let (left, right) = (read.pos < beg, read.end > end);
+    let (mut rp, mut qp) = (read.pos, 0usize);
     let (mut qs, mut qe) = (None, 0usize);
     for &(len, op) in &read.cigar {
         let len = len as usize;
         match op {
-            0 | 4 | 7 | 8 => {
+            0 | 7 | 8 => {
                 for k in 0..len {
                     let at = rp + k as i64;
                     if at >= beg && at < end {
@@ -418,11 +452,14 @@ fn segment(read: &Read, beg: i64, end: i64) -> Option<(usize, usize)> {
                 }
                 qp += len;
             }
+            4 => qp += len,
             2 | 3 => rp += len as i64,
             _ => {}
         }
     }
-    qs.map(|s| (s, qe.max(s)))
+    let qs = if left { qs? } else { 0 };
+    let qe = if right { qe } else { read.seq.len() };
+    (qe > qs).then_some((qs, qe, left, right))
 }
 
 /// The read's base and quality at reference `pos`, from its alignment.
@@ -563,22 +600,27 @@ fn genotype_region(
     let mut lls: Vec<Vec<f64>> = Vec::new();
     let first = reads.partition_point(|x| x.end <= reg.beg - 200);
     for read in &reads[first..] {
-        if read.pos >= reg.end {
+        if read.pos >= reg.end + 200 {
             break;
         }
-        if read.end <= reg.beg || read.mapq < p.min_mapq {
+        let (cl, cr) = clips(read);
+        if read.end + cr <= reg.beg || read.pos - cl >= reg.end || read.mapq < p.min_mapq {
             continue;
         }
         let mut ll = vec![0f64; nh];
         if gapped {
-            let Some((qs, qe)) = segment(read, reg.beg, reg.end) else {
+            let Some((qs, qe, left, right)) = segment(read, reg.beg, reg.end) else {
                 continue;
             };
             let seg = &read.seq[qs..qe];
             s.emit.clear();
             s.emit.extend(read.qual[qs..qe].iter().map(|&q| ln_err(q)));
+            // The flanks outside the region are the reference's on every
+            // haplotype: a read that goes on past an edge is held there.
+            let start = left.then_some((reg.beg - hb) as usize);
             for (h, hap) in haps.iter().enumerate() {
-                ll[h] = align_ll(seg, &s.emit, hap, &mut s.rows) as f64;
+                let end = right.then(|| hap.len() - (he - reg.end) as usize);
+                ll[h] = align_ll(seg, &s.emit, hap, start, end, &mut s.rows) as f64;
             }
         } else {
             let mut any = false;
@@ -611,6 +653,24 @@ fn genotype_region(
     }
     if lls.is_empty() {
         return;
+    }
+    if std::env::var_os("ACCELHUB_CALL_DEBUG").is_some() {
+        eprintln!(
+            "region {}-{} vars {:?} masks {:?} reads {}",
+            reg.beg,
+            reg.end,
+            vars,
+            masks,
+            lls.len()
+        );
+        for ll in &lls {
+            eprintln!(
+                "  {:?}",
+                ll.iter()
+                    .map(|x| (x * 10.0).round() / 10.0)
+                    .collect::<Vec<_>>()
+            );
+        }
     }
     // Priors per haplotype pair from the variants they carry.
     let ln_theta = |v: &Var| {
@@ -645,40 +705,35 @@ fn genotype_region(
     if called_mask == 0 {
         return;
     }
-    // Sites: called variants whose VCF spans overlap go together.
-    let mut spans: Vec<(i64, i64, u32)> = Vec::new();
+    // Clusters: called variants close together, whose alleles are taken
+    // whole over the cluster and then decomposed into records.
+    let mut clusters: Vec<(i64, i64)> = Vec::new();
     for (i, v) in vars.iter().enumerate() {
         if called_mask & (1 << i) == 0 {
             continue;
         }
         let (b, e) = v.vcf_span();
-        match spans.last_mut() {
-            Some(last) if b < last.1 => {
-                last.1 = last.1.max(e);
-                last.2 |= 1 << i;
-            }
-            _ => spans.push((b, e, 1 << i)),
+        match clusters.last_mut() {
+            Some(last) if b <= last.1 + CLUSTER_GAP => last.1 = last.1.max(e),
+            _ => clusters.push((b, e)),
         }
     }
-    for (sb, se, _) in spans {
-        // Each haplotype's allele over the span, if its variants lie
+    let mut tmp = Vec::new();
+    for (sb, se) in clusters {
+        // Each haplotype's allele over the cluster, if its variants lie
         // wholly inside or outside it.
         let allele_of = |m: u32, out: &mut Vec<u8>| -> bool {
             let inside: Vec<&Var> = chosen(m)
                 .into_iter()
                 .filter(|v| v.end() > sb && v.pos < se || v.del == 0 && v.pos > sb && v.pos <= se)
                 .collect();
-            if inside
-                .iter()
-                .any(|v| v.pos < sb || v.end() > se || v.del == 0 && v.pos <= sb)
-            {
+            if inside.iter().any(|v| v.pos < sb || v.end() > se) {
                 return false;
             }
             apply(r, sb, se, &inside, out);
             true
         };
         let mut alleles: Vec<Vec<u8>> = vec![r[sb as usize..se as usize].to_vec()];
-        let mut tmp = Vec::new();
         for &h in &[best.1, best.2] {
             if allele_of(masks[h], &mut tmp) && !alleles.contains(&tmp) {
                 alleles.push(tmp.clone());
@@ -698,100 +753,514 @@ fn genotype_region(
                 }
             })
             .collect();
-        let mut per_read: Vec<Vec<f64>> = Vec::with_capacity(lls.len());
-        let mut ad = vec![0u32; na];
-        for ll in &lls {
-            let mut a = vec![f64::MIN; na];
-            for (h, al) in hap_allele.iter().enumerate() {
-                if let Some(k) = *al {
-                    a[k] = a[k].max(ll[h]);
+        // Reads, marginalised over the haplotypes of each allele.
+        let per_read: Vec<Vec<f64>> = lls
+            .iter()
+            .filter_map(|ll| {
+                let mut a = vec![f64::MIN; na];
+                for (h, al) in hap_allele.iter().enumerate() {
+                    if let Some(k) = *al {
+                        a[k] = a[k].max(ll[h]);
+                    }
                 }
+                a.iter().all(|&x| x > f64::MIN).then_some(a)
+            })
+            .collect();
+        // Each alternate allele as primitive variants; records gather the
+        // ones that touch the same reference bases.
+        let decomposed: Vec<Vec<Var>> = alleles
+            .iter()
+            .map(|a| decompose(r, sb, &alleles[0], a))
+            .collect();
+        let decomposed = consistent(r, sb, &alleles, decomposed);
+        let mut all: Vec<Var> = decomposed.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        let mut records: Vec<(i64, i64)> = Vec::new();
+        for v in &all {
+            let (b, e) = v.vcf_span();
+            match records.last_mut() {
+                Some(last) if b < last.1 => last.1 = last.1.max(e),
+                _ => records.push((b, e)),
             }
-            if a.iter().any(|&x| x == f64::MIN) {
+        }
+        for (rb, re) in records {
+            let mut rec_alleles: Vec<Vec<u8>> = vec![r[rb as usize..re as usize].to_vec()];
+            let mut map = Vec::with_capacity(na);
+            for vs in &decomposed {
+                let inside: Vec<&Var> = vs
+                    .iter()
+                    .filter(|v| {
+                        let (b, e) = v.vcf_span();
+                        b < re && e > rb
+                    })
+                    .collect();
+                apply(r, rb, re, &inside, &mut tmp);
+                map.push(match rec_alleles.iter().position(|a| *a == tmp) {
+                    Some(k) => k,
+                    None => {
+                        rec_alleles.push(tmp.clone());
+                        rec_alleles.len() - 1
+                    }
+                });
+            }
+            let nr = rec_alleles.len();
+            if nr < 2 {
                 continue;
             }
-            let mut order: Vec<usize> = (0..na).collect();
-            order.sort_by(|&x, &y| a[y].total_cmp(&a[x]));
-            if a[order[0]] - a[order[1]] > 0.2 * std::f64::consts::LN_10 {
-                ad[order[0]] += 1;
-            }
-            per_read.push(a);
-        }
-        let gl = genotype_lls(&per_read, na);
-        let is_indel = alleles.iter().any(|a| a.len() != alleles[0].len());
-        let theta = if is_indel { THETA_INDEL } else { THETA_SNV };
-        let mut post = Vec::with_capacity(gl.len());
-        let mut k0 = 0;
-        for k in 0..na {
-            for j in 0..=k {
-                let prior = match (j, k) {
-                    (0, 0) => 0.0,
-                    (0, _) => theta.ln(),
-                    _ if j == k => theta.ln() - std::f64::consts::LN_2,
-                    _ => 2.0 * theta.ln(),
-                };
-                post.push(gl[k0] + prior);
-                k0 += 1;
-            }
-        }
-        let total =
-            post.iter().cloned().fold(
-                f64::MIN,
-                |acc, x| {
-                    if acc == f64::MIN {
-                        x
-                    } else {
-                        log_sum2(acc, x)
+            let rec_reads: Vec<Vec<f64>> = per_read
+                .iter()
+                .map(|a| {
+                    let mut out = vec![f64::MIN; nr];
+                    for (k, &x) in a.iter().enumerate() {
+                        out[map[k]] = out[map[k]].max(x);
                     }
-                },
-            );
-        let (gi, _) = post
+                    out
+                })
+                .collect();
+            if let Some(site) = genotype_site(rb, rec_alleles, &rec_reads, p) {
+                sites.push(site);
+            }
+        }
+    }
+}
+
+/// Variants of at most this many bases apart are decomposed together.
+const CLUSTER_GAP: i64 = 10;
+
+/// `alt`, an allele of reference `refs` (which starts at `beg`), as
+/// primitive variants: SNVs and indels from a global alignment that
+/// prefers substitutions to gaps and, where two are equally good, puts
+/// the substitutions first and the gaps last. Indels are then moved
+/// left through repeats, but not across another variant of the allele.
+fn decompose(r: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
+    place(r, primitives(beg, refs, alt))
+}
+
+/// The alignment step of [`decompose`], without placing the indels.
+fn primitives(beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
+    const MISMATCH: u32 = 4;
+    const OPEN: u32 = 7;
+    const EXTEND: u32 = 1;
+    const INF: u32 = u32::MAX / 4;
+    if refs == alt {
+        return Vec::new();
+    }
+    let (n, m) = (refs.len(), alt.len());
+    let w = m + 1;
+    // States: 0 match/mismatch, 1 deletion (ref base skipped), 2 insertion.
+    let mut cost = vec![[INF; 3]; (n + 1) * w];
+    cost[0][0] = 0;
+    for i in 0..=n {
+        for j in 0..=m {
+            if i == 0 && j == 0 {
+                continue;
+            }
+            let mut c = [INF; 3];
+            if i > 0 && j > 0 {
+                let prev = cost[(i - 1) * w + j - 1];
+                let best = prev[0].min(prev[1]).min(prev[2]);
+                c[0] = best
+                    + if refs[i - 1] == alt[j - 1] {
+                        0
+                    } else {
+                        MISMATCH
+                    };
+            }
+            if i > 0 {
+                let prev = cost[(i - 1) * w + j];
+                c[1] = (prev[0] + OPEN).min(prev[2] + OPEN).min(prev[1] + EXTEND);
+            }
+            if j > 0 {
+                let prev = cost[i * w + j - 1];
+                c[2] = (prev[0] + OPEN).min(prev[1] + OPEN).min(prev[2] + EXTEND);
+            }
+            cost[i * w + j] = c;
+        }
+    }
+    // Trace back from the end, taking a gap over a match when equal: gaps
+    // end up to the right.
+    let pick = |c: [u32; 3]| -> usize {
+        let best = c[0].min(c[1]).min(c[2]);
+        if c[1] == best {
+            1
+        } else if c[2] == best {
+            2
+        } else {
+            0
+        }
+    };
+    let (mut i, mut j) = (n, m);
+    let mut state = pick(cost[n * w + m]);
+    let mut ops: Vec<(u8, usize, usize)> = Vec::new();
+    while i > 0 || j > 0 {
+        let here = cost[i * w + j][state];
+        ops.push((state as u8, i, j));
+        match state {
+            0 => {
+                let step = if refs[i - 1] == alt[j - 1] {
+                    0
+                } else {
+                    MISMATCH
+                };
+                i -= 1;
+                j -= 1;
+                let prev = cost[i * w + j];
+                state = [1, 2, 0]
+                    .into_iter()
+                    .find(|&s| prev[s] + step == here)
+                    .unwrap_or(0);
+            }
+            1 => {
+                i -= 1;
+                let prev = cost[i * w + j];
+                state = if prev[1] + EXTEND == here {
+                    1
+                } else if prev[2] + OPEN == here {
+                    2
+                } else {
+                    0
+                };
+            }
+            _ => {
+                j -= 1;
+                let prev = cost[i * w + j];
+                state = if prev[2] + EXTEND == here {
+                    2
+                } else if prev[1] + OPEN == here {
+                    1
+                } else {
+                    0
+                };
+            }
+        }
+        if i == 0 && j == 0 {
+            break;
+        }
+    }
+    ops.reverse();
+    let mut out: Vec<Var> = Vec::new();
+    let mut k = 0;
+    while k < ops.len() {
+        let (st, i, j) = ops[k];
+        match st {
+            0 => {
+                if refs[i - 1] != alt[j - 1] {
+                    out.push(Var {
+                        pos: beg + i as i64 - 1,
+                        del: 1,
+                        ins: vec![alt[j - 1]],
+                    });
+                }
+                k += 1;
+            }
+            _ => {
+                let mut l = k;
+                while l < ops.len() && ops[l].0 == st {
+                    l += 1;
+                }
+                if st == 1 {
+                    // Ref bases i-1 .. of the run.
+                    let first = ops[k].1 - 1;
+                    out.push(Var {
+                        pos: beg + first as i64,
+                        del: (l - k) as u32,
+                        ins: Vec::new(),
+                    });
+                } else {
+                    let first = ops[k].2 - 1;
+                    out.push(Var {
+                        pos: beg + ops[k].1 as i64,
+                        del: 0,
+                        ins: alt[first..first + (l - k)].to_vec(),
+                    });
+                }
+                k = l;
+            }
+        }
+    }
+    out
+}
+
+/// Place each indel as far left in its repeat as it goes without its
+/// anchor base touching the variant before it (moving it right first
+/// if the alignment left it there), and never into the variant after:
+/// records of one allele then stay apart, and left-aligned wherever
+/// that is possible.
+fn place(r: &[u8], mut out: Vec<Var>) -> Vec<Var> {
+    let n = r.len() as i64;
+    let mut k = 0;
+    while k < out.len() {
+        if out[k].is_snv() {
+            k += 1;
+            continue;
+        }
+        if swap_with_snv_before(r, &mut out, k) {
+            k -= 1;
+            continue;
+        }
+        let before = if k > 0 { out[k - 1].vcf_span().1 } else { 0 };
+        let after = out.get(k + 1).map_or(n, |v| v.vcf_span().0);
+        let v = &mut out[k];
+        if v.del == 0 {
+            let mut ins = v.ins.clone();
+            let mut pos = v.pos;
+            while pos - 1 < before && pos < after && pos < n && r[pos as usize] == ins[0] {
+                ins.rotate_left(1);
+                pos += 1;
+            }
+            while pos - 2 >= before
+                && r[pos as usize - 1] == ins[ins.len() - 1]
+                && r[pos as usize - 1] < 4
+            {
+                ins.rotate_right(1);
+                pos -= 1;
+            }
+            v.pos = pos;
+            v.ins = ins;
+        } else {
+            let l = v.del as i64;
+            while v.pos - 1 < before
+                && v.end() < after
+                && v.end() < n
+                && r[v.pos as usize] == r[v.end() as usize]
+            {
+                v.pos += 1;
+            }
+            while v.pos - 2 >= before
+                && r[v.pos as usize - 1] == r[(v.pos + l) as usize - 1]
+                && r[v.pos as usize - 1] < 4
+            {
+                v.pos -= 1;
+            }
+        }
+        k += 1;
+    }
+    out.retain(|v| v.pos >= 1);
+    out
+}
+
+/// Where a site's two alternate alleles share a variant, describe it
+/// the same way in both: an allele is rewritten as the other's variants
+/// plus its own differences from that allele, when that takes no more
+/// variants than its own decomposition.
+fn consistent(r: &[u8], beg: i64, alleles: &[Vec<u8>], mut dec: Vec<Vec<Var>>) -> Vec<Vec<Var>> {
+    if alleles.len() != 3 {
+        return dec;
+    }
+    let raw: Vec<Vec<Var>> = alleles
+        .iter()
+        .map(|a| primitives(beg, &alleles[0], a))
+        .collect();
+    for (x, y) in [(1, 2), (2, 1)] {
+        if let Some(v) = via(r, beg, &alleles[0], &raw[x], &alleles[x], &alleles[y]) {
+            if v.len() <= dec[y].len() && v != dec[y] {
+                dec[y] = v;
+                break;
+            }
+        }
+    }
+    dec
+}
+
+/// Allele `b` as allele `a`'s primitive variants (`raw_a`) plus `b`'s
+/// differences from `a`, mapped to reference coordinates and placed;
+/// None if a difference touches bases of `a` that are not the
+/// reference's.
+fn via(r: &[u8], beg: i64, refs: &[u8], raw_a: &[Var], a: &[u8], b: &[u8]) -> Option<Vec<Var>> {
+    // Reference position of each base of `a` (None: an inserted or
+    // substituted base).
+    let mut map: Vec<Option<i64>> = Vec::with_capacity(a.len() + 1);
+    let mut at = beg;
+    for v in raw_a {
+        while at < v.pos {
+            map.push(Some(at));
+            at += 1;
+        }
+        map.extend(std::iter::repeat_n(None, v.ins.len()));
+        at = v.end();
+    }
+    while at < beg + refs.len() as i64 {
+        map.push(Some(at));
+        at += 1;
+    }
+    map.push(Some(at));
+    let mut all = raw_a.to_vec();
+    for w in primitives(0, a, b) {
+        let q = w.pos as usize;
+        let start = (*map.get(q)?)?;
+        for k in 0..w.del as usize {
+            if *map.get(q + k)? != Some(start + k as i64) {
+                return None;
+            }
+        }
+        if w.del == 0 && q > 0 && map[q - 1] != Some(start - 1) {
+            return None;
+        }
+        all.push(Var { pos: start, ..w });
+    }
+    all.sort();
+    for i in 1..all.len() {
+        if all[i - 1].conflicts(&all[i]) || all[i - 1].pos == all[i].pos {
+            return None;
+        }
+    }
+    Some(place(r, all))
+}
+
+/// An SNV at p followed by an indel anchored on p (which no shift
+/// through a repeat separates) is the same allele as an indel at p
+/// followed by an SNV (or by nothing) after it: rewrite it so, which
+/// keeps the two records apart. True if rewritten (the indel is then at
+/// `k - 1`).
+fn swap_with_snv_before(r: &[u8], out: &mut Vec<Var>, k: usize) -> bool {
+    if k == 0 || !out[k - 1].is_snv() || out[k - 1].pos != out[k].pos - 1 {
+        return false;
+    }
+    let n = r.len() as i64;
+    let v = &out[k];
+    // Shiftable right past the SNV's base: the placement step does it.
+    let shiftable = if v.del == 0 {
+        v.pos < n && r[v.pos as usize] == v.ins[0]
+    } else {
+        v.end() < n && r[v.pos as usize] == r[v.end() as usize]
+    };
+    if shiftable {
+        return false;
+    }
+    let p = out[k - 1].pos;
+    let y = out[k - 1].ins[0];
+    let (indel, snv) = if v.del == 0 {
+        // ref[..p] y S ref[p+1..] = insert (y S[..L-1]) before p, then
+        // ref[p] -> S[L-1].
+        let l = v.ins.len();
+        let mut ins = vec![y];
+        ins.extend_from_slice(&v.ins[..l - 1]);
+        let last = v.ins[l - 1];
+        (
+            Var {
+                pos: p,
+                del: 0,
+                ins,
+            },
+            (r[p as usize] != last).then(|| Var {
+                pos: p,
+                del: 1,
+                ins: vec![last],
+            }),
+        )
+    } else {
+        // ref[..p] y ref[p+1+L..] = delete ref[p..p+L), then
+        // ref[p+L] -> y.
+        let l = v.del as i64;
+        (
+            Var {
+                pos: p,
+                del: l as u32,
+                ins: Vec::new(),
+            },
+            (p + l < n && r[(p + l) as usize] != y).then(|| Var {
+                pos: p + l,
+                del: 1,
+                ins: vec![y],
+            }),
+        )
+    };
+    out[k - 1] = indel;
+    match snv {
+        Some(s) => out[k] = s,
+        None => {
+            out.remove(k);
+        }
+    }
+    true
+}
+
+/// Genotype one record from per-read allele log-likelihoods.
+fn genotype_site(
+    pos: i64,
+    alleles: Vec<Vec<u8>>,
+    per_read: &[Vec<f64>],
+    p: &Params,
+) -> Option<Site> {
+    let na = alleles.len();
+    let mut ad = vec![0u32; na];
+    for a in per_read {
+        let mut order: Vec<usize> = (0..na).collect();
+        order.sort_by(|&x, &y| a[y].total_cmp(&a[x]));
+        if a[order[0]] - a[order[1]] > 0.2 * std::f64::consts::LN_10 {
+            ad[order[0]] += 1;
+        }
+    }
+    let gl = genotype_lls(per_read, na);
+    let is_indel = alleles.iter().any(|a| a.len() != alleles[0].len());
+    let theta = if is_indel { THETA_INDEL } else { THETA_SNV };
+    let mut post = Vec::with_capacity(gl.len());
+    let mut idx = 0;
+    for k in 0..na {
+        for j in 0..=k {
+            let prior = match (j, k) {
+                (0, 0) => 0.0,
+                (0, _) => theta.ln(),
+                _ if j == k => theta.ln() - std::f64::consts::LN_2,
+                _ => 2.0 * theta.ln(),
+            };
+            post.push(gl[idx] + prior);
+            idx += 1;
+        }
+    }
+    let log_sum = |it: &mut dyn Iterator<Item = f64>| -> f64 {
+        let mut acc: Option<f64> = None;
+        for x in it {
+            acc = Some(match acc {
+                None => x,
+                Some(a) => log_sum2(a, x),
+            });
+        }
+        acc.unwrap_or(f64::MIN)
+    };
+    let total = log_sum(&mut post.iter().cloned());
+    let gi = (0..post.len()).fold(0, |b, i| if post[i] > post[b] { i } else { b });
+    if gi == 0 {
+        return None;
+    }
+    let qual = phred_of_ln(post[0] - total).clamp(0.0, 9999.0);
+    if qual < p.min_qual {
+        return None;
+    }
+    let others = log_sum(
+        &mut post
             .iter()
             .enumerate()
-            .fold((0, f64::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
-        if gi == 0 {
-            continue;
-        }
-        let qual = phred_of_ln(post[0] - total).clamp(0.0, 9999.0);
-        if qual < p.min_qual {
-            continue;
-        }
-        // 1 - P(best): the others, summed.
-        let others =
-            post.iter()
-                .enumerate()
-                .filter(|&(i, _)| i != gi)
-                .fold(
-                    f64::MIN,
-                    |acc, (_, &x)| if acc == f64::MIN { x } else { log_sum2(acc, x) },
-                );
-        let gq = phred_of_ln(others - total).clamp(0.0, 99.0).round() as u32;
-        let gl_max = gl.iter().cloned().fold(f64::MIN, f64::max);
-        let pl = gl
-            .iter()
-            .map(|&x| phred_of_ln(x - gl_max).round().min(u32::MAX as f64) as u32)
-            .collect();
-        let mut gt = (0, 0);
-        let mut idx = 0;
-        for k in 0..na {
-            for j in 0..=k {
-                if idx == gi {
-                    gt = (j, k);
-                }
-                idx += 1;
+            .filter(|&(i, _)| i != gi)
+            .map(|(_, &x)| x),
+    );
+    let gq = phred_of_ln(others - total).clamp(0.0, 99.0).round() as u32;
+    let gl_max = gl.iter().cloned().fold(f64::MIN, f64::max);
+    let pl = gl
+        .iter()
+        .map(|&x| phred_of_ln(x - gl_max).round().min(u32::MAX as f64) as u32)
+        .collect();
+    let mut gt = (0, 0);
+    let mut idx = 0;
+    for k in 0..na {
+        for j in 0..=k {
+            if idx == gi {
+                gt = (j, k);
             }
+            idx += 1;
         }
-        sites.push(Site {
-            pos: sb,
-            alleles,
-            qual,
-            gt,
-            gq,
-            dp: per_read.len() as u32,
-            ad,
-            pl,
-        });
     }
+    Some(Site {
+        pos,
+        alleles,
+        qual,
+        gt,
+        gq,
+        dp: per_read.len() as u32,
+        ad,
+        pl,
+    })
 }
 
 #[cfg(test)]
@@ -858,14 +1327,14 @@ mod tests {
         let read = codes("GCAAAAAAGTCC");
         let emit = vec![ln_err(30); read.len()];
         let mut rows = Vec::new();
-        let a = align_ll(&read, &emit, &hap_ref, &mut rows);
-        let b = align_ll(&read, &emit, &hap_del, &mut rows);
+        let a = align_ll(&read, &emit, &hap_ref, None, None, &mut rows);
+        let b = align_ll(&read, &emit, &hap_del, None, None, &mut rows);
         assert!(b > a + 5.0, "{a} {b}");
         // A read ending inside the homopolymer tells them apart not at all.
         let short = codes("ACGTTGCAAA");
         let emit = vec![ln_err(30); short.len()];
-        let a = align_ll(&short, &emit, &hap_ref, &mut rows);
-        let b = align_ll(&short, &emit, &hap_del, &mut rows);
+        let a = align_ll(&short, &emit, &hap_ref, None, None, &mut rows);
+        let b = align_ll(&short, &emit, &hap_del, None, None, &mut rows);
         assert!((a - b).abs() < 1e-4);
     }
 }
