@@ -192,7 +192,78 @@ struct Pileup {
     bases: Vec<[u32; 4]>,
     /// Reads covering each position (aligned or deleted).
     cover: Vec<u32>,
+    /// The error rates the counted bases' qualities claim, summed.
+    claimed: Vec<f32>,
     indels: HashMap<Var, u32>,
+    /// Soft clips of at least [`MIN_CLIP`] bases: where the alignment
+    /// stops, on which side the clip is, and its bases.
+    clips: Vec<(i64, bool, Vec<u8>)>,
+}
+
+/// Error rate of each Phred quality.
+static PHRED_ERR: std::sync::LazyLock<[f32; 94]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|q| 10f32.powf(-(q as f32) / 10.0)));
+
+/// Soft clips this long are read for the indel they may hide.
+const MIN_CLIP: usize = 10;
+/// Bases of reference a clip must match exactly beside the indel.
+const MIN_FLANK: usize = 8;
+/// The longest deletion looked for in a clip.
+const MAX_CLIP_DEL: usize = 60;
+
+/// The indel a soft clip hides, if its bases are an insertion followed
+/// (or, on the left, preceded) by the reference, or the reference
+/// further on (a deletion). The shortest such indel is taken.
+fn from_clip(r: &[u8], pos: i64, right: bool, clip: &[u8]) -> Option<Var> {
+    let n = r.len();
+    let l = clip.len();
+    if pos < 1 || pos as usize > n || l < MIN_CLIP {
+        return None;
+    }
+    let p = pos as usize;
+    if right {
+        // clip = insertion, then ref[p..].
+        for k in 1..=l - MIN_FLANK {
+            if p + l - k <= n && clip[k..] == r[p..p + l - k] {
+                return Some(Var {
+                    pos,
+                    del: 0,
+                    ins: clip[..k].to_vec(),
+                });
+            }
+        }
+        // clip = ref[p + d..]: d bases deleted.
+        for d in 1..=MAX_CLIP_DEL {
+            if p + d + l <= n && clip == &r[p + d..p + d + l] {
+                return Some(Var {
+                    pos,
+                    del: d as u32,
+                    ins: Vec::new(),
+                });
+            }
+        }
+    } else {
+        // clip = ref[..p] (j bases), then the insertion.
+        for j in (MIN_FLANK..l).rev() {
+            if j <= p && clip[..j] == r[p - j..p] {
+                return Some(Var {
+                    pos,
+                    del: 0,
+                    ins: clip[j..].to_vec(),
+                });
+            }
+        }
+        for d in 1..=MAX_CLIP_DEL {
+            if p >= d + l && clip == &r[p - d - l..p - d] {
+                return Some(Var {
+                    pos: pos - d as i64,
+                    del: d as u32,
+                    ins: Vec::new(),
+                });
+            }
+        }
+    }
+    None
 }
 
 impl Pileup {
@@ -202,11 +273,23 @@ impl Pileup {
             lo,
             bases: vec![[0; 4]; n],
             cover: vec![0; n],
+            claimed: vec![0.0; n],
             indels: HashMap::new(),
+            clips: Vec::new(),
         };
         for read in reads {
-            if read.mapq < p.min_mapq.max(1) {
+            if read.mapq < p.min_mapq {
                 continue;
+            }
+            let (cl, cr) = clips(read);
+            if cl as usize >= MIN_CLIP && read.pos > lo && read.pos < hi {
+                pile.clips
+                    .push((read.pos, false, read.seq[..cl as usize].to_vec()));
+            }
+            if cr as usize >= MIN_CLIP && read.end > lo && read.end < hi {
+                let n = read.seq.len();
+                pile.clips
+                    .push((read.end, true, read.seq[n - cr as usize..].to_vec()));
             }
             let (mut rp, mut qp) = (read.pos, 0usize);
             for &(len, op) in &read.cigar {
@@ -219,8 +302,10 @@ impl Pileup {
                                 let i = (at - lo) as usize;
                                 pile.cover[i] += 1;
                                 let b = read.seq[qp + k];
-                                if b < 4 && read.qual[qp + k] >= p.min_baseq {
+                                let q = read.qual[qp + k];
+                                if b < 4 && q >= p.min_baseq {
                                     pile.bases[i][b as usize] += 1;
+                                    pile.claimed[i] += PHRED_ERR[q.min(MAX_BASEQ) as usize];
                                 }
                             }
                         }
@@ -262,6 +347,33 @@ impl Pileup {
         pile
     }
 
+    /// How the base qualities compare with the errors the reads make:
+    /// mismatches against the reference, away from every candidate,
+    /// over the error rates their qualities claim. Sequencers' qualities
+    /// are often off (those of simulated reads all the more); scaling
+    /// them by what this stretch shows is a base-quality recalibration
+    /// in one number.
+    fn error_scale(&self, r: &[u8], cands: &[(Var, u32)]) -> f32 {
+        let mut near = vec![false; self.bases.len()];
+        for (v, _) in cands {
+            let (b, e) = (v.pos - 5 - self.lo, v.end() + 5 - self.lo);
+            for i in b.max(0)..e.min(near.len() as i64) {
+                near[i as usize] = true;
+            }
+        }
+        let (mut wrong, mut claimed) = (0f64, 0f64);
+        for (i, counts) in self.bases.iter().enumerate() {
+            let rb = r[(self.lo + i as i64) as usize];
+            if near[i] || rb > 3 {
+                continue;
+            }
+            let total: u32 = counts.iter().sum();
+            wrong += (total - counts[rb as usize]) as f64;
+            claimed += self.claimed[i] as f64;
+        }
+        ((wrong + 1.0) / (claimed + 1.0)).clamp(0.05, 4.0) as f32
+    }
+
     fn cover_at(&self, pos: i64) -> u32 {
         let i = pos - self.lo;
         if i >= 0 && (i as usize) < self.cover.len() {
@@ -291,7 +403,21 @@ impl Pileup {
                 }
             }
         }
-        for (v, &c) in &self.indels {
+        let mut indels = self.indels.clone();
+        for (pos, right, clip) in &self.clips {
+            if clip.iter().any(|&b| b > 3) {
+                continue;
+            }
+            if let Some(mut v) = from_clip(r, *pos, *right, clip) {
+                v.pos = if v.del == 0 {
+                    left_align_ins(r, v.pos, &mut v.ins)
+                } else {
+                    left_align_del(r, v.pos, v.del as i64)
+                };
+                *indels.entry(v).or_default() += 1;
+            }
+        }
+        for (v, &c) in &indels {
             let cover = self.cover_at(v.pos).max(self.cover_at(v.pos - 1));
             if c >= 2 && c * 20 >= cover {
                 out.push((v.clone(), c));
@@ -349,9 +475,11 @@ fn apply(r: &[u8], beg: i64, end: i64, vars: &[&Var], out: &mut Vec<u8>) {
     out.extend_from_slice(&r[at as usize..end as usize]);
 }
 
-fn ln_err(q: u8) -> (f32, f32) {
+/// Log-probabilities of a base of quality `q` matching and not matching,
+/// its error rate scaled by `scale` (see [`Pileup::error_scale`]).
+fn ln_err(q: u8, scale: f32) -> (f32, f32) {
     let q = q.clamp(1, MAX_BASEQ);
-    let e = 10f32.powf(-(q as f32) / 10.0);
+    let e = (10f32.powf(-(q as f32) / 10.0) * scale).clamp(1e-5, 0.75);
     ((1.0 - e).ln(), (e / 3.0).ln())
 }
 
@@ -526,8 +654,23 @@ pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) ->
     let hi = (end + REACH).min(n);
     let pile = Pileup::build(r, reads, lo, hi, p);
     let mut sites = Vec::new();
-    let mut scratch = Scratch::default();
-    for reg in regions(r, pile.candidates(r)) {
+    let mut scratch = Scratch {
+        err: [(0.0, 0.0); 94],
+        rows: Vec::new(),
+        hap: Vec::new(),
+        emit: Vec::new(),
+    };
+    let cands = pile.candidates(r);
+    if std::env::var_os("ACCELHUB_CALL_DEBUG").is_some() {
+        eprintln!(
+            "stretch {beg}-{end}: {} reads, candidates {:?}",
+            reads.len(),
+            cands
+        );
+    }
+    let scale = pile.error_scale(r, &cands);
+    scratch.err = std::array::from_fn(|q| ln_err(q as u8, scale));
+    for reg in regions(r, cands) {
         let first = reg.vars[0].0.pos;
         if first < beg || first >= end {
             continue;
@@ -538,8 +681,9 @@ pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) ->
     sites
 }
 
-#[derive(Default)]
 struct Scratch {
+    /// [`ln_err`] of each quality, for this stretch.
+    err: [(f32, f32); 94],
     rows: Vec<[f32; 3]>,
     hap: Vec<u8>,
     emit: Vec<(f32, f32)>,
@@ -614,7 +758,8 @@ fn genotype_region(
             };
             let seg = &read.seq[qs..qe];
             s.emit.clear();
-            s.emit.extend(read.qual[qs..qe].iter().map(|&q| ln_err(q)));
+            s.emit
+                .extend(read.qual[qs..qe].iter().map(|&q| s.err[q.min(93) as usize]));
             // The flanks outside the region are the reference's on every
             // haplotype: a read that goes on past an edge is held there.
             let start = left.then_some((reg.beg - hb) as usize);
@@ -632,7 +777,7 @@ fn genotype_region(
                     continue;
                 }
                 any = true;
-                let (hit, miss) = ln_err(q);
+                let (hit, miss) = s.err[q.min(93) as usize];
                 let refb = r[v.pos as usize];
                 for (h, &m) in masks.iter().enumerate() {
                     let allele = if m & (1 << i) != 0 { v.ins[0] } else { refb };
@@ -834,109 +979,120 @@ const CLUSTER_GAP: i64 = 10;
 /// the substitutions first and the gaps last. Indels are then moved
 /// left through repeats, but not across another variant of the allele.
 fn decompose(r: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
-    place(r, primitives(beg, refs, alt))
+    place(r, primitives(r, beg, refs, alt))
 }
 
 /// The alignment step of [`decompose`], without placing the indels.
-fn primitives(beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
-    const MISMATCH: u32 = 4;
-    const OPEN: u32 = 7;
-    const EXTEND: u32 = 1;
+/// `refs` is `ctx[beg..]`; the context tells how long a run of one base
+/// a gap sits in. Costs (x10): a mismatch 40, a gap 70 to open and 10 per
+/// base, less a bonus of one per base of the run the gap opens in (at
+/// most 9): between decompositions of equal cost, the one whose indels
+/// sit in longer homopolymers wins, as indels do there more often. Left
+/// equal, the gaps go right (substitutions first).
+fn primitives(ctx: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
+    const MISMATCH: u32 = 40;
+    const OPEN: u32 = 70;
+    const EXTEND: u32 = 10;
     const INF: u32 = u32::MAX / 4;
     if refs == alt {
         return Vec::new();
     }
+    // Length of the run of base `b` through context position `at`
+    // (counting `at` itself only if it is `b`), capped at 9.
+    let run = |at: i64, b: u8| -> u32 {
+        let mut n = 0;
+        let mut k = at;
+        while k >= 0 && (k as usize) < ctx.len() && ctx[k as usize] == b && n < 9 {
+            n += 1;
+            k -= 1;
+        }
+        let mut k = at + 1;
+        while (k as usize) < ctx.len() && ctx[k as usize] == b && n < 9 {
+            n += 1;
+            k += 1;
+        }
+        n
+    };
     let (n, m) = (refs.len(), alt.len());
     let w = m + 1;
     // States: 0 match/mismatch, 1 deletion (ref base skipped), 2 insertion.
     let mut cost = vec![[INF; 3]; (n + 1) * w];
+    let mut from = vec![[0u8; 3]; (n + 1) * w];
     cost[0][0] = 0;
+    // The smallest of `c`, preferring the states in `order` when equal.
+    let best_of = |c: [u32; 3], order: [usize; 3]| -> (u32, u8) {
+        let mut best = order[0];
+        for &s in &order[1..] {
+            if c[s] < c[best] {
+                best = s;
+            }
+        }
+        (c[best], best as u8)
+    };
     for i in 0..=n {
         for j in 0..=m {
             if i == 0 && j == 0 {
                 continue;
             }
             let mut c = [INF; 3];
+            let mut f = [0u8; 3];
             if i > 0 && j > 0 {
-                let prev = cost[(i - 1) * w + j - 1];
-                let best = prev[0].min(prev[1]).min(prev[2]);
-                c[0] = best
-                    + if refs[i - 1] == alt[j - 1] {
-                        0
-                    } else {
-                        MISMATCH
-                    };
-            }
-            if i > 0 {
-                let prev = cost[(i - 1) * w + j];
-                c[1] = (prev[0] + OPEN).min(prev[2] + OPEN).min(prev[1] + EXTEND);
-            }
-            if j > 0 {
-                let prev = cost[i * w + j - 1];
-                c[2] = (prev[0] + OPEN).min(prev[1] + OPEN).min(prev[2] + EXTEND);
-            }
-            cost[i * w + j] = c;
-        }
-    }
-    // Trace back from the end, taking a gap over a match when equal: gaps
-    // end up to the right.
-    let pick = |c: [u32; 3]| -> usize {
-        let best = c[0].min(c[1]).min(c[2]);
-        if c[1] == best {
-            1
-        } else if c[2] == best {
-            2
-        } else {
-            0
-        }
-    };
-    let (mut i, mut j) = (n, m);
-    let mut state = pick(cost[n * w + m]);
-    let mut ops: Vec<(u8, usize, usize)> = Vec::new();
-    while i > 0 || j > 0 {
-        let here = cost[i * w + j][state];
-        ops.push((state as u8, i, j));
-        match state {
-            0 => {
-                let step = if refs[i - 1] == alt[j - 1] {
+                let (v, s) = best_of(cost[(i - 1) * w + j - 1], [1, 2, 0]);
+                c[0] = v + if refs[i - 1] == alt[j - 1] {
                     0
                 } else {
                     MISMATCH
                 };
-                i -= 1;
-                j -= 1;
-                let prev = cost[i * w + j];
-                state = [1, 2, 0]
-                    .into_iter()
-                    .find(|&s| prev[s] + step == here)
-                    .unwrap_or(0);
+                f[0] = s;
             }
-            1 => {
-                i -= 1;
-                let prev = cost[i * w + j];
-                state = if prev[1] + EXTEND == here {
-                    1
-                } else if prev[2] + OPEN == here {
-                    2
+            if i > 0 {
+                let open = OPEN - run(beg + i as i64 - 1, refs[i - 1]);
+                let p = cost[(i - 1) * w + j];
+                let (v, s) = best_of([p[0] + open, p[1] + EXTEND, p[2] + open], [1, 0, 2]);
+                c[1] = v;
+                f[1] = s;
+            }
+            if j > 0 {
+                // An insertion before ref base i: the run of its base there.
+                let b = alt[j - 1];
+                let before = beg + i as i64 - 1;
+                let bonus = if (before >= 0 && ctx.get(before as usize) == Some(&b))
+                    || ctx.get((beg + i as i64) as usize) == Some(&b)
+                {
+                    let at = if before >= 0 && ctx[before as usize] == b {
+                        before
+                    } else {
+                        before + 1
+                    };
+                    run(at, b)
                 } else {
                     0
                 };
+                let open = OPEN - bonus;
+                let p = cost[i * w + j - 1];
+                let (v, s) = best_of([p[0] + open, p[1] + open, p[2] + EXTEND], [2, 0, 1]);
+                c[2] = v;
+                f[2] = s;
             }
-            _ => {
+            cost[i * w + j] = c;
+            from[i * w + j] = f;
+        }
+    }
+    let (mut i, mut j) = (n, m);
+    let mut state = best_of(cost[n * w + m], [1, 2, 0]).1;
+    let mut ops: Vec<(u8, usize, usize)> = Vec::new();
+    while i > 0 || j > 0 {
+        ops.push((state, i, j));
+        let prev = from[i * w + j][state as usize];
+        match state {
+            0 => {
+                i -= 1;
                 j -= 1;
-                let prev = cost[i * w + j];
-                state = if prev[2] + EXTEND == here {
-                    2
-                } else if prev[1] + OPEN == here {
-                    1
-                } else {
-                    0
-                };
             }
+            1 => i -= 1,
+            _ => j -= 1,
         }
-        if i == 0 && j == 0 {
-            break;
-        }
+        state = prev;
     }
     ops.reverse();
     let mut out: Vec<Var> = Vec::new();
@@ -960,10 +1116,8 @@ fn primitives(beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
                     l += 1;
                 }
                 if st == 1 {
-                    // Ref bases i-1 .. of the run.
-                    let first = ops[k].1 - 1;
                     out.push(Var {
-                        pos: beg + first as i64,
+                        pos: beg + ops[k].1 as i64 - 1,
                         del: (l - k) as u32,
                         ins: Vec::new(),
                     });
@@ -1050,7 +1204,7 @@ fn consistent(r: &[u8], beg: i64, alleles: &[Vec<u8>], mut dec: Vec<Vec<Var>>) -
     }
     let raw: Vec<Vec<Var>> = alleles
         .iter()
-        .map(|a| primitives(beg, &alleles[0], a))
+        .map(|a| primitives(r, beg, &alleles[0], a))
         .collect();
     for (x, y) in [(1, 2), (2, 1)] {
         if let Some(v) = via(r, beg, &alleles[0], &raw[x], &alleles[x], &alleles[y]) {
@@ -1086,7 +1240,7 @@ fn via(r: &[u8], beg: i64, refs: &[u8], raw_a: &[Var], a: &[u8], b: &[u8]) -> Op
     }
     map.push(Some(at));
     let mut all = raw_a.to_vec();
-    for w in primitives(0, a, b) {
+    for w in primitives(a, 0, a, b) {
         let q = w.pos as usize;
         let start = (*map.get(q)?)?;
         for k in 0..w.del as usize {
@@ -1325,14 +1479,14 @@ mod tests {
         let hap_ref = codes("ACGTTGCAAAAAAAGTCCATG");
         let hap_del = codes("ACGTTGCAAAAAAGTCCATG");
         let read = codes("GCAAAAAAGTCC");
-        let emit = vec![ln_err(30); read.len()];
+        let emit = vec![ln_err(30, 1.0); read.len()];
         let mut rows = Vec::new();
         let a = align_ll(&read, &emit, &hap_ref, None, None, &mut rows);
         let b = align_ll(&read, &emit, &hap_del, None, None, &mut rows);
         assert!(b > a + 5.0, "{a} {b}");
         // A read ending inside the homopolymer tells them apart not at all.
         let short = codes("ACGTTGCAAA");
-        let emit = vec![ln_err(30); short.len()];
+        let emit = vec![ln_err(30, 1.0); short.len()];
         let a = align_ll(&short, &emit, &hap_ref, None, None, &mut rows);
         let b = align_ll(&short, &emit, &hap_del, None, None, &mut rows);
         assert!((a - b).abs() < 1e-4);
