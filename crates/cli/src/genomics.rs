@@ -108,6 +108,33 @@ pub enum GenomicsCmd {
         #[arg(short = 'l', long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
         level: u32,
     },
+    /// The whole germline flow in one process: align, sort, mark
+    /// duplicates, call. Writes DIR/sample.bam (+ .bai), DIR/sample.vcf.gz
+    /// (+ .tbi) and DIR/sample.qc.tsv.
+    Germline {
+        /// Index prefix (from `genomics index`); its reference is the
+        /// caller's too.
+        prefix: PathBuf,
+        r1: PathBuf,
+        r2: Option<PathBuf>,
+        /// Output directory (made if missing).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(short = 't', long, default_value_t = 1)]
+        threads: usize,
+        /// Read group header line, e.g. '@RG\tID:x\tSM:x\tLB:lib1'.
+        #[arg(short = 'R', long = "read-group")]
+        read_group: Option<String>,
+        /// Regions to call: chr, chr:beg-end; may be repeated.
+        #[arg(short = 'r', long = "region")]
+        regions: Vec<String>,
+        /// Regions to call from a BED file.
+        #[arg(long = "regions-file")]
+        bed: Option<PathBuf>,
+        /// Memory for records before sorted runs spill to disk.
+        #[arg(short = 'm', long, default_value = "768M", value_parser = parse_size)]
+        memory: usize,
+    },
     /// Call germline SNVs and indels (diploid) from a coordinate-sorted
     /// BAM; writes a bgzipped VCF 4.2 and its tabix index.
     Call {
@@ -204,6 +231,77 @@ fn report_duplicates(s: &accelhub_genomics::markdup::MarkdupStats) {
     );
 }
 
+/// Align `r1` (with its mates in `r2`) into `out`.
+fn align_reads(
+    aligner: &Aligner,
+    r1: &Path,
+    r2: Option<&Path>,
+    out: &mut dyn Write,
+    b: &ProgressBar,
+) -> Result<accelhub_genomics::align::AlignStats> {
+    Ok(match r2 {
+        Some(r2) => {
+            aligner.align_pairs(PairReader::open(r1, r2)?, out, &mut |n| b.set_position(n))?
+        }
+        None => aligner.align_single(FastqReader::open(r1)?, out, &mut |n| b.set_position(n))?,
+    })
+}
+
+fn report_alignment(
+    stats: &accelhub_genomics::align::AlignStats,
+    aligner: &Aligner,
+    started: std::time::Instant,
+) {
+    let insert = stats
+        .insert
+        .map(|m| format!(", insert {:.0} ± {:.0}", m.mean, m.sd))
+        .unwrap_or_default();
+    eprintln!(
+        "aligned {} reads: {} mapped ({:.2}%), {} in proper pairs{insert}, seeds over {} occurrences skipped ({:.1} s)",
+        stats.reads,
+        stats.mapped,
+        100.0 * stats.mapped as f64 / stats.reads.max(1) as f64,
+        stats.proper_pairs,
+        aligner.max_occ(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The germline flow's QC summary, as `key<TAB>value` lines.
+fn qc_summary(
+    align: &accelhub_genomics::align::AlignStats,
+    dups: Option<&accelhub_genomics::markdup::MarkdupStats>,
+    call: &accelhub_genomics::call::CallStats,
+) -> String {
+    let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| out.push_str(&format!("{k}\t{v}\n"));
+    row("reads", align.reads.to_string());
+    row(
+        "mapped_pct",
+        format!("{:.2}", pct(align.mapped, align.reads)),
+    );
+    row(
+        "proper_pairs_pct",
+        format!("{:.2}", pct(align.proper_pairs, align.reads)),
+    );
+    if let Some(d) = dups {
+        let n = d.duplicate_pair + d.duplicate_single;
+        row("duplicates_pct", format!("{:.2}", pct(n, d.examined)));
+    }
+    if let Some(m) = align.insert {
+        row("insert_mean", format!("{:.1}", m.mean));
+        row("insert_sd", format!("{:.1}", m.sd));
+    }
+    row("called_bases", call.bases_called.to_string());
+    row("mean_depth", format!("{:.2}", call.mean_depth()));
+    row("snvs", call.snvs.to_string());
+    row("indels", call.indels.to_string());
+    row("ts_tv", format!("{:.3}", call.ts_tv()));
+    row("het_hom", format!("{:.3}", call.het_hom()));
+    out
+}
+
 fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
@@ -292,6 +390,93 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             eprintln!(
                 "-> {} ({:.1} s)",
                 output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        GenomicsCmd::Germline {
+            prefix,
+            r1,
+            r2,
+            output,
+            threads,
+            read_group,
+            regions,
+            bed,
+            memory,
+        } => {
+            if let Some(rg) = &read_group {
+                Aligner::check_read_group(rg)?;
+            }
+            let started = std::time::Instant::now();
+            std::fs::create_dir_all(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            let bam = output.join("sample.bam");
+            let vcf = output.join("sample.vcf.gz");
+            let qc = output.join("sample.qc.tsv");
+            let threads = threads.max(1);
+            let path = index_path(&prefix);
+            let idx = Index::load(&path)
+                .with_context(|| format!("loading the index {}", path.display()))?;
+            let aligner = Aligner::new(
+                &idx,
+                AlignOptions {
+                    threads,
+                    read_group,
+                    format: Format::Bam,
+                    command_line: command_line(),
+                    ..Default::default()
+                },
+            );
+            let sort_opts = accelhub_genomics::sort::SortOptions {
+                memory,
+                tmp_dir: output.clone(),
+                threads,
+                level: 6,
+            };
+            let md = accelhub_genomics::markdup::MarkdupOptions {
+                threads,
+                level: 6,
+                remove: false,
+                supplementary: false,
+            };
+            let b = bar(0, "{spinner} align: {human_pos} reads ({per_sec})");
+            let mut sink = accelhub_genomics::sort::StreamSink::new(&sort_opts, Some(&md));
+            let align = align_reads(&aligner, &r1, r2.as_deref(), &mut sink, &b)?;
+            b.finish_and_clear();
+            report_alignment(&align, &aligner, started);
+            let b = bar(0, "{spinner} sort, mark duplicates: {human_pos} records");
+            let sorted = sink.finish(&bam, &mut |n| b.set_position(n))?;
+            b.finish_and_clear();
+            if let Some(md) = &sorted.markdup {
+                report_duplicates(md);
+            }
+            let b = bar(0, "{spinner} call: {msg}");
+            let opts = accelhub_genomics::call::CallOptions {
+                threads,
+                regions,
+                bed,
+                ..Default::default()
+            };
+            let reader = accelhub_genomics::bam::reader::Reader::open(&bam, threads)?;
+            let called = accelhub_genomics::call::call_with(
+                &idx.reference,
+                &path,
+                reader,
+                &vcf,
+                &opts,
+                &command_line(),
+                &mut |contig, pos| b.set_message(format!("{contig}:{:.1} Mb", pos as f64 / 1e6)),
+            )?;
+            b.finish_and_clear();
+            let summary = qc_summary(&align, sorted.markdup.as_ref(), &called);
+            std::fs::write(&qc, &summary).with_context(|| format!("writing {}", qc.display()))?;
+            eprint!("{summary}");
+            eprintln!(
+                "-> {}, {}, {} ({:.1} s)",
+                bam.display(),
+                vcf.display(),
+                qc.display(),
                 started.elapsed().as_secs_f64()
             );
             Ok(())
@@ -459,12 +644,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                     Sink::Bgzf(w) => &mut **w,
                     Sink::Sorted(w) => &mut **w,
                 };
-                let stats = match &r2 {
-                    Some(r2) => aligner
-                        .align_pairs(PairReader::open(&r1, r2)?, out, &mut |n| b.set_position(n))?,
-                    None => aligner
-                        .align_single(FastqReader::open(&r1)?, out, &mut |n| b.set_position(n))?,
-                };
+                let stats = align_reads(&aligner, &r1, r2.as_deref(), out, &b)?;
                 match sink {
                     Sink::Plain(mut w) => w.flush(),
                     Sink::Bgzf(w) => w.finish().and_then(|(mut w, _)| w.flush()),
@@ -491,19 +671,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             if let (Some(t), Some(o)) = (&tmp, &output) {
                 std::fs::rename(t, o).with_context(|| format!("renaming to {}", o.display()))?;
             }
-            let insert = stats
-                .insert
-                .map(|m| format!(", insert {:.0} ± {:.0}", m.mean, m.sd))
-                .unwrap_or_default();
-            eprintln!(
-                "aligned {} reads: {} mapped ({:.2}%), {} in proper pairs{insert}, seeds over {} occurrences skipped ({:.1} s)",
-                stats.reads,
-                stats.mapped,
-                100.0 * stats.mapped as f64 / stats.reads.max(1) as f64,
-                stats.proper_pairs,
-                aligner.max_occ(),
-                started.elapsed().as_secs_f64()
-            );
+            report_alignment(&stats, &aligner, started);
             if let Some(s) = sort_stats {
                 if let Some(md) = &s.markdup {
                     report_duplicates(md);

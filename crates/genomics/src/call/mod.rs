@@ -444,9 +444,8 @@ pub fn call_file(
     command_line: &str,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<CallStats> {
-    let mut reader = Reader::open(bam, opts.threads)?;
-    let header = reader.header.clone();
-    if let Some(order) = header.sort_order() {
+    let reader = Reader::open(bam, opts.threads)?;
+    if let Some(order) = reader.header.sort_order() {
         if order != "coordinate" {
             return Err(GenomicsError::Format {
                 path: bam.to_path_buf(),
@@ -458,7 +457,24 @@ pub fn call_file(
         }
     }
     let reference = crate::fasta::read_reference(fasta, &mut |_| {})?;
-    let to_ref = match_contigs(bam, &header.refs, fasta, &reference)?;
+    call_with(&reference, fasta, reader, out, opts, command_line, progress)
+}
+
+/// [`call_file`] with the reference already in memory (`fasta` names it
+/// in the header and in errors) and the BAM open.
+pub fn call_with(
+    reference: &crate::fasta::Reference,
+    fasta: &Path,
+    mut reader: Reader,
+    out: &Path,
+    opts: &CallOptions,
+    command_line: &str,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<CallStats> {
+    let bam = reader.path().to_path_buf();
+    let bam = bam.as_path();
+    let header = reader.header.clone();
+    let to_ref = match_contigs(bam, &header.refs, fasta, reference)?;
     let mut spans = Vec::new();
     for r in &opts.regions {
         spans.push(parse_region(r, &header.refs)?);
@@ -497,7 +513,7 @@ pub fn call_file(
     };
     let result = run(
         &mut reader,
-        &reference,
+        reference,
         &to_ref,
         &spans,
         opts,

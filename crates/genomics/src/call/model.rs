@@ -985,8 +985,8 @@ fn decompose(r: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
 /// The alignment step of [`decompose`], without placing the indels.
 /// `refs` is `ctx[beg..]`; the context tells how long a run of one base
 /// a gap sits in. Costs (x10): a mismatch 40, a gap 70 to open and 10 per
-/// base, less a bonus of one per base of the run the gap opens in (at
-/// most 9): between decompositions of equal cost, the one whose indels
+/// base, less a bonus of one per base of the homopolymer (3 bases or more)
+/// the gap opens in (at most 9): between decompositions of equal cost, the one whose indels
 /// sit in longer homopolymers wins, as indels do there more often. Left
 /// equal, the gaps go right (substitutions first).
 fn primitives(ctx: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
@@ -998,7 +998,8 @@ fn primitives(ctx: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
         return Vec::new();
     }
     // Length of the run of base `b` through context position `at`
-    // (counting `at` itself only if it is `b`), capped at 9.
+    // (counting `at` itself only if it is `b`), capped at 9; runs
+    // shorter than 3 are no homopolymer and count 0.
     let run = |at: i64, b: u8| -> u32 {
         let mut n = 0;
         let mut k = at;
@@ -1011,7 +1012,11 @@ fn primitives(ctx: &[u8], beg: i64, refs: &[u8], alt: &[u8]) -> Vec<Var> {
             n += 1;
             k += 1;
         }
-        n
+        if n >= 3 {
+            n
+        } else {
+            0
+        }
     };
     let (n, m) = (refs.len(), alt.len());
     let w = m + 1;
