@@ -1,6 +1,6 @@
-//! `accelhub genomics index|align|sort|markdup` as a user runs them: a
-//! reference with several contigs (gzip), reads in, SAM and BAM out, sorted
-//! and indexed, duplicates marked; bad input stops with the file and record
+//! `accelhub genomics index|align|sort|markdup|call|germline` as a user
+//! runs them: a reference with several contigs (gzip), reads in, SAM and
+//! BAM out, sorted and indexed, duplicates marked, variants called; bad input stops with the file and record
 //! named and leaves no output behind.
 
 use crate::common::{bin, random_bases, revcomp_reference};
@@ -325,4 +325,130 @@ fn bad_input_names_file_and_record_and_leaves_no_output() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.ahx"), "{err}");
+}
+
+/// Pairs of 2x100 at about 20x from each of two haplotypes of `seq`.
+fn diploid_reads(hap1: &[u8], hap2: &[u8], d: &Path) {
+    let (mut f1, mut f2) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for hap in [hap1, hap2] {
+        for i in 0..hap.len() * 10 / 200 {
+            let start = (i * 7919 + n * 13) % (hap.len() - 360);
+            let a = &hap[start..start + 100];
+            let b = revcomp_reference(&hap[start + 250..start + 350]);
+            let q = "F".repeat(100);
+            writeln!(f1, "@p{n}/1\n{}\n+\n{q}", String::from_utf8_lossy(a)).unwrap();
+            writeln!(f2, "@p{n}/2\n{}\n+\n{q}", String::from_utf8_lossy(&b)).unwrap();
+            n += 1;
+        }
+    }
+    std::fs::write(d.join("r1.fq"), f1).unwrap();
+    std::fs::write(d.join("r2.fq"), f2).unwrap();
+}
+
+fn gunzip(path: &Path) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+#[test]
+fn germline_flow_and_call_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let seq = random_bases(30_000, 11);
+    let mut fa = b">chrT test\n".to_vec();
+    for line in seq.chunks(60) {
+        fa.extend_from_slice(line);
+        fa.push(b'\n');
+    }
+    std::fs::write(d.join("ref.fa"), &fa).unwrap();
+    assert!(index(&d.join("ref.fa"), &d.join("ref")).status.success());
+    // hap1: SNVs at 5000 and 20000 (het); both: a 3-base deletion at
+    // 12000 (hom).
+    let flip = |b: u8| if b == b'A' { b'C' } else { b'A' };
+    let mut hap1 = seq.clone();
+    hap1[5000] = flip(seq[5000]);
+    hap1[20000] = flip(seq[20000]);
+    hap1.drain(12001..12004);
+    let mut hap2 = seq.clone();
+    hap2.drain(12001..12004);
+    diploid_reads(&hap1, &hap2, d);
+
+    let out = Command::new(bin())
+        .args(["genomics", "germline"])
+        .arg(d.join("ref"))
+        .arg(d.join("r1.fq"))
+        .arg(d.join("r2.fq"))
+        .args(["-t", "2", "-R", "@RG\\tID:g\\tSM:NA7\\tLB:l1", "-o"])
+        .arg(d.join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for f in [
+        "sample.bam",
+        "sample.bam.bai",
+        "sample.vcf.gz",
+        "sample.vcf.gz.tbi",
+        "sample.qc.tsv",
+    ] {
+        assert!(d.join("out").join(f).exists(), "{f} missing: {err}");
+    }
+    let qc = std::fs::read_to_string(d.join("out/sample.qc.tsv")).unwrap();
+    for key in [
+        "reads\t",
+        "mapped_pct\t",
+        "duplicates_pct\t",
+        "insert_mean\t",
+        "mean_depth\t",
+        "ts_tv\t",
+        "het_hom\t",
+    ] {
+        assert!(qc.contains(key), "{key} missing from {qc}");
+    }
+    let vcf = gunzip(&d.join("out/sample.vcf.gz"));
+    assert!(vcf.contains("\tFORMAT\tNA7\n"), "{vcf}");
+    let body: Vec<&str> = vcf.lines().filter(|l| !l.starts_with('#')).collect();
+    let site = |pos: usize| {
+        body.iter()
+            .find(|l| l.split('\t').nth(1) == Some(&pos.to_string()))
+    };
+    assert!(site(5001).is_some_and(|l| l.contains("\t0/1:")), "{body:?}");
+    assert!(
+        site(20001).is_some_and(|l| l.contains("\t0/1:")),
+        "{body:?}"
+    );
+    let del = body.iter().find(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        f[3].len() == 4 && f[4].len() == 1
+    });
+    assert!(del.is_some_and(|l| l.contains("\t1/1:")), "{body:?}");
+    assert_eq!(body.len(), 3, "{body:?}");
+
+    // The caller alone, on a region of the flow's BAM.
+    let call = |region: &str, out: &Path| {
+        Command::new(bin())
+            .args(["genomics", "call"])
+            .arg(d.join("ref.fa"))
+            .arg(d.join("out/sample.bam"))
+            .args(["-r", region, "-t", "2", "-o"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let o = call("chrT:1-15000", &d.join("part.vcf.gz"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let part = gunzip(&d.join("part.vcf.gz"));
+    assert_eq!(part.lines().filter(|l| !l.starts_with('#')).count(), 2);
+    let o = call("chrT:29000-31000", &d.join("bad.vcf.gz"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("chrT:29000-31000") && e.contains("30000 bases long"),
+        "{e}"
+    );
+    assert!(!d.join("bad.vcf.gz").exists());
 }
