@@ -1,7 +1,7 @@
 //! `accelhub genomics index|align|sort|markdup|call|germline` as a user
 //! runs them: a reference with several contigs (gzip), reads in, SAM and
-//! BAM out, sorted and indexed, duplicates marked, variants called; bad input stops with the file and record
-//! named and leaves no output behind.
+//! BAM out, sorted and indexed, duplicates marked, variants called; bad
+//! input stops with the file and record named and leaves no output behind.
 
 use crate::common::{bin, random_bases, revcomp_reference};
 use std::io::Write;
