@@ -15,12 +15,15 @@
 #                accelhub genomics sort --markdup (both in one pass)
 #                samtools fixmate -m, sort, markdup, index (the peer; on the
 #                same unsorted BAM, ours, so both mark the same reads)
-#   call         bcftools mpileup -a AD,DP | bcftools call -mv on each
-#                tool's BAM, scored by vareval.py against the truth.
+#   call         on each tool's BAM: accelhub genomics call; bcftools
+#                mpileup -a AD,DP | bcftools call -mv; freebayes (when
+#                installed); each scored by ../shared's vareval.py and by
+#                varbins.py (indels by length, errors = FP + FN)
+#   germline     accelhub genomics germline: FASTQ to BAM and VCF in one
+#                process, scored the same way
 # and checks that our duplicate set equals samtools' (same reads flagged).
-#
-# Not yet here (issue 16): our caller (`genomics call`) and the whole flow
-# in one process (`genomics germline`); freebayes.
+# At the end: the whole flow, ours (germline) against bwa mem | samtools
+# (fixmate, sort, markdup, index) | bcftools, in wall and CPU seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -30,7 +33,7 @@ NAME=${NAME:-germ}
 DATA=${ACCELHUB_BENCH_DATA:-$HOME/.cache/accelhub-bench}/genomics
 WORK=${WORK:-$DATA/work}
 OUT=${OUT:-$WORK/germline-$NAME-$(date +%Y%m%d-%H%M%S)}
-STAGES=${STAGES:-"align sortdup call"}
+STAGES=${STAGES:-"align sortdup call germline"}
 
 need=()
 for t in bwa:bwa samtools:samtools bcftools:bcftools tabix:tabix; do
@@ -95,15 +98,34 @@ if [[ " $STAGES " == *" sortdup "* ]]; then
   fi
 fi
 
+region=$(cut -f1-3 "$bed" | awk '{print $1":"$2+1"-"$3}')
+# score LABEL VCF: vareval.py and varbins.py into $OUT/LABEL.eval
+score() {
+  { python3 "$shared/bench/genomics/vareval.py" "$ref" "$truth" "$2" "$1"
+    VAREVAL=$shared/bench/genomics/vareval.py python3 "$here/varbins.py" "$ref" "$truth" "$2" "$1"; } \
+    > "$OUT/$1.eval" 2>&1 || true
+}
 if [[ " $STAGES " == *" call "* ]]; then
-  region=$(cut -f1-3 "$bed" | awk '{print $1":"$2+1"-"$3}')
   for who in ours bwa; do
     bam=$OUT/$who.md.bam
     [[ -s $bam ]] || continue
+    timed "call:accelhub($who)" "$ah" genomics call "$ref" "$bam" -r "$region" -t "$THREADS" -o "$OUT/$who.accelhub.vcf.gz"
+    score "accelhub-on-$who" "$OUT/$who.accelhub.vcf.gz"
     timed "call:bcftools($who)" sh -c "bcftools mpileup --threads $THREADS -a AD,DP -f '$ref' -r $region '$bam' 2>/dev/null | bcftools call --threads $THREADS -mv -Oz -o '$OUT/$who.bcftools.vcf.gz'"
-    python3 "$shared/bench/genomics/vareval.py" "$ref" "$truth" "$OUT/$who.bcftools.vcf.gz" "bcftools on $who BAM" \
-      > "$OUT/$who.bcftools.eval" 2>&1 || true
+    score "bcftools-on-$who" "$OUT/$who.bcftools.vcf.gz"
+    if command -v freebayes >/dev/null; then
+      timed "call:freebayes($who)" sh -c "freebayes -f '$ref' -r $region '$bam' > '$OUT/$who.freebayes.vcf'"
+      score "freebayes-on-$who" "$OUT/$who.freebayes.vcf"
+    else
+      echo "  freebayes not installed: skipped" >&2
+    fi
   done
+fi
+if [[ " $STAGES " == *" germline "* ]]; then
+  timed germline:accelhub "$ah" genomics germline "$WORK/chrX70" "$r1" "$r2" -t "$THREADS" -R "$rg" -r "$region" -o "$OUT/germline"
+  score accelhub-germline "$OUT/germline/sample.vcf.gz"
+  samtools quickcheck "$OUT/germline/sample.bam" || echo "  samtools quickcheck failed on the germline BAM" >&2
+  bcftools index -n "$OUT/germline/sample.vcf.gz" > /dev/null || echo "  bcftools cannot read the germline VCF's index" >&2
 fi
 
 echo
@@ -111,6 +133,26 @@ echo "| stage | wall s | CPU s | peak RSS MB |"
 echo "|---|---:|---:|---:|"
 awk -F'\t' '{printf "| %s | %.1f | %.1f | %d |\n", $1, $2, $3, $4}' "$rows"
 sum() { awk -F'\t' -v p="$1" '$1 ~ p {w += $2; c += $3} END {printf "%.1f %.1f", w, c}' "$rows"; }
+if [[ " $STAGES " == *" align "* && " $STAGES " == *" sortdup "* && " $STAGES " == *" call "* && " $STAGES " == *" germline "* ]]; then
+  read -r bw bc <<< "$(sum '^(align:bwa|(fixmate|sort|markdup|index):samtools|call:bcftools[(]bwa[)])$')"
+  read -r gw gc <<< "$(sum '^germline:accelhub$')"
+  echo
+  echo "FASTQ to VCF: bwa + samtools + bcftools $bw s wall / $bc CPU-s; accelhub germline $gw / $gc" \
+    "($(echo "$bw / $gw" | bc -l | cut -c1-4)x wall, $(echo "$bc / $gc" | bc -l | cut -c1-4)x CPU)"
+fi
+if ls "$OUT"/*.eval >/dev/null 2>&1; then
+  echo
+  echo "| caller on BAM | SNV P / R / F1 | indel P / R / F1 | GT conc SNV / indel | indel F1 1-5 / 6-15 / 16-40 | indel R 16-40 | errors |"
+  echo "|---|---|---|---|---|---|---:|"
+  for f in "$OUT"/*.eval; do
+    awk -F'\t' -v l="$(basename "$f" .eval)" '
+      $2 == "Q>=0" && $3 == "SNP"   { split($7,a,"="); split($8,b,"="); split($9,c,"="); snv=a[2]" / "b[2]" / "c[2]; split($10,g,"="); gs=g[2] }
+      $2 == "Q>=0" && $3 == "INDEL" { split($7,a,"="); split($8,b,"="); split($9,c,"="); ind=a[2]" / "b[2]" / "c[2]; split($10,g,"="); gi=g[2] }
+      $2 ~ /^indel / { split($8,c,"="); split($7,r,"="); f[$2]=c[2]; rr[$2]=r[2] }
+      $2 == "errors" { e=$3 }
+      END { printf "| %s | %s | %s | %s / %s | %s / %s / %s | %s | %s |\n", l, snv, ind, gs, gi, f["indel 1-5"], f["indel 6-15"], f["indel 16-40"], rr["indel 16-40"], e }' "$f"
+  done
+fi
 if [[ " $STAGES " == *" align "* && " $STAGES " == *" sortdup "* ]]; then
   read -r bw bc <<< "$(sum '^(align:bwa|(fixmate|sort|markdup|index):samtools)$')"
   read -r dw dc <<< "$(sum '^align[+]sort[+]markdup:accelhub$')"

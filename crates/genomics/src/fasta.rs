@@ -142,3 +142,85 @@ fn close_contig(input: &Input, r: &mut Reference) -> Result<()> {
     }
     Ok(())
 }
+
+/// Write the samtools-style index (`.fai`) of a plain FASTA file beside
+/// it, as samtools faidx would, for the tools that read the reference by
+/// region. Returns its path, or None where no `.fai` can describe the
+/// file: gzip-compressed, or lines of uneven length within a contig.
+pub fn write_fai(path: &Path) -> Result<Option<std::path::PathBuf>> {
+    use std::io::{BufRead, Read, Write};
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| GenomicsError::Io { path: p, source }
+    };
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(io_err(path))?);
+    let mut magic = [0u8; 2];
+    let got = f.read(&mut magic).map_err(io_err(path))?;
+    if got == 2 && magic == [0x1f, 0x8b] {
+        return Ok(None);
+    }
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(io_err(path))?);
+    // (name, length, offset, bases per line, bytes per line)
+    let mut rows: Vec<(String, u64, u64, u64, u64)> = Vec::new();
+    let mut at = 0u64;
+    let mut line = Vec::new();
+    // The current contig's line shape: (bases, bytes) of its first line,
+    // and whether a shorter (last) line has been seen.
+    let mut shape: Option<(u64, u64)> = None;
+    let mut ended = false;
+    loop {
+        line.clear();
+        let n = f.read_until(b'\n', &mut line).map_err(io_err(path))? as u64;
+        if n == 0 {
+            break;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if let Some(h) = text.strip_prefix(b">") {
+            let name = h
+                .split(|b| b.is_ascii_whitespace())
+                .next()
+                .unwrap_or_default();
+            rows.push((String::from_utf8_lossy(name).into_owned(), 0, at + n, 0, 0));
+            shape = None;
+            ended = false;
+        } else if let Some(row) = rows.last_mut() {
+            let bases = text.len() as u64;
+            if bases > 0 {
+                match shape {
+                    None => {
+                        shape = Some((bases, n));
+                        row.3 = bases;
+                        row.4 = n;
+                    }
+                    Some((b, _)) if ended || bases > b => return Ok(None),
+                    Some((b, _)) => ended = bases < b,
+                }
+                row.1 += bases;
+            }
+        }
+        at += n;
+    }
+    let fai = {
+        let mut s = path.as_os_str().to_owned();
+        s.push(".fai");
+        std::path::PathBuf::from(s)
+    };
+    let partial = {
+        let mut s = fai.as_os_str().to_owned();
+        s.push(".partial");
+        std::path::PathBuf::from(s)
+    };
+    let mut out = String::new();
+    for (name, len, off, bases, bytes) in rows {
+        out.push_str(&format!("{name}\t{len}\t{off}\t{bases}\t{bytes}\n"));
+    }
+    let written = std::fs::File::create(&partial)
+        .and_then(|mut w| w.write_all(out.as_bytes()))
+        .and_then(|_| std::fs::rename(&partial, &fai));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(io_err(&fai)(e));
+    }
+    Ok(Some(fai))
+}

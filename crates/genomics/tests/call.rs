@@ -649,10 +649,58 @@ fn bad_input_is_refused_by_name_and_leaves_no_output() {
     assert!(e.contains("cut.bam") && e.contains("truncated"), "{e}");
     nothing_left(&out);
 
-    // A FASTA without an index (.fai) is fine: it is read whole.
-    assert!(!d.join("g.fa.fai").exists());
+    // A FASTA without an index (.fai) is read whole, and its index built
+    // as samtools faidx builds it.
+    std::fs::remove_file(d.join("g.fa.fai")).unwrap();
     call_file(&fasta, &c, &out, &opts, "t", &mut |_, _| {}).unwrap();
     assert!(out.exists());
+    let fai = std::fs::read_to_string(d.join("g.fa.fai")).unwrap();
+    assert_eq!(fai, "g\t3000\t3\t3000\t3001\n");
+    if Command::new("samtools").arg("--version").output().is_ok() {
+        std::fs::remove_file(d.join("g.fa.fai")).unwrap();
+        assert!(Command::new("samtools")
+            .arg("faidx")
+            .arg(&fasta)
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(std::fs::read_to_string(d.join("g.fa.fai")).unwrap(), fai);
+    }
+}
+
+#[test]
+fn fai_matches_samtools_on_wrapped_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let fa = dir.path().join("w.fa");
+    let mut text = String::new();
+    for (name, n) in [("one desc", 130), ("two", 60), ("three", 7)] {
+        text.push_str(&format!(">{name}\n"));
+        let s = "ACGT".repeat(n).chars().take(n).collect::<String>();
+        for line in s.as_bytes().chunks(60) {
+            text.push_str(std::str::from_utf8(line).unwrap());
+            text.push('\n');
+        }
+    }
+    std::fs::write(&fa, &text).unwrap();
+    let fai = accelhub_genomics::fasta::write_fai(&fa).unwrap().unwrap();
+    let ours = std::fs::read_to_string(&fai).unwrap();
+    assert_eq!(
+        ours,
+        "one\t130\t10\t60\t61\ntwo\t60\t148\t60\t61\nthree\t7\t216\t7\t8\n"
+    );
+    if Command::new("samtools").arg("--version").output().is_ok() {
+        std::fs::remove_file(&fai).unwrap();
+        assert!(Command::new("samtools")
+            .arg("faidx")
+            .arg(&fa)
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(std::fs::read_to_string(&fai).unwrap(), ours);
+    }
+    // Uneven lines cannot be indexed.
+    std::fs::write(&fa, ">x\nACG\nACGTA\n").unwrap();
+    assert!(accelhub_genomics::fasta::write_fai(&fa).unwrap().is_none());
 }
 
 /// The SAM as a sorted BAM.

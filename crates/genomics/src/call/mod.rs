@@ -457,6 +457,15 @@ pub fn call_file(
         }
     }
     let reference = crate::fasta::read_reference(fasta, &mut |_| {})?;
+    // Build the reference's .fai, as samtools and bcftools do when it is
+    // missing, for the tools that read the VCF with it. The caller reads
+    // the reference whole and needs none: where it cannot be written (a
+    // read-only directory, a gzip file), calling goes on.
+    let mut fai = fasta.as_os_str().to_owned();
+    fai.push(".fai");
+    if !Path::new(&fai).exists() {
+        let _ = crate::fasta::write_fai(fasta);
+    }
     call_with(&reference, fasta, reader, out, opts, command_line, progress)
 }
 
