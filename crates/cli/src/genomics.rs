@@ -164,6 +164,20 @@ pub enum GenomicsCmd {
         /// The sample's name (default: the BAM's @RG SM, else its file name).
         #[arg(short = 's', long)]
         sample: Option<String>,
+        /// Write a gVCF: reference blocks between the variants, and a
+        /// <NON_REF> allele, for `genomics joint`.
+        #[arg(long)]
+        gvcf: bool,
+    },
+    /// Genotype samples jointly: merge gVCFs (from `genomics call
+    /// --gvcf`) into one multi-sample VCF.
+    Joint {
+        /// The samples' gVCFs.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output VCF (.vcf.gz), indexed.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -491,6 +505,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             min_qual,
             min_mapq,
             sample,
+            gvcf,
         } => {
             let started = std::time::Instant::now();
             let opts = accelhub_genomics::call::CallOptions {
@@ -498,6 +513,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 params: CallParams {
                     min_qual,
                     min_mapq,
+                    gvcf,
                     ..CallParams::default()
                 },
                 regions,
@@ -523,6 +539,18 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
                 stats.ts_tv(),
                 stats.reads_used,
                 stats.mean_depth(),
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        GenomicsCmd::Joint { inputs, output } => {
+            let started = std::time::Instant::now();
+            let s = accelhub_genomics::call::joint::joint_files(&inputs, &output, &command_line())?;
+            eprintln!(
+                "{} samples, {} sites -> {} ({:.1} s)",
+                s.samples,
+                s.sites,
                 output.display(),
                 started.elapsed().as_secs_f64()
             );

@@ -110,7 +110,7 @@ fn genome_and_truth() -> (Reference, Vec<Truth>) {
                 })
             };
             match k % 7 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     let alt = LETTER[((s[pos] + 1 + (k % 3) as u8) % 4) as usize] as char;
                     add(pos, at(pos), alt.to_string());
                 }
@@ -505,11 +505,76 @@ fn calls_the_planted_variants_with_their_genotypes() {
     } else {
         eprintln!("bcftools not installed: skipping its checks");
     }
+
+    // As a gVCF: the same variants (each with <NON_REF>), and reference
+    // blocks in between that neither overlap them nor each other.
+    let g = c.dir.join("calls.g.vcf.gz");
+    let mut opts = CallOptions {
+        threads: 2,
+        ..Default::default()
+    };
+    opts.params.gvcf = true;
+    run_call(&c, &g, &opts).unwrap();
+    let gtext = gunzip(&g);
+    assert!(gtext.contains("##ALT=<ID=NON_REF"));
+    let mut last = (String::new(), 0usize);
+    let mut variants = String::new();
+    let mut blocks = 0;
+    for l in gtext.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = l.split('\t').collect();
+        let pos: usize = f[1].parse().unwrap();
+        let end = match f[7].strip_prefix("END=") {
+            Some(e) => {
+                blocks += 1;
+                assert_eq!(f[4], "<NON_REF>");
+                assert!(f[9].starts_with("0/0:"), "{l}");
+                e.parse().unwrap()
+            }
+            None => {
+                assert!(f[4].ends_with(",<NON_REF>"), "{l}");
+                variants.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    f[0],
+                    f[1],
+                    f[3],
+                    f[4].trim_end_matches(",<NON_REF>")
+                ));
+                pos + f[3].len() - 1
+            }
+        };
+        if last.0 == f[0] {
+            assert!(pos > last.1, "{l} overlaps the record before");
+        }
+        last = (f[0].to_string(), end);
+    }
+    let plain: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            format!("{}\t{}\t{}\t{}\n", f[0], f[1], f[3], f[4])
+        })
+        .collect();
+    assert_eq!(variants, plain);
+    assert!(blocks > 100, "{blocks} blocks");
 }
 
 /// A SAM of 40 reads over one SNV, half of them carrying it, all with
 /// mapping quality `mapq`.
 fn snv_sam(mapq: u8, dir: &Path) -> (PathBuf, PathBuf) {
+    sample_sam(dir, &format!("mq{mapq}"), mapq, 1420, &[(1500, 1, 2)])
+}
+
+/// A sample's SAM over the random 3 kb reference `g` (written as g.fa):
+/// 40 reads of 100 bases from `from` on, two bases apart; every k-th read
+/// carries the base `ref + shift` at each (pos, shift, k) of `snvs`.
+fn sample_sam(
+    dir: &Path,
+    name: &str,
+    mapq: u8,
+    from: usize,
+    snvs: &[(usize, u8, usize)],
+) -> (PathBuf, PathBuf) {
     let mut rng = Rng(5);
     let r: Vec<u8> = (0..3000).map(|_| rng.below(4) as u8).collect();
     let mut fa = String::from(">g\n");
@@ -517,25 +582,119 @@ fn snv_sam(mapq: u8, dir: &Path) -> (PathBuf, PathBuf) {
     fa.push('\n');
     let fasta = dir.join("g.fa");
     std::fs::write(&fasta, fa).unwrap();
-    let mut sam = String::from("@HD\tVN:1.6\tSO:coordinate\n@SQ\tSN:g\tLN:3000\n");
+    let mut sam = format!("@HD\tVN:1.6\tSO:coordinate\n@SQ\tSN:g\tLN:3000\n@RG\tID:1\tSM:{name}\n");
     for i in 0..40 {
-        let pos = 1420 + i * 2;
+        let pos = from + i * 2;
         let mut s = r[pos..pos + 100].to_vec();
-        if i % 2 == 0 {
-            s[1500 - pos] = (r[1500] + 1) % 4;
+        for &(at, shift, k) in snvs {
+            if i % k == 0 && (pos..pos + 100).contains(&at) {
+                s[at - pos] = (r[at] + shift) % 4;
+            }
         }
         writeln!(
             sam,
-            "q{i}\t0\tg\t{}\t{mapq}\t100M\t*\t0\t0\t{}\t{}",
+            "q{i}\t0\tg\t{}\t{mapq}\t100M\t*\t0\t0\t{}\t{}\tRG:Z:1",
             pos + 1,
             letters(&s),
             "I".repeat(100)
         )
         .unwrap();
     }
-    let path = dir.join(format!("mq{mapq}.sam"));
+    let path = dir.join(format!("{name}.sam"));
     std::fs::write(&path, sam).unwrap();
     (fasta, path)
+}
+
+#[test]
+fn gvcfs_of_several_samples_genotype_jointly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut opts = CallOptions::default();
+    opts.params.gvcf = true;
+    let mut gvcfs = Vec::new();
+    // a: het G-ish at 1500; b: reference there; c: hom of another base
+    // at 1500 and het at 1520; e: no reads at 1500.
+    for (name, from, snvs) in [
+        ("a", 1420, vec![(1500, 1, 2)]),
+        ("b", 1420, vec![]),
+        ("c", 1420, vec![(1500, 2, 1), (1520, 1, 2)]),
+        ("e", 2400, vec![]),
+    ] {
+        let (fasta, sam) = sample_sam(d, name, 60, from, &snvs);
+        let out = d.join(format!("{name}.g.vcf.gz"));
+        call_file(&fasta, &sam, &out, &opts, "t", &mut |_, _| {}).unwrap();
+        gvcfs.push(out);
+    }
+    let out = d.join("joint.vcf.gz");
+    let stats = accelhub_genomics::call::joint::joint_files(&gvcfs, &out, "t").unwrap();
+    assert_eq!((stats.samples, stats.sites), (4, 2));
+    let text = gunzip(&out);
+    assert!(text.contains("\tFORMAT\ta\tb\tc\te\n"), "{text}");
+    let body: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let gt = |row: &[&str], s: usize| row[9 + s].split(':').next().unwrap().to_string();
+    // 1500: alleles REF, a's, c's; a 0/1, b 0/0 (from its block, with
+    // depth and confidence), c 2/2, e no call.
+    let site = &body[0];
+    assert_eq!(site[1], "1501");
+    assert_eq!(site[4].split(',').count(), 2, "{site:?}");
+    assert_eq!(
+        (gt(site, 0), gt(site, 1), gt(site, 2), gt(site, 3)),
+        ("0/1".into(), "0/0".into(), "2/2".into(), "./.".into())
+    );
+    let b: Vec<&str> = site[10].split(':').collect();
+    assert!(
+        b[1].parse::<u32>().unwrap() > 20 && b[2].parse::<u32>().unwrap() >= 10,
+        "{b:?}"
+    );
+    assert_eq!(site[9 + 2].split(':').nth(4).unwrap().split(',').count(), 6);
+    assert!(site[7].starts_with("AC=1,2;AN=6;"), "{}", site[7]);
+    let second = &body[1];
+    assert_eq!(second[1], "1521");
+    assert_eq!((gt(second, 0), gt(second, 2)), ("0/0".into(), "0/1".into()));
+    if Command::new("bcftools").arg("--version").output().is_ok() {
+        let o = Command::new("bcftools")
+            .args(["view", "-H"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    }
+
+    // The same sample twice, a plain VCF, and different references are
+    // refused by name.
+    let e = accelhub_genomics::call::joint::joint_files(
+        &[gvcfs[0].clone(), gvcfs[0].clone()],
+        &d.join("x.vcf.gz"),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("both sample 'a'"), "{e}");
+    let (fasta, sam) = sample_sam(d, "p", 60, 1420, &[]);
+    let plain = d.join("plain.vcf.gz");
+    call_file(
+        &fasta,
+        &sam,
+        &plain,
+        &CallOptions::default(),
+        "t",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let e = accelhub_genomics::call::joint::joint_files(
+        &[gvcfs[0].clone(), plain],
+        &d.join("x.vcf.gz"),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("plain.vcf.gz") && e.contains("--gvcf"), "{e}");
+    assert!(!d.join("x.vcf.gz").exists());
 }
 
 #[test]

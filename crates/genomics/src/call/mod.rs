@@ -11,6 +11,7 @@
 //! index are written under `.partial` names and renamed when complete: an
 //! error leaves no output behind.
 
+pub mod joint;
 pub mod model;
 
 use crate::bai::{Builder, Kind};
@@ -278,6 +279,9 @@ struct Job {
     reads: Vec<Read>,
 }
 
+/// A block ready to call: (contig, ranges to call, reads).
+type Ready = (usize, Vec<(i64, i64)>, Vec<Read>);
+
 /// Cuts a contig's reads into blocks.
 struct Blocks {
     contig: usize,
@@ -311,7 +315,7 @@ impl Blocks {
     }
 
     /// Take a read; returns the blocks it completes.
-    fn push(&mut self, read: Read, out: &mut Vec<(usize, Vec<(i64, i64)>, Vec<Read>)>) {
+    fn push(&mut self, read: Read, out: &mut Vec<Ready>) {
         if !self.wanted(&read) {
             return;
         }
@@ -332,7 +336,7 @@ impl Blocks {
         self.pending.push_back(read);
     }
 
-    fn emit(&mut self, out: &mut Vec<(usize, Vec<(i64, i64)>, Vec<Read>)>) {
+    fn emit(&mut self, out: &mut Vec<Ready>) {
         let (bs, be) = (self.beg, (self.beg + BLOCK).min(self.len));
         let ranges: Vec<(i64, i64)> = self
             .spans
@@ -362,7 +366,7 @@ impl Blocks {
     }
 
     /// The contig's end: the remaining blocks.
-    fn finish(&mut self, out: &mut Vec<(usize, Vec<(i64, i64)>, Vec<Read>)>) {
+    fn finish(&mut self, out: &mut Vec<Ready>) {
         let last = self.spans.last().map_or(0, |s| s.1);
         while self.beg < last && !self.pending.is_empty() {
             self.emit(out);
@@ -371,7 +375,13 @@ impl Blocks {
 }
 
 /// The VCF header.
-fn vcf_header(refs: &[(String, u64)], fasta: &Path, sample: &str, command_line: &str) -> String {
+fn vcf_header(
+    refs: &[(String, u64)],
+    fasta: &Path,
+    sample: &str,
+    command_line: &str,
+    gvcf: bool,
+) -> String {
     let mut h = String::from("##fileformat=VCFv4.2\n");
     h.push_str("##FILTER=<ID=PASS,Description=\"All filters passed\">\n");
     h.push_str(&format!(
@@ -392,6 +402,13 @@ fn vcf_header(refs: &[(String, u64)], fasta: &Path, sample: &str, command_line: 
         "##FORMAT=<ID=AD,Number=R,Type=Integer,Description=\"Reads that favour each allele\">\n",
         "##FORMAT=<ID=PL,Number=G,Type=Integer,Description=\"Phred-scaled genotype likelihoods\">\n",
     ));
+    if gvcf {
+        h.push_str(concat!(
+            "##ALT=<ID=NON_REF,Description=\"Any allele other than those listed\">\n",
+            "##INFO=<ID=END,Number=1,Type=Integer,Description=\"Last position of a reference block\">\n",
+            "##FORMAT=<ID=MIN_DP,Number=1,Type=Integer,Description=\"Least depth in a reference block\">\n",
+        ));
+    }
     h.push_str(&format!(
         "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{sample}\n"
     ));
@@ -408,7 +425,18 @@ pub fn vcf_line(contig: &str, s: &Site, out: &mut Vec<u8>) {
             .map(|&c| LETTER[c.min(4) as usize] as char)
             .collect()
     };
-    let alts: Vec<String> = s.alleles[1..].iter().map(|a| letters(a)).collect();
+    let n = s.alleles.len();
+    let alts: Vec<String> = s.alleles[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if s.non_ref && i + 2 == n {
+                "<NON_REF>".to_string()
+            } else {
+                letters(a)
+            }
+        })
+        .collect();
     let join = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     let _ = writeln!(
         out,
@@ -425,6 +453,27 @@ pub fn vcf_line(contig: &str, s: &Site, out: &mut Vec<u8>) {
         s.dp,
         join(&s.ad),
         join(&s.pl),
+    );
+}
+
+/// One gVCF reference block line.
+pub fn block_line(contig: &str, b: &model::Block, r: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.clear();
+    let base = r
+        .get(b.pos as usize)
+        .map_or('N', |&c| b"ACGTN"[c.min(4) as usize] as char);
+    let _ = writeln!(
+        out,
+        "{contig}\t{}\t.\t{base}\t<NON_REF>\t.\t.\tEND={}\tGT:DP:GQ:MIN_DP:PL\t0/0:{}:{}:{}:{},{},{}",
+        b.pos + 1,
+        b.end,
+        b.min_dp,
+        b.gq,
+        b.min_dp,
+        b.pl[0],
+        b.pl[1],
+        b.pl[2],
     );
 }
 
@@ -506,7 +555,7 @@ pub fn call_with(
                 .unwrap_or_else(|| "sample".into())
         })
     });
-    let head = vcf_header(&header.refs, fasta, &sample, command_line);
+    let head = vcf_header(&header.refs, fasta, &sample, command_line, opts.params.gvcf);
     let kind = Kind::for_lengths(header.refs.iter().map(|r| r.1));
     let names: Vec<String> = header.refs.iter().map(|r| r.0.clone()).collect();
     let mut writer = SortedWriter::create_with(
@@ -568,7 +617,7 @@ fn run(
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<(u64, usize, Vec<Site>)>();
+    let (res_tx, res_rx) = mpsc::channel::<(u64, usize, model::Stretch)>();
     let contig_seq = |c: usize| -> &[u8] {
         let rc = &reference.contigs[to_ref[c]];
         &reference.seq[rc.offset as usize..(rc.offset + rc.len) as usize]
@@ -588,11 +637,13 @@ fn run(
                     }
                 };
                 let r = contig_seq(job.contig);
-                let mut sites = Vec::new();
+                let mut done = model::Stretch::default();
                 for &(b, e) in &job.ranges {
-                    sites.extend(model::call_stretch(r, &job.reads, b, e, &params));
+                    let s = model::call_stretch(r, &job.reads, b, e, &params);
+                    done.sites.extend(s.sites);
+                    done.blocks.extend(s.blocks);
                 }
-                if tx.send((job.seq, job.contig, sites)).is_err() {
+                if tx.send((job.seq, job.contig, done)).is_err() {
                     return;
                 }
             });
@@ -600,39 +651,66 @@ fn run(
         drop(res_tx);
         let mut sent = 0u64;
         let mut written = 0u64;
-        let mut ready: BTreeMap<u64, (usize, Vec<Site>)> = BTreeMap::new();
+        let mut ready: BTreeMap<u64, (usize, model::Stretch)> = BTreeMap::new();
         let mut line = Vec::new();
-        let mut write_ready = |ready: &mut BTreeMap<u64, (usize, Vec<Site>)>,
+        // Where the last record written ends, per contig: a block that
+        // overlaps it (a site reaching into the next stretch) is cut.
+        let mut written_to = (usize::MAX, 0i64);
+        let mut write_ready = |ready: &mut BTreeMap<u64, (usize, model::Stretch)>,
                                written: &mut u64,
                                stats: &mut CallStats|
          -> Result<()> {
-            while let Some((contig, sites)) = ready.remove(written) {
-                for s in &sites {
-                    vcf_line(&refs[contig].0, s, &mut line);
-                    let end = s.pos + s.alleles[0].len() as i64;
-                    writer.write_indexed(contig as i32, s.pos, end, &[&line])?;
-                    count(s, stats);
+            while let Some((contig, done)) = ready.remove(written) {
+                let r = contig_seq(contig);
+                if written_to.0 != contig {
+                    written_to = (contig, 0);
+                }
+                let mut blocks = done.blocks.into_iter().peekable();
+                let mut sites = done.sites.into_iter().peekable();
+                loop {
+                    let site_first = match (sites.peek(), blocks.peek()) {
+                        (Some(s), Some(b)) => s.pos <= b.pos,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => false,
+                        (None, None) => break,
+                    };
+                    if site_first {
+                        let Some(s) = sites.next() else { break };
+                        vcf_line(&refs[contig].0, &s, &mut line);
+                        let end = s.pos + s.alleles[0].len() as i64;
+                        writer.write_indexed(contig as i32, s.pos, end, &[&line])?;
+                        written_to.1 = written_to.1.max(end);
+                        count(&s, stats);
+                    } else {
+                        let Some(mut b) = blocks.next() else { break };
+                        b.pos = b.pos.max(written_to.1);
+                        if b.pos >= b.end {
+                            continue;
+                        }
+                        block_line(&refs[contig].0, &b, r, &mut line);
+                        writer.write_indexed(contig as i32, b.pos, b.end, &[&line])?;
+                        written_to.1 = written_to.1.max(b.end);
+                    }
                 }
                 *written += 1;
             }
             Ok(())
         };
-        let send =
-            |blocks: &mut Vec<(usize, Vec<(i64, i64)>, Vec<Read>)>, sent: &mut u64| -> Result<()> {
-                for (contig, ranges, reads) in blocks.drain(..) {
-                    let job = Job {
-                        seq: *sent,
-                        contig,
-                        ranges,
-                        reads,
-                    };
-                    *sent += 1;
-                    if job_tx.send(job).is_err() {
-                        return Err(GenomicsError::Invalid("a calling thread stopped".into()));
-                    }
+        let send = |blocks: &mut Vec<Ready>, sent: &mut u64| -> Result<()> {
+            for (contig, ranges, reads) in blocks.drain(..) {
+                let job = Job {
+                    seq: *sent,
+                    contig,
+                    ranges,
+                    reads,
+                };
+                *sent += 1;
+                if job_tx.send(job).is_err() {
+                    return Err(GenomicsError::Invalid("a calling thread stopped".into()));
                 }
-                Ok(())
-            };
+            }
+            Ok(())
+        };
         let mut blocks_out = Vec::new();
         let mut current: Option<Blocks> = None;
         let mut buf = Vec::new();

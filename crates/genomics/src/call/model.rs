@@ -124,6 +124,9 @@ pub struct Site {
     pub dp: u32,
     pub ad: Vec<u32>,
     pub pl: Vec<u32>,
+    /// gVCF: the last allele is `<NON_REF>` (any other), left empty in
+    /// `alleles`.
+    pub non_ref: bool,
 }
 
 /// Settings of the method.
@@ -135,6 +138,8 @@ pub struct Params {
     pub min_mapq: u8,
     /// Sites below this QUAL are not reported.
     pub min_qual: f64,
+    /// Also give reference blocks (gVCF).
+    pub gvcf: bool,
 }
 
 impl Default for Params {
@@ -143,6 +148,7 @@ impl Default for Params {
             min_baseq: 10,
             min_mapq: 0,
             min_qual: 10.0,
+            gvcf: false,
         }
     }
 }
@@ -372,6 +378,77 @@ impl Pileup {
             claimed += self.claimed[i] as f64;
         }
         ((wrong + 1.0) / (claimed + 1.0)).clamp(0.05, 4.0) as f32
+    }
+
+    /// Reference blocks over `[beg, end)`, around `sites`: each position's
+    /// confidence that it is homozygous reference, against a het or hom
+    /// of any other allele, from its bases; runs of one GQ band merge.
+    fn ref_blocks(&self, r: &[u8], beg: i64, end: i64, sites: &[Site], scale: f32) -> Vec<Block> {
+        let mut covered = vec![false; (end - beg).max(0) as usize];
+        for s in sites {
+            let (b, e) = (s.pos.max(beg), (s.pos + s.alleles[0].len() as i64).min(end));
+            for p in b..e {
+                covered[(p - beg) as usize] = true;
+            }
+        }
+        let phred = |x: f64| (10.0 * x / std::f64::consts::LN_10).max(0.0);
+        let mut out: Vec<Block> = Vec::new();
+        let mut last_band = usize::MAX;
+        for pos in beg..end {
+            if covered[(pos - beg) as usize] {
+                last_band = usize::MAX;
+                continue;
+            }
+            let i = pos - self.lo;
+            let (n, m, claimed) =
+                if i >= 0 && (i as usize) < self.bases.len() && r[pos as usize] < 4 {
+                    let c = &self.bases[i as usize];
+                    let n: u32 = c.iter().sum();
+                    (n, n - c[r[pos as usize] as usize], self.claimed[i as usize])
+                } else {
+                    (0, 0, 0.0)
+                };
+            let e = if n > 0 {
+                ((claimed / n as f32) * scale).clamp(1e-5, 0.5) as f64
+            } else {
+                0.01
+            };
+            let (n, m) = (n as f64, m as f64);
+            let l00 = (n - m) * (1.0 - e).ln() + m * (e / 3.0).ln();
+            let l01 = n * 0.5f64.ln();
+            let l11 = (n - m) * (e / 3.0).ln() + m * (1.0 - e).ln();
+            let pl01 = phred(l00 - l01).min(9999.0).round() as u32;
+            let pl11 = phred(l00 - l11).min(9999.0).round() as u32;
+            let gq = pl01.min(pl11).min(99);
+            // Positions without reads make blocks of their own: "no
+            // call", where others are "reference, with this confidence".
+            let band = if n == 0.0 {
+                GQ_BANDS.len()
+            } else {
+                GQ_BANDS
+                    .iter()
+                    .position(|&b| gq <= b)
+                    .unwrap_or(GQ_BANDS.len() - 1)
+            };
+            match out.last_mut() {
+                Some(b) if band == last_band && b.end == pos => {
+                    b.end = pos + 1;
+                    b.min_dp = b.min_dp.min(n as u32);
+                    b.gq = b.gq.min(gq);
+                    b.pl[1] = b.pl[1].min(pl01);
+                    b.pl[2] = b.pl[2].min(pl11);
+                }
+                _ => out.push(Block {
+                    pos,
+                    end: pos + 1,
+                    min_dp: n as u32,
+                    gq,
+                    pl: [0, pl01, pl11],
+                }),
+            }
+            last_band = band;
+        }
+        out
     }
 
     fn cover_at(&self, pos: i64) -> u32 {
@@ -648,7 +725,7 @@ fn phred_of_ln(p_ln: f64) -> f64 {
 /// Call the variants of contig `r` (nucleotide codes) whose regions start
 /// in `[beg, end)`, from `reads` (sorted by position, covering the
 /// regions and their windows).
-pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) -> Vec<Site> {
+pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) -> Stretch {
     let n = r.len() as i64;
     let lo = (beg - REACH).max(0);
     let hi = (end + REACH).min(n);
@@ -661,13 +738,6 @@ pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) ->
         emit: Vec::new(),
     };
     let cands = pile.candidates(r);
-    if std::env::var_os("ACCELHUB_CALL_DEBUG").is_some() {
-        eprintln!(
-            "stretch {beg}-{end}: {} reads, candidates {:?}",
-            reads.len(),
-            cands
-        );
-    }
     let scale = pile.error_scale(r, &cands);
     scratch.err = std::array::from_fn(|q| ln_err(q as u8, scale));
     for reg in regions(r, cands) {
@@ -678,8 +748,38 @@ pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) ->
         genotype_region(r, reads, &reg, p, &mut scratch, &mut sites);
     }
     sites.sort_by_key(|s| s.pos);
-    sites
+    let blocks = if p.gvcf {
+        pile.ref_blocks(r, beg, end, &sites, scale)
+    } else {
+        Vec::new()
+    };
+    Stretch { sites, blocks }
 }
+
+/// What a stretch gives: its sites, and with [`Params::gvcf`] the
+/// reference blocks between them.
+#[derive(Debug, Clone, Default)]
+pub struct Stretch {
+    pub sites: Vec<Site>,
+    pub blocks: Vec<Block>,
+}
+
+/// A gVCF reference block: `[pos, end)` called homozygous reference,
+/// with the least depth and confidence of its positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub pos: i64,
+    pub end: i64,
+    pub min_dp: u32,
+    pub gq: u32,
+    /// Phred likelihoods of 0/0, 0/1 and 1/1 against any other allele
+    /// (the least over the block).
+    pub pl: [u32; 3],
+}
+
+/// Upper bounds of the GQ bands positions are grouped by into blocks
+/// (coarser than GATK's defaults: fewer, longer blocks).
+const GQ_BANDS: [u32; 5] = [0, 9, 19, 39, 99];
 
 struct Scratch {
     /// [`ln_err`] of each quality, for this stretch.
@@ -798,24 +898,6 @@ fn genotype_region(
     }
     if lls.is_empty() {
         return;
-    }
-    if std::env::var_os("ACCELHUB_CALL_DEBUG").is_some() {
-        eprintln!(
-            "region {}-{} vars {:?} masks {:?} reads {}",
-            reg.beg,
-            reg.end,
-            vars,
-            masks,
-            lls.len()
-        );
-        for ll in &lls {
-            eprintln!(
-                "  {:?}",
-                ll.iter()
-                    .map(|x| (x * 10.0).round() / 10.0)
-                    .collect::<Vec<_>>()
-            );
-        }
     }
     // Priors per haplotype pair from the variants they carry.
     let ln_theta = |v: &Var| {
@@ -963,6 +1045,16 @@ fn genotype_region(
                     out
                 })
                 .collect();
+            let (mut rec_alleles, mut rec_reads) = (rec_alleles, rec_reads);
+            if p.gvcf {
+                // <NON_REF>: what no listed allele explains. No read is
+                // taken to support it, a little less than the worst.
+                for a in &mut rec_reads {
+                    let worst = a.iter().cloned().fold(f64::MAX, f64::min);
+                    a.push(worst - 2.0);
+                }
+                rec_alleles.push(Vec::new());
+            }
             if let Some(site) = genotype_site(rb, rec_alleles, &rec_reads, p) {
                 sites.push(site);
             }
@@ -1352,7 +1444,10 @@ fn genotype_site(
         }
     }
     let gl = genotype_lls(per_read, na);
-    let is_indel = alleles.iter().any(|a| a.len() != alleles[0].len());
+    let listed = if p.gvcf { na - 1 } else { na };
+    let is_indel = alleles[..listed]
+        .iter()
+        .any(|a| a.len() != alleles[0].len());
     let theta = if is_indel { THETA_INDEL } else { THETA_SNV };
     let mut post = Vec::with_capacity(gl.len());
     let mut idx = 0;
@@ -1419,6 +1514,7 @@ fn genotype_site(
         dp: per_read.len() as u32,
         ad,
         pl,
+        non_ref: p.gvcf,
     })
 }
 
