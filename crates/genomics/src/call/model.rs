@@ -1540,8 +1540,9 @@ mod tests {
         // Deleting the last CA of the repeat is deleting its first.
         assert_eq!(left_align_del(&r, 8, 2), 2);
         let mut ins = codes("AC");
-        assert_eq!(left_align_ins(&r, 9, &mut ins), 3);
-        assert_eq!(ins, codes("AC"));
+        // Inserting AC before base 9 is inserting CA before base 2.
+        assert_eq!(left_align_ins(&r, 9, &mut ins), 2);
+        assert_eq!(ins, codes("CA"));
         let v = Var {
             pos: 2,
             del: 2,
