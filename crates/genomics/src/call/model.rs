@@ -42,6 +42,9 @@ const MAX_REGION: i64 = 300;
 /// candidates covers this much on each side, so that a region starting
 /// in the stretch sees all of its candidates.
 pub const REACH: i64 = MAX_REGION * 2;
+/// Reads reaching further than this on the reference from where they
+/// start may be missed by a region they overlap (clips included).
+const MAX_READ_SPAN: i64 = 5000;
 /// Base qualities are capped here (and floored at 1).
 const MAX_BASEQ: u8 = 40;
 /// Gap open and extend, as natural logs of probabilities (GATK's 45 and
@@ -842,7 +845,9 @@ fn genotype_region(
     };
     // Per-read log-likelihoods (natural logs) of each haplotype.
     let mut lls: Vec<Vec<f64>> = Vec::new();
-    let first = reads.partition_point(|x| x.end <= reg.beg - 200);
+    // Reads are sorted by position (not by end): start well before the
+    // region, and skip those that end before it below.
+    let first = reads.partition_point(|x| x.pos + MAX_READ_SPAN <= reg.beg);
     for read in &reads[first..] {
         if read.pos >= reg.end + 200 {
             break;
