@@ -722,6 +722,41 @@ fn reads_of_mapq_zero_make_no_call() {
     }
 }
 
+#[test]
+fn reads_without_bases_or_past_the_contig_end_are_borne() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fasta, sam) = snv_sam(60, dir.path());
+    let mut text = std::fs::read_to_string(&sam).unwrap();
+    // No stored sequence (SEQ *), and reads whose alignment, with a
+    // deletion, runs past the contig's end.
+    text.push_str("s1\t0\tg\t1480\t60\t50M\t*\t0\t0\t*\t*\n");
+    for i in 0..4 {
+        let bases = "ACGT".repeat(15);
+        text.push_str(&format!(
+            "e{i}\t0\tg\t{}\t60\t40M5D20M\t*\t0\t0\t{bases}\t{}\n",
+            2950 + i,
+            "I".repeat(60)
+        ));
+    }
+    std::fs::write(&sam, text).unwrap();
+    let out = dir.path().join("o.vcf.gz");
+    match call_file(
+        &fasta,
+        &sam,
+        &out,
+        &CallOptions::default(),
+        "t",
+        &mut |_, _| {},
+    ) {
+        Ok(_) => assert!(
+            gunzip(&out).contains("g\t1501\t"),
+            "the SNV is still called"
+        ),
+        // Refusing such records by name is as good as bearing them.
+        Err(e) => assert!(e.to_string().contains("mq60.sam"), "{e}"),
+    }
+}
+
 /// No file at `out`, nor its partial or index.
 fn nothing_left(out: &Path) {
     for suffix in ["", ".partial", ".tbi", ".tbi.partial"] {

@@ -246,10 +246,20 @@ fn match_contigs(
         .collect()
 }
 
-/// Decode a record into what the caller needs.
-fn decode(rec: &Record) -> Read {
+/// Decode a record into what the caller needs; None if its CIGAR does
+/// not describe its bases (no sequence stored, or lengths that disagree),
+/// which leaves nothing to call from.
+fn decode(rec: &Record) -> Option<Read> {
     const CODE: [u8; 16] = [4, 0, 1, 4, 2, 4, 4, 4, 3, 4, 4, 4, 4, 4, 4, 4];
     let n = rec.len();
+    let query: u64 = rec
+        .cigar()
+        .filter(|&(_, op)| matches!(op, 0 | 1 | 4 | 7 | 8))
+        .map(|(l, _)| l as u64)
+        .sum();
+    if n == 0 || query != n as u64 || rec.qual().len() != n {
+        return None;
+    }
     let packed = rec.packed_seq();
     let seq = (0..n)
         .map(|i| {
@@ -257,7 +267,7 @@ fn decode(rec: &Record) -> Read {
             CODE[(if i % 2 == 0 { b >> 4 } else { b & 15 }) as usize]
         })
         .collect();
-    Read {
+    Some(Read {
         pos: rec.pos() as i64,
         end: rec.end(),
         cigar: rec.cigar().collect(),
@@ -268,7 +278,7 @@ fn decode(rec: &Record) -> Read {
             .map(|&q| if q == 0xff { 30 } else { q })
             .collect(),
         mapq: rec.mapq(),
-    }
+    })
 }
 
 /// One unit of work: call `ranges` of `contig` from `reads`.
@@ -765,7 +775,7 @@ fn run(
                 let Some(blocks) = current.as_mut() else {
                     continue;
                 };
-                let read = decode(&rec);
+                let Some(read) = decode(&rec) else { continue };
                 if blocks.wanted(&read) {
                     stats.reads_used += 1;
                     for (b, e) in &blocks.spans {

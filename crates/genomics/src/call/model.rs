@@ -330,7 +330,7 @@ impl Pileup {
                         qp += len;
                     }
                     2 => {
-                        if rp > lo && rp < hi {
+                        if rp > lo && rp < hi && rp + len as i64 <= r.len() as i64 {
                             let pos = left_align_del(r, rp, len as i64);
                             let v = Var {
                                 pos,
@@ -524,7 +524,10 @@ fn regions(r: &[u8], cands: Vec<(Var, u32)>) -> Vec<Region> {
         let (beg, end) = if v.is_snv() {
             (v.pos - FLANK, v.end() + FLANK)
         } else {
-            (v.pos - 1 - FLANK, repeat_end(r, &v).max(v.end()) + FLANK)
+            // The repeat's extent, up to a region's length (a satellite
+            // of kilobases would make every read's alignment long).
+            let rep = repeat_end(r, &v).min(v.end() + MAX_REGION);
+            (v.pos - 1 - FLANK, rep.max(v.end()) + FLANK)
         };
         let (beg, end) = (beg.max(0), end.min(n));
         match out.last_mut() {
