@@ -4,8 +4,11 @@
 //!    position, the bases of good quality and the insertions and
 //!    deletions the CIGARs hold, left-aligned so that the same indel,
 //!    placed differently by different reads in a repeat, is counted once.
-//!    An allele seen in at least two reads, and in a fair share of them,
-//!    is a candidate.
+//!    Soft clips of 10 bases or more are read for the indel they hide
+//!    (an insertion then the reference, or the reference further on),
+//!    which finds the long insertions an aligner clips instead of
+//!    gapping. An allele seen in at least two reads, and in a fair share
+//!    of them, is a candidate.
 //! 2. **Regions.** Each candidate is given a window: its own bases, the
 //!    whole tandem repeat an indel sits in, and flanks. Overlapping
 //!    windows merge into one region, whose candidates are genotyped
@@ -23,12 +26,24 @@
 //!    pair-HMM), so that the read's own CIGAR, which may have put the
 //!    gap in the wrong place or clipped it away, does not decide. How
 //!    much any read can favour one haplotype over another is capped by
-//!    its mapping quality: reads of MAPQ 0 carry no weight.
+//!    its mapping quality: reads of MAPQ 0 carry no weight. Base
+//!    qualities are first scaled by how often the stretch's reads
+//!    actually mismatch the reference away from every candidate.
 //! 5. **Genotypes.** The diploid genotype is the pair of haplotypes with
 //!    the highest posterior (priors: heterozygosity 1e-3 for SNVs and
 //!    1.25e-4 for indels, half of that for homozygous). The variants of
 //!    that pair are reported; per site, reads are marginalised over the
 //!    haplotypes that carry each allele, which gives PL, GQ, AD and QUAL.
+//! 6. **Records.** A called haplotype is written as primitive records
+//!    (SNVs and indels, as VCF normalisation expects), from a global
+//!    alignment to the reference: fewest and cheapest events; on ties,
+//!    indels in homopolymers first, then substitutions before gaps;
+//!    indels left-aligned as far as their neighbours allow (see
+//!    [`decompose`]). Where the truth of a clustered variant is written
+//!    otherwise, only the description differs, not the sequence.
+//! 7. **gVCF.** Between the records, positions are grouped into
+//!    reference blocks by their confidence of being homozygous
+//!    reference, for joint genotyping ([`super::joint`]).
 
 use std::collections::HashMap;
 
