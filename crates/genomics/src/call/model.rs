@@ -39,7 +39,7 @@
 //!    alignment to the reference: fewest and cheapest events; on ties,
 //!    indels in homopolymers first, then substitutions before gaps;
 //!    indels left-aligned as far as their neighbours allow (see
-//!    [`decompose`]). Where the truth of a clustered variant is written
+//!    `decompose`). Where the truth of a clustered variant is written
 //!    otherwise, only the description differs, not the sequence.
 //! 7. **gVCF.** Between the records, positions are grouped into
 //!    reference blocks by their confidence of being homozygous
