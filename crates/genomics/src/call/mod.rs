@@ -302,10 +302,13 @@ struct Blocks {
     /// Spans of this contig to call.
     spans: Vec<(i64, i64)>,
     last_start: (i64, u32),
+    /// Every block of the spans is called, reads or not (a gVCF covers
+    /// them whole, with blocks of depth 0 where there are no reads).
+    every: bool,
 }
 
 impl Blocks {
-    fn new(contig: usize, len: i64, spans: Vec<(i64, i64)>) -> Self {
+    fn new(contig: usize, len: i64, spans: Vec<(i64, i64)>, every: bool) -> Self {
         let beg = spans.first().map_or(len, |s| s.0 / BLOCK * BLOCK);
         Blocks {
             contig,
@@ -314,6 +317,7 @@ impl Blocks {
             pending: VecDeque::new(),
             spans,
             last_start: (-1, 0),
+            every,
         }
     }
 
@@ -339,7 +343,7 @@ impl Blocks {
         }
         while read.pos >= self.beg + BLOCK + model::REACH {
             self.emit(out);
-            if self.pending.is_empty() && read.pos - model::REACH > self.beg {
+            if !self.every && self.pending.is_empty() && read.pos - model::REACH > self.beg {
                 self.beg = self.beg.max((read.pos - model::REACH) / BLOCK * BLOCK);
             }
         }
@@ -369,7 +373,7 @@ impl Blocks {
             }
         }
         self.pending = keep;
-        if !ranges.is_empty() && !block.is_empty() {
+        if !ranges.is_empty() && (self.every || !block.is_empty()) {
             out.push((self.contig, ranges, block));
         }
         self.beg = be;
@@ -378,7 +382,7 @@ impl Blocks {
     /// The contig's end: the remaining blocks.
     fn finish(&mut self, out: &mut Vec<Ready>) {
         let last = self.spans.last().map_or(0, |s| s.1);
-        while self.beg < last && !self.pending.is_empty() {
+        while self.beg < last && (self.every || !self.pending.is_empty()) {
             self.emit(out);
         }
     }
@@ -723,6 +727,16 @@ fn run(
         };
         let mut blocks_out = Vec::new();
         let mut current: Option<Blocks> = None;
+        let gvcf = opts.params.gvcf;
+        let mut next_contig = 0usize;
+        let blocks_of = |c: usize| {
+            let mine: Vec<(i64, i64)> = spans
+                .iter()
+                .filter(|s| s.contig == c)
+                .map(|s| (s.beg, s.end))
+                .collect();
+            Blocks::new(c, refs[c].1 as i64, mine, gvcf)
+        };
         let mut buf = Vec::new();
         let mut last = (-1i32, -1i64);
         let mut last_report = 0i64;
@@ -765,12 +779,14 @@ fn run(
                     if let Some(mut b) = current.take() {
                         b.finish(&mut blocks_out);
                     }
-                    let mine: Vec<(i64, i64)> = spans
-                        .iter()
-                        .filter(|s| s.contig == contig)
-                        .map(|s| (s.beg, s.end))
-                        .collect();
-                    current = Some(Blocks::new(contig, refs[contig].1 as i64, mine));
+                    // A gVCF covers the contigs no read is on, too.
+                    if gvcf {
+                        for c in next_contig..contig {
+                            blocks_of(c).finish(&mut blocks_out);
+                        }
+                    }
+                    next_contig = contig + 1;
+                    current = Some(blocks_of(contig));
                 }
                 let Some(blocks) = current.as_mut() else {
                     continue;
@@ -800,6 +816,11 @@ fn run(
             }
             if let Some(mut b) = current.take() {
                 b.finish(&mut blocks_out);
+            }
+            if gvcf {
+                for c in next_contig..refs.len() {
+                    blocks_of(c).finish(&mut blocks_out);
+                }
             }
             send(&mut blocks_out, &mut sent)
         })();
