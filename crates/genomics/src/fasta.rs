@@ -201,16 +201,8 @@ pub fn write_fai(path: &Path) -> Result<Option<std::path::PathBuf>> {
         }
         at += n;
     }
-    let fai = {
-        let mut s = path.as_os_str().to_owned();
-        s.push(".fai");
-        std::path::PathBuf::from(s)
-    };
-    let partial = {
-        let mut s = fai.as_os_str().to_owned();
-        s.push(".partial");
-        std::path::PathBuf::from(s)
-    };
+    let fai = crate::io::with_suffix(path, ".fai");
+    let partial = crate::io::with_suffix(&fai, ".partial");
     let mut out = String::new();
     for (name, len, off, bases, bytes) in rows {
         out.push_str(&format!("{name}\t{len}\t{off}\t{bases}\t{bytes}\n"));

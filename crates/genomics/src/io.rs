@@ -88,3 +88,11 @@ pub fn read_all(input: &mut Input) -> Result<Vec<u8>> {
         .map_err(|e| read_error(&input.path, e))?;
     Ok(v)
 }
+
+/// `path` with `suffix` appended to its file name (`x.bam` and `.bai`:
+/// `x.bam.bai`): the name of a file that goes beside it.
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    std::path::PathBuf::from(s)
+}

@@ -522,16 +522,8 @@ pub fn markdup_file(
         }
         Ok(())
     })();
-    match result {
-        Ok(()) => {
-            out.finish()?;
-            Ok(marks.stats)
-        }
-        Err(e) => {
-            out.abandon();
-            Err(e)
-        }
-    }
+    out.complete(result)?;
+    Ok(marks.stats)
 }
 
 /// A number per library, by read group id.

@@ -336,11 +336,8 @@ impl Collector {
             Some(m) => m.flag(id, rec),
             None => Some(rec.flag()),
         };
-        if let Err(e) = self.sorter.finish(&mut out, &mut flag, progress) {
-            out.abandon();
-            return Err(e);
-        }
-        let index = out.finish()?;
+        let written = self.sorter.finish(&mut out, &mut flag, progress);
+        let index = out.complete(written)?;
         Ok(SortStats {
             records,
             runs,

@@ -10,18 +10,8 @@ use accelhub_genomics::seq::{complement, LETTER};
 use std::fmt::Write as _;
 use std::path::Path;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 11) % n
-    }
-}
+mod common;
+use common::Rng;
 
 fn genome() -> Reference {
     let mut rng = Rng(42);

@@ -12,7 +12,7 @@ use accelhub_genomics::call::{call_file, CallOptions};
 use accelhub_genomics::fasta::{Contig, Reference};
 use accelhub_genomics::fastq::PairReader;
 use accelhub_genomics::index::{Index, Params};
-use accelhub_genomics::seq::{complement, LETTER};
+use accelhub_genomics::seq::{complement, encode_into, LETTER};
 use accelhub_genomics::sort::{SortOptions, StreamSink};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,29 +20,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) % n
-    }
-}
+mod common;
+use common::Rng;
 
 fn letters(codes: &[u8]) -> String {
     codes.iter().map(|&c| LETTER[c as usize] as char).collect()
 }
 
 fn codes(s: &str) -> Vec<u8> {
-    s.bytes()
-        .map(|b| match b {
-            b'A' => 0,
-            b'C' => 1,
-            b'G' => 2,
-            _ => 3,
-        })
-        .collect()
+    let mut out = Vec::new();
+    encode_into(s.as_bytes(), &mut out).unwrap();
+    out
 }
 
 /// A planted variant, VCF-style: 0-based position of REF, alleles as

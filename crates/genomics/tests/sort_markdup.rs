@@ -14,15 +14,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) % n
-    }
-}
+mod common;
+use common::Rng;
 
 const REFS: [(&str, u64); 2] = [("chrA", 200_000), ("chrB", 90_000)];
 

@@ -82,25 +82,38 @@ impl Header {
         self.text.extend_from_slice(line.as_bytes());
     }
 
+    /// The `@RG` lines, each as a lookup of its fields by tag (`b"ID:"`).
+    fn read_groups(&self) -> impl Iterator<Item = impl Fn(&[u8]) -> Option<Vec<u8>> + '_> + '_ {
+        self.text
+            .split(|&c| c == b'\n')
+            .filter(|line| line.starts_with(b"@RG\t"))
+            .map(|line| {
+                move |tag: &[u8]| {
+                    line.split(|&c| c == b'\t')
+                        .find(|f| f.starts_with(tag))
+                        .map(|f| f[tag.len()..].to_vec())
+                }
+            })
+    }
+
     /// Library (`LB`) of each read group (`ID`); a group without `LB` is
     /// its own library.
     pub fn libraries(&self) -> HashMap<Vec<u8>, Vec<u8>> {
         let mut out = HashMap::new();
-        for line in self.text.split(|&c| c == b'\n') {
-            if !line.starts_with(b"@RG\t") {
-                continue;
-            }
-            let field = |tag: &[u8]| {
-                line.split(|&c| c == b'\t')
-                    .find(|f| f.starts_with(tag))
-                    .map(|f| f[tag.len()..].to_vec())
-            };
+        for field in self.read_groups() {
             if let Some(id) = field(b"ID:") {
                 let lb = field(b"LB:").unwrap_or_else(|| id.clone());
                 out.insert(id, lb);
             }
         }
         out
+    }
+
+    /// The sample (`SM`) of the first read group that names one.
+    pub fn sample(&self) -> Option<String> {
+        self.read_groups()
+            .find_map(|field| field(b"SM:"))
+            .map(|s| String::from_utf8_lossy(&s).into_owned())
     }
 }
 

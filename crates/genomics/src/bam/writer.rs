@@ -7,6 +7,7 @@ use super::reader::Header;
 use super::record::{Record, FLAG_UNMAPPED};
 use crate::bai::{Builder, Kind};
 use crate::bgzf;
+use crate::io::with_suffix;
 use crate::{GenomicsError, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -21,21 +22,12 @@ pub struct SortedWriter {
 }
 
 fn partial_of(p: &Path) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
+    with_suffix(p, ".partial")
 }
 
 /// The index file beside `bam` (`x.bam.bai` or `x.bam.csi`).
 pub fn index_path(bam: &Path, kind: Kind) -> PathBuf {
-    with_extension(bam, kind.extension())
-}
-
-fn with_extension(file: &Path, ext: &str) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(".");
-    s.push(ext);
-    PathBuf::from(s)
+    with_suffix(bam, &format!(".{}", kind.extension()))
 }
 
 impl SortedWriter {
@@ -149,7 +141,7 @@ impl SortedWriter {
             let p = p.to_path_buf();
             move |source| GenomicsError::Io { path: p, source }
         };
-        let index = with_extension(&self.path, self.index.extension());
+        let index = with_suffix(&self.path, &format!(".{}", self.index.extension()));
         let index_partial = partial_of(&index);
         let result = (|| {
             let (file, blocks) = self.out.finish().map_err(io_err(&self.path))?;
@@ -173,5 +165,17 @@ impl SortedWriter {
     /// Give up: remove what was written.
     pub fn abandon(self) {
         let _ = std::fs::remove_file(&self.partial);
+    }
+
+    /// After writing, whose outcome is `written`: finish (returning the
+    /// index's path) if it went well, else abandon and pass its error on.
+    pub fn complete(self, written: Result<()>) -> Result<PathBuf> {
+        match written {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
     }
 }

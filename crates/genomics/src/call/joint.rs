@@ -12,6 +12,7 @@
 //! with no reads (`./.`). QUAL is the confidence that not every sample
 //! is homozygous reference.
 
+use super::model::{ln_prior, log_sum, THETA_SNV};
 use crate::bai::{Builder, Kind};
 use crate::bam::writer::SortedWriter;
 use crate::{GenomicsError, Result};
@@ -266,27 +267,15 @@ pub fn joint_files(inputs: &[PathBuf], out: &Path, command_line: &str) -> Result
         samples.push(s);
     }
     let contigs = contigs.unwrap_or_default();
-    let mut head = String::from("##fileformat=VCFv4.2\n");
-    head.push_str("##FILTER=<ID=PASS,Description=\"All filters passed\">\n");
-    head.push_str(&format!(
-        "##source=accelhub genomics joint {}\n##accelhubCommand={}\n",
-        env!("CARGO_PKG_VERSION"),
-        command_line.replace('\n', " ")
-    ));
-    for (n, l) in &contigs {
-        head.push_str(&format!("##contig=<ID={n},length={l}>\n"));
-    }
+    let mut head = super::vcf_preamble("joint", command_line, &contigs);
     head.push_str(concat!(
         "##INFO=<ID=AC,Number=A,Type=Integer,Description=\"Alternate allele count in called genotypes\">\n",
         "##INFO=<ID=AN,Number=1,Type=Integer,Description=\"Alleles in called genotypes\">\n",
         "##INFO=<ID=DP,Number=1,Type=Integer,Description=\"Depth summed over the samples\">\n",
-        "##FORMAT=<ID=GT,Number=1,Type=String,Description=\"Genotype\">\n",
-        "##FORMAT=<ID=GQ,Number=1,Type=Integer,Description=\"Genotype quality (Phred)\">\n",
         "##FORMAT=<ID=DP,Number=1,Type=Integer,Description=\"Reads at the site (the block's least, for reference)\">\n",
-        "##FORMAT=<ID=AD,Number=R,Type=Integer,Description=\"Reads that favour each allele\">\n",
-        "##FORMAT=<ID=PL,Number=G,Type=Integer,Description=\"Phred-scaled genotype likelihoods\">\n",
-        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT",
     ));
+    head.push_str(super::GENOTYPE_FORMATS);
+    head.push_str("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT");
     for s in &samples {
         head.push('\t');
         head.push_str(&s.name);
@@ -318,16 +307,8 @@ pub fn joint_files(inputs: &[PathBuf], out: &Path, command_line: &str) -> Result
         }
         Ok(())
     })();
-    match result {
-        Ok(()) => {
-            writer.finish()?;
-            Ok(stats)
-        }
-        Err(e) => {
-            writer.abandon();
-            Err(e)
-        }
-    }
+    writer.complete(result)?;
+    Ok(stats)
 }
 
 /// Write the joint record at `pos` of contig `c`; returns its end.
@@ -462,31 +443,17 @@ fn site_line(cname: &str, pos: i64, samples: &[Sample], c: usize, out: &mut Stri
                 .collect();
             let _ = write!(cols, ":{}", text.join(","));
             // P(0/0 | this sample), with the caller's priors.
-            let ln10 = std::f64::consts::LN_10;
-            let mut total = f64::MIN;
-            let mut p00 = 0.0;
-            for k in 0..na {
-                for j in 0..=k {
-                    let x = pl[gt_index(j, k)];
-                    let x = if x == u32::MAX { worst } else { x };
-                    let prior = match (j, k) {
-                        (0, 0) => 0.0,
-                        (0, _) => 1e-3f64.ln(),
-                        _ if j == k => (5e-4f64).ln(),
-                        _ => 2.0 * 1e-3f64.ln(),
-                    };
-                    let l = -(x as f64) / 10.0 * ln10 + prior;
-                    if (j, k) == (0, 0) {
-                        p00 = l;
-                    }
-                    total = if total == f64::MIN {
-                        l
-                    } else {
-                        total.max(l)
-                            + ((total - total.max(l)).exp() + (l - total.max(l)).exp()).ln()
-                    };
-                }
-            }
+            let ln = |j: usize, k: usize| {
+                let x = pl[gt_index(j, k)];
+                let x = if x == u32::MAX { worst } else { x };
+                -(x as f64) / 10.0 * std::f64::consts::LN_10 + ln_prior(j, k, THETA_SNV)
+            };
+            let p00 = ln(0, 0);
+            let total = log_sum(
+                (0..na)
+                    .flat_map(|k| (0..=k).map(move |j| (j, k)))
+                    .map(|(j, k)| ln(j, k)),
+            );
             ln_p_ref += p00 - total;
         }
     }

@@ -302,6 +302,8 @@ struct Blocks {
     /// Spans of this contig to call.
     spans: Vec<(i64, i64)>,
     last_start: (i64, u32),
+    /// The first span a read from here on may still reach.
+    next_span: usize,
     /// Every block of the spans is called, reads or not (a gVCF covers
     /// them whole, with blocks of depth 0 where there are no reads).
     every: bool,
@@ -317,22 +319,34 @@ impl Blocks {
             pending: VecDeque::new(),
             spans,
             last_start: (-1, 0),
+            next_span: 0,
             every,
         }
     }
 
-    fn wanted(&self, r: &Read) -> bool {
+    /// Whether read `r` reaches a span, and if so how many of its aligned
+    /// bases lie inside the spans. Reads come in position order, so the
+    /// spans behind them are passed once, not searched again per read.
+    fn reaches(&mut self, r: &Read) -> Option<u64> {
         let reach = model::REACH;
-        self.spans
+        while self.next_span < self.spans.len() && self.spans[self.next_span].1 + reach <= r.pos {
+            self.next_span += 1;
+        }
+        let mut wanted = false;
+        let mut inside = 0;
+        for &(b, e) in self.spans[self.next_span..]
             .iter()
-            .any(|&(b, e)| r.end > b - reach && r.pos < e + reach)
+            .take_while(|s| s.0 - reach < r.end)
+        {
+            wanted |= r.end > b - reach && r.pos < e + reach;
+            inside += (r.end.min(e) - r.pos.max(b)).max(0) as u64;
+        }
+        wanted.then_some(inside)
     }
 
-    /// Take a read; returns the blocks it completes.
+    /// Take a read that [`Self::reaches`] a span; returns the blocks it
+    /// completes.
     fn push(&mut self, read: Read, out: &mut Vec<Ready>) {
-        if !self.wanted(&read) {
-            return;
-        }
         if self.last_start.0 == read.pos {
             self.last_start.1 += 1;
             if self.last_start.1 > MAX_STARTS_AT_ONE_POS {
@@ -352,9 +366,10 @@ impl Blocks {
 
     fn emit(&mut self, out: &mut Vec<Ready>) {
         let (bs, be) = (self.beg, (self.beg + BLOCK).min(self.len));
-        let ranges: Vec<(i64, i64)> = self
-            .spans
+        let first = self.spans.partition_point(|s| s.1 <= bs);
+        let ranges: Vec<(i64, i64)> = self.spans[first..]
             .iter()
+            .take_while(|s| s.0 < be)
             .filter_map(|&(b, e)| {
                 let (b, e) = (b.max(bs), e.min(be));
                 (b < e).then_some((b, e))
@@ -388,6 +403,30 @@ impl Blocks {
     }
 }
 
+/// The lines every VCF written here starts with: the format, PASS, the
+/// tool and its command line, the contigs.
+pub(crate) fn vcf_preamble(tool: &str, command_line: &str, refs: &[(String, u64)]) -> String {
+    let mut h = String::from("##fileformat=VCFv4.2\n");
+    h.push_str("##FILTER=<ID=PASS,Description=\"All filters passed\">\n");
+    h.push_str(&format!(
+        "##source=accelhub genomics {tool} {}\n##accelhubCommand={}\n",
+        env!("CARGO_PKG_VERSION"),
+        command_line.replace('\n', " "),
+    ));
+    for (n, l) in refs {
+        h.push_str(&format!("##contig=<ID={n},length={l}>\n"));
+    }
+    h
+}
+
+/// FORMAT lines of GT, GQ, AD and PL (what DP counts differs by file).
+pub(crate) const GENOTYPE_FORMATS: &str = concat!(
+    "##FORMAT=<ID=GT,Number=1,Type=String,Description=\"Genotype\">\n",
+    "##FORMAT=<ID=GQ,Number=1,Type=Integer,Description=\"Genotype quality (Phred)\">\n",
+    "##FORMAT=<ID=AD,Number=R,Type=Integer,Description=\"Reads that favour each allele\">\n",
+    "##FORMAT=<ID=PL,Number=G,Type=Integer,Description=\"Phred-scaled genotype likelihoods\">\n",
+);
+
 /// The VCF header.
 fn vcf_header(
     refs: &[(String, u64)],
@@ -396,26 +435,14 @@ fn vcf_header(
     command_line: &str,
     gvcf: bool,
 ) -> String {
-    let mut h = String::from("##fileformat=VCFv4.2\n");
-    h.push_str("##FILTER=<ID=PASS,Description=\"All filters passed\">\n");
-    h.push_str(&format!(
-        "##source=accelhub genomics call {}\n##accelhubCommand={}\n##reference=file://{}\n",
-        env!("CARGO_PKG_VERSION"),
-        command_line.replace('\n', " "),
-        fasta.display()
-    ));
-    for (n, l) in refs {
-        h.push_str(&format!("##contig=<ID={n},length={l}>\n"));
-    }
+    let mut h = vcf_preamble("call", command_line, refs);
+    h.push_str(&format!("##reference=file://{}\n", fasta.display()));
     h.push_str(concat!(
         "##FILTER=<ID=LowQual,Description=\"QUAL below 20\">\n",
         "##INFO=<ID=DP,Number=1,Type=Integer,Description=\"Reads scored at the site\">\n",
-        "##FORMAT=<ID=GT,Number=1,Type=String,Description=\"Genotype\">\n",
-        "##FORMAT=<ID=GQ,Number=1,Type=Integer,Description=\"Genotype quality (Phred)\">\n",
         "##FORMAT=<ID=DP,Number=1,Type=Integer,Description=\"Reads scored at the site\">\n",
-        "##FORMAT=<ID=AD,Number=R,Type=Integer,Description=\"Reads that favour each allele\">\n",
-        "##FORMAT=<ID=PL,Number=G,Type=Integer,Description=\"Phred-scaled genotype likelihoods\">\n",
     ));
+    h.push_str(GENOTYPE_FORMATS);
     if gvcf {
         h.push_str(concat!(
             "##ALT=<ID=NON_REF,Description=\"Any allele other than those listed\">\n",
@@ -431,8 +458,8 @@ fn vcf_header(
 
 /// One VCF line.
 pub fn vcf_line(contig: &str, s: &Site, out: &mut Vec<u8>) {
+    use crate::seq::LETTER;
     use std::io::Write;
-    const LETTER: [u8; 5] = *b"ACGTN";
     out.clear();
     let letters = |a: &[u8]| -> String {
         a.iter()
@@ -476,7 +503,7 @@ pub fn block_line(contig: &str, b: &model::Block, r: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let base = r
         .get(b.pos as usize)
-        .map_or('N', |&c| b"ACGTN"[c.min(4) as usize] as char);
+        .map_or('N', |&c| crate::seq::LETTER[c.min(4) as usize] as char);
     let _ = writeln!(
         out,
         "{contig}\t{}\t.\t{base}\t<NON_REF>\t.\t.\tEND={}\tGT:DP:GQ:MIN_DP:PL\t0/0:{}:{}:{}:{},{},{}",
@@ -524,9 +551,7 @@ pub fn call_file(
     // missing, for the tools that read the VCF with it. The caller reads
     // the reference whole and needs none: where it cannot be written (a
     // read-only directory, a gzip file), calling goes on.
-    let mut fai = fasta.as_os_str().to_owned();
-    fai.push(".fai");
-    if !Path::new(&fai).exists() {
+    if !crate::io::with_suffix(fasta, ".fai").exists() {
         let _ = crate::fasta::write_fai(fasta);
     }
     call_with(&reference, fasta, reader, out, opts, command_line, progress)
@@ -563,7 +588,7 @@ pub fn call_with(
     }
     let spans = merge(spans);
     let sample = opts.sample.clone().unwrap_or_else(|| {
-        sample_of(&header.text).unwrap_or_else(|| {
+        header.sample().unwrap_or_else(|| {
             bam.file_stem()
                 .map(|s| s.to_string_lossy().trim_end_matches(".bam").to_string())
                 .unwrap_or_else(|| "sample".into())
@@ -593,26 +618,8 @@ pub fn call_with(
         &mut stats,
         progress,
     );
-    match result {
-        Ok(()) => {
-            writer.finish()?;
-            Ok(stats)
-        }
-        Err(e) => {
-            writer.abandon();
-            Err(e)
-        }
-    }
-}
-
-fn sample_of(text: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(text);
-    text.lines()
-        .filter(|l| l.starts_with("@RG\t"))
-        .find_map(|l| {
-            l.split('\t')
-                .find_map(|f| f.strip_prefix("SM:").map(str::to_string))
-        })
+    writer.complete(result)?;
+    Ok(stats)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -788,19 +795,19 @@ fn run(
                     next_contig = contig + 1;
                     current = Some(blocks_of(contig));
                 }
+                if pos - last_report >= 1_000_000 || pos < last_report {
+                    last_report = pos;
+                    progress(&refs[contig].0, pos as u64);
+                }
                 let Some(blocks) = current.as_mut() else {
                     continue;
                 };
                 let Some(read) = decode(&rec) else { continue };
-                if blocks.wanted(&read) {
-                    stats.reads_used += 1;
-                    for (b, e) in &blocks.spans {
-                        let (lo, hi) = (read.pos.max(*b), read.end.min(*e));
-                        if hi > lo {
-                            stats.aligned_bases += (hi - lo) as u64;
-                        }
-                    }
-                }
+                let Some(inside) = blocks.reaches(&read) else {
+                    continue;
+                };
+                stats.reads_used += 1;
+                stats.aligned_bases += inside;
                 blocks.push(read, &mut blocks_out);
                 if !blocks_out.is_empty() {
                     send(&mut blocks_out, &mut sent)?;
@@ -808,10 +815,6 @@ fn run(
                         ready.insert(seq, (c, sites));
                     }
                     write_ready(&mut ready, &mut written, stats)?;
-                }
-                if pos - last_report >= 1_000_000 || pos < last_report {
-                    last_report = pos;
-                    progress(&refs[contig].0, pos as u64);
                 }
             }
             if let Some(mut b) = current.take() {

@@ -66,7 +66,7 @@ const MAX_BASEQ: u8 = 40;
 /// 10 on the Phred scale).
 const GAP_OPEN: f32 = -10.36;
 const GAP_EXTEND: f32 = -2.30;
-const THETA_SNV: f64 = 1e-3;
+pub(crate) const THETA_SNV: f64 = 1e-3;
 const THETA_INDEL: f64 = 1.25e-4;
 
 /// One aligned read, as the caller needs it.
@@ -478,8 +478,9 @@ impl Pileup {
         }
     }
 
-    /// Candidates with their support, sorted by position.
-    fn candidates(&self, r: &[u8]) -> Vec<(Var, u32)> {
+    /// Candidates with their support, sorted by position (the indel
+    /// counts and clips are taken: they serve nothing after).
+    fn candidates(&mut self, r: &[u8]) -> Vec<(Var, u32)> {
         let mut out = Vec::new();
         for (i, counts) in self.bases.iter().enumerate() {
             let pos = self.lo + i as i64;
@@ -498,12 +499,12 @@ impl Pileup {
                 }
             }
         }
-        let mut indels = self.indels.clone();
-        for (pos, right, clip) in &self.clips {
+        let mut indels = std::mem::take(&mut self.indels);
+        for (pos, right, clip) in std::mem::take(&mut self.clips) {
             if clip.iter().any(|&b| b > 3) {
                 continue;
             }
-            if let Some(mut v) = from_clip(r, *pos, *right, clip) {
+            if let Some(mut v) = from_clip(r, pos, right, &clip) {
                 v.pos = if v.del == 0 {
                     left_align_ins(r, v.pos, &mut v.ins)
                 } else {
@@ -512,10 +513,10 @@ impl Pileup {
                 *indels.entry(v).or_default() += 1;
             }
         }
-        for (v, &c) in &indels {
+        for (v, c) in indels {
             let cover = self.cover_at(v.pos).max(self.cover_at(v.pos - 1));
             if c >= 2 && c * 20 >= cover {
-                out.push((v.clone(), c));
+                out.push((v, c));
             }
         }
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -723,6 +724,23 @@ fn log_sum2(a: f64, b: f64) -> f64 {
     m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
+/// ln of the sum of exp of `xs` (f64::MIN for none).
+pub(crate) fn log_sum(xs: impl IntoIterator<Item = f64>) -> f64 {
+    xs.into_iter().reduce(log_sum2).unwrap_or(f64::MIN)
+}
+
+/// ln of the prior of genotype `j/k` (j <= k) at a site of
+/// heterozygosity `theta`: a het `theta`, a hom alt half of it, a het of
+/// two alternates `theta` squared.
+pub(crate) fn ln_prior(j: usize, k: usize, theta: f64) -> f64 {
+    match (j, k) {
+        (0, 0) => 0.0,
+        (0, _) => theta.ln(),
+        _ if j == k => theta.ln() - std::f64::consts::LN_2,
+        _ => 2.0 * theta.ln(),
+    }
+}
+
 /// Genotype likelihoods of allele pairs (VCF order) from per-read allele
 /// log-likelihoods.
 fn genotype_lls(reads: &[Vec<f64>], n_alleles: usize) -> Vec<f64> {
@@ -750,7 +768,7 @@ pub fn call_stretch(r: &[u8], reads: &[Read], beg: i64, end: i64, p: &Params) ->
     let n = r.len() as i64;
     let lo = (beg - REACH).max(0);
     let hi = (end + REACH).min(n);
-    let pile = Pileup::build(r, reads, lo, hi, p);
+    let mut pile = Pileup::build(r, reads, lo, hi, p);
     let mut sites = Vec::new();
     let mut scratch = Scratch {
         err: [(0.0, 0.0); 94],
@@ -923,24 +941,16 @@ fn genotype_region(
         return;
     }
     // Priors per haplotype pair from the variants they carry.
-    let ln_theta = |v: &Var| {
-        if v.is_snv() {
-            THETA_SNV.ln()
-        } else {
-            THETA_INDEL.ln()
-        }
-    };
+    let theta = |v: &Var| if v.is_snv() { THETA_SNV } else { THETA_INDEL };
     let mut best = (f64::MIN, 0usize, 0usize);
     for a in 0..nh {
         for b in a..nh {
             let mut prior = 0.0;
             for (i, v) in vars.iter().enumerate() {
                 let c = (masks[a] >> i & 1) + (masks[b] >> i & 1);
-                prior += match c {
-                    0 => 0.0,
-                    1 => ln_theta(v),
-                    _ => ln_theta(v) - std::f64::consts::LN_2,
-                };
+                // Copies of the variant: none (0/0), het (0/1), hom (1/1).
+                let (j, k) = if c == 2 { (1, 1) } else { (0, c as usize) };
+                prior += ln_prior(j, k, theta(v));
             }
             let mut gl = prior;
             for ll in &lls {
@@ -1476,27 +1486,11 @@ fn genotype_site(
     let mut idx = 0;
     for k in 0..na {
         for j in 0..=k {
-            let prior = match (j, k) {
-                (0, 0) => 0.0,
-                (0, _) => theta.ln(),
-                _ if j == k => theta.ln() - std::f64::consts::LN_2,
-                _ => 2.0 * theta.ln(),
-            };
-            post.push(gl[idx] + prior);
+            post.push(gl[idx] + ln_prior(j, k, theta));
             idx += 1;
         }
     }
-    let log_sum = |it: &mut dyn Iterator<Item = f64>| -> f64 {
-        let mut acc: Option<f64> = None;
-        for x in it {
-            acc = Some(match acc {
-                None => x,
-                Some(a) => log_sum2(a, x),
-            });
-        }
-        acc.unwrap_or(f64::MIN)
-    };
-    let total = log_sum(&mut post.iter().cloned());
+    let total = log_sum(post.iter().copied());
     let gi = (0..post.len()).fold(0, |b, i| if post[i] > post[b] { i } else { b });
     if gi == 0 {
         return None;
@@ -1506,8 +1500,7 @@ fn genotype_site(
         return None;
     }
     let others = log_sum(
-        &mut post
-            .iter()
+        post.iter()
             .enumerate()
             .filter(|&(i, _)| i != gi)
             .map(|(_, &x)| x),
@@ -1546,15 +1539,9 @@ mod tests {
     use super::*;
 
     fn codes(s: &str) -> Vec<u8> {
-        s.bytes()
-            .map(|b| match b {
-                b'A' => 0,
-                b'C' => 1,
-                b'G' => 2,
-                b'T' => 3,
-                _ => 4,
-            })
-            .collect()
+        let mut out = Vec::new();
+        crate::seq::encode_into(s.as_bytes(), &mut out).unwrap();
+        out
     }
 
     #[test]
