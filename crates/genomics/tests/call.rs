@@ -698,6 +698,38 @@ fn gvcfs_of_several_samples_genotype_jointly() {
     .to_string();
     assert!(e.contains("plain.vcf.gz") && e.contains("--gvcf"), "{e}");
     assert!(!d.join("x.vcf.gz").exists());
+    // A gVCF of another reference, and one with a broken record, named.
+    let text = gunzip(&gvcfs[1]);
+    let other = d.join("other.g.vcf");
+    std::fs::write(&other, text.replace("length=3000", "length=3001")).unwrap();
+    let e = accelhub_genomics::call::joint::joint_files(
+        &[gvcfs[0].clone(), other],
+        &d.join("x.vcf.gz"),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("other.g.vcf") && e.contains("different references"),
+        "{e}"
+    );
+    let broken = d.join("broken.g.vcf");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let first = lines.iter().position(|l| !l.starts_with('#')).unwrap();
+    lines[first] = "g\t12";
+    std::fs::write(&broken, lines.join("\n")).unwrap();
+    let e = accelhub_genomics::call::joint::joint_files(
+        &[gvcfs[0].clone(), broken],
+        &d.join("x.vcf.gz"),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("broken.g.vcf") && e.contains(&format!("record {}", first + 1)),
+        "{e}"
+    );
+    assert!(!d.join("x.vcf.gz").exists());
 }
 
 #[test]
