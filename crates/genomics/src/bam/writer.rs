@@ -78,6 +78,19 @@ impl SortedWriter {
         end: i64,
         parts: &[&[u8]],
     ) -> Result<()> {
+        self.write_parts(ref_id, beg, end, false, parts)
+    }
+
+    /// Write `parts` as one indexed entry (`unmapped` counts it so in
+    /// the index's statistics).
+    fn write_parts(
+        &mut self,
+        ref_id: i32,
+        beg: i64,
+        end: i64,
+        unmapped: bool,
+        parts: &[&[u8]],
+    ) -> Result<()> {
         let start = self.out.spot();
         for p in parts {
             self.out.write_all(p).map_err(|source| GenomicsError::Io {
@@ -88,7 +101,7 @@ impl SortedWriter {
         let stop = self.out.spot();
         self.records += 1;
         self.index
-            .add(ref_id, beg, end, false, start, stop)
+            .add(ref_id, beg, end, unmapped, start, stop)
             .map_err(|message| GenomicsError::Format {
                 path: self.path.clone(),
                 record: self.records,
@@ -104,34 +117,18 @@ impl SortedWriter {
 
     /// Write one record with its flag replaced by `flag`.
     pub fn write_flagged(&mut self, rec: &Record, flag: u16) -> Result<()> {
-        let start = self.out.spot();
         let b = rec.bytes();
-        let io_err = |source| GenomicsError::Io {
-            path: self.path.clone(),
-            source,
-        };
         let mut fixed = [0u8; 4 + 32];
         fixed[..4].copy_from_slice(&(b.len() as u32).to_le_bytes());
         fixed[4..].copy_from_slice(&b[..32]);
         fixed[4 + 14..4 + 16].copy_from_slice(&flag.to_le_bytes());
-        self.out.write_all(&fixed).map_err(io_err)?;
-        self.out.write_all(&b[32..]).map_err(io_err)?;
-        let stop = self.out.spot();
-        self.records += 1;
-        self.index
-            .add(
-                rec.ref_id(),
-                rec.pos() as i64,
-                rec.end(),
-                rec.flag() & FLAG_UNMAPPED != 0,
-                start,
-                stop,
-            )
-            .map_err(|message| GenomicsError::Format {
-                path: self.path.clone(),
-                record: self.records,
-                message,
-            })
+        self.write_parts(
+            rec.ref_id(),
+            rec.pos() as i64,
+            rec.end(),
+            rec.flag() & FLAG_UNMAPPED != 0,
+            &[&fixed, &b[32..]],
+        )
     }
 
     /// Finish the BAM and its index and move both into place. Returns the
