@@ -161,7 +161,7 @@ async fn job(c: &Client, input: &Bytes) -> Result<()> {
     if done.state != JobState::Succeeded {
         bail!("job {} ended {:?}", done.id, done.state);
     }
-    let out = c.job_output(&done.id).await?.bytes().await?;
+    let out = c.job_output(&done.id, None).await?.bytes().await?;
     if out != *input {
         bail!("job {}: wrong output: {} bytes", done.id, out.len());
     }

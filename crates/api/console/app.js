@@ -287,6 +287,15 @@ async function ipPage(ip) {
             : `${p.fee} a month, ${p.included_calls} calls included${p.overage ? `, then ${p.overage} per call` : ", then none until the 1st"}`,
       })))),
     v.trial_calls ? el("p", { class: "muted", text: `${v.trial_calls} free trial calls per user.` }) : null));
+  // Inputs and outputs beyond the main ones.
+  if ((v.objects || []).length || (v.outputs || []).length) {
+    parts.push(el("section", { id: "io" }, el("h2", { text: "Inputs and outputs" }),
+      el("table", {}, el("tr", {}, ["", "name", "what"].map(h => el("th", { text: h }))),
+        (v.objects || []).map(o => el("tr", {}, el("td", { text: "object input" }), el("td", { text: o.name }),
+          el("td", { text: `${o.summary}${o.required ? "" : " (optional)"}` }))),
+        (v.outputs || []).map((o, i) => el("tr", {}, el("td", { text: i === 0 ? "main output" : "output" }),
+          el("td", { text: o.name }), el("td", { text: o.summary }))))));
+  }
   // Try it.
   if (me.role === "user") parts.push(tryIt(d.ip, v));
   // Versions and verification.
@@ -403,6 +412,18 @@ function monthPicker(current) {
   }, input, el("button", { type: "submit", class: "secondary", text: "Show month" })), box);
 }
 
+// Save one of a job's outputs: fetched with the token (a plain link would
+// carry none), then handed to the browser as a file named after the job.
+async function downloadOutput(job, output) {
+  const r = await api(`/v1/jobs/${encodeURIComponent(job)}/outputs/${encodeURIComponent(output.name)}`, { raw: true });
+  const url = URL.createObjectURL(await r.blob());
+  const a = el("a", { href: url, download: `${job}.${output.name}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 async function dashboard() {
   const [deps, jobs, usage, inv, limit] = await Promise.all([
     apiAll("/v1/deployments"), api("/v1/jobs"), api("/v1/usage"), api("/v1/invoices"), api("/v1/account/spending-limit"),
@@ -416,10 +437,14 @@ async function dashboard() {
         deps.map(d => el("tr", {}, el("td", {}, el("a", { href: `#/ip/${ipPath(d.ip)}`, text: d.ip })), el("td", { text: d.version }),
           el("td", { text: d.devices.join(", ") }), el("td", { text: d.replicas }), el("td", { text: d.price_per_call }))))),
     el("section", { id: "jobs" }, el("h2", { text: "Jobs" }),
-      el("table", {}, el("tr", {}, ["job", "IP", "state", "progress"].map(h => el("th", { text: h }))),
+      el("table", {}, el("tr", {}, ["job", "IP", "state", "progress", "outputs"].map(h => el("th", { text: h }))),
         jobs.map(j => el("tr", {}, el("td", { text: j.id }), el("td", { text: j.ip }), el("td", { text: j.state }),
           el("td", {}, progressBar(j.progress || 0),
-            ` ${Math.round((j.progress || 0) * 100)}%${j.items ? ` (${j.items} ${j.unit || ""})` : ""}`))))),
+            ` ${Math.round((j.progress || 0) * 100)}%${j.items ? ` (${j.items} ${j.unit || ""})` : ""}`),
+          el("td", { class: "outputs" }, (j.outputs || []).map(o => el("button", {
+            class: "secondary output", title: `${o.key}, ${o.size} bytes`, text: o.name,
+            onclick: () => downloadOutput(j.id, o).catch(e => view.prepend(errorBox(e))),
+          }))))))),
     el("section", {}, el("h2", { text: `Spend per day, ${month}` }),
       barChart(perDay(usage.records.filter(r => r.billed && r.created_at.startsWith(month)), r => Number(r.price)), "")),
     el("section", { id: "invoice" }, el("h2", { text: `Invoice ${month}` }), invoiceTable(inv), monthPicker(month)),

@@ -229,7 +229,27 @@ pub async fn output(
     body: Body,
 ) -> ApiResult<StatusCode> {
     s.platform
-        .put_work_output(&node, &id, body_stream(body))
+        .put_work_output(&node, &id, None, body_stream(body))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Upload one of the named outputs (`[[output]]` in `ip.toml`) of a job
+/// leased to this node, before reporting its success.
+#[utoipa::path(put, path = "/v1/agent/jobs/{id}/outputs/{name}", tag = "agent",
+    params(("id" = String, Path), ("name" = String, Path), ("accelhub-node" = String, Header)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204), (status = 400, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem)),
+    security(("agent_token" = [])))]
+pub async fn named_output(
+    State(s): State<AppState>,
+    AgentNode(node): AgentNode,
+    ApiPath((id, name)): ApiPath<(String, String)>,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    s.platform
+        .put_work_output(&node, &id, Some(&name), body_stream(body))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

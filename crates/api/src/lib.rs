@@ -100,6 +100,8 @@ impl Default for HttpConfig {
         routes::get_job,
         routes::cancel_job,
         routes::job_output,
+        routes::job_outputs,
+        routes::job_named_output,
         routes::delete_job,
         routes::usage,
         routes::subscribe,
@@ -119,6 +121,7 @@ impl Default for HttpConfig {
         agent::object,
         agent::artifact,
         agent::output,
+        agent::named_output,
         agent::finish,
     ),
     components(schemas(Problem)),
@@ -211,6 +214,8 @@ pub fn router(platform: Arc<Platform>, config: &HttpConfig) -> Router {
         )
         .route("/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/jobs/{id}/output", get(routes::job_output))
+        .route("/jobs/{id}/outputs", get(routes::job_outputs))
+        .route("/jobs/{id}/outputs/{name}", get(routes::job_named_output))
         .route("/usage", get(routes::usage))
         .route(
             "/subscriptions",
@@ -242,6 +247,10 @@ pub fn router(platform: Arc<Platform>, config: &HttpConfig) -> Router {
         .route("/agent/jobs/{id}/objects/{name}", get(agent::object))
         .route("/agent/jobs/{id}/artifact", get(agent::artifact))
         .route("/agent/jobs/{id}/output", axum::routing::put(agent::output))
+        .route(
+            "/agent/jobs/{id}/outputs/{name}",
+            axum::routing::put(agent::named_output),
+        )
         .route("/agent/jobs/{id}/finish", post(agent::finish))
         // Bodies are read by the handlers, each with its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable());

@@ -558,7 +558,32 @@ pub async fn cancel_job(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Json<
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn job_output(c: Ctx, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
-    let (info, stream) = c.platform.job_output(&c.me, &id).await?;
+    let (info, stream) = c.platform.job_output(&c.me, &id, None).await?;
+    Ok(octets(stream, Some(info.size), Some(&info.sha256)))
+}
+
+/// A succeeded job's outputs, the main one first (an IP declares named
+/// outputs in `ip.toml`; one that declares none has one, `output`).
+#[utoipa::path(get, path = "/v1/jobs/{id}/outputs", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<accelhub_domain::JobOutput>),
+        (status = 404, body = Problem)))]
+pub async fn job_outputs(
+    c: Ctx,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Vec<accelhub_domain::JobOutput>>> {
+    Ok(Json(c.platform.job(&c.me, &id).await?.outputs))
+}
+
+/// Download one of a succeeded job's outputs by name.
+#[utoipa::path(get, path = "/v1/jobs/{id}/outputs/{name}", tag = "jobs",
+    params(("id" = String, Path), ("name" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn job_named_output(
+    c: Ctx,
+    ApiPath((id, name)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    let (info, stream) = c.platform.job_output(&c.me, &id, Some(&name)).await?;
     Ok(octets(stream, Some(info.size), Some(&info.sha256)))
 }
 

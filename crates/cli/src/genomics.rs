@@ -263,7 +263,7 @@ fn align_reads(
 
 fn report_alignment(
     stats: &accelhub_genomics::align::AlignStats,
-    aligner: &Aligner,
+    max_occ: usize,
     started: std::time::Instant,
 ) {
     let insert = stats
@@ -276,44 +276,9 @@ fn report_alignment(
         stats.mapped,
         100.0 * stats.mapped as f64 / stats.reads.max(1) as f64,
         stats.proper_pairs,
-        aligner.max_occ(),
+        max_occ,
         started.elapsed().as_secs_f64()
     );
-}
-
-/// The germline flow's QC summary, as `key<TAB>value` lines.
-fn qc_summary(
-    align: &accelhub_genomics::align::AlignStats,
-    dups: Option<&accelhub_genomics::markdup::MarkdupStats>,
-    call: &accelhub_genomics::call::CallStats,
-) -> String {
-    let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
-    let mut out = String::new();
-    let mut row = |k: &str, v: String| out.push_str(&format!("{k}\t{v}\n"));
-    row("reads", align.reads.to_string());
-    row(
-        "mapped_pct",
-        format!("{:.2}", pct(align.mapped, align.reads)),
-    );
-    row(
-        "proper_pairs_pct",
-        format!("{:.2}", pct(align.proper_pairs, align.reads)),
-    );
-    if let Some(d) = dups {
-        let n = d.duplicate_pair + d.duplicate_single;
-        row("duplicates_pct", format!("{:.2}", pct(n, d.examined)));
-    }
-    if let Some(m) = align.insert {
-        row("insert_mean", format!("{:.1}", m.mean));
-        row("insert_sd", format!("{:.1}", m.sd));
-    }
-    row("called_bases", call.bases_called.to_string());
-    row("mean_depth", format!("{:.2}", call.mean_depth()));
-    row("snvs", call.snvs.to_string());
-    row("indels", call.indels.to_string());
-    row("ts_tv", format!("{:.3}", call.ts_tv()));
-    row("het_hom", format!("{:.3}", call.het_hom()));
-    out
 }
 
 fn command_line() -> String {
@@ -432,58 +397,53 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             let path = index_path(&prefix);
             let idx = Index::load(&path)
                 .with_context(|| format!("loading the index {}", path.display()))?;
-            let aligner = Aligner::new(
-                &idx,
-                AlignOptions {
+            let opts = accelhub_genomics::germline::Options {
+                align: AlignOptions {
                     threads,
                     read_group,
-                    format: Format::Bam,
                     command_line: command_line(),
                     ..Default::default()
                 },
-            );
-            let sort_opts = accelhub_genomics::sort::SortOptions {
-                memory,
-                tmp_dir: output.clone(),
-                threads,
-                level: 6,
+                sort: accelhub_genomics::sort::SortOptions {
+                    memory,
+                    tmp_dir: output.clone(),
+                    threads,
+                    level: 6,
+                },
+                call: accelhub_genomics::call::CallOptions {
+                    threads,
+                    regions,
+                    bed,
+                    ..Default::default()
+                },
             };
-            let md = accelhub_genomics::markdup::MarkdupOptions {
-                threads,
-                level: 6,
-                remove: false,
-                supplementary: false,
+            let r2 = match r2 {
+                Some(p) => Some(FastqReader::open(&p)?),
+                None => None,
             };
-            let b = bar(0, "{spinner} align: {human_pos} reads ({per_sec})");
-            let mut sink = accelhub_genomics::sort::StreamSink::new(&sort_opts, Some(&md));
-            let align = align_reads(&aligner, &r1, r2.as_deref(), &mut sink, &b)?;
-            b.finish_and_clear();
-            report_alignment(&align, &aligner, started);
-            let b = bar(0, "{spinner} sort, mark duplicates: {human_pos} records");
-            let sorted = sink.finish(&bam, &mut |n| b.set_position(n))?;
-            b.finish_and_clear();
-            if let Some(md) = &sorted.markdup {
-                report_duplicates(md);
-            }
-            let b = bar(0, "{spinner} call: {msg}");
-            let opts = accelhub_genomics::call::CallOptions {
-                threads,
-                regions,
-                bed,
-                ..Default::default()
-            };
-            let reader = accelhub_genomics::bam::reader::Reader::open(&bam, threads)?;
-            let called = accelhub_genomics::call::call_with(
-                &idx.reference,
+            let b = bar(0, "{spinner} {msg}");
+            let report = accelhub_genomics::germline::run(
+                &idx,
                 &path,
-                reader,
+                (FastqReader::open(&r1)?, r2),
+                &bam,
                 &vcf,
                 &opts,
-                &command_line(),
-                &mut |contig, pos| b.set_message(format!("{contig}:{:.1} Mb", pos as f64 / 1e6)),
+                &mut |s| {
+                    use accelhub_genomics::germline::Stage;
+                    b.set_message(match s {
+                        Stage::Aligned(n) => format!("align: {n} reads"),
+                        Stage::Sorted(n) => format!("sort, mark duplicates: {n} records"),
+                        Stage::Calling(c, pos) => format!("call: {c}:{:.1} Mb", pos as f64 / 1e6),
+                    });
+                },
             )?;
             b.finish_and_clear();
-            let summary = qc_summary(&align, sorted.markdup.as_ref(), &called);
+            report_alignment(&report.align, report.max_occ, started);
+            if let Some(md) = &report.markdup {
+                report_duplicates(md);
+            }
+            let summary = report.qc();
             std::fs::write(&qc, &summary).with_context(|| format!("writing {}", qc.display()))?;
             eprint!("{summary}");
             eprintln!(
@@ -699,7 +659,7 @@ pub fn run(cmd: GenomicsCmd) -> Result<()> {
             if let (Some(t), Some(o)) = (&tmp, &output) {
                 std::fs::rename(t, o).with_context(|| format!("renaming to {}", o.display()))?;
             }
-            report_alignment(&stats, &aligner, started);
+            report_alignment(&stats, aligner.max_occ(), started);
             if let Some(s) = sort_stats {
                 if let Some(md) = &s.markdup {
                     report_duplicates(md);

@@ -499,9 +499,13 @@ impl Client {
             .await
     }
 
-    pub async fn job_output(&self, id: &str) -> Result<Response> {
-        self.send(self.req(Method::GET, &format!("/v1/jobs/{id}/output")))
-            .await
+    /// A succeeded job's main output, or the one called `name`.
+    pub async fn job_output(&self, id: &str, name: Option<&str>) -> Result<Response> {
+        let path = match name {
+            None => format!("/v1/jobs/{id}/output"),
+            Some(n) => format!("/v1/jobs/{id}/outputs/{n}"),
+        };
+        self.send(self.req(Method::GET, &path)).await
     }
 
     pub async fn delete_job(&self, id: &str) -> Result<()> {
@@ -697,10 +701,20 @@ impl AgentClient {
         })
     }
 
-    pub async fn put_output(&self, job: &str, body: impl Into<reqwest::Body>) -> Result<()> {
+    /// Upload a leased job's main output (`name` None) or a named one.
+    pub async fn put_output(
+        &self,
+        job: &str,
+        name: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<()> {
+        let path = match name {
+            None => format!("/v1/agent/jobs/{job}/output"),
+            Some(n) => format!("/v1/agent/jobs/{job}/outputs/{n}"),
+        };
         self.api
             .send(
-                self.req(Method::PUT, &format!("/v1/agent/jobs/{job}/output"))
+                self.req(Method::PUT, &path)
                     .header("content-type", "application/octet-stream")
                     .body(body),
             )

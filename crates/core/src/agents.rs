@@ -405,6 +405,12 @@ impl Platform {
             params: job.params.clone(),
             limits: version.limits,
             objects,
+            outputs: version
+                .outputs
+                .iter()
+                .skip(1)
+                .map(|o| o.name.clone())
+                .collect(),
             lease_ms: self.config.job_lease.as_millis() as u64,
         })
     }
@@ -490,12 +496,31 @@ impl Platform {
             .map_err(|e| CoreError::Internal(format!("cannot read the artifact: {e}")))
     }
 
-    /// Store the job's output in its owner's space (before reporting
-    /// success). Returns its size.
-    pub async fn put_work_output(&self, node: &str, job: &str, body: ByteStream) -> Result<u64> {
+    /// Store one of the job's outputs in its owner's space (before
+    /// reporting success): the main one, or the one its IP declares as
+    /// `name`. Returns its size.
+    pub async fn put_work_output(
+        &self,
+        node: &str,
+        job: &str,
+        name: Option<&str>,
+        body: ByteStream,
+    ) -> Result<u64> {
         let j = self.leased(node, job).await?;
         let version = self.version_by_id(j.version_id).await?;
-        let key = output_key(job);
+        let key = match name {
+            None => output_key(job),
+            Some(n) => output_keys(job, &version)
+                .into_iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, key)| key)
+                .ok_or_else(|| {
+                    CoreError::BadRequest(format!(
+                        "{} {} declares no output '{n}'",
+                        version.ip, version.version
+                    ))
+                })?,
+        };
         let put = self
             .objects
             .put_stream(
@@ -519,6 +544,19 @@ impl Platform {
         };
         let version: Option<Arc<VersionRow>> = self.version_by_id(j.version_id).await.ok();
         let succeeded = matches!(report, JobReport::Succeeded { .. });
+        // The outputs the node stored, the main one first.
+        let mut outputs = Vec::new();
+        if let (true, Some(v)) = (succeeded, version.as_deref()) {
+            for (name, key) in output_keys(job, v) {
+                if let Some(o) = self.store.get_object(j.account_id, &key).await? {
+                    outputs.push(accelhub_domain::JobOutput {
+                        name,
+                        key,
+                        size: o.size,
+                    });
+                }
+            }
+        }
         let (outcome, usage) = match report {
             JobReport::Succeeded {
                 output_size,
@@ -530,6 +568,7 @@ impl Platform {
                 JobOutcome::Succeeded {
                     output_key: output_key(job),
                     output_size,
+                    outputs,
                     log,
                     items: items.zip(unit),
                 },
@@ -576,12 +615,17 @@ impl Platform {
             // unless another attempt has succeeded since with the same key.
             let now = self.store.get_job(job).await?;
             if !matches!(now, Some(ref n) if n.state == JobState::Succeeded) {
-                let key = output_key(job);
-                if self.store.delete_object(j.account_id, &key).await? {
-                    let _ = self
-                        .objects
-                        .delete(&account_object_key(j.account_id, &key))
-                        .await;
+                let keys = match version.as_deref() {
+                    Some(v) => output_keys(job, v),
+                    None => vec![(String::new(), output_key(job))],
+                };
+                for (_, key) in keys {
+                    if self.store.delete_object(j.account_id, &key).await? {
+                        let _ = self
+                            .objects
+                            .delete(&account_object_key(j.account_id, &key))
+                            .await;
+                    }
                 }
             }
         }
@@ -606,7 +650,25 @@ impl Platform {
     }
 }
 
-/// The key of a job's output in its owner's space.
+/// The key of a job's (main) output in its owner's space.
 pub(crate) fn output_key(job: &str) -> String {
     format!("{job}.out")
+}
+
+/// Every output a job of `version` may have, by name, with its key: the
+/// main one first (named `output` when the IP declares none), each named
+/// one beside it.
+pub(crate) fn output_keys(job: &str, version: &VersionRow) -> Vec<(String, String)> {
+    let mut keys = vec![(
+        version
+            .outputs
+            .first()
+            .map_or(accelhub_domain::MAIN_OUTPUT, |o| o.name.as_str())
+            .to_string(),
+        output_key(job),
+    )];
+    for o in version.outputs.iter().skip(1) {
+        keys.push((o.name.clone(), format!("{job}.out.{}", o.name)));
+    }
+    keys
 }

@@ -211,6 +211,7 @@ pub(crate) fn version_view(v: &VersionRow) -> IpVersion {
         tags: v.tags.clone(),
         devices: v.implementations.iter().map(|i| i.device.clone()).collect(),
         objects: v.objects.clone(),
+        outputs: v.outputs.clone(),
         price_per_call: v.price,
         plans: v.plans(),
         trial_calls: v.pricing.trial_calls,

@@ -130,22 +130,34 @@ impl Platform {
         self.job(account, id).await
     }
 
-    /// The output object of a succeeded job.
+    /// An output object of a succeeded job: the one called `name`, or
+    /// the main one.
     pub async fn job_output(
         &self,
         account: &Account,
         id: &str,
+        name: Option<&str>,
     ) -> Result<(accelhub_domain::ObjectInfo, accelhub_objects::ByteStream)> {
-        let job = self.owned_job(account, id).await?;
-        let key = match (&job.state, &job.output_key) {
-            (JobState::Succeeded, Some(k)) => k.clone(),
-            (state, _) => {
-                return Err(CoreError::Conflict(format!(
-                    "job '{id}' is {state}: only a succeeded job has output"
-                )))
-            }
+        let job = job_view(self.owned_job(account, id).await?);
+        if job.state != JobState::Succeeded {
+            return Err(CoreError::Conflict(format!(
+                "job '{id}' is {}: only a succeeded job has output",
+                job.state
+            )));
+        }
+        let found = match name {
+            None => job.outputs.first(),
+            Some(n) => job.outputs.iter().find(|o| o.name == n),
         };
-        self.get_object(account, &key).await
+        let Some(output) = found else {
+            let names: Vec<&str> = job.outputs.iter().map(|o| o.name.as_str()).collect();
+            return Err(CoreError::NotFound(format!(
+                "job '{id}' has no output '{}'; it has {}",
+                name.unwrap_or_default(),
+                names.join(", ")
+            )));
+        };
+        self.get_object(account, &output.key).await
     }
 
     /// Delete a finished job and its output.
@@ -157,10 +169,10 @@ impl Platform {
                 job.state
             )));
         }
-        if let Some(key) = &job.output_key {
-            if self.store.delete_object(account.id, key).await? {
+        for output in job_view(job).outputs {
+            if self.store.delete_object(account.id, &output.key).await? {
                 self.objects
-                    .delete(&account_object_key(account.id, key))
+                    .delete(&account_object_key(account.id, &output.key))
                     .await?;
             }
         }
@@ -170,6 +182,15 @@ impl Platform {
 }
 
 pub(crate) fn job_view(j: JobRow) -> Job {
+    // Jobs that succeeded before outputs were named have one, unnamed.
+    let outputs = match (&j.output_key, j.outputs.is_empty()) {
+        (Some(key), true) => vec![accelhub_domain::JobOutput {
+            name: accelhub_domain::MAIN_OUTPUT.into(),
+            key: key.clone(),
+            size: j.output_size.unwrap_or(0),
+        }],
+        _ => j.outputs,
+    };
     Job {
         id: j.id,
         account: j.account,
@@ -187,6 +208,7 @@ pub(crate) fn job_view(j: JobRow) -> Job {
         max_attempts: j.max_attempts,
         output_key: j.output_key,
         output_size: j.output_size,
+        outputs,
         error: j.error,
         log: j.log,
         created_at: j.created_at,

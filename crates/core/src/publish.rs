@@ -268,6 +268,7 @@ impl Platform {
                 limits,
                 implementations,
                 objects: m.objects.clone(),
+                outputs: m.outputs.clone(),
                 tests,
                 pricing: m.pricing.terms.clone(),
             })

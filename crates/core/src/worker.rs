@@ -54,14 +54,17 @@ impl JobSource for LocalJobs {
     async fn artifact(&self, job: &str) -> Result<Bytes> {
         Ok(self.platform.work_artifact(&self.node, job).await?)
     }
-    async fn put_output(&self, job: &str, output: Output) -> Result<u64> {
+    async fn put_output(&self, job: &str, name: Option<&str>, output: Output) -> Result<u64> {
         let body: ByteStream = match output {
             Output::Bytes(b) => Box::pin(futures::stream::once(async move { Ok(b) })),
             Output::File { path, .. } => file_stream(&path)
                 .await
                 .map_err(|e| SourceError::Local(format!("cannot read the output: {e}")))?,
         };
-        Ok(self.platform.put_work_output(&self.node, job, body).await?)
+        Ok(self
+            .platform
+            .put_work_output(&self.node, job, name, body)
+            .await?)
     }
     async fn finish(&self, job: &str, report: JobReport) -> Result<bool> {
         Ok(self.platform.finish_work(&self.node, job, report).await?)

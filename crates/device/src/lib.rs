@@ -53,8 +53,28 @@ pub struct CallControl {
     /// Work items done so far, in the IP's own unit (reads, records…), for
     /// IPs that count them.
     pub items: AtomicU64,
-    /// The unit of `items`, set once by the IP (e.g. `reads`).
-    pub unit: std::sync::OnceLock<&'static str>,
+    /// The unit of `items` (e.g. `reads`), set by the IP; a kernel of
+    /// several stages names each as it starts (`reads aligned`, then
+    /// `records sorted`…), with `items` counting from 0 again.
+    pub unit: Unit,
+}
+
+/// The unit of a call's progress count; see [`CallControl::unit`].
+#[derive(Debug, Default)]
+pub struct Unit(std::sync::Mutex<Option<String>>);
+
+impl Unit {
+    /// Name the unit (replacing the one before).
+    pub fn set(&self, unit: &str) {
+        let mut u = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if u.as_deref() != Some(unit) {
+            *u = Some(unit.to_string());
+        }
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Opens an object input's bytes as a stream, when (and only if) the IP
@@ -189,6 +209,10 @@ pub struct CallInput {
     /// What the caller calls the input (an object key), for messages.
     pub input_name: String,
     pub output: OutputSink,
+    /// Where each named output the IP may write beside the main one goes
+    /// (its `[[output]]`s after the first), by name. Each is capped at the
+    /// output limit, as the main one.
+    pub named_outputs: std::collections::BTreeMap<String, OutputSink>,
     pub params: Params,
     /// Object inputs by parameter name (see `[[object]]` in `ip.toml`).
     pub objects: std::collections::BTreeMap<String, ObjectArg>,
@@ -203,6 +227,7 @@ impl CallInput {
             input: CallData::Bytes(input),
             input_name: "input".into(),
             output: OutputSink::Memory,
+            named_outputs: Default::default(),
             params,
             objects: Default::default(),
             limits,
@@ -243,6 +268,8 @@ impl Output {
 #[derive(Debug, Clone)]
 pub struct CallOutput {
     pub output: Output,
+    /// The named outputs the IP wrote (of those the call offered).
+    pub named: std::collections::BTreeMap<String, Output>,
     /// What the IP wrote to its log (stderr).
     pub log: Bytes,
     /// Time spent on the device.

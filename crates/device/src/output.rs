@@ -218,3 +218,116 @@ mod tests {
         assert_eq!(w.written(), 10);
     }
 }
+
+/// Files an IP wrote in a directory of its own, named as its declared
+/// outputs: the way a backend that runs code writing files (a wasm module
+/// under `/outputs`, a native kernel through a library that writes paths)
+/// hands over its named outputs. Each is capped at the output limit, as
+/// the main output; the directory goes with the value.
+pub struct NamedFiles {
+    dir: tempfile::TempDir,
+    sinks: std::collections::BTreeMap<String, OutputSink>,
+    limit: u64,
+}
+
+/// Why named outputs could not be taken.
+#[derive(Debug)]
+pub enum NamedError {
+    /// One is larger than the output limit.
+    TooLarge,
+    Io(std::io::Error),
+}
+
+impl NamedFiles {
+    /// A fresh directory for `sinks`' files, beside the first file sink
+    /// (so that taking a file is a rename), else in the temporary
+    /// directory.
+    pub fn new(
+        sinks: std::collections::BTreeMap<String, OutputSink>,
+        limit: u64,
+    ) -> std::io::Result<NamedFiles> {
+        let beside = sinks.values().find_map(|s| match s {
+            OutputSink::File(p) => p.parent().map(std::path::Path::to_path_buf),
+            OutputSink::Spill { dir, .. } => Some(dir.clone()),
+            OutputSink::Memory => None,
+        });
+        let dir = match beside {
+            Some(d) => {
+                std::fs::create_dir_all(&d)?;
+                tempfile::Builder::new().prefix("outputs-").tempdir_in(d)?
+            }
+            None => tempfile::Builder::new().prefix("outputs-").tempdir()?,
+        };
+        Ok(NamedFiles { dir, sinks, limit })
+    }
+
+    /// Where the IP writes: `DIR/NAME` for each output.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Whether the directory holds more than its outputs may (checked while
+    /// the IP runs, so that a runaway writer is stopped): more bytes than
+    /// the limit of every output together, or more entries than outputs
+    /// beside a few of the IP's own.
+    pub fn overgrown(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return false;
+        };
+        let cap = self.limit.saturating_mul(self.sinks.len().max(1) as u64);
+        let (mut n, mut bytes) = (0usize, 0u64);
+        for e in entries.flatten() {
+            n += 1;
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        n > self.sinks.len() + 64 || bytes > cap
+    }
+
+    /// The declared outputs the IP wrote (regular files named as them),
+    /// moved into their sinks; anything else in the directory is dropped.
+    pub fn take(self) -> Result<std::collections::BTreeMap<String, Output>, NamedError> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, sink) in &self.sinks {
+            let src = self.dir.path().join(name);
+            let Ok(meta) = std::fs::symlink_metadata(&src) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            if meta.len() > self.limit {
+                return Err(NamedError::TooLarge);
+            }
+            let output = match sink {
+                OutputSink::File(path) if std::fs::rename(&src, path).is_ok() => Output::File {
+                    path: path.clone(),
+                    size: meta.len(),
+                },
+                _ => {
+                    let mut w = OutputWriter::new(sink, self.limit).map_err(NamedError::Io)?;
+                    let mut f = File::open(&src).map_err(NamedError::Io)?;
+                    if let Err(e) = std::io::copy(&mut f, &mut w) {
+                        return Err(if w.exceeded() {
+                            NamedError::TooLarge
+                        } else {
+                            NamedError::Io(e)
+                        });
+                    }
+                    w.finish().map_err(NamedError::Io)?
+                }
+            };
+            out.insert(name.clone(), output);
+        }
+        Ok(out)
+    }
+}
+
+impl NamedError {
+    /// The call's error for this, with its log.
+    pub fn into_call_error(self, limit_bytes: u64, log: Bytes) -> crate::CallError {
+        match self {
+            NamedError::TooLarge => crate::CallError::OutputTooLarge { limit_bytes, log },
+            NamedError::Io(e) => crate::CallError::output(e, log),
+        }
+    }
+}

@@ -106,6 +106,10 @@ pub struct WorkItem {
     pub params: Params,
     pub limits: Limits,
     pub objects: Vec<WorkObject>,
+    /// The named outputs the IP writes beside its main one (its
+    /// `[[output]]`s after the first), each uploaded by name.
+    #[serde(default)]
+    pub outputs: Vec<String>,
     /// How long the lease lasts without renewal.
     pub lease_ms: u64,
 }

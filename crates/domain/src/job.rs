@@ -96,6 +96,11 @@ pub struct Job {
     /// Object key of the output, once succeeded.
     pub output_key: Option<String>,
     pub output_size: Option<u64>,
+    /// Every output of a succeeded job, the main one first: an IP that
+    /// declares `[[output]]`s gives each its name; otherwise the one
+    /// output is called `output`.
+    #[serde(default)]
+    pub outputs: Vec<JobOutput>,
     pub error: Option<String>,
     /// The tail of what the IP wrote to stderr.
     pub log: Option<String>,
@@ -104,3 +109,15 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     pub history: Vec<JobAttempt>,
 }
+
+/// One output of a succeeded job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobOutput {
+    pub name: String,
+    /// The object it is kept as, in the job owner's space.
+    pub key: String,
+    pub size: u64,
+}
+
+/// The name of the output of an IP that declares none.
+pub const MAIN_OUTPUT: &str = "output";

@@ -24,9 +24,9 @@ pub use agent::{
     AgentHello, AgentToken, ClaimRequest, CreateAgentToken, CreatedAgentToken, JobReport,
     LeaseState, NodeReport, NodeState, Recorded, Renewal, WorkItem, WorkObject,
 };
-pub use job::{Job, JobAttempt, JobState};
+pub use job::{Job, JobAttempt, JobOutput, JobState, MAIN_OUTPUT};
 pub use limits::{Limits, LimitsRequest};
-pub use manifest::{IpName, Manifest, ManifestError, ObjectParam};
+pub use manifest::{IpName, Manifest, ManifestError, ObjectParam, OutputParam, MAX_OUTPUTS};
 pub use market::{
     CatalogFilter, CatalogSort, IpStats, RatingSummary, Reply, Review, SubmitReply, SubmitReview,
 };

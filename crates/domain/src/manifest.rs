@@ -109,6 +109,19 @@ pub struct ObjectParam {
     pub summary: String,
 }
 
+/// A named output (`[[output]]` in `ip.toml`). The first declared names the
+/// main output (a wasm module's stdout); the others are written beside it
+/// (a wasm module writes `/outputs/NAME`). A job keeps each as an object
+/// of its owner; `accelhub job output JOB --name NAME` fetches one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutputParam {
+    pub name: String,
+    pub summary: String,
+}
+
+/// Most named outputs a version may declare.
+pub const MAX_OUTPUTS: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Pricing {
     pub per_call: Money,
@@ -128,6 +141,8 @@ pub struct Manifest {
     pub tags: Vec<String>,
     pub implementations: Vec<Implementation>,
     pub objects: Vec<ObjectParam>,
+    /// Named outputs, the main one first; empty: one unnamed output.
+    pub outputs: Vec<OutputParam>,
     pub tests: Vec<TestVector>,
     pub pricing: Pricing,
     pub limits: LimitsRequest,
@@ -146,6 +161,8 @@ struct RawManifest {
     implementations: Vec<RawImplementation>,
     #[serde(default, rename = "object")]
     objects: Vec<RawObject>,
+    #[serde(default, rename = "output")]
+    outputs: Vec<RawOutput>,
     #[serde(default, rename = "test")]
     tests: Vec<RawTest>,
     pricing: RawPricing,
@@ -178,6 +195,14 @@ struct RawObject {
     name: String,
     #[serde(default = "yes")]
     required: bool,
+    #[serde(default)]
+    summary: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    name: String,
     #[serde(default)]
     summary: String,
 }
@@ -413,6 +438,42 @@ impl Manifest {
             });
         }
 
+        if raw.outputs.len() > MAX_OUTPUTS {
+            return Err(ManifestError::field(
+                "output",
+                format!("at most {MAX_OUTPUTS} outputs may be declared"),
+            ));
+        }
+        let mut outputs: Vec<OutputParam> = Vec::new();
+        for (i, o) in raw.outputs.into_iter().enumerate() {
+            let field = format!("output[{i}].name");
+            validate_param_name(&o.name).map_err(|e| ManifestError::field(&field, e))?;
+            if outputs.iter().any(|x| x.name == o.name) {
+                return Err(ManifestError::field(
+                    field,
+                    format!("output '{}' is declared twice", o.name),
+                ));
+            }
+            outputs.push(OutputParam {
+                name: o.name,
+                summary: o.summary.trim().to_string(),
+            });
+        }
+        if let Some(k) = implementations
+            .iter()
+            .find(|i| crate::kernel::KERNEL_CLASSES.contains(&i.device.as_str()))
+        {
+            if outputs.len() > 1 {
+                return Err(ManifestError::field(
+                    "output",
+                    format!(
+                        "a '{}' kernel writes one output buffer: declare at most one [[output]]",
+                        k.device
+                    ),
+                ));
+            }
+        }
+
         if raw.tests.is_empty() {
             return Err(ManifestError::field(
                 "test",
@@ -560,6 +621,7 @@ impl Manifest {
             tags: raw.tags,
             implementations,
             objects,
+            outputs,
             tests,
             pricing: Pricing {
                 per_call,

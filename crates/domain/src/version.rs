@@ -63,6 +63,9 @@ pub struct IpVersion {
     /// Parameters that name one of the caller's objects.
     #[serde(default)]
     pub objects: Vec<crate::ObjectParam>,
+    /// Named outputs, the main one first (see `[[output]]`).
+    #[serde(default)]
+    pub outputs: Vec<crate::OutputParam>,
     pub price_per_call: Money,
     /// Every plan, the default `per-call` one first.
     #[serde(default)]

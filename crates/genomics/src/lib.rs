@@ -25,6 +25,7 @@ pub mod call;
 pub mod dp;
 pub mod fasta;
 pub mod fastq;
+pub mod germline;
 pub mod index;
 pub mod io;
 pub mod markdup;

@@ -1,13 +1,18 @@
 //! The built-in IPs this device class offers, as packages the platform
 //! publishes at start-up (as the operator) and verifies like any other:
-//! `genomics/index` and `genomics/align`.
+//! `genomics/index`, `genomics/align`, and the flow after alignment,
+//! `genomics/sort`, `genomics/markdup`, `genomics/call` and
+//! `genomics/germline` (all of it in one job).
 //!
-//! Their test vectors are generated here, deterministically: a small
-//! two-contig reference (with an N run, IUPAC codes and soft-masked lower
-//! case), read pairs simulated from it with mismatches, and a pair that
-//! matches nowhere. The expected alignments are committed files in
-//! `vectors/`, so a change in the aligner's output shows up as a failed
-//! verification (and in this crate's tests) until the IP's version is
+//! Their test vectors are generated here, deterministically. For index and
+//! align: a small two-contig reference (with an N run, IUPAC codes and
+//! soft-masked lower case), read pairs simulated from it with mismatches,
+//! and a pair that matches nowhere. For the rest: a diploid sample of one
+//! contig with planted variants (a het and a hom SNV, a het deletion), read
+//! at about 20x, some pairs duplicated. The expected outputs (and the
+//! intermediate files the later stages take as input) are committed files
+//! in `vectors/`, so a change in any stage's output shows up as a failed
+//! verification (and in this crate's tests) until the IPs' version is
 //! bumped and the vectors regenerated (`ACCELHUB_BLESS=1 cargo test -p
 //! accelhub-native`).
 
@@ -20,11 +25,29 @@ use std::path::Path;
 
 /// The version both built-in IPs are published at; bump it with any change
 /// to their outputs.
-pub const VERSION: &str = "1.1.0";
+pub const VERSION: &str = "1.2.0";
 
 /// Expected alignments of the test vectors (see the module docs).
 pub const ALIGN_PAIRS_SAM: &[u8] = include_bytes!("../vectors/align-pairs.sam");
 pub const ALIGN_SINGLE_SAM: &[u8] = include_bytes!("../vectors/align-single.sam");
+
+/// The germline sample's vectors, each stage's output the next one's
+/// input: aligned (unsorted SAM), sorted BAM, duplicates marked, calls
+/// (`genomics/call` on the marked BAM) and the whole flow's calls.
+pub const GERM_ALIGNED_SAM: &[u8] = include_bytes!("../vectors/germ-aligned.sam");
+pub const GERM_SORTED_BAM: &[u8] = include_bytes!("../vectors/germ-sorted.bam");
+pub const GERM_MARKED_BAM: &[u8] = include_bytes!("../vectors/germ-marked.bam");
+pub const GERM_CALLS_VCF: &[u8] = include_bytes!("../vectors/germ-calls.vcf.gz");
+pub const GERM_FLOW_VCF: &[u8] = include_bytes!("../vectors/germ-flow.vcf.gz");
+
+/// Where the germline sample's variants are (0-based, on `chrG`): a het
+/// SNV, a hom SNV, and a het deletion of 3 bases after this position.
+pub const GERM_HET_SNV: usize = 1_000;
+pub const GERM_HOM_SNV: usize = 2_000;
+pub const GERM_HET_DEL: usize = 3_000;
+/// Pairs read, and how many of them are duplicated once more.
+pub const GERM_PAIRS: usize = 360;
+pub const GERM_DUPLICATES: usize = 12;
 
 /// A package: its files by path, `ip.toml` among them.
 pub type Files = BTreeMap<String, Bytes>;
@@ -119,6 +142,66 @@ pub fn test_data() -> TestData {
         }
     }
     TestData { reference, r1, r2 }
+}
+
+/// The germline sample: a one-contig reference (`chrG`, 4 kb) and pairs of
+/// 100 bp reads from its two haplotypes (see [`GERM_HET_SNV`] and the
+/// rest), one base in 400 miscalled, the first [`GERM_DUPLICATES`] pairs
+/// read twice.
+pub fn germline_data() -> TestData {
+    let mut rng = Rng(0x0006_E271_14E5_u64);
+    let reference: Vec<u8> = (0..4_000).map(|_| BASES[rng.below(4) as usize]).collect();
+    let other = |b: u8| BASES[(BASES.iter().position(|&c| c == b).unwrap_or(0) + 2) % 4];
+    let mut hap_a = reference.clone();
+    hap_a[GERM_HET_SNV] = other(reference[GERM_HET_SNV]);
+    hap_a[GERM_HOM_SNV] = other(reference[GERM_HOM_SNV]);
+    let mut hap_b = reference.clone();
+    hap_b[GERM_HOM_SNV] = other(reference[GERM_HOM_SNV]);
+    hap_b.drain(GERM_HET_DEL + 1..GERM_HET_DEL + 4);
+    let (mut r1, mut r2) = (Vec::new(), Vec::new());
+    let len = 100usize;
+    let mut pairs = Vec::new();
+    for i in 0..GERM_PAIRS {
+        let hap = if i % 2 == 0 { &hap_a } else { &hap_b };
+        let frag = 250 + rng.below(80) as usize;
+        let start = rng.below((hap.len() - frag) as u64) as usize;
+        let mut a: Vec<u8> = hap[start..start + len].to_vec();
+        let mut b: Vec<u8> = hap[start + frag - len..start + frag]
+            .iter()
+            .rev()
+            .map(|&c| complement(c))
+            .collect();
+        for read in [&mut a, &mut b] {
+            for base in read.iter_mut() {
+                if rng.below(400) == 0 {
+                    let k = BASES.iter().position(|&c| c == *base).unwrap_or(0);
+                    *base = BASES[(k + 1 + rng.below(3) as usize) % 4];
+                }
+            }
+        }
+        if i % 2 == 1 {
+            std::mem::swap(&mut a, &mut b);
+        }
+        pairs.push((format!("g{i}"), a, b));
+    }
+    for i in 0..GERM_DUPLICATES {
+        let (name, a, b) = pairs[i].clone();
+        pairs.push((format!("{name}dup"), a, b));
+    }
+    for (name, a, b) in &pairs {
+        fastq(&mut r1, &format!("{name}/1"), a);
+        fastq(&mut r2, &format!("{name}/2"), b);
+    }
+    let mut fasta = b">chrG germline test contig\n".to_vec();
+    for line in reference.chunks(60) {
+        fasta.extend_from_slice(line);
+        fasta.push(b'\n');
+    }
+    TestData {
+        reference: fasta,
+        r1,
+        r2,
+    }
 }
 
 fn fastq(out: &mut Vec<u8>, name: &str, seq: &[u8]) {
@@ -261,7 +344,207 @@ per_call = 0.01
         "tests/single.sam".into(),
         Bytes::from_static(ALIGN_SINGLE_SAM),
     );
-    vec![ix, al]
+    let mut all = vec![ix, al];
+    all.extend(flow_packages(&limits));
+    all
+}
+
+/// One package of the flow after alignment: its manifest's own part
+/// (name to `[[object]]`s and `[[output]]`s, then its `[[test]]`s), its
+/// README, and its test files.
+fn flow_package(
+    manifest: &str,
+    tests: &str,
+    per_call: &str,
+    limits: &str,
+    readme: &'static str,
+    files: &[(&str, Bytes)],
+) -> Files {
+    let kernel_name = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string();
+    let mut f = Files::new();
+    f.insert(
+        "ip.toml".into(),
+        Bytes::from(format!(
+            "{manifest}\n[[implementation]]\ndevice = \"cpu\"\nartifact = \"kernel.toml\"\n\n\
+             {tests}\n[pricing]\nper_call = {per_call}\n\n{limits}"
+        )),
+    );
+    f.insert("README.md".into(), Bytes::from_static(readme.as_bytes()));
+    f.insert("kernel.toml".into(), kernel(&kernel_name));
+    for (path, bytes) in files {
+        f.insert(path.to_string(), bytes.clone());
+    }
+    f
+}
+
+/// `genomics/sort`, `genomics/markdup`, `genomics/call` and
+/// `genomics/germline`, verified on the germline sample.
+fn flow_packages(limits: &str) -> Vec<Files> {
+    let data = germline_data();
+    let index = Bytes::from(test_index(&data.reference));
+    let aligned = Bytes::from_static(GERM_ALIGNED_SAM);
+    let sorted = Bytes::from_static(GERM_SORTED_BAM);
+    let marked = Bytes::from_static(GERM_MARKED_BAM);
+    let sort = flow_package(
+        &format!(
+            r#"name = "genomics/sort"
+version = "{VERSION}"
+summary = "Sort alignments (SAM or BAM) by coordinate into an indexed BAM, marking duplicates on the way if asked"
+description = "README.md"
+tags = ["genomics", "bam", "sort"]
+
+[[output]]
+name = "bam"
+summary = "the sorted BAM"
+
+[[output]]
+name = "bai"
+summary = "its index (BAI; CSI for contigs over 512 Mb)"
+"#
+        ),
+        r#"[[test]]
+name = "germline-sample"
+input = "tests/aligned.sam"
+expect = "tests/sorted.bam"
+"#,
+        "0.005",
+        limits,
+        SORT_README,
+        &[
+            ("tests/aligned.sam", aligned),
+            ("tests/sorted.bam", sorted.clone()),
+        ],
+    );
+    let markdup = flow_package(
+        &format!(
+            r#"name = "genomics/markdup"
+version = "{VERSION}"
+summary = "Mark PCR and optical duplicates in a coordinate-sorted BAM, as samtools markdup does"
+description = "README.md"
+tags = ["genomics", "bam", "duplicates"]
+
+[[output]]
+name = "bam"
+summary = "the BAM, duplicates flagged 0x400"
+
+[[output]]
+name = "bai"
+summary = "its index"
+
+[[output]]
+name = "stats"
+summary = "duplicate statistics, as samtools markdup -s reports them"
+"#
+        ),
+        r#"[[test]]
+name = "germline-sample"
+input = "tests/sorted.bam"
+expect = "tests/marked.bam"
+"#,
+        "0.005",
+        limits,
+        MARKDUP_README,
+        &[
+            ("tests/sorted.bam", sorted),
+            ("tests/marked.bam", marked.clone()),
+        ],
+    );
+    let call = flow_package(
+        &format!(
+            r#"name = "genomics/call"
+version = "{VERSION}"
+summary = "Call germline SNVs and indels (diploid) from a sorted BAM: bgzipped, indexed VCF or gVCF"
+description = "README.md"
+tags = ["genomics", "vcf", "variant-calling"]
+
+[[object]]
+name = "index"
+summary = "the reference's index, built by genomics/index"
+
+[[output]]
+name = "vcf"
+summary = "the calls, VCF 4.2, bgzipped"
+
+[[output]]
+name = "tbi"
+summary = "its tabix index"
+"#
+        ),
+        r#"[[test]]
+name = "germline-sample"
+input = "tests/marked.bam"
+expect = "tests/calls.vcf.gz"
+objects = { index = "tests/germ.ahx" }
+"#,
+        "0.02",
+        limits,
+        CALL_README,
+        &[
+            ("tests/marked.bam", marked),
+            ("tests/germ.ahx", index.clone()),
+            ("tests/calls.vcf.gz", Bytes::from_static(GERM_CALLS_VCF)),
+        ],
+    );
+    let germline = flow_package(
+        &format!(
+            r#"name = "genomics/germline"
+version = "{VERSION}"
+summary = "The whole germline flow, FASTQ to VCF: align, sort, mark duplicates, call"
+description = "README.md"
+tags = ["genomics", "germline", "vcf", "bam"]
+
+[[object]]
+name = "index"
+summary = "the reference's index, built by genomics/index"
+
+[[object]]
+name = "reads2"
+required = false
+summary = "the second reads of a pair (FASTQ, plain or gzip)"
+
+[[output]]
+name = "vcf"
+summary = "the calls, VCF 4.2, bgzipped"
+
+[[output]]
+name = "tbi"
+summary = "their tabix index"
+
+[[output]]
+name = "bam"
+summary = "the alignments, sorted, duplicates marked"
+
+[[output]]
+name = "bai"
+summary = "their index"
+
+[[output]]
+name = "qc"
+summary = "QC summary: reads, mapped %, duplicates %, insert size, depth, Ts/Tv, het/hom"
+"#
+        ),
+        r#"[[test]]
+name = "germline-sample"
+input = "tests/r1.fq"
+expect = "tests/flow.vcf.gz"
+objects = { index = "tests/germ.ahx", reads2 = "tests/r2.fq" }
+"#,
+        "0.05",
+        limits,
+        GERMLINE_README,
+        &[
+            ("tests/r1.fq", Bytes::from(data.r1)),
+            ("tests/r2.fq", Bytes::from(data.r2)),
+            ("tests/germ.ahx", index),
+            ("tests/flow.vcf.gz", Bytes::from_static(GERM_FLOW_VCF)),
+        ],
+    );
+    vec![sort, markdup, call, germline]
 }
 
 const INDEX_README: &str = r#"# genomics/index
@@ -323,4 +606,93 @@ accelhub job submit genomics/align -i s1_r1.fq.gz \
 
 Malformed input fails the job with the file and record number; no output
 object is kept.
+"#;
+
+const SORT_README: &str = r#"# genomics/sort
+
+Sorts alignments by coordinate, within bounded memory, into a BAM with its
+index: what `samtools sort` and `samtools index` do, several times faster.
+
+- **Input**: alignments, SAM or BAM (e.g. the output of genomics/align).
+- **Parameters**: `markdup` (also mark duplicates on the way, as
+  genomics/markdup would, without a second pass; default false),
+  `memory_mb` (records held before sorted runs spill to disk; default 768).
+- **Outputs**: `bam` (the main output) and `bai` (its index; CSI when a
+  contig is over 512 Mb).
+- **Progress**: records read, then records written.
+
+```
+accelhub job submit genomics/sort -i aligned.bam -p markdup=true
+accelhub job output JOB --name bam -o sample.bam
+accelhub job output JOB --name bai -o sample.bam.bai
+```
+
+Malformed input fails the job naming the record; no output is kept.
+"#;
+
+const MARKDUP_README: &str = r#"# genomics/markdup
+
+Flags duplicates (0x400) as `samtools markdup` does: pairs with the same
+unclipped 5' ends and orientations, per library (`@RG LB`), keeping the
+best by base-quality sum; unpaired reads against pairs and each other;
+supplementary records follow their read.
+
+- **Input**: a coordinate-sorted BAM (genomics/sort's output).
+- **Parameters**: `remove` (drop duplicates instead of flagging them),
+  `supplementary` (also flag the secondary, supplementary and unmapped
+  records of duplicates).
+- **Outputs**: `bam` (main), `bai`, `stats` (samtools markdup -s's
+  report: reads examined, duplicates by kind, estimated library size).
+- **Progress**: records read, then written.
+"#;
+
+const CALL_README: &str = r#"# genomics/call
+
+A diploid germline caller for SNVs and indels: candidate sites from the
+pileup (and from soft clips, for long insertions), haplotypes of nearby
+candidates genotyped together with a pair-HMM over the reads, base and
+mapping qualities weighed (reads of MAPQ 0 alone make no call).
+
+- **Input**: a coordinate-sorted BAM (duplicates marked).
+- **Object input** `index`: the reference's index from genomics/index (the
+  reference is in it: upload and index it once; agents keep it resident).
+- **Parameters**: `region` (`"chr:beg-end"`, or a list), `gvcf` (reference
+  blocks for joint genotyping later), `min_qual` (default 10), `min_mapq`,
+  `sample` (the VCF's sample name; default the read group's SM).
+- **Outputs**: `vcf` (main: VCF 4.2, bgzipped, QUAL, FILTER,
+  GT:GQ:DP:AD:PL) and `tbi` (its tabix index).
+- **Progress**: the position reached on the contig being called.
+
+The BAM's contigs must be the reference's (names and lengths); an unsorted
+BAM, a region outside the reference or a truncated BAM fails the job
+naming the file and record.
+"#;
+
+const GERMLINE_README: &str = r#"# genomics/germline
+
+The whole germline flow in one job: align (genomics/align) → sort and mark
+duplicates in one pass (genomics/sort, genomics/markdup) → call
+(genomics/call). Records pass between the stages in memory, spilling
+sorted runs to disk past the memory budget; no SAM text in between.
+
+- **Input**: reads, FASTQ (plain or gzip): R1 of a pair, or single-end.
+- **Object inputs**: `index` (the reference's index from genomics/index:
+  upload and index a reference once, then run any number of samples
+  against it; agents keep it resident by content hash) and `reads2` (R2).
+- **Parameters**: `read_group` (a whole `@RG\tID:…\tSM:…` line), `region`,
+  `gvcf`, `min_qual`, `min_mapq`, `memory_mb`.
+- **Outputs**: `vcf` (main), `tbi`, `bam`, `bai`, `qc` (a QC summary:
+  reads, mapped %, proper pairs %, duplicates %, insert size, bases
+  called, mean depth, SNVs, indels, Ts/Tv, het/hom).
+- **Progress** by stage: reads aligned, records sorted, position called.
+
+```
+accelhub object put GRCh38.fa.gz --key grch38.fa.gz
+accelhub job submit genomics/index -i grch38.fa.gz          # once
+accelhub job submit genomics/germline -i s1_R1.fq.gz \
+    -p index=<the index job's output key> -p reads2=s1_R2.fq.gz \
+    -p 'read_group=@RG\tID:s1\tSM:s1\tLB:lib1'
+accelhub job output JOB --name vcf -o s1.vcf.gz
+accelhub job output JOB --name bam -o s1.bam
+```
 "#;

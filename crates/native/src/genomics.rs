@@ -64,7 +64,7 @@ pub(crate) fn index(kc: &mut KernelCall) -> Result<(), KernelError> {
         w: param_u32(kc, "w", IndexParams::default().w)?,
     };
     let started = Instant::now();
-    let _ = kc.control.unit.set("bases");
+    kc.control.unit.set("bases");
     let name = kc.input_name.clone();
     let mut input =
         gio::from_reader(Path::new(&name), Box::new(take_input(kc))).map_err(input_error)?;
@@ -189,7 +189,7 @@ pub(crate) fn align(kc: &mut KernelCall) -> Result<(), KernelError> {
     let started = Instant::now();
     let idx = resident_index(kc, &index_obj)?;
 
-    let _ = kc.control.unit.set("reads");
+    kc.control.unit.set("reads");
     let name = kc.input_name.clone();
     let r1 = FastqReader::from_input(
         gio::from_reader(Path::new(&name), Box::new(take_input(kc))).map_err(input_error)?,
@@ -244,5 +244,372 @@ pub(crate) fn align(kc: &mut KernelCall) -> Result<(), KernelError> {
         kc.threads
     );
     log(kc, line);
+    Ok(())
+}
+
+// ---- The flow after alignment: sort, markdup, call, and all of it --------
+//
+// These kernels drive the genomics library's file-based stages. Their input
+// stream is first written to a work directory (sorting and duplicate
+// marking read it more than once); what they write there becomes the main
+// output (copied into the call's capped writer) and the named outputs
+// (moved into the directory the call offers, when it offers one: jobs do,
+// verification's in-memory calls do not). The work directory goes when the
+// call ends, whatever the outcome.
+
+fn param_bool(kc: &KernelCall, name: &str, default: bool) -> Result<bool, KernelError> {
+    match kc.params.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(KernelError::Input(format!(
+            "parameter '{name}' must be true or false, got {v}"
+        ))),
+    }
+}
+
+fn param_f64(kc: &KernelCall, name: &str, default: f64) -> Result<f64, KernelError> {
+    match kc.params.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+            KernelError::Input(format!("parameter '{name}' must be a number, got {v}"))
+        }),
+    }
+}
+
+/// `region`: one region (`chr`, `chr:beg-end`) or a list of them.
+fn param_regions(kc: &KernelCall) -> Result<Vec<String>, KernelError> {
+    let bad = |v: &serde_json::Value| {
+        KernelError::Input(format!(
+            "parameter 'region' must be a region (\"chr:beg-end\") or a list of them, got {v}"
+        ))
+    };
+    match kc.params.get("region") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::String(s)) => Ok(vec![s.clone()]),
+        Some(serde_json::Value::Array(a)) if a.len() <= 10_000 => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(v)))
+            .collect(),
+        Some(v) => Err(bad(v)),
+    }
+}
+
+/// Sorting's memory budget: `memory_mb` (default 768), at most 64 GiB.
+fn sort_options(
+    kc: &KernelCall,
+    dir: &Path,
+) -> Result<accelhub_genomics::sort::SortOptions, KernelError> {
+    let mb = param_u32(kc, "memory_mb", 768)?.clamp(16, 64 << 10) as usize;
+    Ok(accelhub_genomics::sort::SortOptions {
+        memory: mb << 20,
+        tmp_dir: dir.to_path_buf(),
+        threads: kc.threads,
+        level: 6,
+    })
+}
+
+fn device_error(what: &str) -> impl Fn(std::io::Error) -> KernelError + '_ {
+    move |e| KernelError::Device(format!("{what}: {e}"))
+}
+
+/// A directory for the call's files: inside the named outputs' directory
+/// (so that moving a file there is a rename), else a temporary one.
+fn work_dir(kc: &KernelCall) -> Result<tempfile::TempDir, KernelError> {
+    let b = tempfile::Builder::new().prefix("work-").tempdir_in(
+        kc.named
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |n| n.path().to_path_buf()),
+    );
+    b.map_err(device_error("cannot make a work directory"))
+}
+
+/// Write the call's input to `dir`, under its own name's extension (SAM
+/// and BAM are told apart by their bytes, but messages name the file).
+fn spool_input(kc: &mut KernelCall, dir: &Path) -> Result<std::path::PathBuf, KernelError> {
+    let name = Path::new(&kc.input_name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty() && !n.starts_with('.'))
+        .unwrap_or_else(|| "input".into());
+    let path = dir.join(name);
+    let mut input = take_input(kc);
+    let mut file = std::fs::File::create(&path).map_err(device_error("spooling the input"))?;
+    std::io::copy(&mut input, &mut file).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::Other || e.kind() == std::io::ErrorKind::InvalidData {
+            KernelError::Input(format!("reading input '{}': {e}", kc.input_name))
+        } else {
+            KernelError::Device(format!("spooling the input: {e}"))
+        }
+    })?;
+    Ok(path)
+}
+
+/// `path` as the main output.
+fn put_main(kc: &mut KernelCall, path: &Path) -> Result<(), KernelError> {
+    let mut f = std::fs::File::open(path).map_err(device_error("reading the result"))?;
+    std::io::copy(&mut f, &mut kc.output).map_err(device_error("writing the output"))?;
+    kc.output
+        .flush()
+        .map_err(device_error("writing the output"))
+}
+
+/// `path` as the named output `name`, where the call offers named outputs.
+fn put_named(kc: &KernelCall, name: &str, path: &Path) -> Result<(), KernelError> {
+    if let Some(n) = &kc.named {
+        std::fs::rename(path, n.path().join(name)).map_err(device_error("keeping an output"))?;
+    }
+    Ok(())
+}
+
+/// The index written beside `path`: the first of `suffixes` there (a BAI or
+/// TBI, or a CSI for contigs over 512 Mb).
+fn index_beside(path: &Path, suffixes: &[&str]) -> std::path::PathBuf {
+    let all: Vec<_> = suffixes
+        .iter()
+        .map(|s| accelhub_genomics::io::with_suffix(path, s))
+        .collect();
+    all.iter().find(|p| p.exists()).unwrap_or(&all[0]).clone()
+}
+
+/// Progress by stage: the unit names the stage; the count restarts.
+fn staged(control: &accelhub_device::CallControl, unit: &str, n: u64) {
+    control.unit.set(unit);
+    control.items.store(n, Ordering::Relaxed);
+}
+
+fn header_line(kc: &mut KernelCall, what: &str, started: Instant) {
+    log(
+        kc,
+        format!(
+            "{what} ({:.2} s, {} threads)",
+            started.elapsed().as_secs_f64(),
+            kc.threads
+        ),
+    );
+}
+
+/// `genomics/sort`: the input is SAM or BAM; the output a coordinate-sorted
+/// BAM, with named output `bai` (its index). Parameters: `markdup` (mark
+/// duplicates on the way, default false), `memory_mb` (records held before
+/// sorted runs spill to disk, default 768). Progress: records read, then
+/// records written.
+pub(crate) fn sort(kc: &mut KernelCall) -> Result<(), KernelError> {
+    let started = Instant::now();
+    let markdup = param_bool(kc, "markdup", false)?;
+    let dir = work_dir(kc)?;
+    let opts = sort_options(kc, dir.path())?;
+    let input = spool_input(kc, dir.path())?;
+    let out = dir.path().join("sorted.bam");
+    let md = markdup.then_some(accelhub_genomics::markdup::MarkdupOptions {
+        threads: kc.threads,
+        level: 6,
+        remove: false,
+        supplementary: false,
+    });
+    let control = kc.control.clone();
+    staged(&control, "records read", 0);
+    let stats = accelhub_genomics::sort::sort_file(
+        &input,
+        &out,
+        &opts,
+        md.as_ref(),
+        "accelhub genomics/sort",
+        &mut |stage, n| staged(&control, &format!("records {stage}"), n),
+    )
+    .map_err(input_error)?;
+    staged(&control, "records written", stats.records);
+    put_main(kc, &out)?;
+    put_named(kc, "bai", &stats.index)?;
+    if let Some(md) = &stats.markdup {
+        log(kc, md.report().trim_end());
+    }
+    let what = format!(
+        "sorted {} records ({} runs spilled)",
+        stats.records, stats.runs
+    );
+    header_line(kc, &what, started);
+    Ok(())
+}
+
+/// `genomics/markdup`: the input is a coordinate-sorted BAM (or SAM); the
+/// output the BAM with duplicates flagged (0x400) as `samtools markdup`
+/// flags them, with named outputs `bai` and `stats` (samtools markdup -s's
+/// report). Parameters: `remove` (drop duplicates instead), `supplementary`
+/// (flag the supplementary, secondary and unmapped records of duplicates).
+pub(crate) fn markdup(kc: &mut KernelCall) -> Result<(), KernelError> {
+    let started = Instant::now();
+    let opts = accelhub_genomics::markdup::MarkdupOptions {
+        threads: kc.threads,
+        level: 6,
+        remove: param_bool(kc, "remove", false)?,
+        supplementary: param_bool(kc, "supplementary", false)?,
+    };
+    let dir = work_dir(kc)?;
+    let input = spool_input(kc, dir.path())?;
+    let out = dir.path().join("marked.bam");
+    let control = kc.control.clone();
+    staged(&control, "records read", 0);
+    let stats = accelhub_genomics::markdup::markdup_file(
+        &input,
+        &out,
+        &opts,
+        "accelhub genomics/markdup",
+        &mut |stage, n| staged(&control, &format!("records {stage}"), n),
+    )
+    .map_err(input_error)?;
+    put_main(kc, &out)?;
+    put_named(kc, "bai", &index_beside(&out, &[".bai", ".csi"]))?;
+    let report = dir.path().join("stats.txt");
+    std::fs::write(&report, stats.report()).map_err(device_error("writing the statistics"))?;
+    put_named(kc, "stats", &report)?;
+    let dups = stats.duplicate_pair + stats.duplicate_single;
+    let what = format!(
+        "{dups} of {} examined reads are duplicates ({:.2}%)",
+        stats.examined,
+        100.0 * dups as f64 / stats.examined.max(1) as f64
+    );
+    header_line(kc, &what, started);
+    Ok(())
+}
+
+/// Calling's options from the parameters: `region`, `gvcf`, `min_qual`,
+/// `min_mapq`, `sample`.
+fn call_options(kc: &KernelCall) -> Result<accelhub_genomics::call::CallOptions, KernelError> {
+    let d = accelhub_genomics::call::Params::default();
+    Ok(accelhub_genomics::call::CallOptions {
+        threads: kc.threads,
+        params: accelhub_genomics::call::Params {
+            min_qual: param_f64(kc, "min_qual", d.min_qual)?,
+            min_mapq: param_u32(kc, "min_mapq", u32::from(d.min_mapq))?.min(255) as u8,
+            gvcf: param_bool(kc, "gvcf", d.gvcf)?,
+            ..d
+        },
+        regions: param_regions(kc)?,
+        sample: param_str(kc, "sample")?.map(str::to_string),
+        ..Default::default()
+    })
+}
+
+fn required_index(kc: &KernelCall, kernel: &str) -> Result<ObjectArg, KernelError> {
+    kc.objects.get("index").cloned().ok_or_else(|| {
+        KernelError::Input(format!(
+            "the object input 'index' is missing: {kernel} reads the reference from an index built by genomics/index"
+        ))
+    })
+}
+
+/// `genomics/call`: the input is a coordinate-sorted BAM; the object
+/// `index` (from `genomics/index`) gives the reference. The output is the
+/// calls, bgzipped VCF 4.2, with named output `tbi`. Parameters: `region`
+/// (one or a list), `gvcf`, `min_qual`, `min_mapq`, `sample`. Progress:
+/// position on the contig being called.
+pub(crate) fn call(kc: &mut KernelCall) -> Result<(), KernelError> {
+    let started = Instant::now();
+    let opts = call_options(kc)?;
+    let index_obj = required_index(kc, "genomics/call")?;
+    let idx = resident_index(kc, &index_obj)?;
+    let dir = work_dir(kc)?;
+    let input = spool_input(kc, dir.path())?;
+    let out = dir.path().join("calls.vcf.gz");
+    let reader =
+        accelhub_genomics::bam::reader::Reader::open(&input, kc.threads).map_err(input_error)?;
+    let control = kc.control.clone();
+    let stats = accelhub_genomics::call::call_with(
+        &idx.reference,
+        Path::new(&index_obj.key),
+        reader,
+        &out,
+        &opts,
+        "accelhub genomics/call",
+        &mut |contig, pos| staged(&control, &format!("bp called on {contig}"), pos),
+    )
+    .map_err(input_error)?;
+    put_main(kc, &out)?;
+    put_named(kc, "tbi", &index_beside(&out, &[".tbi", ".csi"]))?;
+    let what = format!(
+        "called {} SNVs and {} indels over {} bases (mean depth {:.1})",
+        stats.snvs,
+        stats.indels,
+        stats.bases_called,
+        stats.mean_depth()
+    );
+    header_line(kc, &what, started);
+    Ok(())
+}
+
+/// `genomics/germline`: the whole flow. The input is reads, FASTQ (R1 of
+/// a pair with the object `reads2`); the object `index` is the reference's
+/// index. The output is the calls (bgzipped VCF), with named outputs `tbi`,
+/// `bam` (sorted, duplicates marked), `bai` and `qc` (the QC summary).
+/// Parameters: `read_group`, `region`, `gvcf`, `min_qual`, `min_mapq`,
+/// `memory_mb`. Progress by stage: reads aligned, records sorted, position
+/// called.
+pub(crate) fn germline(kc: &mut KernelCall) -> Result<(), KernelError> {
+    let started = Instant::now();
+    let read_group = param_str(kc, "read_group")?.map(str::to_string);
+    if let Some(rg) = &read_group {
+        Aligner::check_read_group(rg)
+            .map_err(|e| KernelError::Input(format!("parameter 'read_group': {e}")))?;
+    }
+    let call = call_options(kc)?;
+    let index_obj = required_index(kc, "genomics/germline")?;
+    let mate = kc.objects.get("reads2").cloned();
+    let idx = resident_index(kc, &index_obj)?;
+    let dir = work_dir(kc)?;
+    let opts = accelhub_genomics::germline::Options {
+        align: AlignOptions {
+            threads: kc.threads,
+            read_group,
+            command_line: "accelhub genomics/germline".into(),
+            ..Default::default()
+        },
+        sort: sort_options(kc, dir.path())?,
+        call,
+    };
+    let name = kc.input_name.clone();
+    let r1 = FastqReader::from_input(
+        gio::from_reader(Path::new(&name), Box::new(take_input(kc))).map_err(input_error)?,
+    );
+    let r2 = match &mate {
+        Some(o) => {
+            let stream = open_object(kc, o)?;
+            let input =
+                gio::from_reader(Path::new(&o.key), Box::new(stream)).map_err(input_error)?;
+            Some(FastqReader::from_input(input))
+        }
+        None => None,
+    };
+    let (bam, vcf) = (
+        dir.path().join("sample.bam"),
+        dir.path().join("sample.vcf.gz"),
+    );
+    let control = kc.control.clone();
+    let report = accelhub_genomics::germline::run(
+        &idx,
+        Path::new(&index_obj.key),
+        (r1, r2),
+        &bam,
+        &vcf,
+        &opts,
+        &mut |s| {
+            use accelhub_genomics::germline::Stage;
+            match s {
+                Stage::Aligned(n) => staged(&control, "reads aligned", n),
+                Stage::Sorted(n) => staged(&control, "records sorted", n),
+                Stage::Calling(c, pos) => staged(&control, &format!("bp called on {c}"), pos),
+            }
+        },
+    )
+    .map_err(input_error)?;
+    put_main(kc, &vcf)?;
+    put_named(kc, "tbi", &index_beside(&vcf, &[".tbi", ".csi"]))?;
+    put_named(kc, "bai", &index_beside(&bam, &[".bai", ".csi"]))?;
+    put_named(kc, "bam", &bam)?;
+    let qc = report.qc();
+    let qc_path = dir.path().join("sample.qc.tsv");
+    std::fs::write(&qc_path, &qc).map_err(device_error("writing the QC summary"))?;
+    put_named(kc, "qc", &qc_path)?;
+    log(kc, qc.trim_end());
+    header_line(kc, "germline flow done", started);
     Ok(())
 }

@@ -41,7 +41,14 @@ pub use cache::ResidentCache;
 pub const CLASS: &str = accelhub_domain::DEVICE_NATIVE;
 
 /// The kernels this agent has, by name, with the ABI each speaks.
-pub const KERNELS: &[(&str, u32)] = &[("genomics/index", 1), ("genomics/align", 1)];
+pub const KERNELS: &[(&str, u32)] = &[
+    ("genomics/index", 1),
+    ("genomics/align", 1),
+    ("genomics/sort", 1),
+    ("genomics/markdup", 1),
+    ("genomics/call", 1),
+    ("genomics/germline", 1),
+];
 
 #[derive(Debug, Clone)]
 pub struct NativeConfig {
@@ -67,8 +74,12 @@ impl Default for NativeConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
-    GenomicsIndex,
-    GenomicsAlign,
+    Index,
+    Align,
+    Sort,
+    Markdup,
+    Call,
+    Germline,
 }
 
 #[derive(serde::Deserialize)]
@@ -106,8 +117,12 @@ fn parse_descriptor(artifact: &[u8]) -> Result<Kernel, String> {
             d.kernel, d.abi
         )),
         Some((name, _)) => Ok(match *name {
-            "genomics/index" => Kernel::GenomicsIndex,
-            _ => Kernel::GenomicsAlign,
+            "genomics/index" => Kernel::Index,
+            "genomics/sort" => Kernel::Sort,
+            "genomics/markdup" => Kernel::Markdup,
+            "genomics/call" => Kernel::Call,
+            "genomics/germline" => Kernel::Germline,
+            _ => Kernel::Align,
         }),
     }
 }
@@ -146,6 +161,9 @@ pub(crate) struct KernelCall {
     pub input: stream::Guarded,
     pub input_name: String,
     pub output: accelhub_device::output::OutputWriter,
+    /// The directory the kernel writes named outputs into (`DIR/NAME`),
+    /// when the call offers any.
+    pub named: Option<accelhub_device::output::NamedFiles>,
     pub params: accelhub_domain::Params,
     pub objects: std::collections::BTreeMap<String, accelhub_device::ObjectArg>,
     pub control: Arc<accelhub_device::CallControl>,
@@ -249,10 +267,19 @@ impl Backend for NativeBackend {
         let limit = call.limits.output_bytes;
         let output = accelhub_device::output::OutputWriter::new(&call.output, limit)
             .map_err(|e| CallError::Device(format!("cannot create the call's output: {e}")))?;
+        let named = match call.named_outputs.is_empty() {
+            true => None,
+            false => Some(
+                accelhub_device::output::NamedFiles::new(call.named_outputs, limit).map_err(
+                    |e| CallError::Device(format!("cannot make the named outputs' directory: {e}")),
+                )?,
+            ),
+        };
         let mut kc = KernelCall {
             input,
             input_name: call.input_name,
             output,
+            named,
             params: call.params,
             objects: call.objects,
             control: control.clone(),
@@ -264,8 +291,12 @@ impl Backend for NativeBackend {
         };
         let joined = tokio::task::spawn_blocking(move || {
             let r = match kernel {
-                Kernel::GenomicsIndex => genomics::index(&mut kc),
-                Kernel::GenomicsAlign => genomics::align(&mut kc),
+                Kernel::Index => genomics::index(&mut kc),
+                Kernel::Align => genomics::align(&mut kc),
+                Kernel::Sort => genomics::sort(&mut kc),
+                Kernel::Markdup => genomics::markdup(&mut kc),
+                Kernel::Call => genomics::call(&mut kc),
+                Kernel::Germline => genomics::germline(&mut kc),
             };
             (r, kc)
         })
@@ -304,8 +335,15 @@ impl Backend for NativeBackend {
             .output
             .finish()
             .map_err(|e| CallError::output(e, log.clone()))?;
+        let named = match kc.named {
+            Some(n) => n
+                .take()
+                .map_err(|e| e.into_call_error(limit, log.clone()))?,
+            None => Default::default(),
+        };
         Ok(CallOutput {
             output,
+            named,
             log,
             device_time: started.elapsed(),
         })
@@ -320,11 +358,11 @@ mod tests {
     fn descriptors_name_a_known_kernel_at_its_abi() {
         assert_eq!(
             parse_descriptor(b"kernel = \"genomics/align\"\nabi = 1\n").unwrap(),
-            Kernel::GenomicsAlign
+            Kernel::Align
         );
         assert_eq!(
             parse_descriptor(b"kernel = \"genomics/index\"\nabi = 1\n").unwrap(),
-            Kernel::GenomicsIndex
+            Kernel::Index
         );
         let e = parse_descriptor(b"kernel = \"crypto/sha\"\nabi = 1\n").unwrap_err();
         assert!(e.contains("no kernel 'crypto/sha'") && e.contains("genomics/align"));

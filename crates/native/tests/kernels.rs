@@ -147,7 +147,7 @@ async fn aligned_reads_land_where_they_were_simulated() {
     }
     // Progress counted every read; the unit says so.
     assert_eq!(control.items.load(Ordering::Relaxed), 98);
-    assert_eq!(control.unit.get(), Some(&"reads"));
+    assert_eq!(control.unit.get().as_deref(), Some("reads"));
     let log = String::from_utf8_lossy(&out.log);
     assert!(log.contains("aligned 98 reads"), "{log}");
 }
@@ -186,7 +186,7 @@ async fn the_index_kernel_writes_the_index_and_counts_bases() {
     let out = b.call(&index, c).await.unwrap();
     assert!(out.output.bytes() == test_index(&data.reference));
     assert_eq!(control.items.load(Ordering::Relaxed), 24_000);
-    assert_eq!(control.unit.get(), Some(&"bases"));
+    assert_eq!(control.unit.get().as_deref(), Some("bases"));
     // The index is deterministic: its digest is pinned, so a format change
     // cannot slip by without a new version of the built-in IPs.
     let digest = hex::encode(Sha256::digest(out.output.bytes()));
@@ -358,6 +358,7 @@ async fn limits_cancellation_and_file_output() {
         input: CallData::Stream(Box::pin(futures::stream::iter(chunks))),
         input_name: "r1.fq".into(),
         output: OutputSink::File(path.clone()),
+        named_outputs: Default::default(),
         params,
         objects,
         limits: Limits::DEFAULT,

@@ -72,8 +72,8 @@ impl CatalogStore for SqlStore {
         let id: i64 = query(
             "INSERT INTO versions (ip_id, version, major, minor, patch, status, summary, \
              description, tags, price_micros, limits, implementations, tests, report, published_at, \
-             object_params, pricing) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?) RETURNING id",
+             object_params, pricing, output_params) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ip_id)
         .bind(v.version.to_string())
@@ -90,6 +90,7 @@ impl CatalogStore for SqlStore {
         .bind(now)
         .bind(to_json(&v.objects))
         .bind(to_json(&v.pricing))
+        .bind(to_json(&v.outputs))
         .fetch_one(tx.exec())
         .await
         .map_err(|e| e.conflict_as(|| format!("version {} of '{}'", v.version, v.ip)))?

@@ -319,31 +319,47 @@ impl JobStore for SqlStore {
             return Ok(false);
         };
         let attempt: i64 = held.get(0)?;
-        let (state, output_key, output_size, error, log, items) = match outcome {
+        let (state, output_key, output_size, outputs, error, log, items) = match outcome {
             JobOutcome::Succeeded {
                 output_key,
                 output_size,
+                outputs,
                 log,
                 items,
             } => (
                 JobState::Succeeded,
                 Some(output_key),
                 Some(output_size as i64),
+                outputs,
                 None,
                 log,
                 items,
             ),
-            JobOutcome::Failed { error, log } => {
-                (JobState::Failed, None, None, Some(error), log, None)
-            }
-            JobOutcome::Cancelled => (JobState::Cancelled, None, None, None, None, None),
+            JobOutcome::Failed { error, log } => (
+                JobState::Failed,
+                None,
+                None,
+                Vec::new(),
+                Some(error),
+                log,
+                None,
+            ),
+            JobOutcome::Cancelled => (
+                JobState::Cancelled,
+                None,
+                None,
+                Vec::new(),
+                None,
+                None,
+                None,
+            ),
         };
         let (count, unit) = match items {
             Some((n, u)) => (Some(n), Some(u)),
             None => (None, None),
         };
         query(
-            "UPDATE jobs SET state = ?, output_key = ?, output_size = ?, error = ?, log = ?, \
+            "UPDATE jobs SET state = ?, output_key = ?, output_size = ?, outputs = ?, error = ?, log = ?, \
              progress = CASE WHEN ? THEN 1.0 ELSE progress END, \
              items = COALESCE(?, items), items_unit = COALESCE(?, items_unit), \
              lease_owner = NULL, lease_expires = NULL, finished_at = ? WHERE id = ?",
@@ -351,6 +367,7 @@ impl JobStore for SqlStore {
         .bind(state.as_str())
         .bind(output_key)
         .bind(output_size)
+        .bind(crate::to_json(&outputs))
         .bind(&error)
         .bind(log)
         .bind(state == JobState::Succeeded)

@@ -161,6 +161,7 @@ pub struct NewVersion {
     pub limits: Limits,
     pub implementations: Vec<StoredImplementation>,
     pub objects: Vec<accelhub_domain::ObjectParam>,
+    pub outputs: Vec<accelhub_domain::OutputParam>,
     pub tests: Vec<StoredTest>,
     pub pricing: accelhub_domain::billing::PricingTerms,
 }
@@ -180,6 +181,8 @@ pub struct VersionRow {
     pub limits: Limits,
     pub implementations: Vec<StoredImplementation>,
     pub objects: Vec<accelhub_domain::ObjectParam>,
+    /// Named outputs, the main one first.
+    pub outputs: Vec<accelhub_domain::OutputParam>,
     pub tests: Vec<StoredTest>,
     pub report: Option<VerificationReport>,
     pub published_at: DateTime<Utc>,
@@ -263,6 +266,8 @@ pub struct JobRow {
     pub max_attempts: u32,
     pub output_key: Option<String>,
     pub output_size: Option<u64>,
+    /// Every output of a succeeded job, the main one first.
+    pub outputs: Vec<accelhub_domain::JobOutput>,
     pub error: Option<String>,
     pub log: Option<String>,
     pub lease_owner: Option<String>,
@@ -278,6 +283,8 @@ pub enum JobOutcome {
     Succeeded {
         output_key: String,
         output_size: u64,
+        /// Every output, the main one (`output_key`) first.
+        outputs: Vec<accelhub_domain::JobOutput>,
         log: Option<String>,
         /// Items done in the end, and their unit, for IPs that count them.
         items: Option<(u64, String)>,

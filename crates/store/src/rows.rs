@@ -7,13 +7,13 @@ use crate::*;
 pub(crate) const VERSION_COLS: &str =
     "v.id, v.ip_id, i.full_name, i.vendor_id, v.version, v.status, v.summary, \
      v.description, v.tags, v.price_micros, v.limits, v.implementations, v.tests, v.report, \
-     v.published_at, v.object_params, v.pricing";
+     v.published_at, v.object_params, v.pricing, v.output_params";
 
 pub(crate) const JOB_COLS: &str =
     "j.id, j.account_id, a.name AS account_name, j.version_id, i.full_name, \
      v.version, j.device, j.input_key, j.input_size, j.params, j.state, j.progress, j.attempts, \
      j.max_attempts, j.output_key, j.output_size, j.error, j.log, j.lease_owner, j.created_at, \
-     j.started_at, j.finished_at, j.items, j.items_unit";
+     j.started_at, j.finished_at, j.items, j.items_unit, j.outputs";
 
 pub(crate) const JOB_FROM: &str = "FROM jobs j JOIN accounts a ON a.id = j.account_id \
      JOIN versions v ON v.id = j.version_id JOIN ips i ON i.id = v.ip_id";
@@ -75,6 +75,7 @@ pub(crate) fn version_row(r: &Row) -> Result<VersionRow> {
         published_at: from_millis(r.get(14)?),
         objects: from_json("object_params", &r.get::<String>(15)?)?,
         pricing: from_json("pricing", &r.get::<String>(16)?)?,
+        outputs: from_json("output_params", &r.get::<String>(17)?)?,
     })
 }
 
@@ -101,6 +102,7 @@ pub(crate) fn job_row(r: &Row) -> Result<JobRow> {
         max_attempts: r.get::<i64>(13)? as u32,
         output_key: r.get(14)?,
         output_size: r.get::<Option<i64>>(15)?.map(|v| v as u64),
+        outputs: from_json("outputs", &r.get::<String>(24)?)?,
         error: r.get(16)?,
         log: r.get(17)?,
         lease_owner: r.get(18)?,

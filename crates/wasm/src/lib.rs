@@ -6,8 +6,11 @@
 //! nothing. The call's input is stdin, its output stdout, its parameters one
 //! JSON object in `ACCELHUB_PARAMS`, its log stderr. Each call runs under a
 //! wall-clock deadline (epoch interruption), a linear-memory cap (a resource
-//! limiter) and an output cap. Modules get no preopened directories, no
-//! sockets and no inherited environment.
+//! limiter) and an output cap. Modules get no sockets, no inherited
+//! environment and no preopened directory, except `/outputs` in a job that
+//! offers named outputs (`[[output]]` in `ip.toml`): a fresh directory per
+//! call where the module writes `/outputs/NAME`, each capped at the output
+//! limit (checked as it runs, and again when it ends).
 //!
 //! Calls run on the async runtime's own threads (wasmtime async, on fiber
 //! stacks from the pool): no hop to a blocking thread per call. Every epoch
@@ -20,7 +23,7 @@
 mod stdin;
 mod stdout;
 
-use accelhub_device::output::OutputWriter;
+use accelhub_device::output::{NamedFiles, OutputWriter};
 use accelhub_device::{
     Backend, CallControl, CallError, CallInput, CallOutput, DeviceStatus, ImageId, LoadError,
     LoadReport,
@@ -38,7 +41,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// The device class this backend serves.
 pub const CLASS: &str = "wasm";
@@ -124,7 +127,12 @@ enum Interrupt {
     Deadline,
     #[error("cancelled")]
     Cancelled,
+    #[error("the named outputs outgrew their limit")]
+    Outputs,
 }
+
+/// Epoch ticks between checks of the named outputs' directory.
+const OUTPUTS_CHECK_TICKS: u32 = 32;
 
 struct CachedImage {
     pre: InstancePre<State>,
@@ -384,6 +392,14 @@ async fn run(
     let stderr = MemoryOutputPipe::new(LOG_CAP);
     let params = serde_json::Value::Object(call.params).to_string();
     let stdin = stdin::CountingInput::new(call.input, call.control.clone());
+    let named = match call.named_outputs.is_empty() {
+        true => None,
+        false => Some(Arc::new(
+            NamedFiles::new(call.named_outputs, limits.output_bytes).map_err(|e| {
+                CallError::Device(format!("cannot make the named outputs' directory: {e}"))
+            })?,
+        )),
+    };
 
     let mut builder = WasiCtxBuilder::new();
     builder
@@ -392,6 +408,11 @@ async fn run(
         .stderr(stderr.clone())
         .arg("ip")
         .env("ACCELHUB_PARAMS", &params);
+    if let Some(n) = &named {
+        builder
+            .preopened_dir(n.path(), "/outputs", FsPerms::ReadWrite)
+            .map_err(|e| CallError::Device(format!("cannot offer /outputs: {e:#}")))?;
+    }
     let wasi = builder.build_p1();
     let mut store = Store::new(
         engine,
@@ -407,6 +428,8 @@ async fn run(
     let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
     let control: Arc<CallControl> = call.control;
     let watch = control.clone();
+    let watched = named.clone();
+    let mut ticks = 0u32;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if control.cancel.load(Ordering::Relaxed) {
@@ -414,6 +437,12 @@ async fn run(
         }
         if Instant::now() >= deadline {
             return Err(wasmtime::Error::new(Interrupt::Deadline));
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(OUTPUTS_CHECK_TICKS)
+            && watched.as_ref().is_some_and(|n| n.overgrown())
+        {
+            return Err(wasmtime::Error::new(Interrupt::Outputs));
         }
         // Let the executor run other work every tick: a long call shares
         // its thread instead of holding it.
@@ -455,8 +484,15 @@ async fn run(
         let output = stdout
             .finish()
             .map_err(|e| CallError::output(e, log.clone()))?;
+        let named = match named.and_then(Arc::into_inner) {
+            Some(n) => n
+                .take()
+                .map_err(|e| e.into_call_error(limits.output_bytes, log.clone()))?,
+            None => Default::default(),
+        };
         return Ok(CallOutput {
             output,
+            named,
             log,
             device_time,
         });
@@ -468,6 +504,10 @@ async fn run(
                 log,
             },
             Interrupt::Cancelled => CallError::Cancelled { log },
+            Interrupt::Outputs => CallError::OutputTooLarge {
+                limit_bytes: limits.output_bytes,
+                log,
+            },
         });
     }
     if let Some(e) = stdin.error() {

@@ -45,6 +45,7 @@ fn streamed(chunks: Vec<std::io::Result<Bytes>>, out: PathBuf, limits: Limits) -
         input: CallData::Stream(Box::pin(futures::stream::iter(chunks))),
         input_name: "input".into(),
         output: OutputSink::File(out),
+        named_outputs: Default::default(),
         params: Params::new(),
         objects: Default::default(),
         limits,
@@ -239,6 +240,7 @@ async fn a_deadline_ends_a_call_waiting_for_stdin() {
         input: CallData::Stream(Box::pin(stalled)),
         input_name: "input".into(),
         output: OutputSink::File(dir.path().join("out")),
+        named_outputs: Default::default(),
         params: Params::new(),
         objects: Default::default(),
         limits: Limits {
@@ -263,4 +265,94 @@ async fn a_deadline_ends_a_call_waiting_for_stdin() {
         "{err:?}"
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A call offering the named outputs `names`, each to a file in `dir`.
+fn with_named(mut call: CallInput, dir: &std::path::Path, names: &[&str]) -> CallInput {
+    call.named_outputs = names
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                OutputSink::File(dir.join(format!("named-{n}"))),
+            )
+        })
+        .collect();
+    call
+}
+
+#[tokio::test]
+async fn named_outputs_are_the_declared_files_under_outputs() {
+    let (b, image) = backend("revcomp").await;
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = vec![Ok(Bytes::from_static(b">a\nACGTN\n"))];
+    let call = with_named(
+        streamed(chunks, dir.path().join("out"), Limits::DEFAULT),
+        dir.path(),
+        &["stats", "absent"],
+    );
+    let result = b.call(&image, call).await.unwrap();
+    let stats = dir.path().join("named-stats");
+    assert_eq!(
+        result.named.keys().collect::<Vec<_>>(),
+        ["stats"],
+        "an output the module did not write is not there"
+    );
+    assert_eq!(
+        result.named["stats"],
+        Output::File {
+            path: stats.clone(),
+            size: 24
+        }
+    );
+    assert_eq!(
+        std::fs::read(&stats).unwrap(),
+        b"{\"records\":1,\"bases\":5}\n"
+    );
+    // The call's own directory is gone: nothing but the outputs is left.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["named-stats", "out"]);
+
+    // Without named outputs offered, the module sees no /outputs.
+    let call = streamed(
+        vec![Ok(Bytes::from_static(b">a\nACGT\n"))],
+        dir.path().join("out2"),
+        Limits::DEFAULT,
+    );
+    assert!(b.call(&image, call).await.unwrap().named.is_empty());
+}
+
+#[tokio::test]
+async fn named_outputs_are_capped_while_the_module_writes() {
+    let (b, image) = backend("hostile").await;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        output_bytes: 4 << 20,
+        timeout_ms: 20_000,
+        ..Limits::DEFAULT
+    };
+    let mut call = with_named(
+        streamed(vec![], dir.path().join("out"), limits),
+        dir.path(),
+        &["extra"],
+    );
+    call.params
+        .insert("mode".into(), serde_json::json!("flood-outputs"));
+    let started = std::time::Instant::now();
+    let err = b.call(&image, call).await.unwrap_err();
+    assert!(
+        matches!(err, CallError::OutputTooLarge { limit_bytes, .. } if limit_bytes == 4 << 20),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Nothing is left behind but the (empty) main output.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 }

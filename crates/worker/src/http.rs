@@ -58,7 +58,7 @@ impl JobSource for HttpJobs {
     async fn artifact(&self, job: &str) -> Result<Bytes> {
         self.client.artifact(job).await.map_err(source_error)
     }
-    async fn put_output(&self, job: &str, output: Output) -> Result<u64> {
+    async fn put_output(&self, job: &str, name: Option<&str>, output: Output) -> Result<u64> {
         let size = output.len();
         let body = match output {
             Output::Bytes(b) => reqwest::Body::from(b),
@@ -69,7 +69,7 @@ impl JobSource for HttpJobs {
             ),
         };
         self.client
-            .put_output(job, body)
+            .put_output(job, name, body)
             .await
             .map_err(source_error)?;
         Ok(size)

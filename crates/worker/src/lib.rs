@@ -63,8 +63,9 @@ pub trait JobSource: Send + Sync + 'static {
     async fn input(&self, job: &str) -> Result<ByteStream>;
     async fn object(&self, job: &str, name: &str) -> Result<ByteStream>;
     async fn artifact(&self, job: &str) -> Result<Bytes>;
-    /// Upload the output; returns its size.
-    async fn put_output(&self, job: &str, output: Output) -> Result<u64>;
+    /// Upload the main output (`name` None) or a named one; returns its
+    /// size.
+    async fn put_output(&self, job: &str, name: Option<&str>, output: Output) -> Result<u64>;
     /// Report the end of the attempt. False: it was no longer ours.
     async fn finish(&self, job: &str, report: JobReport) -> Result<bool>;
 }

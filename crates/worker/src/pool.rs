@@ -129,6 +129,15 @@ impl Worker {
     async fn execute(&self, item: WorkItem) -> &'static str {
         let control = Arc::new(CallControl::default());
         let scratch = ScratchFile(self.scratch.join(format!("{}.out", item.job)));
+        // Named outputs' scratch files, removed with the main one's.
+        let named: Vec<(String, ScratchFile)> = item
+            .outputs
+            .iter()
+            .map(|n| {
+                let path = self.scratch.join(format!("{}.out.{n}", item.job));
+                (n.clone(), ScratchFile(path))
+            })
+            .collect();
         // Set once the input is open; progress then follows the bytes read.
         let input_open = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = watch::channel(false);
@@ -143,7 +152,7 @@ impl Worker {
         ));
 
         let result = self
-            .call(&item, control.clone(), &input_open, &scratch.0)
+            .call(&item, control.clone(), &input_open, &scratch.0, &named)
             .await;
         let _ = done_tx.send(true);
         let _ = heartbeat.await;
@@ -158,7 +167,7 @@ impl Worker {
             Ok(out) => {
                 let log =
                     (!out.log.is_empty()).then(|| accelhub_domain::version::tail(&out.log, 4096));
-                match self.source.put_output(&item.job, out.output).await {
+                match self.put_outputs(&item.job, out.output, out.named).await {
                     Ok(size) => JobReport::Succeeded {
                         output_size: size,
                         log,
@@ -166,7 +175,7 @@ impl Worker {
                             .unit
                             .get()
                             .map(|_| control.items.load(Ordering::Relaxed)),
-                        unit: control.unit.get().map(|u| u.to_string()),
+                        unit: control.unit.get(),
                         device_time_ms: out.device_time.as_millis() as u64,
                     },
                     Err(e) => JobReport::Failed {
@@ -177,6 +186,7 @@ impl Worker {
             }
         };
         drop(scratch);
+        drop(named);
         let label = match &report {
             JobReport::Succeeded { .. } => "succeeded",
             JobReport::Failed { error, .. } => {
@@ -195,13 +205,28 @@ impl Worker {
         }
     }
 
-    /// Stream the input to the device and its output to a scratch file.
+    /// Upload the main output, then the named ones; the main one's size.
+    async fn put_outputs(
+        &self,
+        job: &str,
+        main: accelhub_device::Output,
+        named: BTreeMap<String, accelhub_device::Output>,
+    ) -> crate::Result<u64> {
+        let size = self.source.put_output(job, None, main).await?;
+        for (name, output) in named {
+            self.source.put_output(job, Some(&name), output).await?;
+        }
+        Ok(size)
+    }
+
+    /// Stream the input to the device and its outputs to scratch files.
     async fn call(
         &self,
         item: &WorkItem,
         control: Arc<CallControl>,
         input_open: &AtomicBool,
         scratch: &std::path::Path,
+        named: &[(String, ScratchFile)],
     ) -> std::result::Result<accelhub_device::CallOutput, (String, Option<String>)> {
         let stream = self.source.input(&item.job).await.map_err(|e| {
             (
@@ -240,6 +265,10 @@ impl Worker {
             input: CallData::Stream(stream),
             input_name: item.input_key.clone(),
             output: OutputSink::File(scratch.to_path_buf()),
+            named_outputs: named
+                .iter()
+                .map(|(n, f)| (n.clone(), OutputSink::File(f.0.clone())))
+                .collect(),
             params: item.params.clone(),
             objects,
             limits: item.limits,
@@ -300,7 +329,7 @@ async fn keep_lease(
                 .unit
                 .get()
                 .map(|_| control.items.load(Ordering::Relaxed)),
-            unit: control.unit.get().map(|u| u.to_string()),
+            unit: control.unit.get(),
         };
         match source.renew(&job, r).await {
             Ok(true) => {}

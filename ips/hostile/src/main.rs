@@ -54,6 +54,23 @@ fn main() {
                 }
             }
         }
+        "flood-outputs" => {
+            // Named outputs past their cap: the host must stop this.
+            let chunk = vec![b'x'; 65536];
+            let mut f = match std::fs::File::create("/outputs/extra") {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("hostile: no /outputs: {e}");
+                    std::process::exit(3);
+                }
+            };
+            loop {
+                if f.write_all(&chunk).is_err() {
+                    eprintln!("hostile: /outputs refused more output");
+                    std::process::exit(1);
+                }
+            }
+        }
         "spin" => {
             let iters: u64 = param(&params, "iters").and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
             let mut x: u64 = 1;

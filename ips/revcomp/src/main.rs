@@ -6,6 +6,10 @@
 //! default 60; 0 = one line). IUPAC codes are complemented (R↔Y, K↔M, B↔V,
 //! D↔H; S, W, N unchanged), `U` is read as RNA and complemented to `A`,
 //! case is kept. Any other character is an error naming its line.
+//!
+//! Named output `stats` (declared in `ip.toml`): the records and bases
+//! read, as JSON, written to `/outputs/stats` where the platform offers it
+//! (jobs do; a sync call has the main output only).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
@@ -107,6 +111,19 @@ fn run() -> Result<(), String> {
         emit_revcomp(&seq, &line_of, width, &mut out)?;
     }
     out.flush().map_err(|e| e.to_string())?;
+    if std::path::Path::new("/outputs").is_dir() {
+        let bases = input
+            .split(|&b| b == b'\n')
+            .filter(|l| !(fasta && l.first() == Some(&b'>')))
+            .flatten()
+            .filter(|b| !b.is_ascii_whitespace())
+            .count();
+        std::fs::write(
+            "/outputs/stats",
+            format!("{{\"records\":{records},\"bases\":{bases}}}\n"),
+        )
+        .map_err(|e| format!("writing /outputs/stats: {e}"))?;
+    }
     eprintln!("revcomp: {records} sequence(s)");
     Ok(())
 }

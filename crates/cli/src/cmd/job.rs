@@ -24,9 +24,13 @@ pub enum JobCmd {
     Status { id: String },
     /// Wait for a job to finish, showing progress.
     Wait { id: String },
-    /// Download a succeeded job's output.
+    /// Download a succeeded job's output: the main one, or the one named
+    /// (`job status` lists them).
     Output {
         id: String,
+        /// Which output, by name (e.g. `vcf`, `bai`).
+        #[arg(long, short)]
+        name: Option<String>,
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
@@ -76,8 +80,8 @@ pub async fn job(conn: &Conn, cmd: JobCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        JobCmd::Output { id, output } => {
-            let resp = c.job_output(&id).await?;
+        JobCmd::Output { id, name, output } => {
+            let resp = c.job_output(&id, name.as_deref()).await?;
             let n = write_response(resp, output.as_deref()).await?;
             if let Some(p) = output {
                 note(format_args!("wrote {n} bytes to {}", p.display()));
@@ -142,12 +146,12 @@ fn write_job(job: &Job, out: &mut Text) -> std::fmt::Result {
         )?,
     }
     writeln!(out, "attempts  {}/{}", job.attempts, job.max_attempts)?;
-    if let Some(k) = &job.output_key {
+    for (i, o) in job.outputs.iter().enumerate() {
+        let label = if i == 0 { "outputs" } else { "" };
         writeln!(
             out,
-            "output    {} ({} bytes)",
-            k,
-            job.output_size.unwrap_or_default()
+            "{label:<9} {:<10} {} ({} bytes)",
+            o.name, o.key, o.size
         )?;
     }
     if let Some(e) = &job.error {

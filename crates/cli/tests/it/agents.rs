@@ -101,7 +101,13 @@ async fn agents_share_the_work_and_a_killed_agent_loses_nothing() {
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
         assert_eq!(j.attempts, 1);
         workers.insert(j.history[0].worker.clone());
-        let out = user.job_output(id).await.unwrap().bytes().await.unwrap();
+        let out = user
+            .job_output(id, None)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&out[..], b"payload");
     }
     assert_eq!(
@@ -135,7 +141,7 @@ async fn agents_share_the_work_and_a_killed_agent_loses_nothing() {
     assert_eq!(done.history[1].worker, survivor);
     assert_eq!(done.history[1].outcome, "succeeded");
     let out = user
-        .job_output(&slow.id)
+        .job_output(&slow.id, None)
         .await
         .unwrap()
         .bytes()
@@ -331,7 +337,7 @@ async fn agent_tokens_and_nodes_are_checked() {
     assert_eq!(status(a2.artifact(&job.id).await.unwrap_err()), Some(409));
     assert_eq!(
         status(
-            a2.put_output(&job.id, b"forged".to_vec())
+            a2.put_output(&job.id, None, b"forged".to_vec())
                 .await
                 .unwrap_err()
         ),
@@ -360,7 +366,7 @@ async fn agent_tokens_and_nodes_are_checked() {
     let input = a1.input(&job.id).await.unwrap().bytes().await.unwrap();
     assert_eq!(&input[..], b"abc");
     assert!(!a1.artifact(&job.id).await.unwrap().is_empty());
-    a1.put_output(&job.id, input.to_vec()).await.unwrap();
+    a1.put_output(&job.id, None, input.to_vec()).await.unwrap();
     let report_ok = JobReport::Succeeded {
         output_size: 3,
         log: None,
@@ -376,7 +382,7 @@ async fn agent_tokens_and_nodes_are_checked() {
     assert_eq!(done.history[0].worker, "n1");
     assert_eq!(
         &user
-            .job_output(&job.id)
+            .job_output(&job.id, None)
             .await
             .unwrap()
             .bytes()

@@ -267,10 +267,17 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// Poll until the built-in IPs (`genomics/index`, `genomics/align`), which
-/// a server publishes at start-up, are verified.
+/// Poll until the built-in IPs (`genomics/index`, `genomics/align` and
+/// the flow after it), which a server publishes at start-up, are verified.
 pub async fn wait_builtins_verified(c: &Client) {
-    for ip in ["genomics/index", "genomics/align"] {
+    for ip in [
+        "genomics/index",
+        "genomics/align",
+        "genomics/sort",
+        "genomics/markdup",
+        "genomics/call",
+        "genomics/germline",
+    ] {
         wait_verified(c, ip, accelhub_native::builtin::VERSION).await;
     }
 }

@@ -136,7 +136,7 @@ async fn one_version_is_verified_and_called_on_wasm_and_opencl() {
     };
     assert_eq!(job.state, accelhub_domain::JobState::Succeeded, "{job:?}");
     let out = user
-        .job_output(&job.id)
+        .job_output(&job.id, None)
         .await
         .unwrap()
         .bytes()

@@ -72,7 +72,7 @@ async fn kill_9_mid_job_retries_it_and_bills_once() {
         .contains("stopped"));
     assert_eq!(done.history[1].outcome, "succeeded");
     let out = user
-        .job_output(&slow.id)
+        .job_output(&slow.id, None)
         .await
         .unwrap()
         .bytes()

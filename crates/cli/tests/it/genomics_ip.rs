@@ -280,3 +280,132 @@ async fn vendors_cannot_publish_native_code() {
     assert_eq!(e.status().map(|s| s.as_u16()), Some(403), "{e}");
     assert!(e.to_string().contains("only the operator"), "{e}");
 }
+
+fn gunzip(data: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(data), &mut text).unwrap();
+    text
+}
+
+/// The variant records of a VCF (its header dropped): CHROM to GT.
+fn records(vcf: &str) -> Vec<String> {
+    vcf.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_germline_flow_runs_as_one_job_with_named_outputs_and_stage_by_stage() {
+    use accelhub_native::builtin::{self, germline_data};
+    let server = Server::start();
+    let admin = server.admin();
+    for ip in [
+        "genomics/sort",
+        "genomics/markdup",
+        "genomics/call",
+        "genomics/germline",
+    ] {
+        let v = wait_verified(&admin, ip, VERSION).await;
+        assert_eq!(v.status, VersionStatus::Verified, "{ip}: {:?}", v.report);
+        assert!(v.outputs.len() >= 2, "{ip}: {:?}", v.outputs);
+    }
+    let user = server.account("clinic", Role::User).await;
+    for ip in ["genomics/index", "genomics/germline", "genomics/call"] {
+        user.deploy(ip, None).await.unwrap();
+    }
+    // The reference, uploaded and indexed once.
+    let data = germline_data();
+    user.put_object(Some("chrG.fa"), data.reference.clone(), None)
+        .await
+        .unwrap();
+    let job = user
+        .submit_job("genomics/index", "chrG.fa", Params::new())
+        .await
+        .unwrap();
+    let job = user.wait_job(&job.id, |_| {}).await.unwrap();
+    let index_key = job.output_key.clone().unwrap();
+    user.put_object(Some("s1_R1.fq.gz"), gzip(&data.r1), None)
+        .await
+        .unwrap();
+    user.put_object(Some("s1_R2.fq"), data.r2.clone(), None)
+        .await
+        .unwrap();
+
+    // Two samples (the same reads twice) against it: the second finds the
+    // index resident.
+    let mut params = Params::new();
+    params.insert("index".into(), index_key.clone().into());
+    params.insert("reads2".into(), "s1_R2.fq".into());
+    params.insert("read_group".into(), "@RG\\tID:s1\\tSM:s1\\tLB:lib1".into());
+    let mut vcfs = Vec::new();
+    for round in 0..2 {
+        let job = user
+            .submit_job("genomics/germline", "s1_R1.fq.gz", params.clone())
+            .await
+            .unwrap();
+        let job = user.wait_job(&job.id, |_| {}).await.unwrap();
+        assert_eq!(
+            job.state,
+            JobState::Succeeded,
+            "{:?} {:?}",
+            job.error,
+            job.log
+        );
+        // The stage it ended in, and its count.
+        assert_eq!(job.unit.as_deref(), Some("bp called on chrG"), "{job:?}");
+        let names: Vec<&str> = job.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["vcf", "tbi", "bam", "bai", "qc"]);
+        let log = job.log.clone().unwrap_or_default();
+        if round == 1 {
+            assert!(log.contains("resident"), "{log}");
+        }
+        let vcf = gunzip(
+            &user
+                .job_output(&job.id, Some("vcf"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        );
+        assert!(vcf.contains("\tFORMAT\ts1\n"), "{vcf}");
+        let gt = |pos: usize| {
+            records(&vcf)
+                .into_iter()
+                .find(|l| l.split('\t').nth(1) == Some(&pos.to_string()))
+                .and_then(|l| l.split('\t').nth(9).map(|s| s[..3].to_string()))
+        };
+        assert_eq!(gt(builtin::GERM_HET_SNV + 1).as_deref(), Some("0/1"));
+        assert_eq!(gt(builtin::GERM_HOM_SNV + 1).as_deref(), Some("1/1"));
+        assert_eq!(gt(builtin::GERM_HET_DEL + 1).as_deref(), Some("0/1"));
+        let qc = user
+            .job_output(&job.id, Some("qc"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(qc.contains("duplicates_pct\t"), "{qc}");
+        vcfs.push((job.id.clone(), vcf));
+    }
+    assert_eq!(records(&vcfs[0].1), records(&vcfs[1].1));
+
+    // The flow's BAM, called again on its own: the same calls.
+    let bam_key = user.job(&vcfs[0].0).await.unwrap().outputs[2].key.clone();
+    let mut p = Params::new();
+    p.insert("index".into(), index_key.into());
+    let job = user.submit_job("genomics/call", &bam_key, p).await.unwrap();
+    let job = user.wait_job(&job.id, |_| {}).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let vcf = gunzip(
+        &user
+            .job_output(&job.id, None)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(records(&vcf), records(&vcfs[0].1));
+}

@@ -55,7 +55,7 @@ async fn a_large_job_streams_with_bounded_memory() {
     );
 
     // Download and check the content, streaming.
-    let resp = user.job_output(&job.id).await.unwrap();
+    let resp = user.job_output(&job.id, None).await.unwrap();
     assert_eq!(
         resp.headers()
             .get("accelhub-sha256")

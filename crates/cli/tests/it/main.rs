@@ -18,6 +18,7 @@ mod large;
 mod limits;
 mod market;
 mod openapi;
+mod outputs;
 mod paging;
 mod sandbox;
 mod scaleout;

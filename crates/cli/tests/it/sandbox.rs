@@ -149,7 +149,7 @@ async fn a_hostile_job_fails_without_billing_and_keeps_its_log() {
         .contains("exited with code 3"));
     assert!(done.log.as_deref().unwrap().contains("failing on purpose"));
     assert_eq!(done.attempts, 1, "an IP error is not retried");
-    let err = user.job_output(&job.id).await.unwrap_err();
+    let err = user.job_output(&job.id, None).await.unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::CONFLICT));
     let usage = user.usage(None).await.unwrap();
     assert_eq!(usage.totals.billed, 0);

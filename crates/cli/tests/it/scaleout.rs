@@ -80,7 +80,13 @@ async fn two_control_planes_share_the_work_and_never_run_a_job_twice() {
         assert_eq!(j.history.len(), 1);
         *ran_on.entry(j.history[0].worker.clone()).or_default() += 1;
         // Its output is readable through either control plane.
-        let out = ub.job_output(id).await.unwrap().bytes().await.unwrap();
+        let out = ub
+            .job_output(id, None)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&out[..], b"payload");
     }
     assert_eq!(ran_on.values().sum::<usize>(), 8);

@@ -148,7 +148,7 @@ async fn tenants_never_see_each_other_and_nobody_gets_an_artifact() {
         bob.get_object("secret.txt").await.unwrap_err(),
         bob.delete_object("secret.txt").await.unwrap_err(),
         bob.job(&job.id).await.map(|_| ()).unwrap_err(),
-        bob.job_output(&job.id).await.map(|_| ()).unwrap_err(),
+        bob.job_output(&job.id, None).await.map(|_| ()).unwrap_err(),
         bob.cancel_job(&job.id).await.map(|_| ()).unwrap_err(),
         bob.delete_job(&job.id).await.unwrap_err(),
         bob.submit_job("acme/echo", "secret.txt", Params::new())

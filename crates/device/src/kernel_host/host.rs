@@ -476,6 +476,7 @@ impl<R: KernelRuntime> Backend for KernelHost<R> {
         };
         Ok(CallOutput {
             output,
+            named: Default::default(),
             log: Bytes::from(ran.log),
             device_time: ran.device_time,
         })

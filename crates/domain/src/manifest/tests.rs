@@ -235,3 +235,31 @@ fn float_prices_are_exact() {
         assert_eq!(m.pricing.per_call, Money(micros), "{text}");
     }
 }
+
+#[test]
+fn named_outputs_are_declared_once_each() {
+    let with = GOOD.replace(
+        "[[test]]",
+        "[[output]]\nname = \"vcf\"\nsummary = \"the calls\"\n[[output]]\nname = \"tbi\"\n[[test]]",
+    );
+    let m = Manifest::parse(&with).unwrap();
+    let names: Vec<&str> = m.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["vcf", "tbi"]);
+    assert_eq!(m.outputs[0].summary, "the calls");
+    assert!(Manifest::parse(GOOD).unwrap().outputs.is_empty());
+    assert_eq!(
+        err_field(&with.replace("\"tbi\"", "\"vcf\"")),
+        "output[1].name"
+    );
+    assert_eq!(
+        err_field(&with.replace("\"tbi\"", "\"../x\"")),
+        "output[1].name"
+    );
+    let many: String = (0..=crate::MAX_OUTPUTS)
+        .map(|i| format!("[[output]]\nname = \"o{i}\"\n"))
+        .collect();
+    assert_eq!(
+        err_field(&GOOD.replace("[[test]]", &format!("{many}[[test]]"))),
+        "output"
+    );
+}

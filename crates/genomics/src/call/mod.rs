@@ -535,17 +535,6 @@ pub fn call_file(
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<CallStats> {
     let reader = Reader::open(bam, opts.threads)?;
-    if let Some(order) = reader.header.sort_order() {
-        if order != "coordinate" {
-            return Err(GenomicsError::Format {
-                path: bam.to_path_buf(),
-                record: 0,
-                message: format!(
-                    "the header says the records are sorted by {order}, not by coordinate: sort them with `accelhub genomics sort`"
-                ),
-            });
-        }
-    }
     let reference = crate::fasta::read_reference(fasta, &mut |_| {})?;
     // Build the reference's .fai, as samtools and bcftools do when it is
     // missing, for the tools that read the VCF with it. The caller reads
@@ -571,6 +560,17 @@ pub fn call_with(
     let bam = reader.path().to_path_buf();
     let bam = bam.as_path();
     let header = reader.header.clone();
+    if let Some(order) = header.sort_order() {
+        if order != "coordinate" {
+            return Err(GenomicsError::Format {
+                path: bam.to_path_buf(),
+                record: 0,
+                message: format!(
+                    "the header says the records are sorted by {order}, not by coordinate: sort them with `accelhub genomics sort`"
+                ),
+            });
+        }
+    }
     let to_ref = match_contigs(bam, &header.refs, fasta, reference)?;
     let mut spans = Vec::new();
     for r in &opts.regions {
@@ -782,7 +782,8 @@ fn run(
                     continue;
                 }
                 let contig = rid as usize;
-                if current.as_ref().map(|b| b.contig) != Some(contig) {
+                let new_contig = current.as_ref().map(|b| b.contig) != Some(contig);
+                if new_contig {
                     if let Some(mut b) = current.take() {
                         b.finish(&mut blocks_out);
                     }
@@ -795,7 +796,7 @@ fn run(
                     next_contig = contig + 1;
                     current = Some(blocks_of(contig));
                 }
-                if pos - last_report >= 1_000_000 || pos < last_report {
+                if new_contig || pos - last_report >= 1_000_000 || pos < last_report {
                     last_report = pos;
                     progress(&refs[contig].0, pos as u64);
                 }

@@ -22,6 +22,7 @@ pub fn new_version(ip: &str, vendor_id: i64, version: semver::Version, price: i6
         limits: Limits::DEFAULT,
         implementations: vec![],
         objects: vec![],
+        outputs: vec![],
         tests: vec![],
         pricing: Default::default(),
     }
@@ -46,6 +47,16 @@ pub async fn fixture(s: &dyn Store) -> (i64, i64, VersionRow) {
                 required: true,
                 summary: "an index".into(),
             }],
+            outputs: vec![
+                accelhub_domain::OutputParam {
+                    name: "vcf".into(),
+                    summary: "the calls".into(),
+                },
+                accelhub_domain::OutputParam {
+                    name: "tbi".into(),
+                    summary: String::new(),
+                },
+            ],
             tests: vec![],
             pricing: Default::default(),
         })
@@ -126,6 +137,7 @@ pub async fn accounts_tokens_and_versions(s: &dyn Store) {
         limits: Limits::DEFAULT,
         implementations: vec![],
         objects: vec![],
+        outputs: vec![],
         tests: vec![],
         pricing: Default::default(),
     };
@@ -203,6 +215,18 @@ pub async fn a_job_is_claimed_once_and_billed_once(s: &dyn Store) {
     let outcome = JobOutcome::Succeeded {
         output_key: "o".into(),
         output_size: 10,
+        outputs: vec![
+            accelhub_domain::JobOutput {
+                name: "vcf".into(),
+                key: "o".into(),
+                size: 10,
+            },
+            accelhub_domain::JobOutput {
+                name: "tbi".into(),
+                key: "o.tbi".into(),
+                size: 3,
+            },
+        ],
         log: None,
         items: Some((50, "reads".into())),
     };
@@ -219,6 +243,17 @@ pub async fn a_job_is_claimed_once_and_billed_once(s: &dyn Store) {
     assert_eq!(
         (j1.progress, j1.items),
         (1.0, Some((50, "reads".to_string())))
+    );
+    let named: Vec<(&str, &str, u64)> = j1
+        .outputs
+        .iter()
+        .map(|o| (o.name.as_str(), o.key.as_str(), o.size))
+        .collect();
+    assert_eq!(named, [("vcf", "o", 10), ("tbi", "o.tbi", 3)]);
+    assert_eq!(v.outputs[1].name, "tbi");
+    assert_eq!(
+        s.get_version_by_id(v.id).await.unwrap().unwrap().outputs,
+        v.outputs
     );
     assert!(!s
         .finish_job("j1", "node-a", outcome, Some(usage("j1", user, v.id)))
