@@ -162,3 +162,59 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
     assert!(shots.join("5-operator.png").exists());
     let _ = std::fs::remove_file(&archive);
 }
+
+#[tokio::test]
+async fn a_user_sees_and_saves_a_jobs_named_outputs_in_a_browser() {
+    let (chromium, e2e) = match browser() {
+        Ok(b) => b,
+        Err(why) if std::env::var_os("ACCELHUB_TEST_BROWSER").is_some() => {
+            panic!("ACCELHUB_TEST_BROWSER is set but {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let server = Server::start();
+    let vendor = server.account("acme", Role::Vendor).await;
+    let created = server
+        .admin()
+        .create_account("dora", Role::User)
+        .await
+        .unwrap();
+    let user = server.client(&created.token);
+    publish(&vendor, &ips_dir().join("revcomp")).await;
+    user.deploy("acme/revcomp", None).await.unwrap();
+    let obj = user
+        .put_object(Some("r.fa"), b">r\nACGT\n".to_vec(), None)
+        .await
+        .unwrap();
+    let job = user
+        .submit_job("acme/revcomp", &obj.key, Default::default())
+        .await
+        .unwrap();
+    let job = user.wait_job(&job.id, |_| {}).await.unwrap();
+    assert_eq!(job.outputs.len(), 2, "{job:?}");
+
+    let shots = repo_root().join("target/e2e-screenshots");
+    let out = Command::new("node")
+        .arg(e2e.join("jobs.mjs"))
+        .env("ACCELHUB_URL", &server.url)
+        .env("USER_TOKEN", &created.token)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", &shots)
+        .env("EXPECT_STATS", "{\"records\":1,\"bases\":4}\n")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{said}\nserver log:\n{}",
+        server.log()
+    );
+    assert!(said.contains("jobs e2e: ok"), "{said}");
+}
