@@ -343,6 +343,20 @@ async fn agent_tokens_and_nodes_are_checked() {
         ),
         Some(409)
     );
+    assert_eq!(
+        status(
+            a2.put_output(&job.id, Some("extra"), b"forged".to_vec())
+                .await
+                .unwrap_err()
+        ),
+        Some(409)
+    );
+    // Its own node may not add an output the IP does not declare.
+    let e = a1
+        .put_output(&job.id, Some("extra"), b"smuggled".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), Some(400));
     let forged = JobReport::Succeeded {
         output_size: 6,
         log: None,
