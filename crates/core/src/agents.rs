@@ -544,22 +544,31 @@ impl Platform {
         };
         let version: Option<Arc<VersionRow>> = self.version_by_id(j.version_id).await.ok();
         let succeeded = matches!(report, JobReport::Succeeded { .. });
-        // The outputs the node stored, the main one first.
+        // The outputs this attempt stored, the main one first; a named one
+        // an earlier attempt left and this one did not write goes, once
+        // this attempt's success is recorded.
         let mut outputs = Vec::new();
-        if let (true, Some(v)) = (succeeded, version.as_deref()) {
-            for (name, key) in output_keys(job, v) {
-                if let Some(o) = self.store.get_object(j.account_id, &key).await? {
-                    outputs.push(accelhub_domain::JobOutput {
+        let mut stale = Vec::new();
+        if let (JobReport::Succeeded { outputs: named, .. }, Some(v)) =
+            (&report, version.as_deref())
+        {
+            for (i, (name, key)) in output_keys(job, v).into_iter().enumerate() {
+                let written = i == 0 || named.contains(&name);
+                match self.store.get_object(j.account_id, &key).await? {
+                    Some(o) if written => outputs.push(accelhub_domain::JobOutput {
                         name,
                         key,
                         size: o.size,
-                    });
+                    }),
+                    Some(_) => stale.push(key),
+                    None => {}
                 }
             }
         }
         let (outcome, usage) = match report {
             JobReport::Succeeded {
                 output_size,
+                outputs: _,
                 log,
                 items,
                 unit,
@@ -607,6 +616,14 @@ impl Platform {
         };
         let recorded = self.store.finish_job(job, node, outcome, usage).await?;
         if recorded {
+            for key in stale {
+                if self.store.delete_object(j.account_id, &key).await? {
+                    let _ = self
+                        .objects
+                        .delete(&account_object_key(j.account_id, &key))
+                        .await;
+                }
+            }
             // A replica is free: a job its deployment capped may go now.
             self.job_wakeup.notify_waiters();
         }

@@ -149,6 +149,10 @@ pub enum JobReport {
     /// The output was uploaded first.
     Succeeded {
         output_size: u64,
+        /// The named outputs this attempt uploaded (the main one is always
+        /// there); any other a former attempt left is dropped.
+        #[serde(default)]
+        outputs: Vec<String>,
         log: Option<String>,
         items: Option<u64>,
         unit: Option<String>,

@@ -167,9 +167,11 @@ impl Worker {
             Ok(out) => {
                 let log =
                     (!out.log.is_empty()).then(|| accelhub_domain::version::tail(&out.log, 4096));
+                let named: Vec<String> = out.named.keys().cloned().collect();
                 match self.put_outputs(&item.job, out.output, out.named).await {
                     Ok(size) => JobReport::Succeeded {
                         output_size: size,
+                        outputs: named,
                         log,
                         items: control
                             .unit

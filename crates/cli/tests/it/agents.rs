@@ -359,6 +359,7 @@ async fn agent_tokens_and_nodes_are_checked() {
     assert_eq!(status(e), Some(400));
     let forged = JobReport::Succeeded {
         output_size: 6,
+        outputs: vec![],
         log: None,
         items: None,
         unit: None,
@@ -383,6 +384,7 @@ async fn agent_tokens_and_nodes_are_checked() {
     a1.put_output(&job.id, None, input.to_vec()).await.unwrap();
     let report_ok = JobReport::Succeeded {
         output_size: 3,
+        outputs: vec![],
         log: None,
         items: None,
         unit: None,

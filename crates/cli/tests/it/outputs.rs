@@ -142,3 +142,70 @@ async fn an_agent_uploads_named_outputs_by_name() {
     let j = user.job(&id).await.unwrap();
     assert_eq!(j.history[0].worker, "node-a", "{}", agent.log());
 }
+
+#[tokio::test]
+async fn a_named_output_the_succeeding_attempt_did_not_write_is_dropped() {
+    use accelhub_client::AgentClient;
+    use accelhub_domain::{ClaimRequest, FleetDevice, JobReport, NodeReport};
+    let server = Server::start_with(&["--no-local-jobs", "--no-builtin-ips"]);
+    let vendor = server.account("acme", Role::Vendor).await;
+    let user = server.account("sven", Role::User).await;
+    publish(&vendor, &ips_dir().join("revcomp")).await;
+    user.deploy("acme/revcomp", None).await.unwrap();
+    let token = server.admin().create_agent("rack1").await.unwrap().token;
+    let a = AgentClient::new(&server.url, &token, "hand").unwrap();
+    a.register(&NodeReport {
+        devices: vec![FleetDevice {
+            class: "wasm".into(),
+            slots: 1,
+            busy: 0,
+            utilisation: 0.0,
+            loaded: vec![],
+            resident: vec![],
+            hardware: vec![],
+        }],
+    })
+    .await
+    .unwrap();
+    let obj = user.put_object(None, FASTA.to_vec(), None).await.unwrap();
+    let job = user
+        .submit_job("acme/revcomp", &obj.key, Params::new())
+        .await
+        .unwrap();
+    let item = a
+        .claim(&ClaimRequest {
+            devices: vec!["wasm".into()],
+            wait_ms: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .expect("the queued job");
+    assert_eq!(item.outputs, ["stats"]);
+    // As if an earlier attempt had left `stats`; this one writes only the
+    // main output.
+    a.put_output(&job.id, Some("stats"), b"old".to_vec())
+        .await
+        .unwrap();
+    a.put_output(&job.id, None, b"main".to_vec()).await.unwrap();
+    let done = JobReport::Succeeded {
+        output_size: 4,
+        outputs: vec![],
+        log: None,
+        items: None,
+        unit: None,
+        device_time_ms: 1,
+    };
+    assert!(a.finish(&job.id, &done).await.unwrap());
+    let j = user.job(&job.id).await.unwrap();
+    let names: Vec<&str> = j.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["sequences"]);
+    let keys: Vec<String> = user
+        .objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(!keys.iter().any(|k| k.ends_with(".out.stats")), "{keys:?}");
+}
