@@ -565,6 +565,8 @@ impl Platform {
                 }
             }
         }
+        // Bytes out, for usage: every output the job keeps.
+        let named_bytes: u64 = outputs.iter().skip(1).map(|o| o.size).sum();
         let (outcome, usage) = match report {
             JobReport::Succeeded {
                 output_size,
@@ -589,7 +591,7 @@ impl Platform {
                         v,
                         &j.device,
                         j.input_size,
-                        output_size,
+                        output_size + named_bytes,
                         Duration::from_millis(device_time_ms),
                         true,
                         "ok",

@@ -62,6 +62,14 @@ async fn a_job_keeps_lists_and_serves_its_named_outputs() {
     assert_eq!(declared, ["sequences", "stats"]);
     user.deploy("acme/revcomp", None).await.unwrap();
     let id = revcomp_job(&user).await;
+    // Usage counts every output's bytes.
+    let job = user.job(&id).await.unwrap();
+    let usage = user.usage(None).await.unwrap();
+    let rec = usage.records.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(
+        rec.bytes_out,
+        job.outputs.iter().map(|o| o.size).sum::<u64>()
+    );
 
     // A name the job lacks: 404, saying which it has.
     let e = user.job_output(&id, Some("bam")).await.unwrap_err();
