@@ -235,9 +235,31 @@ const MIN_FLANK: usize = 8;
 /// The longest deletion looked for in a clip.
 const MAX_CLIP_DEL: usize = 60;
 
+/// Whether a clip's bases `clip` are the reference's `r`: all of them
+/// (`whole`), or the [`MIN_FLANK`] beside the indel (at the start when
+/// `near_start`, else at the end), for a clip that runs on into a nearby
+/// SNV or indel.
+fn clip_matches(clip: &[u8], r: &[u8], near_start: bool, whole: bool) -> bool {
+    let l = clip.len();
+    if l != r.len() || l < MIN_FLANK {
+        return false;
+    }
+    if whole {
+        return clip == r;
+    }
+    let flank = if near_start {
+        0..MIN_FLANK
+    } else {
+        l - MIN_FLANK..l
+    };
+    clip[flank.clone()] == r[flank]
+}
+
 /// The indel a soft clip hides, if its bases are an insertion followed
 /// (or, on the left, preceded) by the reference, or the reference
-/// further on (a deletion). The shortest such indel is taken.
+/// further on (a deletion). The shortest such indel whose clip matches the
+/// reference whole is taken; failing that, the shortest whose clip
+/// matches it beside the indel (see [`clip_matches`]).
 fn from_clip(r: &[u8], pos: i64, right: bool, clip: &[u8]) -> Option<Var> {
     let n = r.len();
     let l = clip.len();
@@ -245,45 +267,48 @@ fn from_clip(r: &[u8], pos: i64, right: bool, clip: &[u8]) -> Option<Var> {
         return None;
     }
     let p = pos as usize;
-    if right {
-        // clip = insertion, then ref[p..].
-        for k in 1..=l - MIN_FLANK {
-            if p + l - k <= n && clip[k..] == r[p..p + l - k] {
-                return Some(Var {
-                    pos,
-                    del: 0,
-                    ins: clip[..k].to_vec(),
-                });
+    for whole in [true, false] {
+        let fits = |c: &[u8], r: &[u8], near_start| clip_matches(c, r, near_start, whole);
+        if right {
+            // clip = insertion, then ref[p..].
+            for k in 1..=l - MIN_FLANK {
+                if p + l - k <= n && fits(&clip[k..], &r[p..p + l - k], true) {
+                    return Some(Var {
+                        pos,
+                        del: 0,
+                        ins: clip[..k].to_vec(),
+                    });
+                }
             }
-        }
-        // clip = ref[p + d..]: d bases deleted.
-        for d in 1..=MAX_CLIP_DEL {
-            if p + d + l <= n && clip == &r[p + d..p + d + l] {
-                return Some(Var {
-                    pos,
-                    del: d as u32,
-                    ins: Vec::new(),
-                });
+            // clip = ref[p + d..]: d bases deleted.
+            for d in 1..=MAX_CLIP_DEL {
+                if p + d + l <= n && fits(clip, &r[p + d..p + d + l], true) {
+                    return Some(Var {
+                        pos,
+                        del: d as u32,
+                        ins: Vec::new(),
+                    });
+                }
             }
-        }
-    } else {
-        // clip = ref[..p] (j bases), then the insertion.
-        for j in (MIN_FLANK..l).rev() {
-            if j <= p && clip[..j] == r[p - j..p] {
-                return Some(Var {
-                    pos,
-                    del: 0,
-                    ins: clip[j..].to_vec(),
-                });
+        } else {
+            // clip = ref[..p] (j bases), then the insertion.
+            for j in (MIN_FLANK..l).rev() {
+                if j <= p && fits(&clip[..j], &r[p - j..p], false) {
+                    return Some(Var {
+                        pos,
+                        del: 0,
+                        ins: clip[j..].to_vec(),
+                    });
+                }
             }
-        }
-        for d in 1..=MAX_CLIP_DEL {
-            if p >= d + l && clip == &r[p - d - l..p - d] {
-                return Some(Var {
-                    pos: pos - d as i64,
-                    del: d as u32,
-                    ins: Vec::new(),
-                });
+            for d in 1..=MAX_CLIP_DEL {
+                if p >= d + l && fits(clip, &r[p - d - l..p - d], false) {
+                    return Some(Var {
+                        pos: pos - d as i64,
+                        del: d as u32,
+                        ins: Vec::new(),
+                    });
+                }
             }
         }
     }
@@ -1559,6 +1584,42 @@ mod tests {
             ins: vec![],
         };
         assert_eq!(repeat_end(&r, &v), 10);
+    }
+
+    #[test]
+    fn clips_give_the_indel_they_hide_even_running_into_another() {
+        let r = codes("TCTTTCAGTTTTGGTATGTCTGAAGACATTTGCAGTCCA");
+        // A read of ref[..15] whose last bases were clipped: after them the
+        // read deletes ref[15..17] ("TA")...
+        let mut clip = r[17..29].to_vec();
+        assert_eq!(
+            from_clip(&r, 15, true, &clip),
+            Some(Var {
+                pos: 15,
+                del: 2,
+                ins: vec![]
+            })
+        );
+        // ...and 9 bases on has an insertion the clip runs into: the
+        // deletion is still read, from the bases beside it.
+        clip.insert(9, codes("A")[0]);
+        clip.truncate(12);
+        assert_ne!(clip[..], r[17..29]);
+        assert_eq!(from_clip(&r, 15, true, &clip).map(|v| v.del), Some(2));
+        // A clip of the same bases but reversed matches nowhere.
+        let other: Vec<u8> = clip.iter().rev().copied().collect();
+        assert_eq!(from_clip(&r, 15, true, &other), None);
+        // On the left: ref[3..15] clipped before an alignment starting at 17
+        // hides the same deletion.
+        let left = r[3..15].to_vec();
+        assert_eq!(
+            from_clip(&r, 17, false, &left),
+            Some(Var {
+                pos: 15,
+                del: 2,
+                ins: vec![]
+            })
+        );
     }
 
     #[test]
