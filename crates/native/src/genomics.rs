@@ -1,5 +1,7 @@
-//! Kernels `genomics/index` (reference FASTA → index) and `genomics/align`
-//! (reads FASTQ + index → BAM or SAM), over the aligner library.
+//! Kernels `genomics/index` (reference FASTA → index), `genomics/align`
+//! (reads FASTQ + index → BAM or SAM), and the flow after it:
+//! `genomics/sort`, `genomics/markdup`, `genomics/call` and
+//! `genomics/germline` (all of it in one call), over the genomics library.
 
 use crate::stream::Guarded;
 use crate::{KernelCall, KernelError};
@@ -377,7 +379,8 @@ fn staged(control: &accelhub_device::CallControl, unit: &str, n: u64) {
     control.items.store(n, Ordering::Relaxed);
 }
 
-fn header_line(kc: &mut KernelCall, what: &str, started: Instant) {
+/// The call's last log line: what it did, in how long.
+fn log_done(kc: &mut KernelCall, what: &str, started: Instant) {
     log(
         kc,
         format!(
@@ -427,7 +430,7 @@ pub(crate) fn sort(kc: &mut KernelCall) -> Result<(), KernelError> {
         "sorted {} records ({} runs spilled)",
         stats.records, stats.runs
     );
-    header_line(kc, &what, started);
+    log_done(kc, &what, started);
     Ok(())
 }
 
@@ -468,7 +471,7 @@ pub(crate) fn markdup(kc: &mut KernelCall) -> Result<(), KernelError> {
         stats.examined,
         100.0 * dups as f64 / stats.examined.max(1) as f64
     );
-    header_line(kc, &what, started);
+    log_done(kc, &what, started);
     Ok(())
 }
 
@@ -533,7 +536,7 @@ pub(crate) fn call(kc: &mut KernelCall) -> Result<(), KernelError> {
         stats.bases_called,
         stats.mean_depth()
     );
-    header_line(kc, &what, started);
+    log_done(kc, &what, started);
     Ok(())
 }
 
@@ -610,6 +613,6 @@ pub(crate) fn germline(kc: &mut KernelCall) -> Result<(), KernelError> {
     std::fs::write(&qc_path, &qc).map_err(device_error("writing the QC summary"))?;
     put_named(kc, "qc", &qc_path)?;
     log(kc, qc.trim_end());
-    header_line(kc, "germline flow done", started);
+    log_done(kc, "germline flow done", started);
     Ok(())
 }
