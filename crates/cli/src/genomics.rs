@@ -237,12 +237,7 @@ fn staged(b: &ProgressBar) -> impl FnMut(&str, u64) + '_ {
 }
 
 fn report_duplicates(s: &accelhub_genomics::markdup::MarkdupStats) {
-    let dups = s.duplicate_pair + s.duplicate_single;
-    eprintln!(
-        "{dups} of {} examined reads are duplicates ({:.2}%)",
-        s.examined,
-        100.0 * dups as f64 / s.examined.max(1) as f64
-    );
+    eprintln!("{}", s.summary());
 }
 
 /// Align `r1` (with its mates in `r2`) into `out`.

@@ -127,6 +127,30 @@ impl Write for OutputWriter {
 }
 
 impl OutputWriter {
+    /// Make the file `src` (an IP's finished result) the output, capped
+    /// like any write: moved into place where the sink is a file and
+    /// nothing was written yet (a rename, not a copy of what may be
+    /// gigabytes), else copied in.
+    pub fn put_file(&mut self, src: &std::path::Path) -> std::io::Result<()> {
+        let len = std::fs::metadata(src)?.len();
+        if self.written + len > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other(format!(
+                "the output exceeds its limit of {} bytes",
+                self.limit
+            )));
+        }
+        if let (Sink::File(_, path), 0) = (&self.sink, self.written) {
+            if std::fs::rename(src, path).is_ok() {
+                let f = std::fs::OpenOptions::new().append(true).open(path)?;
+                self.sink = Sink::File(BufWriter::with_capacity(1 << 20, f), path.clone());
+                self.written = len;
+                return Ok(());
+            }
+        }
+        std::io::copy(&mut File::open(src)?, self).map(|_| ())
+    }
+
     fn put(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.written + buf.len() as u64 > self.limit {
             self.exceeded = true;
@@ -180,6 +204,38 @@ mod tests {
         let mut w = OutputWriter::new(&OutputSink::Memory, 4).unwrap();
         assert!(!is_disk_full(&w.write_all(b"12345").unwrap_err()));
         assert!(!w.disk_full());
+    }
+
+    #[test]
+    fn a_finished_file_is_moved_into_a_file_sink_and_copied_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("result");
+        std::fs::write(&src, b"0123456789").unwrap();
+        let out = dir.path().join("out");
+        let mut w = OutputWriter::new(&OutputSink::File(out.clone()), 100).unwrap();
+        w.put_file(&src).unwrap();
+        w.write_all(b"!").unwrap();
+        assert_eq!(
+            w.finish().unwrap(),
+            Output::File {
+                path: out.clone(),
+                size: 11
+            }
+        );
+        assert!(!src.exists(), "moved, not copied");
+        assert_eq!(std::fs::read(&out).unwrap(), b"0123456789!");
+        // Into memory: a copy; past the limit: refused, and said so.
+        std::fs::write(&src, b"0123456789").unwrap();
+        let mut w = OutputWriter::new(&OutputSink::Memory, 100).unwrap();
+        w.put_file(&src).unwrap();
+        assert_eq!(
+            w.finish().unwrap(),
+            Output::Bytes(Bytes::from_static(b"0123456789"))
+        );
+        let mut w = OutputWriter::new(&OutputSink::File(out), 9).unwrap();
+        assert!(w.put_file(&src).is_err());
+        assert!(w.exceeded());
+        assert!(src.exists());
     }
 
     #[test]
@@ -295,28 +351,15 @@ impl NamedFiles {
             if !meta.is_file() {
                 continue;
             }
-            if meta.len() > self.limit {
-                return Err(NamedError::TooLarge);
+            let mut w = OutputWriter::new(sink, self.limit).map_err(NamedError::Io)?;
+            if let Err(e) = w.put_file(&src) {
+                return Err(if w.exceeded() {
+                    NamedError::TooLarge
+                } else {
+                    NamedError::Io(e)
+                });
             }
-            let output = match sink {
-                OutputSink::File(path) if std::fs::rename(&src, path).is_ok() => Output::File {
-                    path: path.clone(),
-                    size: meta.len(),
-                },
-                _ => {
-                    let mut w = OutputWriter::new(sink, self.limit).map_err(NamedError::Io)?;
-                    let mut f = File::open(&src).map_err(NamedError::Io)?;
-                    if let Err(e) = std::io::copy(&mut f, &mut w) {
-                        return Err(if w.exceeded() {
-                            NamedError::TooLarge
-                        } else {
-                            NamedError::Io(e)
-                        });
-                    }
-                    w.finish().map_err(NamedError::Io)?
-                }
-            };
-            out.insert(name.clone(), output);
+            out.insert(name.clone(), w.finish().map_err(NamedError::Io)?);
         }
         Ok(out)
     }

@@ -116,8 +116,7 @@ impl Report {
             format!("{:.2}", pct(align.proper_pairs, align.reads)),
         );
         if let Some(d) = &self.markdup {
-            let n = d.duplicate_pair + d.duplicate_single;
-            row("duplicates_pct", format!("{:.2}", pct(n, d.examined)));
+            row("duplicates_pct", format!("{:.2}", d.duplicate_pct()));
         }
         if let Some(m) = align.insert {
             row("insert_mean", format!("{:.1}", m.mean));

@@ -52,6 +52,26 @@ pub struct MarkdupStats {
 }
 
 impl MarkdupStats {
+    /// Reads flagged as duplicates, paired and single (primary records).
+    pub fn duplicates(&self) -> u64 {
+        self.duplicate_pair + self.duplicate_single
+    }
+
+    /// Of the reads examined, the share of duplicates, in percent.
+    pub fn duplicate_pct(&self) -> f64 {
+        100.0 * self.duplicates() as f64 / self.examined.max(1) as f64
+    }
+
+    /// One line: how many of the examined reads are duplicates.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} of {} examined reads are duplicates ({:.2}%)",
+            self.duplicates(),
+            self.examined,
+            self.duplicate_pct()
+        )
+    }
+
     /// The report `-s` prints.
     pub fn report(&self) -> String {
         format!(
@@ -67,7 +87,7 @@ impl MarkdupStats {
             self.duplicate_pair,
             self.duplicate_single,
             self.duplicate_non_primary,
-            self.duplicate_pair + self.duplicate_single,
+            self.duplicates(),
             self.duplicate_pair + self.duplicate_single + self.duplicate_non_primary,
             self.library_size
         )

@@ -349,33 +349,42 @@ per_call = 0.01
     all
 }
 
-/// One package of the flow after alignment: its manifest's own part
-/// (name to `[[object]]`s and `[[output]]`s, then its `[[test]]`s), its
-/// README, and its test files.
-fn flow_package(
-    manifest: &str,
-    tests: &str,
-    per_call: &str,
-    limits: &str,
+/// One IP of the flow after alignment: its name, its manifest's own part
+/// (summary to `[[object]]`s and `[[output]]`s), its test vector (input,
+/// expected output, object inputs as an inline TOML table), its price per
+/// call and its README.
+struct FlowIp {
+    name: &'static str,
+    manifest: &'static str,
+    test: (&'static str, &'static str, Option<&'static str>),
+    per_call: &'static str,
     readme: &'static str,
-    files: &[(&str, Bytes)],
-) -> Files {
-    let kernel_name = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("name = \""))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap_or_default()
-        .to_string();
+}
+
+/// The package of `ip`, with its test files.
+fn flow_package(ip: &FlowIp, limits: &str, files: &[(&str, Bytes)]) -> Files {
+    let FlowIp {
+        name,
+        manifest,
+        test: (input, expect, objects),
+        per_call,
+        readme,
+    } = ip;
+    let objects = objects
+        .map(|o| format!("objects = {o}\n"))
+        .unwrap_or_default();
     let mut f = Files::new();
     f.insert(
         "ip.toml".into(),
         Bytes::from(format!(
-            "{manifest}\n[[implementation]]\ndevice = \"cpu\"\nartifact = \"kernel.toml\"\n\n\
-             {tests}\n[pricing]\nper_call = {per_call}\n\n{limits}"
+            "name = \"{name}\"\nversion = \"{VERSION}\"\n{manifest}\n\
+             [[implementation]]\ndevice = \"cpu\"\nartifact = \"kernel.toml\"\n\n\
+             [[test]]\nname = \"germline-sample\"\ninput = \"{input}\"\nexpect = \"{expect}\"\n{objects}\n\
+             [pricing]\nper_call = {per_call}\n\n{limits}"
         )),
     );
     f.insert("README.md".into(), Bytes::from_static(readme.as_bytes()));
-    f.insert("kernel.toml".into(), kernel(&kernel_name));
+    f.insert("kernel.toml".into(), kernel(name));
     for (path, bytes) in files {
         f.insert(path.to_string(), bytes.clone());
     }
@@ -391,10 +400,9 @@ fn flow_packages(limits: &str) -> Vec<Files> {
     let sorted = Bytes::from_static(GERM_SORTED_BAM);
     let marked = Bytes::from_static(GERM_MARKED_BAM);
     let sort = flow_package(
-        &format!(
-            r#"name = "genomics/sort"
-version = "{VERSION}"
-summary = "Sort alignments (SAM or BAM) by coordinate into an indexed BAM, marking duplicates on the way if asked"
+        &FlowIp {
+            name: "genomics/sort",
+            manifest: r#"summary = "Sort alignments (SAM or BAM) by coordinate into an indexed BAM, marking duplicates on the way if asked"
 description = "README.md"
 tags = ["genomics", "bam", "sort"]
 
@@ -405,26 +413,21 @@ summary = "the sorted BAM"
 [[output]]
 name = "bai"
 summary = "its index (BAI; CSI for contigs over 512 Mb)"
-"#
-        ),
-        r#"[[test]]
-name = "germline-sample"
-input = "tests/aligned.sam"
-expect = "tests/sorted.bam"
 "#,
-        "0.005",
+            test: ("tests/aligned.sam", "tests/sorted.bam", None),
+            per_call: "0.005",
+            readme: SORT_README,
+        },
         limits,
-        SORT_README,
         &[
             ("tests/aligned.sam", aligned),
             ("tests/sorted.bam", sorted.clone()),
         ],
     );
     let markdup = flow_package(
-        &format!(
-            r#"name = "genomics/markdup"
-version = "{VERSION}"
-summary = "Mark PCR and optical duplicates in a coordinate-sorted BAM, as samtools markdup does"
+        &FlowIp {
+            name: "genomics/markdup",
+            manifest: r#"summary = "Mark PCR and optical duplicates in a coordinate-sorted BAM, as samtools markdup does"
 description = "README.md"
 tags = ["genomics", "bam", "duplicates"]
 
@@ -439,26 +442,21 @@ summary = "its index"
 [[output]]
 name = "stats"
 summary = "duplicate statistics, as samtools markdup -s reports them"
-"#
-        ),
-        r#"[[test]]
-name = "germline-sample"
-input = "tests/sorted.bam"
-expect = "tests/marked.bam"
 "#,
-        "0.005",
+            test: ("tests/sorted.bam", "tests/marked.bam", None),
+            per_call: "0.005",
+            readme: MARKDUP_README,
+        },
         limits,
-        MARKDUP_README,
         &[
             ("tests/sorted.bam", sorted),
             ("tests/marked.bam", marked.clone()),
         ],
     );
     let call = flow_package(
-        &format!(
-            r#"name = "genomics/call"
-version = "{VERSION}"
-summary = "Call germline SNVs and indels (diploid) from a sorted BAM: bgzipped, indexed VCF or gVCF"
+        &FlowIp {
+            name: "genomics/call",
+            manifest: r#"summary = "Call germline SNVs and indels (diploid) from a sorted BAM: bgzipped, indexed VCF or gVCF"
 description = "README.md"
 tags = ["genomics", "vcf", "variant-calling"]
 
@@ -473,17 +471,16 @@ summary = "the calls, VCF 4.2, bgzipped"
 [[output]]
 name = "tbi"
 summary = "its tabix index"
-"#
-        ),
-        r#"[[test]]
-name = "germline-sample"
-input = "tests/marked.bam"
-expect = "tests/calls.vcf.gz"
-objects = { index = "tests/germ.ahx" }
 "#,
-        "0.02",
+            test: (
+                "tests/marked.bam",
+                "tests/calls.vcf.gz",
+                Some(r#"{ index = "tests/germ.ahx" }"#),
+            ),
+            per_call: "0.02",
+            readme: CALL_README,
+        },
         limits,
-        CALL_README,
         &[
             ("tests/marked.bam", marked),
             ("tests/germ.ahx", index.clone()),
@@ -491,10 +488,9 @@ objects = { index = "tests/germ.ahx" }
         ],
     );
     let germline = flow_package(
-        &format!(
-            r#"name = "genomics/germline"
-version = "{VERSION}"
-summary = "The whole germline flow, FASTQ to VCF: align, sort, mark duplicates, call"
+        &FlowIp {
+            name: "genomics/germline",
+            manifest: r#"summary = "The whole germline flow, FASTQ to VCF: align, sort, mark duplicates, call"
 description = "README.md"
 tags = ["genomics", "germline", "vcf", "bam"]
 
@@ -526,17 +522,16 @@ summary = "their index"
 [[output]]
 name = "qc"
 summary = "QC summary: reads, mapped %, duplicates %, insert size, depth, Ts/Tv, het/hom"
-"#
-        ),
-        r#"[[test]]
-name = "germline-sample"
-input = "tests/r1.fq"
-expect = "tests/flow.vcf.gz"
-objects = { index = "tests/germ.ahx", reads2 = "tests/r2.fq" }
 "#,
-        "0.05",
+            test: (
+                "tests/r1.fq",
+                "tests/flow.vcf.gz",
+                Some(r#"{ index = "tests/germ.ahx", reads2 = "tests/r2.fq" }"#),
+            ),
+            per_call: "0.05",
+            readme: GERMLINE_README,
+        },
         limits,
-        GERMLINE_README,
         &[
             ("tests/r1.fq", Bytes::from(data.r1)),
             ("tests/r2.fq", Bytes::from(data.r2)),

@@ -254,7 +254,8 @@ pub(crate) fn align(kc: &mut KernelCall) -> Result<(), KernelError> {
 // These kernels drive the genomics library's file-based stages. Their input
 // stream is first written to a work directory (sorting and duplicate
 // marking read it more than once); what they write there becomes the main
-// output (copied into the call's capped writer) and the named outputs
+// output (moved into the call's capped writer, or copied where it cannot
+// be moved) and the named outputs
 // (moved into the directory the call offers, when it offers one: jobs do,
 // verification's in-memory calls do not). The work directory goes when the
 // call ends, whatever the outcome.
@@ -346,12 +347,10 @@ fn spool_input(kc: &mut KernelCall, dir: &Path) -> Result<std::path::PathBuf, Ke
     Ok(path)
 }
 
-/// `path` as the main output.
+/// `path` as the main output (moved into place where it can be).
 fn put_main(kc: &mut KernelCall, path: &Path) -> Result<(), KernelError> {
-    let mut f = std::fs::File::open(path).map_err(device_error("reading the result"))?;
-    std::io::copy(&mut f, &mut kc.output).map_err(device_error("writing the output"))?;
     kc.output
-        .flush()
+        .put_file(path)
         .map_err(device_error("writing the output"))
 }
 
@@ -465,13 +464,7 @@ pub(crate) fn markdup(kc: &mut KernelCall) -> Result<(), KernelError> {
     let report = dir.path().join("stats.txt");
     std::fs::write(&report, stats.report()).map_err(device_error("writing the statistics"))?;
     put_named(kc, "stats", &report)?;
-    let dups = stats.duplicate_pair + stats.duplicate_single;
-    let what = format!(
-        "{dups} of {} examined reads are duplicates ({:.2}%)",
-        stats.examined,
-        100.0 * dups as f64 / stats.examined.max(1) as f64
-    );
-    log_done(kc, &what, started);
+    log_done(kc, &stats.summary(), started);
     Ok(())
 }
 
