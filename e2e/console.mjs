@@ -8,28 +8,12 @@
 //   ACCELHUB_URL, USER_TOKEN, VENDOR_TOKEN, ADMIN_TOKEN, PACKAGE (a package
 //   archive the vendor uploads), CHROMIUM (the browser binary), SCREENSHOTS
 //   (a directory for the screenshots, kept as test artifacts).
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { open, shots, url } from "./browser.mjs";
 
-const url = process.env.ACCELHUB_URL;
-const shots = process.env.SCREENSHOTS || "screenshots";
-mkdirSync(shots, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems } = await open();
 let step = "start";
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-  page.setDefaultTimeout(15000);
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
-
   const signIn = async (token) => {
     await page.goto(url);
     await page.fill("#token", token);

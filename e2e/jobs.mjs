@@ -5,28 +5,13 @@
 // Run by crates/cli/tests/it/console.rs against a real `accelhub serve`
 // where the user has run an acme/revcomp job: ACCELHUB_URL, USER_TOKEN,
 // CHROMIUM, SCREENSHOTS, and EXPECT_STATS (the `stats` output's bytes).
-import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { open, shots, url } from "./browser.mjs";
 
-const url = process.env.ACCELHUB_URL;
-const shots = process.env.SCREENSHOTS || "screenshots";
-mkdirSync(shots, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const problems = [];
+const { browser, page, problems } = await open();
 let step = "start";
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
-  page.setDefaultTimeout(15000);
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
-
   step = "the user signs in";
   await page.goto(url);
   await page.fill("#token", process.env.USER_TOKEN);

@@ -5,31 +5,16 @@
 //! named outputs, progress by stage, and bad input.
 #![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
+mod common;
+use common::object;
+
 use accelhub_device::{Backend, CallError, CallInput, CallOutput, ImageId, ObjectArg, OutputSink};
 use accelhub_domain::{Limits, Params};
 use accelhub_native::builtin::{self, germline_data, test_index};
 use accelhub_native::{NativeBackend, NativeConfig};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-fn object(key: &str, bytes: &[u8]) -> ObjectArg {
-    let data = Bytes::copy_from_slice(bytes);
-    ObjectArg {
-        key: key.into(),
-        sha256: hex::encode(Sha256::digest(bytes)),
-        size: bytes.len() as u64,
-        open: Arc::new(move || {
-            let data = data.clone();
-            Box::pin(async move {
-                Ok(Box::pin(futures::stream::once(async move { Ok(data) }))
-                    as futures::stream::BoxStream<'static, _>)
-            })
-        }),
-    }
-}
 
 async fn backend() -> NativeBackend {
     let b = NativeBackend::new(NativeConfig {

@@ -2,6 +2,9 @@
 //! the platform drives it: real index builds and alignments.
 #![allow(clippy::unwrap_used)] // a test: a panic is a failure
 
+mod common;
+use common::object;
+
 use accelhub_device::{
     Backend, CallControl, CallData, CallError, CallInput, ImageId, ObjectArg, Output, OutputSink,
 };
@@ -14,27 +17,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-fn object(key: &str, bytes: &[u8]) -> ObjectArg {
-    let data = Bytes::copy_from_slice(bytes);
-    ObjectArg {
-        key: key.into(),
-        sha256: hex::encode(Sha256::digest(bytes)),
-        size: bytes.len() as u64,
-        open: Arc::new(move || {
-            let data = data.clone();
-            Box::pin(async move {
-                // Several chunks, as an object store streams them.
-                let chunks: Vec<std::io::Result<Bytes>> = data
-                    .chunks(4096)
-                    .map(|c| Ok(Bytes::copy_from_slice(c)))
-                    .collect();
-                Ok(Box::pin(futures::stream::iter(chunks))
-                    as futures::stream::BoxStream<'static, _>)
-            })
-        }),
-    }
-}
 
 async fn backend() -> (NativeBackend, ImageId, ImageId) {
     let b = NativeBackend::new(NativeConfig {

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use accelhub_client::AgentClient;
-use accelhub_domain::{FleetDevice, JobReport, JobState, NodeReport, Params, Renewal, Role};
+use accelhub_domain::{JobReport, JobState, Params, Renewal, Role};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -266,17 +266,7 @@ async fn agent_tokens_and_nodes_are_checked() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the agent token"), "{err}");
 
-    let report = NodeReport {
-        devices: vec![FleetDevice {
-            class: "wasm".into(),
-            slots: 1,
-            busy: 0,
-            utilisation: 0.0,
-            loaded: vec![],
-            resident: vec![],
-            hardware: vec![],
-        }],
-    };
+    let report = wasm_node();
     let status = |e: accelhub_client::ClientError| e.status().map(|s| s.as_u16());
 
     // A user token is not an agent token, and an agent token is no user's.
@@ -433,19 +423,7 @@ async fn a_worker_gets_the_job_its_device_holds_first() {
         .unwrap();
     let token = server.admin().create_agent("rack1").await.unwrap().token;
     let a = AgentClient::new(&server.url, &token, "n1").unwrap();
-    a.register(&NodeReport {
-        devices: vec![FleetDevice {
-            class: "wasm".into(),
-            slots: 1,
-            busy: 0,
-            utilisation: 0.0,
-            loaded: vec![],
-            resident: vec![],
-            hardware: vec![],
-        }],
-    })
-    .await
-    .unwrap();
+    a.register(&wasm_node()).await.unwrap();
     let done = JobReport::Failed {
         error: "not run in this test".into(),
         log: None,

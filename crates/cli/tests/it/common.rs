@@ -538,3 +538,18 @@ impl Drop for AgentProc {
         self.kill9();
     }
 }
+
+/// What an agent node with one wasm slot, idle, reports.
+pub fn wasm_node() -> accelhub_domain::NodeReport {
+    accelhub_domain::NodeReport {
+        devices: vec![accelhub_domain::FleetDevice {
+            class: "wasm".into(),
+            slots: 1,
+            busy: 0,
+            utilisation: 0.0,
+            loaded: vec![],
+            resident: vec![],
+            hardware: vec![],
+        }],
+    }
+}

@@ -80,17 +80,62 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
     Ok((chromium, e2e))
 }
 
-#[tokio::test]
-async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_browser() {
-    let (chromium, e2e) = match browser() {
-        Ok(b) => b,
+/// The browser, or None (the test skips, saying why) unless
+/// `ACCELHUB_TEST_BROWSER` is set: then a missing piece fails the test.
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    match browser() {
+        Ok(b) => Some(b),
         Err(why) if std::env::var_os("ACCELHUB_TEST_BROWSER").is_some() => {
             panic!("ACCELHUB_TEST_BROWSER is set but {why}")
         }
         Err(why) => {
             eprintln!("skipping: {why}");
-            return;
+            None
         }
+    }
+}
+
+/// Run the e2e script `script` (in e2e/) against `server` with `env`
+/// beside the URL, the browser and the screenshots' directory (under
+/// target/, never committed); what it said, once it said `NAME e2e: ok`.
+fn run_e2e(
+    (chromium, e2e): &(PathBuf, PathBuf),
+    script: &str,
+    server: &Server,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> String {
+    let out = Command::new("node")
+        .arg(e2e.join(script))
+        .env("ACCELHUB_URL", &server.url)
+        .env("CHROMIUM", chromium)
+        .env("SCREENSHOTS", screenshots())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{said}\nserver log:\n{}",
+        server.log()
+    );
+    let name = script.trim_end_matches(".mjs");
+    assert!(said.contains(&format!("{name} e2e: ok")), "{said}");
+    said
+}
+
+/// Where the e2e scripts put their screenshots: test artifacts.
+fn screenshots() -> PathBuf {
+    repo_root().join("target/e2e-screenshots")
+}
+
+#[tokio::test]
+async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_browser() {
+    let Some(browser) = browser_or_skip() else {
+        return;
     };
     let server = Server::start();
     let vendor_token = server
@@ -120,31 +165,18 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
     let archive = dir.path().with_extension("tar");
     std::fs::write(&archive, tar.into_inner().unwrap()).unwrap();
 
-    // Screenshots are test artifacts, under target/ (never committed).
-    let shots = repo_root().join("target/e2e-screenshots");
-    let out = Command::new("node")
-        .arg(e2e.join("console.mjs"))
-        .env("ACCELHUB_URL", &server.url)
-        .env("USER_TOKEN", &user_token)
-        .env("VENDOR_TOKEN", &vendor_token)
-        .env("ADMIN_TOKEN", &server.admin_token)
-        .env("PACKAGE", &archive)
-        .env("CHROMIUM", &chromium)
-        .env("SCREENSHOTS", &shots)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_e2e(
+        &browser,
+        "console.mjs",
+        &server,
+        &[
+            ("USER_TOKEN", user_token.as_ref()),
+            ("VENDOR_TOKEN", vendor_token.as_ref()),
+            ("ADMIN_TOKEN", server.admin_token.as_ref()),
+            ("PACKAGE", archive.as_ref()),
+        ],
     );
-    assert!(
-        out.status.success(),
-        "{said}\nserver log:\n{}",
-        server.log()
-    );
-    assert!(said.contains("console e2e: ok"), "{said}");
-    assert!(shots.join("2-try-it.png").exists());
+    assert!(screenshots().join("2-try-it.png").exists());
 
     // What the browser showed is what the platform recorded.
     let user = server.client(&user_token);
@@ -159,21 +191,14 @@ async fn a_user_finds_tries_and_pays_for_an_ip_and_its_vendor_sees_it_in_a_brows
     assert_eq!(reviews[0].reply.as_ref().unwrap().text, "thank you, Bob");
     let echo = wait_verified(&vendor, "acme/echo", "1.1.0").await;
     assert_eq!(echo.status, VersionStatus::Verified);
-    assert!(shots.join("5-operator.png").exists());
+    assert!(screenshots().join("5-operator.png").exists());
     let _ = std::fs::remove_file(&archive);
 }
 
 #[tokio::test]
 async fn a_user_sees_and_saves_a_jobs_named_outputs_in_a_browser() {
-    let (chromium, e2e) = match browser() {
-        Ok(b) => b,
-        Err(why) if std::env::var_os("ACCELHUB_TEST_BROWSER").is_some() => {
-            panic!("ACCELHUB_TEST_BROWSER is set but {why}")
-        }
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(browser) = browser_or_skip() else {
+        return;
     };
     let server = Server::start();
     let vendor = server.account("acme", Role::Vendor).await;
@@ -196,25 +221,13 @@ async fn a_user_sees_and_saves_a_jobs_named_outputs_in_a_browser() {
     let job = user.wait_job(&job.id, |_| {}).await.unwrap();
     assert_eq!(job.outputs.len(), 2, "{job:?}");
 
-    let shots = repo_root().join("target/e2e-screenshots");
-    let out = Command::new("node")
-        .arg(e2e.join("jobs.mjs"))
-        .env("ACCELHUB_URL", &server.url)
-        .env("USER_TOKEN", &created.token)
-        .env("CHROMIUM", &chromium)
-        .env("SCREENSHOTS", &shots)
-        .env("EXPECT_STATS", "{\"records\":1,\"bases\":4}\n")
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_e2e(
+        &browser,
+        "jobs.mjs",
+        &server,
+        &[
+            ("USER_TOKEN", created.token.as_ref()),
+            ("EXPECT_STATS", "{\"records\":1,\"bases\":4}\n".as_ref()),
+        ],
     );
-    assert!(
-        out.status.success(),
-        "{said}\nserver log:\n{}",
-        server.log()
-    );
-    assert!(said.contains("jobs e2e: ok"), "{said}");
 }

@@ -154,7 +154,7 @@ async fn an_agent_uploads_named_outputs_by_name() {
 #[tokio::test]
 async fn a_named_output_the_succeeding_attempt_did_not_write_is_dropped() {
     use accelhub_client::AgentClient;
-    use accelhub_domain::{ClaimRequest, FleetDevice, JobReport, NodeReport};
+    use accelhub_domain::{ClaimRequest, JobReport};
     let server = Server::start_with(&["--no-local-jobs", "--no-builtin-ips"]);
     let vendor = server.account("acme", Role::Vendor).await;
     let user = server.account("sven", Role::User).await;
@@ -162,19 +162,7 @@ async fn a_named_output_the_succeeding_attempt_did_not_write_is_dropped() {
     user.deploy("acme/revcomp", None).await.unwrap();
     let token = server.admin().create_agent("rack1").await.unwrap().token;
     let a = AgentClient::new(&server.url, &token, "hand").unwrap();
-    a.register(&NodeReport {
-        devices: vec![FleetDevice {
-            class: "wasm".into(),
-            slots: 1,
-            busy: 0,
-            utilisation: 0.0,
-            loaded: vec![],
-            resident: vec![],
-            hardware: vec![],
-        }],
-    })
-    .await
-    .unwrap();
+    a.register(&wasm_node()).await.unwrap();
     let obj = user.put_object(None, FASTA.to_vec(), None).await.unwrap();
     let job = user
         .submit_job("acme/revcomp", &obj.key, Params::new())

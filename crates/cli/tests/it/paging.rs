@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use accelhub_client::{AgentClient, Client};
-use accelhub_domain::{FleetDevice, NodeReport, Role};
+use accelhub_domain::Role;
 use bytes::Bytes;
 use reqwest::Method;
 use serde_json::Value;
@@ -102,20 +102,9 @@ async fn every_list_endpoint_pages_by_cursor_and_limit() {
     // Five agent tokens, one node each.
     for i in 0..5 {
         let token = admin.create_agent(&format!("a{i}")).await.unwrap().token;
-        let report = NodeReport {
-            devices: vec![FleetDevice {
-                class: "wasm".into(),
-                slots: 1,
-                busy: 0,
-                utilisation: 0.0,
-                loaded: vec![],
-                resident: vec![],
-                hardware: vec![],
-            }],
-        };
         AgentClient::new(&server.url, &token, &format!("n{}", 4 - i))
             .unwrap()
-            .register(&report)
+            .register(&wasm_node())
             .await
             .unwrap();
     }
