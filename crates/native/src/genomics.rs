@@ -312,7 +312,13 @@ fn sort_options(
 }
 
 fn device_error(what: &str) -> impl Fn(std::io::Error) -> KernelError + '_ {
-    move |e| KernelError::Device(format!("{what}: {e}"))
+    move |e| {
+        if accelhub_device::output::is_disk_full(&e) {
+            KernelError::Full(format!("{what}: {e}"))
+        } else {
+            KernelError::Device(format!("{what}: {e}"))
+        }
+    }
 }
 
 /// A directory for the call's files: inside the named outputs' directory
@@ -372,6 +378,22 @@ fn index_beside(path: &Path, suffixes: &[&str]) -> std::path::PathBuf {
     all.iter().find(|p| p.exists()).unwrap_or(&all[0]).clone()
 }
 
+/// A library error from a stage working in `dir`, for the caller: a full
+/// disk is the node's (507); anything else is the input's, named as the
+/// caller named it (the work directory's path left out).
+fn work_error(dir: &Path) -> impl Fn(GenomicsError) -> KernelError + '_ {
+    move |e| match e {
+        GenomicsError::Io { source, .. } if accelhub_device::output::is_disk_full(&source) => {
+            KernelError::Full(format!("the node's disk is full: {source}"))
+        }
+        e => KernelError::Input(
+            e.to_string()
+                .replace(&format!("{}/", dir.display()), "")
+                .replace(&dir.display().to_string(), "."),
+        ),
+    }
+}
+
 /// Progress by stage: the unit names the stage; the count restarts.
 fn staged(control: &accelhub_device::CallControl, unit: &str, n: u64) {
     control.unit.set(unit);
@@ -418,7 +440,7 @@ pub(crate) fn sort(kc: &mut KernelCall) -> Result<(), KernelError> {
         "accelhub genomics/sort",
         &mut |stage, n| staged(&control, &format!("records {stage}"), n),
     )
-    .map_err(input_error)?;
+    .map_err(work_error(dir.path()))?;
     staged(&control, "records written", stats.records);
     put_main(kc, &out)?;
     put_named(kc, "bai", &stats.index)?;
@@ -458,7 +480,7 @@ pub(crate) fn markdup(kc: &mut KernelCall) -> Result<(), KernelError> {
         "accelhub genomics/markdup",
         &mut |stage, n| staged(&control, &format!("records {stage}"), n),
     )
-    .map_err(input_error)?;
+    .map_err(work_error(dir.path()))?;
     put_main(kc, &out)?;
     put_named(kc, "bai", &index_beside(&out, &[".bai", ".csi"]))?;
     let report = dir.path().join("stats.txt");
@@ -507,8 +529,8 @@ pub(crate) fn call(kc: &mut KernelCall) -> Result<(), KernelError> {
     let dir = work_dir(kc)?;
     let input = spool_input(kc, dir.path())?;
     let out = dir.path().join("calls.vcf.gz");
-    let reader =
-        accelhub_genomics::bam::reader::Reader::open(&input, kc.threads).map_err(input_error)?;
+    let reader = accelhub_genomics::bam::reader::Reader::open(&input, kc.threads)
+        .map_err(work_error(dir.path()))?;
     let control = kc.control.clone();
     let stats = accelhub_genomics::call::call_with(
         &idx.reference,
@@ -519,7 +541,7 @@ pub(crate) fn call(kc: &mut KernelCall) -> Result<(), KernelError> {
         "accelhub genomics/call",
         &mut |contig, pos| staged(&control, &format!("bp called on {contig}"), pos),
     )
-    .map_err(input_error)?;
+    .map_err(work_error(dir.path()))?;
     put_main(kc, &out)?;
     put_named(kc, "tbi", &index_beside(&out, &[".tbi", ".csi"]))?;
     let what = format!(
@@ -564,13 +586,14 @@ pub(crate) fn germline(kc: &mut KernelCall) -> Result<(), KernelError> {
     };
     let name = kc.input_name.clone();
     let r1 = FastqReader::from_input(
-        gio::from_reader(Path::new(&name), Box::new(take_input(kc))).map_err(input_error)?,
+        gio::from_reader(Path::new(&name), Box::new(take_input(kc)))
+            .map_err(work_error(dir.path()))?,
     );
     let r2 = match &mate {
         Some(o) => {
             let stream = open_object(kc, o)?;
-            let input =
-                gio::from_reader(Path::new(&o.key), Box::new(stream)).map_err(input_error)?;
+            let input = gio::from_reader(Path::new(&o.key), Box::new(stream))
+                .map_err(work_error(dir.path()))?;
             Some(FastqReader::from_input(input))
         }
         None => None,
@@ -596,7 +619,7 @@ pub(crate) fn germline(kc: &mut KernelCall) -> Result<(), KernelError> {
             }
         },
     )
-    .map_err(input_error)?;
+    .map_err(work_error(dir.path()))?;
     put_main(kc, &vcf)?;
     put_named(kc, "tbi", &index_beside(&vcf, &[".tbi", ".csi"]))?;
     put_named(kc, "bai", &index_beside(&bam, &[".bai", ".csi"]))?;

@@ -182,6 +182,8 @@ pub(crate) enum KernelError {
     Input(String),
     /// Something on this node failed.
     Device(String),
+    /// This node's disk filled up.
+    Full(String),
 }
 
 #[async_trait]
@@ -330,6 +332,13 @@ impl Backend for NativeBackend {
             Ok(()) => {}
             Err(KernelError::Input(m)) => return Err(CallError::Input(m)),
             Err(KernelError::Device(m)) => return Err(CallError::Device(m)),
+            Err(KernelError::Full(m)) => {
+                let mut log = log.to_vec();
+                log.extend_from_slice(m.as_bytes());
+                return Err(CallError::StorageFull {
+                    log: Bytes::from(log),
+                });
+            }
         }
         let output = kc
             .output
